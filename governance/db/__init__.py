@@ -1,0 +1,1 @@
+"""Persistence: SQLModel rows, the engine, repositories."""

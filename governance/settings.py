@@ -1,0 +1,78 @@
+"""Settings from the environment, in one place.
+
+Every field reads ``COMMONS_<FIELD>`` (e.g. ``COMMONS_DATA_DIR``). docs/operations.md lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMMONS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development",
+        description="development allows the built-in secret; production refuses it.",
+    )
+    data_dir: Path = Field(
+        Path(".commons"),
+        description="Where the embedded database, the audit signing key and the artifact store live.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; overrides the embedded SQLite database in data_dir "
+        "(e.g. postgresql+psycopg://user:pass@host/db).",
+    )
+    secret_key: str = Field(DEV_SECRET, description="Signs session cookies and CSRF tokens.")
+    host: str = Field("127.0.0.1", description="Default bind address of `commons serve`.")
+    port: int = Field(8000, description="Default port of `commons serve`.")
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI's member commands send requests.")
+    api_token: str | None = Field(None, description="API token the CLI's member commands authenticate with.")
+    triage_approvals_required: int = Field(2, ge=1, description="Reviewer approvals that open the vote.")
+    triage_days: float = Field(7, gt=0, description="Days reviewers have to triage before it expires.")
+    voting_days: float = Field(7, gt=0, description="Default length of a member vote, in days.")
+    quorum: float = Field(0.3, gt=0, le=1, description="Share of the frozen electorate that must vote.")
+    support_threshold: float = Field(
+        0.6, gt=0, le=1, description="approve / (approve + object) needed to pass."
+    )
+    extension_window_hours: float = Field(
+        24, ge=0, description="Quorum reached in this last stretch extends the deadline once."
+    )
+    extension_hours: float = Field(24, ge=0, description="How long that one extension lasts.")
+    council_days: float = Field(7, gt=0, description="Days the council has to ratify or veto.")
+    appeal_days: float = Field(3, gt=0, description="Length of the appeal window, in days.")
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError(
+                "COMMONS_SECRET_KEY must be set to a secret of your own when COMMONS_ENVIRONMENT=production"
+            )
+        if self.environment == "production" and len(self.secret_key) < 32:
+            raise ValueError("COMMONS_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'commons.db').resolve()}"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.data_dir / "audit-signing-key.pem"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+def get_settings() -> Settings:
+    return Settings()
