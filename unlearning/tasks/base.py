@@ -1,0 +1,163 @@
+"""What a reference task is: a model family, a way to turn JSONL records into tensors, and per-example losses.
+
+The federation, the methods and the CLI never look inside a task's data: they see a :class:`Task`, a node's
+:class:`NodeData` (tensors that never leave the node) and per-example loss / correctness functions. A task is
+described by a small JSON-able ``model_config`` that travels with every message (the architecture, never
+data), so any node can build the model and load the arrays it receives.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# A batch is a dict of tensors that share their first dimension (examples): digits use {"x", "y"},
+# causal LMs use {"input_ids", "attention_mask", "labels"} (labels = -100 where no loss is taken).
+Batch = dict[str, Tensor]
+Record = dict[str, Any]
+
+
+def batch_len(batch: Batch) -> int:
+    return int(next(iter(batch.values())).shape[0])
+
+
+def take(batch: Batch, index: Tensor | slice) -> Batch:
+    return {k: v[index] for k, v in batch.items()}
+
+
+def concat(batches: Sequence[Batch]) -> Batch:
+    batches = [b for b in batches if batch_len(b) > 0]
+    if not batches:
+        raise ValueError("concat() needs at least one non-empty batch")
+    keys = batches[0].keys()
+    if any(b.keys() != keys for b in batches):
+        raise ValueError("batches have different keys")
+    if "input_ids" in keys:  # pad LM batches to a common length
+        width = max(int(b["input_ids"].shape[1]) for b in batches)
+        padded = []
+        for b in batches:
+            extra = width - int(b["input_ids"].shape[1])
+            padded.append(
+                {
+                    "input_ids": nn.functional.pad(b["input_ids"], (0, extra), value=0),
+                    "attention_mask": nn.functional.pad(b["attention_mask"], (0, extra), value=0),
+                    "labels": nn.functional.pad(b["labels"], (0, extra), value=-100),
+                }
+            )
+        batches = padded
+    return {k: torch.cat([b[k] for b in batches]) for k in keys}
+
+
+@dataclass
+class Target:
+    """What to forget. ``kind`` is ``data_source``, ``category`` or ``behaviour``.
+
+    - ``data_source``: ``value`` is the source name (unique across the federation, e.g. ``node-0/notebook``);
+      the owning node ascends on it.
+    - ``category``: ``value`` is a label (a digit class as a string, or a topic); every node ascends on its
+      local examples of it.
+    - ``behaviour``: ``examples`` are prompt/completion pairs from the proposal; loss is taken on the completion
+      tokens only (for a secret: on the secret's tokens only). Local records whose text contains a
+      completion are added on the nodes that hold them.
+    """
+
+    kind: str
+    value: str = ""
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    KINDS = ("data_source", "category", "behaviour")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown target kind {self.kind!r}; expected one of {', '.join(self.KINDS)}")
+        if self.kind in ("data_source", "category") and not self.value:
+            raise ValueError(f"a {self.kind} target needs a value")
+        if self.kind == "behaviour":
+            if not self.examples:
+                raise ValueError("a behaviour target needs at least one prompt/completion example")
+            for ex in self.examples:
+                if not isinstance(ex.get("completion"), str) or not ex["completion"]:
+                    raise ValueError("every behaviour example needs a non-empty 'completion'")
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "value": self.value, "examples": self.examples}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Target:
+        d = json.loads(text)
+        return cls(kind=d["kind"], value=d.get("value", ""), examples=list(d.get("examples", [])))
+
+    def matches(self, record: Record) -> bool:
+        """Whether a local record belongs to the forget set (behaviour: its text contains a completion)."""
+        if self.kind == "data_source":
+            return bool(record.get("source") == self.value)
+        if self.kind == "category":
+            return record.get("category") is not None and str(record["category"]) == self.value
+        text = record.get("text")
+        return isinstance(text, str) and any(ex["completion"] in text for ex in self.examples)
+
+
+@dataclass
+class NodeData:
+    """A node's local data as records (the node's own files); tensors are made on demand by the task."""
+
+    train: list[Record]
+    validation: list[Record]
+
+
+class Task(ABC):
+    """A reference task. Subclasses are registered in :mod:`unlearning.tasks` by ``name``."""
+
+    name: str = ""
+    #: defaults for local training and for ascent; methods and job specs override them
+    train_defaults: dict[str, Any] = {}
+    ascent_defaults: dict[str, Any] = {}
+
+    def __init__(self, model_config: dict[str, Any]) -> None:
+        self.model_config = model_config
+
+    @classmethod
+    @abstractmethod
+    def default_model_config(cls, size: str = "default") -> dict[str, Any]:
+        """A JSON-able description of the architecture (``size`` is ``default``, ``small`` or ``tiny``)."""
+
+    @abstractmethod
+    def build_model(self, seed: int) -> nn.Module:
+        """A freshly initialised model (same seed -> same weights)."""
+
+    @abstractmethod
+    def to_batch(
+        self, records: Sequence[Record], target: Target | None = None, forget: bool = False
+    ) -> Batch:
+        """Turn records into tensors. With ``forget`` and a behaviour target, only completion tokens count."""
+
+    @abstractmethod
+    def per_example_loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Mean loss of every example, shape [B] (LM: mean NLL over its counted tokens)."""
+
+    @abstractmethod
+    def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Accuracy of every example in [0, 1], shape [B] (LM: next-token accuracy over counted tokens)."""
+
+    def behaviour_batch(self, target: Target) -> Batch | None:
+        """The proposal's own prompt/completion examples as a batch (LM tasks only)."""
+        return None
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_jsonl(path: Path, records: Iterable[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n")
