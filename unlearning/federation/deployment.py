@@ -164,6 +164,9 @@ class RunState:
     sub_status: str
     details: str
     run_config: dict[str, ConfigValue] = field(default_factory=dict)
+    bytes_sent: int = 0  # SuperLink -> SuperNodes, all messages of the run
+    bytes_recv: int = 0  # SuperNodes -> SuperLink
+    clientapp_seconds: float = 0.0  # summed ClientApp compute time
 
     @property
     def finished(self) -> bool:
@@ -254,6 +257,9 @@ class ControlClient:
             sub_status=run.status.sub_status,
             details=run.status.details,
             run_config=dict(user_config_from_proto(run.override_config)),
+            bytes_sent=int(run.bytes_sent),
+            bytes_recv=int(run.bytes_recv),
+            clientapp_seconds=float(run.clientapp_runtime),
         )
 
     def stop_run(self, run_id: int) -> bool:

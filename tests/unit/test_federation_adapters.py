@@ -1,0 +1,121 @@
+"""The Flower adapters' pure parts: node-config files, the Control API client (on a mock transport), run-config
+validation and the environment every Flower process gets. No process is started here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from flwr.common.config import parse_config_args
+from flwr.common.serde import user_config_from_proto, user_config_to_proto
+from flwr.proto.control_pb2 import (
+    ListRunsRequest,
+    ListRunsResponse,
+    StartRunRequest,
+    StartRunResponse,
+)
+from flwr.proto.run_pb2 import Run, RunStatus
+
+from unlearning.federation.deployment import (
+    APP_DIR,
+    ControlClient,
+    FederationError,
+    flower_environment,
+    node_config_toml,
+)
+from unlearning.federation.simulation import app_components, fused_run_config
+
+APP_PYPROJECT = """
+[project]
+name = "probe"
+version = "0.1.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "commons"
+
+[tool.flwr.app.components]
+serverapp = "pkg.apps:server_app"
+clientapp = "pkg.apps:client_app"
+
+[tool.flwr.app.config]
+job-id = ""
+rounds = 2
+"""
+
+
+def test_node_config_file_survives_spaces_quotes_and_types(tmp_path: Path) -> None:
+    config = {
+        "partition-id": 2,
+        "num-partitions": 3,
+        "data-path": '/srv/my data/"node" 2',
+        "weight": 0.5,
+        "trusted": True,
+    }
+    path = tmp_path / "node.toml"
+    path.write_text(node_config_toml(config))
+    assert parse_config_args([str(path)]) == config  # what flower-supernode --node-config FILE reads
+
+
+def test_flower_environment_turns_telemetry_off_and_isolates_home(tmp_path: Path) -> None:
+    env = flower_environment(tmp_path / "home", base={"PATH": "/usr/bin", "FLWR_TELEMETRY_ENABLED": "1"})
+    assert env["FLWR_TELEMETRY_ENABLED"] == "0"
+    assert env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
+    assert env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert env["FLWR_HOME"] == str(tmp_path / "home")
+    assert env["PATH"].endswith("/usr/bin")
+
+
+def test_run_config_is_fused_and_unknown_keys_refused(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(APP_PYPROJECT)
+    assert fused_run_config({"job-id": "J1"}, tmp_path) == {"job-id": "J1", "rounds": 2}
+    assert app_components(tmp_path) == ("pkg.apps:server_app", "pkg.apps:client_app")
+    with pytest.raises(ValueError, match="nope"):
+        fused_run_config({"nope": 1}, tmp_path)
+
+
+def test_packaged_app_project_points_at_the_unlearning_apps() -> None:
+    server, client = app_components(APP_DIR)
+    assert server == "unlearning.federation.apps:server_app"
+    assert client == "unlearning.federation.apps:client_app"
+
+
+def test_control_client_speaks_protobuf_over_http() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.headers["content-type"], request.content))
+        if request.url.path == "/v1/control/start-run":
+            return httpx.Response(200, content=StartRunResponse(run_id=42).SerializeToString())
+        if request.url.path == "/v1/control/list-runs":
+            run = Run(
+                run_id=42,
+                status=RunStatus(status="finished", sub_status="completed", details=""),
+                override_config=user_config_to_proto({"job-id": "J1"}),
+                bytes_sent=100,
+                bytes_recv=50,
+            )
+            reply = ListRunsResponse()
+            reply.run_dict[42].CopyFrom(run)
+            return httpx.Response(200, content=reply.SerializeToString())
+        return httpx.Response(404, text="no such endpoint")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        control = ControlClient("127.0.0.1:1", http=http)
+        assert control.start_run(b"fab-bytes", {"job-id": "J1"}) == 42
+        state = control.run_state(42)
+        with pytest.raises(FederationError, match="404"):
+            control.stop_run(42)
+
+    assert state.succeeded and state.run_config == {"job-id": "J1"}
+    assert (state.bytes_sent, state.bytes_recv) == (100, 50)
+    path, content_type, body = seen[0]
+    assert (path, content_type) == ("/v1/control/start-run", "application/protobuf")
+    start = StartRunRequest()
+    start.ParseFromString(body)
+    assert start.fab.content == b"fab-bytes"
+    assert user_config_from_proto(start.override_config) == {"job-id": "J1"}
+    listed = ListRunsRequest()
+    listed.ParseFromString(seen[1][2])
+    assert listed.run_id == 42
