@@ -76,7 +76,9 @@ class Proposal(SQLModel, table=True):
     election_candidate_id: int | None = Field(default=None, foreign_key="member.id")
     rationale: str = Field(default="", max_length=20000)
     evidence: str = Field(default="", max_length=20000)
-    acceptance_tests: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    acceptance_tests: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     consent_withdrawal: bool = Field(default=False)
     secret_tally: bool = Field(default=False)
     created_at: datetime = _ts(default_factory=utcnow)

@@ -74,8 +74,11 @@ class ProposalView:
     triage_deadline: datetime | None = None
     voting_deadline: datetime | None = None
     deadline_extended: bool = False
-    electorate: frozenset[int] = frozenset()
-    current_voters: frozenset[int] = frozenset()
+    # the vote, as seen by the actor: sizes, and whether the actor is an elector / has voted already
+    electorate_size: int = 0
+    turnout: int = 0
+    actor_is_elector: bool = False
+    actor_has_voted: bool = False
     council_members: frozenset[int] = frozenset()  # council at the time of the decision
     council_ratify: frozenset[int] = frozenset()  # decisions in the current council round
     council_veto: frozenset[int] = frozenset()
@@ -133,7 +136,7 @@ def _authorise(view: ProposalView, actor: ActorView, action: Action, rule: Rule)
         if reason := recusal_reason(view, mid):
             raise PermissionDenied(f"recused: {reason}")
     elif who is Actor.ELECTORATE:
-        if mid not in view.electorate:
+        if not view.actor_is_elector:
             raise PermissionDenied("you are not in this vote's electorate (frozen when voting opened)")
     elif who is Actor.APPELLANT:
         if mid != view.proposer_id and Role.REVIEWER not in actor.roles:
@@ -169,6 +172,12 @@ def _check_specifics(view: ProposalView, actor: ActorView, action: Action, now: 
     mid = actor.member_id
     if action is Action.VOTE and view.voting_deadline is not None and now >= view.voting_deadline:
         raise InvalidTransition("voting has closed for this proposal")
+    if action in (Action.TRIAGE_APPROVE, Action.TRIAGE_REJECT) and _passed(view.triage_deadline, now):
+        raise InvalidTransition("the triage period has ended")
+    if action in (Action.RATIFY, Action.VETO) and _passed(view.council_deadline, now):
+        raise InvalidTransition("the council's review period has ended")
+    if action is Action.APPEAL and _passed(view.appeal_deadline, now):
+        raise InvalidTransition("the appeal window has closed")
     if action is Action.TRIAGE_APPROVE and mid in view.triage_approvals:
         raise InvalidTransition("you already approved this proposal in triage")
     if action in (Action.RATIFY, Action.VETO) and mid in (view.council_ratify | view.council_veto):
@@ -194,6 +203,10 @@ def _check_specifics(view: ProposalView, actor: ActorView, action: Action, now: 
             raise InvalidTransition("the deadline has not passed")
     if action is Action.SUBMIT and view.kind is ProposalKind.ELECTION and view.election_candidate_id is None:
         raise InvalidInput("an election names a candidate")
+
+
+def _passed(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and now >= deadline
 
 
 def _reason(reason: str | None, what: str) -> str:
@@ -273,15 +286,13 @@ def _apply(
     if action is Action.EDIT or action is Action.DECLARE_CONFLICT or action is Action.VOTE:
         d = Decision(view.state)
         if action is Action.VOTE and view.voting_deadline is not None:
-            mid = actor.member_id
-            assert mid is not None  # _authorise guarantees a member
             new = extended_deadline(
                 deadline=view.voting_deadline,
                 already_extended=view.deadline_extended,
                 now=now,
-                turnout_before=len(view.current_voters),
-                turnout_after=len(view.current_voters | {mid}),
-                electorate=len(view.electorate),
+                turnout_before=view.turnout,
+                turnout_after=view.turnout + (0 if view.actor_has_voted else 1),
+                electorate=view.electorate_size,
                 rules=policy.voting,
             )
             if new is not None:

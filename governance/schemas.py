@@ -1,0 +1,217 @@
+"""What the API takes and returns. One family per entity: XBase -> XCreate / XUpdate -> XPublic.
+
+Table rows (governance/db/models.py) are never returned; services build these from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HANDLE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,63}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MemberCreate(_In):
+    handle: str = Field(pattern=HANDLE_PATTERN, description="lower-case login name, 2-64 characters")
+    display_name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    roles: list[str] = Field(default_factory=lambda: ["member"])
+
+
+class MemberPublic(BaseModel):
+    id: int
+    handle: str
+    display_name: str
+    roles: list[str]
+    active: bool
+    created_at: datetime
+
+
+class RolesUpdate(_In):
+    roles: list[str]
+
+
+class TokenCreate(_In):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TokenPublic(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="shown once; store it now")
+
+
+class DataSourceCreate(_In):
+    name: str = Field(min_length=1, max_length=200)
+    node_id: str = Field(min_length=1, max_length=200)
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 (hex) of the source's manifest")
+    description: str = Field(default="", max_length=4000)
+
+
+class DataSourcePublic(BaseModel):
+    id: int
+    owner_id: int
+    name: str
+    node_id: str
+    content_hash: str
+    description: str
+    consent_state: str
+    created_at: datetime
+
+
+class AcceptanceTestIn(_In):
+    metric: str
+    comparator: str
+    threshold: float
+    relative_to_reference: bool = False
+
+
+class ProposalCreate(_In):
+    kind: str = Field(default="unlearning", description="unlearning or election")
+    title: str = Field(min_length=3, max_length=200)
+    target: dict[str, Any] | None = Field(
+        default=None,
+        description="{kind: data_source, data_source_id} | {kind: category, category} | "
+        "{kind: behaviour, examples: [{prompt, completion}], pattern}",
+    )
+    election: dict[str, Any] | None = Field(
+        default=None, description="{role: reviewer|council, candidate_id}"
+    )
+    rationale: str = Field(default="", max_length=20000)
+    evidence: str = Field(default="", max_length=20000)
+    acceptance_tests: list[dict[str, Any]] | None = Field(
+        default=None, description="omit to start from the target kind's defaults"
+    )
+    consent_withdrawal: bool = False
+    secret_tally: bool = False
+    submit: bool = Field(default=False, description="submit at once instead of keeping a draft")
+
+
+class ProposalUpdate(_In):
+    title: str | None = Field(default=None, min_length=3, max_length=200)
+    rationale: str | None = Field(default=None, max_length=20000)
+    evidence: str | None = Field(default=None, max_length=20000)
+    target: dict[str, Any] | None = None
+    acceptance_tests: list[dict[str, Any]] | None = None
+    secret_tally: bool | None = None
+
+
+class ReasonIn(_In):
+    reason: str = Field(default="", max_length=4000)
+
+
+class TriageIn(_In):
+    decision: str = Field(description="approve or reject (reject needs a reason)")
+    reason: str = Field(default="", max_length=4000)
+
+
+class VoteIn(_In):
+    choice: str = Field(description="approve, object, abstain or block (object and block need a reason)")
+    reason: str = Field(default="", max_length=4000)
+
+
+class CouncilIn(_In):
+    decision: str = Field(description="ratify or veto (veto needs a reason)")
+    reason: str = Field(default="", max_length=4000)
+
+
+class VotePublic(BaseModel):
+    proposal_id: int
+    member_id: int
+    choice: str
+    reason: str | None
+    cast_at: datetime
+
+
+class TallyPublic(BaseModel):
+    proposal_id: int
+    hidden: bool = Field(description="true while a secret tally's vote is open: counts are withheld")
+    electorate: int
+    turnout: int
+    approve: int | None
+    object: int | None
+    abstain: int | None
+    block: int | None
+    quorum_reached: bool | None
+    support: float | None
+    outcome: str | None
+    voting_deadline: datetime | None
+    closed: bool
+
+
+class EventPublic(BaseModel):
+    action: str
+    actor_id: int | None
+    from_state: str | None
+    to_state: str | None
+    payload: dict[str, Any]
+    at: datetime
+
+
+class ProposalPublic(BaseModel):
+    id: int
+    kind: str
+    title: str
+    state: str
+    proposer_id: int
+    target: dict[str, Any] | None
+    election_role: str | None
+    election_candidate_id: int | None
+    rationale: str
+    evidence: str
+    acceptance_tests: list[dict[str, Any]]
+    consent_withdrawal: bool
+    secret_tally: bool
+    created_at: datetime
+    updated_at: datetime
+    triage_deadline: datetime | None
+    voting_deadline: datetime | None
+    council_deadline: datetime | None
+    appeal_deadline: datetime | None
+    pending_outcome: str | None
+    block_on_record: bool
+    vote_outcome: str | None
+    appealed: bool
+    closed_at: datetime | None
+
+
+class DecisionPublic(BaseModel):
+    member_id: int
+    decision: str
+    reason: str | None
+    at: datetime
+    round: int = 0
+
+
+class ProposalDetail(ProposalPublic):
+    history: list[EventPublic]
+    triage: list[DecisionPublic]
+    council: list[DecisionPublic]
+    conflicts: list[int]
+    tally: TallyPublic | None
+    allowed_actions: list[str] = Field(description="what the caller may do now")
+
+
+class ErrorPublic(BaseModel):
+    status_code: int
+    error: str
+    detail: str
+    field: str | None = None
+
+    @field_validator("detail")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        return v or "error"

@@ -1,0 +1,1 @@
+"""Use cases. Each public function opens and owns one transaction (governance/db/engine.py)."""

@@ -1,0 +1,34 @@
+"""Every change is recorded in the tamper-evident audit log in the same transaction (governance/audit)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from governance.audit import log as audit_log
+from governance.audit.canonical import normalise
+
+jsonable = normalise  # plain JSON: timestamps as ISO-8601 text, floats as exact decimal text
+
+
+def record(
+    session: Session,
+    *,
+    actor: int | None,
+    action: str,
+    subject: str,
+    payload: dict[str, Any],
+    sensitive: dict[str, str] | None = None,
+    at: datetime | None = None,
+) -> None:
+    audit_log.append(
+        session,
+        actor=f"member:{actor}" if actor is not None else "system",
+        action=action,
+        subject=subject,
+        payload=payload,
+        sensitive=sensitive or None,
+        at=at,
+    )

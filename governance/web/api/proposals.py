@@ -1,0 +1,142 @@
+"""Proposals and every step of their review: triage, votes, council, appeals, conflicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get, patch, post
+from litestar.params import Parameter
+
+from governance.domain.metrics import COMPARATORS, known_metrics
+from governance.domain.proposals import TargetKind, default_acceptance_tests
+from governance.domain.review import ActorView
+from governance.schemas import (
+    CouncilIn,
+    ProposalCreate,
+    ProposalDetail,
+    ProposalPublic,
+    ProposalUpdate,
+    ReasonIn,
+    TallyPublic,
+    TriageIn,
+    VoteIn,
+    VotePublic,
+)
+from governance.services import proposals
+from governance.services.context import Ctx
+
+
+class ProposalController(Controller):
+    path = "/api/v1/proposals"
+    tags = ["proposals"]
+
+    @get("/", sync_to_thread=True)
+    def list_proposals(
+        self,
+        ctx: Ctx,
+        actor: ActorView,
+        state_filter: str | None = Parameter(query="state", default=None),
+        target_kind: str | None = None,
+        kind: str | None = None,
+        mine: bool = False,
+        proposer_id: int | None = None,
+        limit: int = Parameter(default=50, ge=1, le=500),
+        offset: int = Parameter(default=0, ge=0),
+    ) -> list[ProposalPublic]:
+        """Newest first, filtered by state, target kind, kind and proposer (``mine=true`` for yours)."""
+        return proposals.list_proposals(
+            ctx,
+            state=state_filter,
+            target_kind=target_kind,
+            kind=kind,
+            proposer_id=actor.member_id if mine else proposer_id,
+            limit=limit,
+            offset=offset,
+        )
+
+    @post("/", sync_to_thread=True)
+    def create(self, ctx: Ctx, actor: ActorView, data: ProposalCreate) -> ProposalPublic:
+        """Table a proposal (a draft, or submitted at once with ``submit: true``)."""
+        return proposals.create(ctx, data, actor)
+
+    @get("/{proposal_id:int}", sync_to_thread=True)
+    def detail(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> ProposalDetail:
+        """Everything about a proposal: its full history, decisions, tally and what you may do now."""
+        return proposals.get_detail(ctx, proposal_id, actor)
+
+    @patch("/{proposal_id:int}", sync_to_thread=True)
+    def edit(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ProposalUpdate) -> ProposalPublic:
+        """Edit a draft (proposer only)."""
+        return proposals.update(ctx, proposal_id, data, actor)
+
+    @post("/{proposal_id:int}/submit", status_code=200, sync_to_thread=True)
+    def submit(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> ProposalPublic:
+        return proposals.submit(ctx, proposal_id, actor)
+
+    @post("/{proposal_id:int}/withdraw", status_code=200, sync_to_thread=True)
+    def withdraw(
+        self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn | None = None
+    ) -> ProposalPublic:
+        return proposals.withdraw(ctx, proposal_id, actor, data.reason if data else None)
+
+    @post("/{proposal_id:int}/triage", status_code=200, sync_to_thread=True)
+    def triage(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: TriageIn) -> ProposalPublic:
+        """A reviewer approves (enough approvals open the vote) or rejects with a reason (appealable)."""
+        return proposals.triage(ctx, proposal_id, actor, data.decision, data.reason)
+
+    @post("/{proposal_id:int}/votes", status_code=200, sync_to_thread=True)
+    def vote(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: VoteIn) -> VotePublic:
+        """Cast or change your vote until the deadline; the latest counts."""
+        return proposals.vote(ctx, proposal_id, actor, data.choice, data.reason)
+
+    @get("/{proposal_id:int}/votes", sync_to_thread=True)
+    def votes(self, ctx: Ctx, actor: ActorView, proposal_id: int, history: bool = False) -> list[VotePublic]:
+        """Current votes, or with ``history=true`` every vote and change in order."""
+        return proposals.list_votes(ctx, proposal_id, history)
+
+    @get("/{proposal_id:int}/tally", sync_to_thread=True)
+    def tally(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> TallyPublic:
+        return proposals.get_tally(ctx, proposal_id)
+
+    @post("/{proposal_id:int}/council", status_code=200, sync_to_thread=True)
+    def council(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: CouncilIn) -> ProposalPublic:
+        """A council member ratifies or vetoes (with a reason); a majority of the council decides."""
+        return proposals.council(ctx, proposal_id, actor, data.decision, data.reason)
+
+    @post("/{proposal_id:int}/appeal", status_code=200, sync_to_thread=True)
+    def appeal(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn) -> ProposalPublic:
+        """The proposer or a reviewer appeals a rejection or veto to the council, once."""
+        return proposals.appeal(ctx, proposal_id, actor, data.reason)
+
+    @post("/{proposal_id:int}/conflicts", status_code=200, sync_to_thread=True)
+    def declare_conflict(
+        self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn
+    ) -> ProposalPublic:
+        """Declare a conflict of interest: you are then excluded from reviewing this proposal."""
+        return proposals.declare_conflict(ctx, proposal_id, actor, data.reason)
+
+    @post("/{proposal_id:int}/cancel", status_code=200, sync_to_thread=True)
+    def cancel(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn) -> ProposalPublic:
+        """Emergency cancel by the council or an admin, with a reason."""
+        return proposals.cancel(ctx, proposal_id, actor, data.reason)
+
+
+class MetaController(Controller):
+    path = "/api/v1"
+    tags = ["meta"]
+
+    @get("/health", sync_to_thread=False)
+    def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/metrics", sync_to_thread=False)
+    def metrics(self) -> dict[str, Any]:
+        """Metric names acceptance tests may use, comparators, and each target kind's default tests."""
+        return {
+            "metrics": [
+                {"name": m.name, "description": m.description, "target_kinds": sorted(m.target_kinds)}
+                for m in sorted(known_metrics().values(), key=lambda m: m.name)
+            ],
+            "comparators": list(COMPARATORS),
+            "defaults": {k.value: [t.to_dict() for t in default_acceptance_tests(k)] for k in TargetKind},
+        }

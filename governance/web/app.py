@@ -1,0 +1,107 @@
+"""The Litestar app factory. Tests build their own app with their own settings, engine and clock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from sqlalchemy.engine import Engine
+
+from governance.db.engine import make_engine
+from governance.domain.clock import Clock
+from governance.services import proposals
+from governance.services.context import Ctx
+from governance.settings import Settings, get_settings
+from governance.web.api.data_sources import DataSourceController
+from governance.web.api.members import MemberController
+from governance.web.api.proposals import MetaController, ProposalController
+from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
+from governance.web.errors import EXCEPTION_HANDLERS
+
+log = logging.getLogger("commons")
+
+
+class DeadlineSweeper:
+    """Closes votes, appeal windows and expired reviews when their deadlines pass (every ``interval`` s)."""
+
+    def __init__(self, ctx: Ctx, interval: float = 30.0) -> None:
+        self.ctx, self.interval = ctx, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="commons-deadlines", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                for pid, action in proposals.sweep(self.ctx):
+                    log.info("proposal %s: %s (deadline passed)", pid, action)
+            except Exception:  # keep sweeping; the next pass retries
+                log.exception("deadline sweep failed")
+
+
+def route_handlers() -> list[Any]:
+    handlers: list[Any] = [MemberController, DataSourceController, ProposalController, MetaController]
+    try:
+        from governance.web.api.audit import AuditController
+    except ModuleNotFoundError:  # pragma: no cover - the audit API lands with the audit log
+        pass
+    else:
+        handlers.append(AuditController)
+    return handlers
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+    background: bool = False,
+) -> Litestar:
+    """Build the app. ``background=True`` also runs the deadline sweeper (``commons serve`` does)."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.effective_database_url)
+    ctx = Ctx.create(engine, settings, clock)
+    sweeper = DeadlineSweeper(ctx) if background else None
+
+    def on_startup(app: Litestar) -> None:
+        if sweeper is not None:
+            sweeper.start()
+
+    def on_shutdown(app: Litestar) -> None:
+        if sweeper is not None:
+            sweeper.stop()
+
+    return Litestar(
+        route_handlers=route_handlers(),
+        dependencies={
+            "ctx": Provide(provide_ctx, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "session": Provide(provide_session, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=True),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        state=State({"ctx": ctx}),
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        openapi_config=OpenAPIConfig(
+            title="Commons",
+            version="1",
+            description="Community governance for federated unlearning. Authenticate with "
+            "'Authorization: Bearer <API token>' (create one with `commons token create`).",
+        ),
+        signature_namespace={"Ctx": Ctx},
+        debug=False,
+    )
