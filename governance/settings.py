@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     secret_key: str = Field(DEV_SECRET, description="Signs session cookies and CSRF tokens.")
     host: str = Field("127.0.0.1", description="Default bind address of `commons serve`.")
     port: int = Field(8000, description="Default port of `commons serve`.")
-    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI's member commands send requests.")
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="Where the CLI's member commands send requests."
+    )
     api_token: str | None = Field(None, description="API token the CLI's member commands authenticate with.")
     triage_approvals_required: int = Field(2, ge=1, description="Reviewer approvals that open the vote.")
     triage_days: float = Field(7, gt=0, description="Days reviewers have to triage before it expires.")
