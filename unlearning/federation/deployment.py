@@ -104,6 +104,19 @@ def node_config_toml(config: Mapping[str, ConfigValue]) -> str:
     return "".join(f'"{key}" = {_toml_value(value)}\n' for key, value in config.items())
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` for children that must not outlive the thread that started them (Linux: the kernel
+    sends SIGTERM when it exits, even by SIGKILL; elsewhere a no-op). Only for children started from a
+    thread that lives as long as they should."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _executable(name: str) -> str:
     """A console script installed beside this interpreter (falls back to ``PATH``)."""
     candidate = Path(sys.executable).parent / name
@@ -325,7 +338,10 @@ class LocalFederation:
     every process group it started, including the ``flower-superexec`` and app processes below them.
 
     ``nodes`` holds each SuperNode's node config, e.g. ``{"partition-id": 0, "num-partitions": 3,
-    "data-path": "/srv/node0"}``; the ClientApp reads it from ``context.node_config``."""
+    "data-path": "/srv/node0"}``; the ClientApp reads it from ``context.node_config``.
+
+    With ``die_with_parent`` (the default, Linux) the processes also end when the thread that called
+    ``start()`` ends, even if this process is killed: start it from a thread that outlives the federation."""
 
     def __init__(
         self,
@@ -335,8 +351,10 @@ class LocalFederation:
         host: str = "127.0.0.1",
         port: int | None = None,
         env: Mapping[str, str] | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.workdir = Path(workdir)
+        self.die_with_parent = die_with_parent
         self.nodes = [dict(n) for n in nodes]
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -365,6 +383,7 @@ class LocalFederation:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() reaches superexec and app children
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         proc = _Process(name, popen, log_path)
         self._processes.append(proc)

@@ -36,7 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.federation.deployment import APP_DIR, ConfigValue, FederationError, flower_environment
+from unlearning.federation.deployment import (
+    APP_DIR,
+    ConfigValue,
+    FederationError,
+    die_with_parent,
+    flower_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +214,7 @@ def run_simulation_job(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: cancelling reaches Ray's workers too
+            preexec_fn=die_with_parent,  # and it ends if we are killed (this thread waits for it)
         )
         lines: list[str] = []
         reader = _start_reader(child, lines, on_output)
