@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from fractions import Fraction
 
 from governance.domain.errors import InvalidInput
 
@@ -82,12 +83,15 @@ class Tally:
         return self.approve + self.object + self.abstain + self.block
 
 
+def as_fraction(share: float) -> Fraction:
+    """Shares are compared exactly: 2/3 given as 0.666... means two thirds, not a hair more."""
+    return Fraction(share).limit_denominator(10_000)
+
+
 def quorum_reached(turnout: int, electorate: int, quorum: float) -> bool:
-    # integer arithmetic on a rounded-up count avoids float edge cases: ceil(quorum * electorate) voters
     if electorate <= 0:
         return False
-    needed = max(1, -(-round(quorum * 10_000) * electorate // 10_000))
-    return turnout >= needed
+    return turnout > 0 and Fraction(turnout, electorate) >= as_fraction(quorum)
 
 
 def tally(choices: Iterable[VoteChoice], electorate: int, rules: VotingRules) -> Tally:
@@ -105,7 +109,9 @@ def tally(choices: Iterable[VoteChoice], electorate: int, rules: VotingRules) ->
         outcome = Outcome.BLOCKED
     elif not has_quorum:
         outcome = Outcome.FAILED_QUORUM
-    elif support is None or support + 1e-12 < rules.support_threshold:
+    elif not decisive or Fraction(counts[VoteChoice.APPROVE], decisive) < as_fraction(
+        rules.support_threshold
+    ):
         outcome = Outcome.FAILED_SUPPORT
     else:
         outcome = Outcome.PASSED
