@@ -164,10 +164,10 @@ def _close(choices: list[VoteChoice], kind: ProposalKind = ProposalKind.UNLEARNI
 
 
 def test_vote_outcomes() -> None:
-    A, O, B, X = VoteChoice.APPROVE, VoteChoice.OBJECT, VoteChoice.BLOCK, VoteChoice.ABSTAIN
+    A, Ob, B, X = VoteChoice.APPROVE, VoteChoice.OBJECT, VoteChoice.BLOCK, VoteChoice.ABSTAIN
     assert _close([A, A]) is ProposalState.COUNCIL_REVIEW  # quorum 2/4, support 1.0
     assert _close([A]) is ProposalState.REJECTED  # no quorum
-    assert _close([A, O, O]) is ProposalState.REJECTED  # support 1/3
+    assert _close([A, Ob, Ob]) is ProposalState.REJECTED  # support 1/3
     assert _close([A, A, B]) is ProposalState.COUNCIL_REVIEW  # a block goes to the council on record
     assert _close([X, X]) is ProposalState.REJECTED  # quorum but no support
     assert _close([A, A], ProposalKind.ELECTION) is ProposalState.APPROVED  # elections skip the council
