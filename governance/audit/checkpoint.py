@@ -104,7 +104,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
-        parts = text.strip().rsplit("+", 2)
+        parts = text.strip().split("+", 2)  # names never contain "+", base64 may
         if len(parts) != 3 or not parts[0]:
             raise CheckpointError("a verifier key is <name>+<key id hex>+<base64 key>")
         name, kid, encoded = parts
@@ -114,8 +114,10 @@ class VerifierKey:
             raise CheckpointError("verifier key is not base64") from exc
         if len(blob) != 33 or blob[:1] != ED25519_TYPE:
             raise CheckpointError("verifier key is not an Ed25519 key")
+        if base64.b64encode(blob).decode("ascii") != encoded:
+            raise CheckpointError("verifier key is not canonical base64")
         key = cls(name, Ed25519PublicKey.from_public_bytes(blob[1:]))
-        if key.key_id.hex() != kid.lower():
+        if key.key_id.hex() != kid:
             raise CheckpointError("verifier key id does not match its key")
         return key
 
@@ -124,6 +126,10 @@ class VerifierKey:
 class SigningKey:
     name: str
     private_key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        if not self.name or "+" in self.name or any(c.isspace() for c in self.name):
+            raise CheckpointError(f"key name {self.name!r} must be non-empty, without '+' or spaces")
 
     @property
     def verifier(self) -> VerifierKey:
@@ -188,7 +194,7 @@ class SignedNote:
                 blob = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise CheckpointError("signature is not base64") from exc
-            if not name or len(blob) < 5:
+            if not name or len(blob) < 5 or base64.b64encode(blob).decode("ascii") != encoded:
                 raise CheckpointError(f"malformed signature line {line!r}")
             signatures.append((name, blob[:4], blob[4:]))
         if not signatures:

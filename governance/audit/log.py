@@ -23,10 +23,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from governance.audit import merkle
-from governance.audit.canonical import Entry, EntryFormatError, canonical_dumps, commitment
+from governance.audit.canonical import Entry, EntryFormatError, commitment
 from governance.audit.checkpoint import Checkpoint, SigningKey
+from governance.audit.export import entry_line, header_line
 from governance.audit.models import TREE_HEAD_ID, AuditEntryRow, AuditNode, AuditSensitive, AuditTreeHead
-from governance.audit.verify import EXPORT_FORMAT, EXPORT_VERSION
 from governance.domain.errors import Conflict, InvalidInput, NotFound
 
 ERASE_ACTION = "audit.erased"
@@ -423,19 +423,8 @@ def export_lines(
     the checkpoint's size: ``{"entry": {...}, "leaf_hash": hex, "seq": n}`` and, with ``include_sensitive``,
     ``"reveal": {field: {"salt": hex, "value": str}}`` for values not erased.
     """
-    cp, note = checkpoint(session, key, origin)
-    yield canonical_dumps(
-        {
-            "format": EXPORT_FORMAT,
-            "version": EXPORT_VERSION,
-            "origin": origin,
-            "tree_size": cp.size,
-            "root_hash": cp.root_hash.hex(),
-            "public_key": key.verifier.encode(),
-            "public_key_pem": key.verifier.pem(),
-            "checkpoint": note,
-        }
-    )
+    cp, _ = checkpoint(session, key, origin)
+    yield header_line(key, cp)
     for start in range(0, cp.size, batch):
         end = min(start + batch, cp.size)
         rows = session.exec(
@@ -459,14 +448,7 @@ def export_lines(
                         "value": srow.value,
                     }
         for row in rows:
-            line: dict[str, Any] = {
-                "seq": row.seq,
-                "leaf_hash": row.leaf_hash.hex(),
-                "entry": _entry_json(row.body),
-            }
-            if row.seq in reveals:
-                line["reveal"] = reveals[row.seq]
-            yield canonical_dumps(line)
+            yield entry_line(_entry_json(row.body), row.leaf_hash, reveals.get(row.seq))
 
 
 def export_bytes(session: Session, key: SigningKey, origin: str, *, include_sensitive: bool = False) -> bytes:

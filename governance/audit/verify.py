@@ -28,9 +28,8 @@ from governance.audit.canonical import (
     strict_loads,
 )
 from governance.audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, open_checkpoint
+from governance.audit.export import EXPORT_FORMAT, EXPORT_VERSION
 
-EXPORT_FORMAT = "commons-audit-export"
-EXPORT_VERSION = 1
 HEADER_KEYS = {
     "format",
     "version",
@@ -76,12 +75,17 @@ def _header(raw: bytes, trusted_key: VerifierKey | None) -> tuple[dict[str, Any]
         raise VerificationFailed("header does not have the export header's fields", line=1)
     if header["format"] != EXPORT_FORMAT or header["version"] != EXPORT_VERSION:
         raise VerificationFailed(f"not a {EXPORT_FORMAT} version {EXPORT_VERSION} file", line=1)
-    if not all(isinstance(header[k], str) for k in ("origin", "public_key", "checkpoint", "root_hash")):
+    if not all(
+        isinstance(header[k], str)
+        for k in ("origin", "public_key", "public_key_pem", "checkpoint", "root_hash")
+    ):
         raise VerificationFailed("header fields have the wrong types", line=1)
     try:
         key = VerifierKey.parse(header["public_key"])
     except CheckpointError as exc:
         raise VerificationFailed(f"public key: {exc}", line=1) from exc
+    if header["public_key_pem"] != key.pem():
+        raise VerificationFailed("header's PEM public key differs from its verifier key", line=1)
     if trusted_key is not None and (trusted_key.name, trusted_key.raw) != (key.name, key.raw):
         raise VerificationFailed(
             f"the export is signed by {key.encode()}, not by the trusted key {trusted_key.encode()}", line=1
