@@ -89,7 +89,7 @@ def create_app(
         dependencies={
             "ctx": Provide(provide_ctx, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
-            "session": Provide(provide_session, sync_to_thread=False),
+            "session": Provide(provide_session),
             "actor": Provide(provide_actor, sync_to_thread=True),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
