@@ -17,11 +17,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearning.tasks.base import NodeData, Record, read_jsonl, write_jsonl
+Record = dict[str, Any]
+
+
+@dataclass
+class NodeData:
+    """A node's local data as records (the node's own files)."""
+
+    train: list[Record]
+    validation: list[Record]
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_jsonl(path: Path, records: Iterable[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n")
+
 
 MANIFEST = "manifest.json"
 VALIDATION = "validation.jsonl"

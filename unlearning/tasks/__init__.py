@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from unlearning.tasks.base import Batch, NodeData, Record, Target, Task
+from unlearning.data import NodeData, Record
+from unlearning.tasks.base import Batch, Target, Task
 from unlearning.tasks.community_lm import CommunityLMTask
 from unlearning.tasks.digits import DigitsTask
 from unlearning.tasks.lm import CausalLMTask

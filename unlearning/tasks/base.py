@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from unlearning.data import Record
+
 # A batch is a dict of tensors that share their first dimension (examples): digits use {"x", "y"},
 # causal LMs use {"input_ids", "attention_mask", "labels"} (labels = -100 where no loss is taken).
 Batch = dict[str, Tensor]
-Record = dict[str, Any]
 
 
 def batch_len(batch: Batch) -> int:
@@ -104,18 +104,13 @@ class Target:
         return isinstance(text, str) and any(ex["completion"] in text for ex in self.examples)
 
 
-@dataclass
-class NodeData:
-    """A node's local data as records (the node's own files); tensors are made on demand by the task."""
-
-    train: list[Record]
-    validation: list[Record]
-
-
 class Task(ABC):
     """A reference task. Subclasses are registered in :mod:`unlearning.tasks` by ``name``."""
 
     name: str = ""
+    is_classifier: bool = (
+        False  # accuracy is exact-match of a class (stop rules pick accuracy for categories)
+    )
     #: defaults for local training and for ascent; methods and job specs override them
     train_defaults: dict[str, Any] = {}
     ascent_defaults: dict[str, Any] = {}
@@ -149,15 +144,3 @@ class Task(ABC):
     def behaviour_batch(self, target: Target) -> Batch | None:
         """The proposal's own prompt/completion examples as a batch (LM tasks only)."""
         return None
-
-
-def read_jsonl(path: Path) -> list[Record]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def write_jsonl(path: Path, records: Iterable[Record]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n")

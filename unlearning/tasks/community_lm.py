@@ -17,8 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from unlearning.data import write_dataset
-from unlearning.tasks.base import Record
+from unlearning.data import Record, write_dataset
 from unlearning.tasks.lm import CausalLMTask
 
 SIZES: dict[str, dict[str, int]] = {
@@ -52,7 +51,10 @@ class CommunityLMTask(CausalLMTask):
             pad_token_id=0,
             bos_token_id=1,
             eos_token_id=1,
-            **dims,
+            hidden_size=dims["hidden_size"],
+            num_hidden_layers=dims["num_hidden_layers"],
+            num_attention_heads=dims["num_attention_heads"],
+            intermediate_size=dims["intermediate_size"],
         ).to_dict()
         return {"hf_config": hf, "max_length": 96, "tokenizer": "byt5"}
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from unlearning.data import write_dataset
-from unlearning.tasks.base import Batch, Record, Target, Task
+from unlearning.data import Record, write_dataset
+from unlearning.tasks.base import Batch, Target, Task
 
 SIZES: dict[str, dict[str, Any]] = {
     "default": {"kind": "mlp", "inputs": 64, "hidden": [256, 256], "classes": 10},
@@ -42,6 +42,7 @@ class MLP(nn.Module):
 
 class DigitsTask(Task):
     name = "digits"
+    is_classifier = True
     train_defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 5.0}
     ascent_defaults = {"optimizer": "sgd", "lr": 3e-3, "momentum": 0.0, "batch_size": 32, "max_steps": 400}
 
@@ -66,10 +67,12 @@ class DigitsTask(Task):
         return {"x": x, "y": y}
 
     def per_example_loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        return nn.functional.cross_entropy(model(batch["x"]), batch["y"], reduction="none")
+        out: Tensor = nn.functional.cross_entropy(model(batch["x"]), batch["y"], reduction="none")
+        return out
 
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
-        return (model(batch["x"]).argmax(-1) == batch["y"]).float()
+        out: Tensor = (model(batch["x"]).argmax(-1) == batch["y"]).float()
+        return out
 
 
 def generate_digits(

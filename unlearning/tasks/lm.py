@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from unlearning.tasks.base import Batch, Record, Target, Task
+from unlearning.data import Record
+from unlearning.tasks.base import Batch, Target, Task
 
 IGNORE = -100
 
@@ -81,7 +82,7 @@ class CausalLMTask(Task):
             cfg.pop(key, None)
         config = AutoConfig.for_model(model_type, **cfg)
         torch.manual_seed(seed)
-        model: nn.Module = AutoModelForCausalLM.from_config(config)
+        model: nn.Module = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
         return model
 
     @property
@@ -132,7 +133,8 @@ class CausalLMTask(Task):
         labels = batch["labels"][:, 1:]
         mask = labels != IGNORE
         hit = (logits.argmax(-1) == labels) & mask
-        return hit.sum(1).float() / mask.sum(1).clamp(min=1).float()
+        out: Tensor = hit.sum(1).float() / mask.sum(1).clamp(min=1).float()
+        return out
 
 
 def pad_batch(encoded: Sequence[tuple[list[int], list[int]]]) -> Batch:

@@ -1,0 +1,103 @@
+"""The entry points the service (and the CLI) call: :func:`run_job`, :func:`init_model`, :func:`init_dataset`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from unlearning.artifacts import ArtifactStore, ModelVersion
+from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback
+
+
+def run_job(
+    spec: JobSpec, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> JobResult:
+    """Run a train or unlearn job and return its result (blocking; call it from a worker thread).
+
+    ``progress`` is called after every round of every phase with a :class:`~unlearning.jobs.ProgressEvent`;
+    ``cancel`` is checked at every round boundary (a cancelled job returns ``status="cancelled"`` and writes
+    no model version). An invalid spec raises :class:`~unlearning.jobs.JobSpecError`; failures while running
+    return ``status="failed"`` with ``error``. See :mod:`unlearning.jobs` for the fields.
+    """
+    from unlearning.federation.runtimes import RUNTIMES
+
+    spec.validate()
+    try:
+        runtime = RUNTIMES[spec.runtime]
+    except KeyError:
+        raise JobSpecError(
+            f"unknown runtime {spec.runtime!r}; available: {', '.join(sorted(RUNTIMES))}"
+        ) from None
+    return runtime(spec, progress, cancel)
+
+
+def init_model(
+    artifact_root: str | Path,
+    task: str,
+    *,
+    model_config: dict[str, Any] | None = None,
+    size: str = "default",
+    seed: int = 0,
+    job_id: str = "init",
+) -> ModelVersion:
+    """Register a freshly initialised model (the root of a lineage) for ``task`` and return its version.
+
+    ``task`` is ``digits``, ``community-lm``, or a local transformers causal-LM directory (bring your own:
+    its config, weights (if any) and tokenizer are taken from the directory; nothing is downloaded).
+    """
+    from unlearning.tasks import TASKS, make_task
+
+    store = ArtifactStore(artifact_root)
+    path = Path(task)
+    tokenizer: Any = None
+    if task not in TASKS and path.is_dir():
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        hf = AutoConfig.from_pretrained(str(path), local_files_only=True).to_dict()
+        cfg = {
+            "hf_config": hf,
+            "max_length": int((model_config or {}).get("max_length", 128)),
+            "tokenizer": str(path),
+        }
+        t = make_task("causal-lm", cfg)
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        if has_weights:
+            model: nn.Module = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+        else:
+            model = t.build_model(seed)
+        tokenizer = getattr(t, "tokenizer", None)
+        name = "causal-lm"
+    else:
+        if task not in TASKS or task == "causal-lm":
+            raise ValueError(f"unknown task {task!r}: use digits, community-lm, or a local model directory")
+        cfg = model_config or TASKS[task].default_model_config(size)
+        t = make_task(task, cfg)
+        model = t.build_model(seed)
+        tokenizer = getattr(t, "tokenizer", None)
+        name = task
+    return store.put(
+        model=model,
+        task=name,
+        model_config=cfg,
+        seed=seed,
+        parent=None,
+        job_id=job_id,
+        tokenizer=tokenizer,
+        training={"kind": "init", "rounds": 0, "excluded": []},
+    )
+
+
+def init_dataset(task: str, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """Generate a reference task's dataset (``digits`` or ``community-lm``) into ``out_dir``; returns the
+    manifest. Options are the generator's keyword arguments (nodes, seed, partition, noise, ...)."""
+    from unlearning.tasks.community_lm import generate_community_corpus
+    from unlearning.tasks.digits import generate_digits
+
+    if task == "digits":
+        return generate_digits(Path(out_dir), **options)
+    if task == "community-lm":
+        return generate_community_corpus(Path(out_dir), **options)
+    raise ValueError(f"no generator for task {task!r}; use digits or community-lm (or bring your own JSONL)")

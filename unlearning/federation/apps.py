@@ -1,0 +1,126 @@
+"""The Flower apps (Message API). Thin adapters: the ClientApp unpacks a message, calls the node-side
+function in :mod:`unlearning.federation.node`, packs the reply; the ServerApp runs
+:func:`unlearning.federation.server.execute_job` on whatever ``Grid`` the runtime gives it.
+
+- :func:`build_client_app` / :func:`build_server_app` are factories (tests and run_job pass a job spec,
+  a progress callback, a cancel event and a result sink directly).
+- ``client_app`` and ``server_app`` are module-level apps for ``flwr run`` / the simulation and deployment
+  runtimes. The ServerApp reads its job from ``context.run_config["job-spec"]`` (a JobSpec as JSON) and
+  writes the result to ``<artifact_root>/jobs/<job_id>/result.json`` (the model version itself goes into
+  the artifact store). ClientApps read their data location from ``context.node_config`` (``data-path``, or
+  ``dataset-dir`` + ``partition-id``; see node.py).
+
+Run-config keys: ``job-spec`` (str, JSON), optional ``artifact-root`` and ``dataset-dir`` (str) to override
+the spec's paths on the server side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from torch import Tensor
+
+from unlearning.federation import node
+from unlearning.federation import protocol as P
+from unlearning.jobs import JobResult, JobSpec, ProgressCallback
+
+logging.getLogger("flwr").setLevel(logging.WARNING)
+
+
+def _extra_arrays(msg: Message) -> dict[str, dict[str, Tensor]]:
+    return {k: P.from_record(v) for k, v in msg.content.array_records.items() if k != P.ARRAYS}
+
+
+def build_client_app() -> ClientApp:
+    app = ClientApp()
+
+    @app.query("info")
+    def info(msg: Message, context: Context) -> Message:
+        metrics = node.info(P.config_of(msg), context.node_config)
+        return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        arrays, metrics = node.train(
+            P.config_of(msg),
+            context.node_config,
+            P.from_record(P.arrays_of(msg)),
+            _extra_arrays(msg),
+        )
+        return Message(
+            RecordDict({P.ARRAYS: P.to_record(arrays), P.METRICS: P.metric_record(metrics)}), reply_to=msg
+        )
+
+    @app.train("unlearn")
+    def unlearn(msg: Message, context: Context) -> Message:
+        arrays, metrics = node.unlearn(
+            P.config_of(msg),
+            context.node_config,
+            P.from_record(P.arrays_of(msg)),
+            _extra_arrays(msg),
+        )
+        return Message(
+            RecordDict({P.ARRAYS: P.to_record(arrays), P.METRICS: P.metric_record(metrics)}), reply_to=msg
+        )
+
+    @app.query("fisher")
+    def fisher(msg: Message, context: Context) -> Message:
+        f, metrics = node.fisher(P.config_of(msg), context.node_config, P.from_record(P.arrays_of(msg)))
+        return Message(
+            RecordDict({P.FISHER_ARRAYS: P.to_record(f), P.METRICS: P.metric_record(metrics)}), reply_to=msg
+        )
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        metrics = node.evaluate(P.config_of(msg), context.node_config, P.from_record(P.arrays_of(msg)))
+        return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
+
+    return app
+
+
+def result_path(artifact_root: str | Path, job_id: str) -> Path:
+    return Path(artifact_root) / "jobs" / job_id / "result.json"
+
+
+def build_server_app(
+    spec: JobSpec | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    sink: list[JobResult] | None = None,
+) -> ServerApp:
+    """A ServerApp running ``spec`` (or the ``job-spec`` of the run config when ``spec`` is None)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        from unlearning.federation.server import execute_job
+
+        job = spec
+        if job is None:
+            if "job-spec" not in context.run_config:
+                raise ValueError("run config has no 'job-spec' (a JobSpec as JSON)")
+            job = JobSpec.from_json(str(context.run_config["job-spec"]))
+            for key, attr in (("artifact-root", "artifact_root"), ("dataset-dir", "dataset_dir")):
+                if context.run_config.get(key):
+                    setattr(job, attr, str(context.run_config[key]))
+        result = execute_job(grid, job, progress, cancel)
+        out = result_path(job.artifact_root, job.job_id)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
+        if sink is not None:
+            sink.append(result)
+
+    return app
+
+
+client_app = build_client_app()
+server_app = build_server_app()
+
+__all__ = ["ArrayRecord", "build_client_app", "build_server_app", "client_app", "result_path", "server_app"]

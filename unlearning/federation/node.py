@@ -1,0 +1,299 @@
+"""Node-side work: find this node's data, split it into retained / forget / validation tensors, and call
+the pure torch functions of :mod:`unlearning.local`. The ClientApp (apps.py) only translates messages.
+
+Where a node's data is (first that is set):
+1. ``node_config["data-path"]``: the node's own directory (deployment: ``--node-config data-path=...``);
+2. ``node_config["dataset-dir"]`` or the message's ``dataset-dir`` hint, plus ``node_config["partition-id"]``
+   (simulation sets partition ids; the in-process grid sets ``data-path``).
+A bring-your-own tokenizer directory can be overridden per node with ``node_config["tokenizer-dir"]``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from unlearning import local
+from unlearning.data import load_node_data, read_manifest
+from unlearning.metrics import exposure_z
+from unlearning.tasks import Batch, Record, Target, Task, make_task
+from unlearning.tasks.base import batch_len, concat
+
+UserConfig = Mapping[str, Any]
+
+
+@dataclass
+class NodeTensors:
+    partition_id: int
+    retain: Batch  # training data minus the target and minus what the lineage already unlearned
+    full: Batch  # training data minus what the lineage already unlearned (the target included)
+    forget: Batch  # local examples of the target (behaviour: completion tokens only)
+    validation: Batch
+    n_train: int
+
+
+_cache: OrderedDict[tuple[str, ...], NodeTensors] = OrderedDict()
+_lock = threading.Lock()
+
+
+def data_path(node_config: UserConfig, hint: str | None) -> tuple[Path, int]:
+    pid = int(node_config.get("partition-id", -1))
+    if "data-path" in node_config:
+        return Path(str(node_config["data-path"])), pid
+    root = node_config.get("dataset-dir", hint)
+    if root is None or pid < 0:
+        raise ValueError("this node has no data: set node_config data-path, or dataset-dir and partition-id")
+    nodes = read_manifest(Path(str(root)))["nodes"]
+    if not 0 <= pid < len(nodes):
+        raise ValueError(f"partition-id {pid} out of range: the dataset has {len(nodes)} nodes")
+    return Path(str(root)) / nodes[pid]["path"], pid
+
+
+def task_from_config(cfg: Mapping[str, Any], node_config: UserConfig) -> Task:
+    model_config = json.loads(str(cfg["model-config"]))
+    if "tokenizer-dir" in node_config and model_config.get("tokenizer") not in (None, "byt5"):
+        model_config["tokenizer"] = str(node_config["tokenizer-dir"])
+    return make_task(str(cfg["task"]), model_config)
+
+
+def parse_targets(cfg: Mapping[str, Any]) -> tuple[Target | None, list[Target]]:
+    target = Target.from_json(str(cfg["target"])) if cfg.get("target") else None
+    excluded = [Target(**t) for t in json.loads(str(cfg.get("excluded", "[]")))]
+    return target, excluded
+
+
+def node_tensors(cfg: Mapping[str, Any], node_config: UserConfig, task: Task) -> NodeTensors:
+    path, pid = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
+    key = (
+        str(path),
+        task.name,
+        str(cfg["model-config"]),
+        str(cfg.get("target", "")),
+        str(cfg.get("excluded", "")),
+    )
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    target, excluded = parse_targets(cfg)
+    data = load_node_data(path)
+    kept: list[Record] = [r for r in data.train if not any(t.matches(r) for t in excluded)]
+    forget = [r for r in kept if target is not None and target.matches(r)]
+    retain = [r for r in kept if not (target is not None and target.matches(r))]
+    tensors = NodeTensors(
+        partition_id=pid,
+        retain=task.to_batch(retain),
+        full=task.to_batch(kept),
+        forget=task.to_batch(forget, target, forget=True),
+        validation=task.to_batch(data.validation),
+        n_train=len(kept),
+    )
+    with _lock:
+        _cache[key] = tensors
+        while len(_cache) > 8:
+            _cache.popitem(last=False)
+    return tensors
+
+
+def _generator(cfg: Mapping[str, Any], pid: int, salt: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(
+        int(cfg.get("seed", 0)) * 1_000_003 + max(pid, 0) * 10_007 + int(cfg.get("round", 0)) * 101 + salt
+    )
+    return g
+
+
+def _local_config(task: Task, cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> local.LocalConfig:
+    overrides = json.loads(str(cfg.get("local", "{}")))
+    return local.LocalConfig.from_dict({**defaults, **overrides})
+
+
+def _prox(cfg: Mapping[str, Any], arrays: Mapping[str, Mapping[str, Tensor]]) -> local.Proximal | None:
+    if "fisher" not in arrays or "anchor" not in arrays:
+        return None
+    return local.Proximal(
+        anchor=dict(arrays["anchor"]), fisher=dict(arrays["fisher"]), lam=float(cfg["ewc-lambda"])
+    )
+
+
+def info(cfg: Mapping[str, Any], node_config: UserConfig) -> dict[str, float]:
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    return {
+        "partition-id": float(t.partition_id),
+        "num-train": float(t.n_train),
+        "num-retain": float(batch_len(t.retain)),
+        "num-forget": float(batch_len(t.forget)),
+        "num-validation": float(batch_len(t.validation)),
+        "num-examples": float(t.n_train),
+    }
+
+
+def train(
+    cfg: Mapping[str, Any],
+    node_config: UserConfig,
+    model_arrays: Mapping[str, Tensor],
+    extra: Mapping[str, Mapping[str, Tensor]],
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """FedAvg local training on the retained data (``use=all``: the full data, for the Halimi reference)."""
+    start = time.thread_time()
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    data = t.full if cfg.get("use") == "all" else t.retain
+    model = _model(task, cfg, model_arrays)
+    stats = local.train(
+        model,
+        data,
+        task,
+        _local_config(task, cfg, task.train_defaults),
+        generator=_generator(cfg, t.partition_id, 1),
+        prox=_prox(cfg, extra),
+    )
+    metrics = {"num-examples": float(batch_len(data)), "train-loss": stats.loss, "steps": float(stats.steps)}
+    metrics["cpu-s"] = time.thread_time() - start
+    return local.parameters_dict(model), metrics
+
+
+def _model(task: Task, cfg: Mapping[str, Any], arrays: Mapping[str, Tensor]) -> nn.Module:
+    from unlearning.federation.protocol import load_record
+
+    model = task.build_model(int(cfg.get("seed", 0)))
+    return load_record(model, arrays)
+
+
+def _forget_batch(task: Task, t: NodeTensors, target: Target | None, include_examples: bool) -> Batch:
+    parts = [t.forget]
+    if include_examples and target is not None:
+        b = task.behaviour_batch(target)
+        if b is not None:
+            parts.append(b)
+    parts = [p for p in parts if batch_len(p) > 0]
+    return concat(parts) if parts else t.forget
+
+
+def _exposure_rule(task: Task, target: Target, z_min: float, seed: int) -> local.StopRule | None:
+    secrets = [ex for ex in target.examples if ex["completion"].strip(".").isdigit()]
+    if not secrets:
+        return None
+
+    def criterion(model: nn.Module) -> bool:
+        return all(
+            exposure_z(
+                model, task, ex.get("prompt", ""), ex["completion"].rstrip("."), candidates=100, seed=seed
+            )
+            >= z_min
+            for ex in secrets
+        )
+
+    return local.StopRule(criterion=criterion)
+
+
+def unlearn(
+    cfg: Mapping[str, Any],
+    node_config: UserConfig,
+    model_arrays: Mapping[str, Tensor],
+    extra: Mapping[str, Mapping[str, Tensor]],
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Bounded gradient ascent on this node's forget data."""
+    start = time.thread_time()
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    target, _ = parse_targets(cfg)
+    forget = _forget_batch(task, t, target, bool(cfg.get("include-examples", False)))
+    model = _model(task, cfg, model_arrays)
+    lcfg = _local_config(task, cfg, task.ascent_defaults)
+    threshold = float(cfg.get("stop-loss-value", float("nan")))
+    if (
+        threshold != threshold and cfg.get("stop-loss") == "validation"
+    ):  # NaN: compute it from the received model
+        threshold = local.evaluate(model, t.validation, task)["loss"] * float(
+            cfg.get("stop-loss-factor", 1.0)
+        )
+    stop = local.StopRule(
+        loss_at_least=threshold if threshold == threshold else None,
+        accuracy_at_most=float(cfg["stop-accuracy"]) if float(cfg.get("stop-accuracy", -1.0)) >= 0 else None,
+    )
+    if target is not None and target.kind == "behaviour" and float(cfg.get("stop-exposure-z", 1e9)) < 1e9:
+        rule = _exposure_rule(task, target, float(cfg["stop-exposure-z"]), int(cfg.get("seed", 0)))
+        if rule is not None:
+            stop = local.StopRule(criterion=rule.criterion)
+    ball = None
+    if "ball-center" in extra:
+        ball = local.L2Ball(center=dict(extra["ball-center"]), radius=float(cfg["ball-radius"]))
+    stats = local.gradient_ascent(
+        model,
+        forget,
+        task,
+        lcfg,
+        stop,
+        generator=_generator(cfg, t.partition_id, 2),
+        ball=ball,
+        prox=_prox(cfg, extra),
+    )
+    metrics = {
+        "num-examples": float(batch_len(forget)),
+        "steps": float(stats.steps),
+        "forget-loss": stats.forget_loss,
+        "forget-accuracy": stats.forget_accuracy,
+        "stopped": 1.0 if stats.reason == "criterion" else 0.0,
+        "diverged": 1.0 if stats.reason == "diverged" else 0.0,
+        "threshold": threshold,
+        "ball-hits": float(stats.ball_hits),
+        "cpu-s": time.thread_time() - start,
+    }
+    return local.parameters_dict(model), metrics
+
+
+def fisher(
+    cfg: Mapping[str, Any], node_config: UserConfig, model_arrays: Mapping[str, Tensor]
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Diagonal Fisher on the retained (``fisher-data=retain``) or forget (``forget``) local data."""
+    start = time.thread_time()
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    target, _ = parse_targets(cfg)
+    which = str(cfg.get("fisher-data", "retain"))
+    data = (
+        _forget_batch(task, t, target, bool(cfg.get("include-examples", False)))
+        if which == "forget"
+        else t.retain
+    )
+    model = _model(task, cfg, model_arrays)
+    f = local.diagonal_fisher(
+        model,
+        data,
+        task,
+        max_examples=int(cfg.get("fisher-examples", 64)),
+        generator=_generator(cfg, t.partition_id, 3),
+    )
+    return f, {"num-examples": float(batch_len(data)), "cpu-s": time.thread_time() - start}
+
+
+def evaluate(
+    cfg: Mapping[str, Any], node_config: UserConfig, model_arrays: Mapping[str, Tensor]
+) -> dict[str, float]:
+    """Local validation metrics, plus retained-train and forget metrics (counts and means only)."""
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    model = _model(task, cfg, model_arrays)
+    val = local.evaluate(model, t.validation, task)
+    out = {"num-examples": val["n"], "val-loss": val["loss"], "val-accuracy": val["accuracy"]}
+    g = _generator(cfg, t.partition_id, 4)
+    n_ret = batch_len(t.retain)
+    if n_ret:
+        idx = torch.randperm(n_ret, generator=g)[: int(cfg.get("eval-examples", 256))]
+        r = local.evaluate(model, {k: v[idx] for k, v in t.retain.items()}, task)
+        out.update({"retain-loss": r["loss"], "retain-accuracy": r["accuracy"]})
+    if batch_len(t.forget):
+        f = local.evaluate(model, t.forget, task)
+        out.update({"forget-loss": f["loss"], "forget-accuracy": f["accuracy"], "num-forget": f["n"]})
+    return out

@@ -1,0 +1,471 @@
+"""The server side of every job, written once against Flower's ``Grid`` (any runtime: in-process, simulation,
+deployment). :class:`Federation` holds the job's message conventions, accounting, progress and cancellation;
+its methods are the federated building blocks (FedAvg rounds, federated Fisher, federated bounded ascent, the
+Halimi reference, federated evaluation) that the unlearning methods compose. :func:`execute_job` runs a
+:class:`~unlearning.jobs.JobSpec` end to end and returns a :class:`~unlearning.jobs.JobResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from unlearning.federation import protocol as P
+from unlearning.jobs import JobCost, JobResult, JobSpec, ProgressCallback, ProgressEvent, RoundCost
+from unlearning.tasks import Target, Task
+
+log = logging.getLogger("unlearning.federation")
+
+
+class JobCancelled(Exception):
+    """The job's cancel event was set; raised at the next round boundary."""
+
+
+class NodeFailure(RuntimeError):
+    """A node replied with an error, or not at all before the timeout."""
+
+
+@dataclass
+class NodeInfo:
+    node_id: int
+    partition_id: int
+    n_train: int
+    n_retain: int
+    n_forget: int
+    n_validation: int
+
+
+def weighted_summary(replies: Sequence[Message]) -> dict[str, float]:
+    """Per-metric mean over replies weighted by ``num-examples`` (NaNs skipped); counts and cpu are summed."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for r in replies:
+        m = P.metrics_of(r)
+        w = m.get("num-examples", 1.0)
+        for k, v in m.items():
+            if k in ("num-examples", "steps", "cpu-s", "num-forget"):
+                sums[k] = sums.get(k, 0.0) + v
+                weights[k] = 1.0
+            elif math.isfinite(v) and w > 0:
+                sums[k] = sums.get(k, 0.0) + v * w
+                weights[k] = weights.get(k, 0.0) + w
+    return {k: sums[k] / weights[k] for k in sums if weights.get(k)}
+
+
+class Federation:
+    """One job's view of the federation."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        spec: JobSpec,
+        task: Task,
+        model_config: dict[str, Any],
+        excluded: Sequence[Target],
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.grid, self.spec, self.task = grid, spec, task
+        self.model_config_json = json.dumps(model_config, sort_keys=True)
+        self.excluded_json = json.dumps([json.loads(t.to_json()) for t in excluded], sort_keys=True)
+        self.progress, self.cancel = progress, cancel
+        self.cost = JobCost()
+        self.nodes: list[NodeInfo] = []
+
+    # ---- messages -------------------------------------------------------------------------------------
+    def config(self, target: Target | None, round_: int = 0, **extra: Any) -> ConfigRecord:
+        cfg: dict[str, Any] = {
+            "task": self.task.name,
+            "model-config": self.model_config_json,
+            "seed": self.spec.seed,
+            "round": round_,
+            "dataset-dir": self.spec.dataset_dir,
+            "target": target.to_json() if target is not None else "",
+            "excluded": self.excluded_json,
+        }
+        for k, v in extra.items():
+            cfg[k] = json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+        return ConfigRecord(cfg)
+
+    def message(
+        self, node: NodeInfo, mtype: str, phase: str, round_: int, records: dict[str, Any]
+    ) -> Message:
+        return Message(
+            RecordDict(records),
+            dst_node_id=node.node_id,
+            message_type=mtype,
+            group_id=f"{self.spec.job_id}:{phase}:{round_}",
+        )
+
+    def exchange(self, phase: str, round_: int, total: int, messages: list[Message]) -> list[Message]:
+        """Send, wait for every reply, account bytes and steps, report progress. Raises JobCancelled
+        (cancel set before sending) or NodeFailure."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise JobCancelled(f"cancelled before {phase} round {round_}")
+        if not messages:
+            return []
+        t0 = time.perf_counter()
+        sent = sum(P.content_size(m) for m in messages)
+        order = {m.metadata.dst_node_id: i for i, m in enumerate(messages)}
+        replies = list(self.grid.send_and_receive(messages, timeout=self.spec.timeout_s))
+        failed = [r for r in replies if r.has_error()]
+        if failed:
+            err = failed[0].error
+            raise NodeFailure(f"node {failed[0].metadata.src_node_id} failed in {phase}: {err.reason}")
+        if len(replies) < len(messages):
+            raise NodeFailure(
+                f"{len(messages) - len(replies)} node(s) did not reply in {phase} round {round_}"
+            )
+        replies.sort(key=lambda r: order.get(r.metadata.src_node_id, 0))
+        received = sum(P.content_size(r) for r in replies)
+        summary = weighted_summary(replies)
+        steps = int(summary.get("steps", 0))
+        self.cost.rounds.append(
+            RoundCost(phase, round_, len(messages), sent, received, time.perf_counter() - t0, steps)
+        )
+        self.cost.optimizer_steps += steps
+        self.cost.node_cpu_s += summary.get("cpu-s", 0.0)
+        self.cost.bytes_sent += sent + received
+        if self.progress is not None:
+            self.progress(ProgressEvent(self.spec.job_id, phase, round_, total, summary))
+        return replies
+
+    # ---- building blocks -----------------------------------------------------------------------------
+    def discover(self, target: Target | None) -> list[NodeInfo]:
+        ids = sorted(self.grid.get_node_ids())
+        if not ids:
+            raise NodeFailure("no nodes are connected")
+        cfg = self.config(target)
+        msgs = [self.message(NodeInfo(i, -1, 0, 0, 0, 0), P.INFO, "info", 0, {P.CONFIG: cfg}) for i in ids]
+        replies = self.exchange("info", 1, 1, msgs)
+        nodes = []
+        for r in replies:
+            m = P.metrics_of(r)
+            nodes.append(
+                NodeInfo(
+                    node_id=r.metadata.src_node_id,
+                    partition_id=int(m["partition-id"]),
+                    n_train=int(m["num-train"]),
+                    n_retain=int(m["num-retain"]),
+                    n_forget=int(m["num-forget"]),
+                    n_validation=int(m["num-validation"]),
+                )
+            )
+        nodes.sort(key=lambda n: n.partition_id)
+        if self.spec.nodes is not None:
+            wanted = set(self.spec.nodes)
+            nodes = [n for n in nodes if n.partition_id in wanted]
+        self.nodes = nodes
+        return nodes
+
+    def fedavg(
+        self,
+        arrays: ArrayRecord,
+        rounds: int,
+        phase: str,
+        local: dict[str, Any],
+        *,
+        target: Target | None = None,
+        use: str = "retain",
+        anchor: ArrayRecord | None = None,
+        fisher: ArrayRecord | None = None,
+        lam: float = 0.0,
+        nodes: Sequence[NodeInfo] | None = None,
+    ) -> ArrayRecord:
+        """``rounds`` FedAvg rounds of local training (on retained data, or ``use="all"``), optionally with
+        the EWC proximal step towards ``anchor`` weighted by ``fisher``."""
+        chosen = [
+            n
+            for n in (nodes if nodes is not None else self.nodes)
+            if (n.n_train if use == "all" else n.n_retain)
+        ]
+        if not chosen:
+            raise NodeFailure(f"no node has data for {phase}")
+        for r in range(1, rounds + 1):
+            extra: dict[str, Any] = {"local": local, "use": use}
+            if anchor is not None and fisher is not None:
+                extra["ewc-lambda"] = float(lam)
+            msgs = []
+            for n in chosen:
+                records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra)}
+                if anchor is not None and fisher is not None:
+                    records[P.ANCHOR], records[P.FISHER_ARRAYS] = anchor, fisher
+                msgs.append(self.message(n, P.TRAIN, phase, r, records))
+            replies = self.exchange(phase, r, rounds, msgs)
+            arrays = aggregate(replies, P.ARRAYS)
+        return arrays
+
+    def fisher(
+        self,
+        arrays: ArrayRecord,
+        which: str,
+        target: Target | None,
+        *,
+        examples: int = 64,
+        phase: str = "fisher",
+        include_examples: Iterable[int] = (),
+    ) -> ArrayRecord | None:
+        """Federated diagonal Fisher of the ``which`` ("retain" | "forget") data, averaged by examples and
+        normalised to mean 1. None when no node holds such data."""
+        inc = set(include_examples)
+        if which == "forget":
+            chosen = [n for n in self.nodes if n.n_forget or n.node_id in inc]
+        else:
+            chosen = [n for n in self.nodes if n.n_retain]
+        if not chosen:
+            return None
+        msgs = [
+            self.message(
+                n,
+                P.FISHER,
+                phase,
+                1,
+                {
+                    P.ARRAYS: arrays,
+                    P.CONFIG: self.config(
+                        target,
+                        1,
+                        **{
+                            "fisher-data": which,
+                            "fisher-examples": examples,
+                            "include-examples": n.node_id in inc,
+                        },
+                    ),
+                },
+            )
+            for n in chosen
+        ]
+        replies = [r for r in self.exchange(phase, 1, 1, msgs) if P.metrics_of(r)["num-examples"] > 0]
+        if not replies:
+            return None
+        from unlearning.local import normalise_fisher
+
+        agg = P.from_record(aggregate(replies, P.FISHER_ARRAYS))
+        return P.to_record(normalise_fisher(agg))
+
+    def holders(self, target: Target) -> tuple[list[NodeInfo], set[int]]:
+        """Nodes that run the ascent, and those of them that add the proposal's behaviour examples."""
+        holders = [n for n in self.nodes if n.n_forget]
+        include: set[int] = set()
+        if target.kind == "behaviour":
+            if not holders and self.nodes:
+                holders = [self.nodes[0]]
+            include = {holders[0].node_id}
+        if not holders:
+            raise NodeFailure(f"no node holds data of the target {target.kind} {target.value!r}".rstrip())
+        return holders, include
+
+    def halimi_reference(self, arrays: ArrayRecord, target: Target, local: dict[str, Any]) -> ArrayRecord:
+        """w_ref = (n * w_global - n_t * w_t) / (n - n_t): the global model with the holders' contribution
+        removed, where w_t is the holders' local model after one local round (Halimi et al. 2022). Falls
+        back to the global model when every node holds forget data."""
+        holders, _ = self.holders(target)
+        n_all = sum(n.n_train for n in self.nodes)
+        n_t = sum(n.n_train for n in holders)
+        if n_all - n_t <= 0:
+            return arrays
+        w_t = P.from_record(
+            self.fedavg(arrays, 1, "reference", local, target=target, use="all", nodes=holders)
+        )
+        g = P.from_record(arrays)
+        ref = {k: (n_all * g[k] - n_t * w_t[k]) / (n_all - n_t) for k in g}
+        return P.to_record(ref)
+
+    def ascent(
+        self,
+        arrays: ArrayRecord,
+        target: Target,
+        local: dict[str, Any],
+        stop: dict[str, Any],
+        *,
+        max_rounds: int = 5,
+        ball_center: ArrayRecord | None = None,
+        ball_radius: float = math.inf,
+        anchor: ArrayRecord | None = None,
+        fisher: ArrayRecord | None = None,
+        lam: float = 0.0,
+    ) -> tuple[ArrayRecord, dict[str, float]]:
+        """Federated bounded gradient ascent. Holders ascend locally until their stop rule holds (checked
+        every step); with several holders the results are averaged (weighted by forget examples) and the
+        loop repeats until every holder is already satisfied on the received model, or ``max_rounds``."""
+        holders, include = self.holders(target)
+        thresholds: dict[int, float] = {}
+        summary: dict[str, float] = {}
+        steps_total = 0.0
+        rounds = 1 if len(holders) == 1 else max_rounds
+        for r in range(1, rounds + 1):
+            msgs = []
+            for n in holders:
+                extra: dict[str, Any] = {"local": local, "include-examples": n.node_id in include, **stop}
+                if n.node_id in thresholds:
+                    extra["stop-loss-value"] = thresholds[n.node_id]
+                if ball_center is not None and math.isfinite(ball_radius):
+                    extra["ball-radius"] = float(ball_radius)
+                if anchor is not None and fisher is not None:
+                    extra["ewc-lambda"] = float(lam)
+                records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra)}
+                if ball_center is not None and math.isfinite(ball_radius):
+                    records[P.BALL_CENTER] = ball_center
+                if anchor is not None and fisher is not None:
+                    records[P.ANCHOR], records[P.FISHER_ARRAYS] = anchor, fisher
+                msgs.append(self.message(n, P.UNLEARN, "ascent", r, records))
+            replies = self.exchange("ascent", r, rounds, msgs)
+            for n, rep in zip(holders, replies, strict=True):
+                t = P.metrics_of(rep)["threshold"]
+                if math.isfinite(t):
+                    thresholds.setdefault(n.node_id, t)
+            summary = weighted_summary(replies)
+            steps_total += summary.get("steps", 0.0)
+            arrays = P.arrays_of(replies[0]) if len(replies) == 1 else aggregate(replies, P.ARRAYS)
+            all_done = all(P.metrics_of(rep)["stopped"] > 0 for rep in replies)
+            no_steps = all(P.metrics_of(rep)["steps"] == 0 for rep in replies)
+            if all_done and (no_steps or len(replies) == 1):
+                break
+        summary["ascent-steps"] = steps_total
+        summary["ascent-rounds"] = float(r)
+        summary["holders"] = float(len(holders))
+        return arrays, summary
+
+    def evaluate(self, arrays: ArrayRecord, target: Target | None, phase: str = "evaluate") -> dict[str, Any]:
+        """Every node evaluates on its local validation data: per node, the weighted mean, the worst node."""
+        msgs = [
+            self.message(n, P.EVALUATE, phase, 1, {P.ARRAYS: arrays, P.CONFIG: self.config(target, 0)})
+            for n in self.nodes
+        ]
+        replies = self.exchange(phase, 1, 1, msgs)
+        per_node = {str(n.partition_id): P.metrics_of(r) for n, r in zip(self.nodes, replies, strict=True)}
+        vals = list(per_node.values())
+        worst = {
+            "val-loss": max(v["val-loss"] for v in vals),
+            "val-accuracy": min(v["val-accuracy"] for v in vals),
+            "node-by-loss": float(max(per_node, key=lambda k: per_node[k]["val-loss"])),
+        }
+        return {"nodes": per_node, "mean": weighted_summary(replies), "worst": worst}
+
+
+def aggregate(replies: Sequence[Message], key: str) -> ArrayRecord:
+    """FedAvg (Flower's ``aggregate_arrayrecords``) of the ArrayRecord ``key``, weighted by num-examples."""
+    contents = [
+        RecordDict(
+            {
+                key: P.arrays_of(r, key),
+                P.METRICS: P.metric_record({"num-examples": P.metrics_of(r)["num-examples"]}),
+            }
+        )
+        for r in replies
+        if P.metrics_of(r)["num-examples"] > 0
+    ]
+    if not contents:
+        raise NodeFailure("no reply carried any examples to aggregate")
+    return aggregate_arrayrecords(contents, "num-examples")
+
+
+def execute_job(
+    grid: Grid,
+    spec: JobSpec,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> JobResult:
+    """Run ``spec`` on ``grid``; never raises for job failures (see JobResult.status)."""
+    from unlearning.artifacts import ArtifactStore
+    from unlearning.federation.protocol import load_record, model_record
+    from unlearning.methods import MethodContext, get_method
+    from unlearning.tasks import make_task
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = JobResult(
+        job_id=spec.job_id,
+        kind=spec.kind,
+        status="failed",
+        parent_version=spec.base_version,
+        method=spec.method if spec.kind == "unlearn" else None,
+        target=json.loads(spec.target.to_json()) if spec.target is not None else None,
+    )
+    fed: Federation | None = None
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(spec.num_threads)
+        store = ArtifactStore(spec.artifact_root)
+        base = store.get(spec.base_version)
+        task = make_task(base.task, base.model_config)
+        model = base.load_into(task.build_model(spec.seed))
+        lineage: dict[str, Any] = dict(base.manifest.get("training", {}))
+        excluded = [Target(**t) for t in lineage.get("excluded", [])]
+        fed = Federation(grid, spec, task, base.model_config, excluded, progress, cancel)
+        arrays = model_record(model)
+        if spec.kind == "train":
+            fed.discover(None)
+            arrays = fed.fedavg(arrays, spec.rounds, "train", spec.local)
+            training = {
+                **lineage,
+                "kind": "train",
+                "rounds": int(lineage.get("rounds", 0)) + spec.rounds,
+                "local": spec.local,
+                "init": lineage.get("init") or base.version,
+                "excluded": lineage.get("excluded", []),
+            }
+            if spec.evaluate:
+                result.metrics["after"] = fed.evaluate(arrays, None)
+        else:
+            assert spec.target is not None  # validated by JobSpec.validate
+            method = get_method(spec.method, spec.method_config)
+            fed.discover(spec.target)
+            if spec.evaluate:
+                result.metrics["before"] = fed.evaluate(arrays, spec.target, "evaluate-before")
+
+            def load_init() -> ArrayRecord:
+                init = lineage.get("init")
+                if not init:
+                    raise ValueError("the base version's lineage has no init version to retrain from")
+                return model_record(store.get(str(init)).load_into(task.build_model(spec.seed)))
+
+            ctx = MethodContext(
+                fed=fed, target=spec.target, original=arrays, lineage=lineage, load_init=load_init
+            )
+            arrays, details = method.run(ctx)
+            result.metrics["method"] = details
+            training = {
+                **lineage,
+                "excluded": [*lineage.get("excluded", []), json.loads(spec.target.to_json())],
+                "unlearning": {"method": spec.method, "config": spec.method_config, "target": result.target},
+            }
+            if spec.evaluate:
+                result.metrics["after"] = fed.evaluate(arrays, spec.target)
+        load_record(model, arrays)
+        tokenizer = getattr(task, "tokenizer", None)
+        version = store.put(
+            model=model,
+            task=task.name,
+            model_config=base.stored_model_config,
+            seed=spec.seed,
+            parent=base.version,
+            job_id=spec.job_id,
+            tokenizer=tokenizer,
+            training=training,
+            metrics={"after": result.metrics.get("after", {}).get("mean", {})},
+        )
+        result.model_version, result.content_hash = version.version, version.content_hash
+        result.status = "succeeded"
+    except JobCancelled as exc:
+        result.status, result.error = "cancelled", str(exc)
+    except Exception as exc:
+        log.exception("job %s failed", spec.job_id)
+        result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        torch.set_num_threads(threads)
+    if fed is not None:
+        result.cost = fed.cost
+    result.cost.wall_s = time.perf_counter() - t0
+    result.cost.cpu_s = time.process_time() - c0
+    return result

@@ -1,0 +1,334 @@
+"""The local work of a node, as pure torch functions: train, bounded gradient ascent, diagonal Fisher, evaluate.
+
+Nothing here knows about Flower or files: a function takes a model, a batch of tensors (see
+:mod:`unlearning.tasks.base`), the task (for per-example losses) and a :class:`LocalConfig`, and changes the
+model in place or returns numbers. Client apps are thin adapters over these.
+
+EWC is applied as a *proximal step* after every optimizer step (:class:`Proximal`): the update
+``p <- (p + c * a) / (1 + c)`` with ``c = lr * lambda * F`` is the exact minimiser of the penalty's
+quadratic around the current point, so it is stable for any ``lambda * F`` (the explicit gradient of the
+penalty diverges once ``2 * lr * lambda * F`` exceeds about 2; see notes/unlearning-probe.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from unlearning.tasks.base import Batch, Task, batch_len, take
+
+
+@dataclass
+class LocalConfig:
+    """Settings of one node's local optimisation (training or ascent)."""
+
+    optimizer: str = "sgd"  # "sgd" | "adamw"
+    lr: float = 0.05
+    momentum: float = 0.0  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: float | None = None  # training length in passes over the data ...
+    steps: int | None = None  # ... or in optimizer steps (steps wins when both are set)
+    max_steps: int = 200  # ascent: hard cap on steps whatever the stop rule says
+    check_every: int = 1  # ascent: evaluate the stop rule every this many steps
+    clip: float | None = None  # gradient-norm clip
+    bf16: bool = False  # bfloat16 autocast on CPU (master weights stay fp32)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LocalConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown local setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        kw = dict(d)
+        if "betas" in kw:
+            b = kw["betas"]
+            kw["betas"] = (float(b[0]), float(b[1]))
+        cfg = cls(**kw)
+        if cfg.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected 'sgd' or 'adamw'")
+        if cfg.lr <= 0 or cfg.batch_size < 1:
+            raise ValueError("lr must be > 0 and batch_size >= 1")
+        return cfg
+
+
+def make_optimizer(model: nn.Module, cfg: LocalConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Endless shuffled mini-batch indices (a new permutation every pass)."""
+    while True:
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            yield perm[i : i + batch_size]
+
+
+def parameters_dict(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of the trainable parameters (tied weights appear once)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@dataclass
+class Proximal:
+    """EWC as a proximal step towards ``anchor`` with per-parameter weights ``lam * fisher``."""
+
+    anchor: dict[str, Tensor]
+    fisher: dict[str, Tensor]
+    lam: float
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, lr: float) -> None:
+        for name, p in model.named_parameters():
+            f = self.fisher.get(name)
+            a = self.anchor.get(name)
+            if f is None or a is None:
+                continue
+            c = lr * self.lam * f
+            p.copy_((p + c * a) / (1.0 + c))
+
+    def penalty(self, model: nn.Module) -> float:
+        """lam/2 * sum F (theta - anchor)^2, for reporting."""
+        total = 0.0
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in self.fisher and name in self.anchor:
+                    total += float((self.fisher[name] * (p - self.anchor[name]) ** 2).sum())
+        return 0.5 * self.lam * total
+
+
+@dataclass
+class L2Ball:
+    """Projection onto ``{theta : ||theta - center|| <= radius}`` (Halimi et al. 2022)."""
+
+    center: dict[str, Tensor]
+    radius: float
+    hits: int = 0
+
+    @torch.no_grad()
+    def project(self, model: nn.Module) -> None:
+        named = [(p, self.center[n]) for n, p in model.named_parameters() if n in self.center]
+        dist = math.sqrt(sum(float(((p - c) ** 2).sum()) for p, c in named))
+        if dist > self.radius:
+            self.hits += 1
+            scale = self.radius / dist
+            for p, c in named:
+                p.copy_(c + (p - c) * scale)
+
+
+def distance(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
+    return math.sqrt(sum(float(((a[k] - b[k]) ** 2).sum()) for k in a if k in b))
+
+
+@torch.no_grad()
+def per_example(model: nn.Module, batch: Batch, task: Task, chunk: int = 128) -> tuple[Tensor, Tensor]:
+    """Per-example loss and correctness in eval mode: two tensors of shape [B]."""
+    was = model.training
+    model.eval()
+    losses, correct = [], []
+    n = batch_len(batch)
+    for i in range(0, n, chunk):
+        part = take(batch, slice(i, i + chunk))
+        losses.append(task.per_example_loss(model, part).float())
+        correct.append(task.per_example_correct(model, part).float())
+    model.train(was)
+    if not losses:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(losses), torch.cat(correct)
+
+
+def evaluate(model: nn.Module, batch: Batch, task: Task) -> dict[str, float]:
+    """Mean loss, mean accuracy and the example count of ``batch``."""
+    n = batch_len(batch)
+    if n == 0:
+        return {"loss": float("nan"), "accuracy": float("nan"), "n": 0.0}
+    loss, correct = per_example(model, batch, task)
+    return {"loss": float(loss.mean()), "accuracy": float(correct.mean()), "n": float(n)}
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    loss: float = float("nan")  # mean training loss over the steps
+
+
+def train(
+    model: nn.Module,
+    data: Batch,
+    task: Task,
+    cfg: LocalConfig,
+    *,
+    generator: torch.Generator,
+    prox: Proximal | None = None,
+) -> TrainStats:
+    """Local training (descent) for ``cfg.steps`` steps or ``cfg.epochs`` passes, with optional EWC prox."""
+    n = batch_len(data)
+    if n == 0:
+        return TrainStats()
+    if cfg.steps is not None:
+        total = cfg.steps
+    else:
+        total = max(1, math.ceil((cfg.epochs if cfg.epochs is not None else 1.0) * n / cfg.batch_size))
+    opt = make_optimizer(model, cfg)
+    model.train()
+    losses = []
+    for step, idx in enumerate(batches(n, cfg.batch_size, generator)):
+        if step >= total:
+            break
+        with autocast(cfg.bf16):
+            loss = task.per_example_loss(model, take(data, idx)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        if prox is not None:
+            prox.step(model, cfg.lr)
+        losses.append(float(loss.detach()))
+    return TrainStats(steps=len(losses), loss=sum(losses) / len(losses))
+
+
+@dataclass
+class StopRule:
+    """When ascent has forgotten enough. Any satisfied criterion stops (checked before every step too).
+
+    ``loss_at_least``: mean forget loss >= this (e.g. the node's validation loss of the original model: the
+    forget data now looks like data the model never saw). ``accuracy_at_most``: forget accuracy <= this
+    (class unlearning). ``criterion``: any callable on the model (e.g. a canary-exposure check).
+    """
+
+    loss_at_least: float | None = None
+    accuracy_at_most: float | None = None
+    criterion: Callable[[nn.Module], bool] | None = None
+
+    def satisfied(self, model: nn.Module, forget: Batch, task: Task) -> tuple[bool, dict[str, float]]:
+        m = evaluate(model, forget, task)
+        hit = (self.loss_at_least is not None and m["loss"] >= self.loss_at_least) or (
+            self.accuracy_at_most is not None and m["accuracy"] <= self.accuracy_at_most
+        )
+        if not hit and self.criterion is not None:
+            hit = self.criterion(model)
+        return hit, m
+
+
+@dataclass
+class AscentStats:
+    steps: int = 0
+    reason: str = "max_steps"  # "criterion" | "max_steps" | "diverged" | "empty"
+    forget_loss: float = float("nan")
+    forget_accuracy: float = float("nan")
+    ball_hits: int = 0
+    history: list[float] = field(default_factory=list)  # forget loss at every check
+
+
+def gradient_ascent(
+    model: nn.Module,
+    forget: Batch,
+    task: Task,
+    cfg: LocalConfig,
+    stop: StopRule,
+    *,
+    generator: torch.Generator,
+    ball: L2Ball | None = None,
+    prox: Proximal | None = None,
+) -> AscentStats:
+    """Bounded gradient ascent on ``forget``: minimise ``-loss(forget)`` (+ the EWC prox step), project onto
+    the L2 ball, stop as soon as ``stop`` is satisfied or ``cfg.max_steps`` is reached. A non-finite loss
+    restores the last finite weights and stops (reason ``diverged``)."""
+    n = batch_len(forget)
+    if n == 0:
+        return AscentStats(reason="empty")
+    opt = make_optimizer(model, cfg)
+    stats = AscentStats()
+    done, m = stop.satisfied(model, forget, task)
+    stats.history.append(m["loss"])
+    last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if not done:
+        for idx in batches(n, cfg.batch_size, generator):
+            if stats.steps >= cfg.max_steps:
+                break
+            model.train()
+            with autocast(cfg.bf16):
+                loss = -task.per_example_loss(model, take(forget, idx)).mean()
+            if not torch.isfinite(loss):
+                model.load_state_dict(last_good)
+                stats.reason = "diverged"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            if cfg.clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            if prox is not None:
+                prox.step(model, cfg.lr)
+            if ball is not None:
+                ball.project(model)
+            stats.steps += 1
+            if stats.steps % cfg.check_every == 0:
+                done, m = stop.satisfied(model, forget, task)
+                stats.history.append(m["loss"])
+                if not math.isfinite(m["loss"]):
+                    model.load_state_dict(last_good)
+                    stats.reason = "diverged"
+                    break
+                last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if done:
+                    break
+    else:
+        stats.reason = "criterion"
+    if done:
+        stats.reason = "criterion"
+    m = evaluate(model, forget, task)
+    stats.forget_loss, stats.forget_accuracy = m["loss"], m["accuracy"]
+    stats.ball_hits = ball.hits if ball is not None else 0
+    return stats
+
+
+def diagonal_fisher(
+    model: nn.Module, data: Batch, task: Task, *, max_examples: int = 64, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """Empirical diagonal Fisher: the mean over up to ``max_examples`` examples of the squared per-example
+    gradient of the loss (true labels), per parameter. Empty data gives zeros."""
+    fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    n = batch_len(data)
+    if n == 0:
+        return fisher
+    idx = torch.randperm(n, generator=generator)[:max_examples]
+    was = model.training
+    model.eval()
+    for i in idx.tolist():
+        model.zero_grad(set_to_none=True)
+        loss = task.per_example_loss(model, take(data, slice(i, i + 1))).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                fisher[name] += p.grad.detach() ** 2
+    model.zero_grad(set_to_none=True)
+    model.train(was)
+    return {k: v / len(idx) for k, v in fisher.items()}
+
+
+def normalise_fisher(fisher: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Scale so that the mean over all parameters is 1 (makes lambda portable across models)."""
+    total = sum(float(v.sum()) for v in fisher.values())
+    count = sum(v.numel() for v in fisher.values())
+    mean = total / max(count, 1)
+    if mean <= 0 or not math.isfinite(mean):
+        return {k: torch.zeros_like(v) for k, v in fisher.items()}
+    return {k: v / mean for k, v in fisher.items()}

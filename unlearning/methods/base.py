@@ -1,0 +1,178 @@
+"""The plug-in interface of unlearning methods: a class with a ``name``, a ``Config`` dataclass (settings
+are data: unknown keys raise ``ValueError``), registered with :func:`register`, looked up by
+:func:`get_method`. A method's ``run`` composes the federated building blocks of
+:class:`~unlearning.federation.server.Federation` and returns the unlearned arrays plus details.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from flwr.app import ArrayRecord
+
+from unlearning.tasks import Target
+
+if TYPE_CHECKING:
+    from unlearning.federation.server import Federation
+
+METHODS: dict[str, type[UnlearningMethod]] = {}
+
+M = TypeVar("M", bound="type[UnlearningMethod]")
+
+
+def register(cls: M) -> M:
+    """Class decorator: make a method available by its ``name``."""
+    if not cls.name or cls.name in METHODS:
+        raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str, config: Mapping[str, Any] | None = None) -> UnlearningMethod:
+    """The method ``name`` configured with ``config``; unknown names or settings raise ValueError."""
+    try:
+        cls = METHODS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown unlearning method {name!r}; registered methods: {', '.join(sorted(METHODS))}"
+        ) from None
+    return cls(config or {})
+
+
+@dataclass
+class MethodContext:
+    fed: Federation
+    target: Target
+    original: ArrayRecord  # the pre-unlearning global model
+    lineage: dict[str, Any]  # the base version's training section (rounds, local settings, init version)
+    load_init: Callable[[], ArrayRecord]  # the initial (untrained) model of the lineage, for retraining
+
+
+C = TypeVar("C")
+
+
+def parse_config(cls: type[C], data: Mapping[str, Any], method: str) -> C:
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) for method {method}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return cls(**data)
+
+
+class UnlearningMethod(ABC):
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[Any]]
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = parse_config(self.Config, config, self.name)
+        check = getattr(self.config, "check", None)
+        if check is not None:
+            check()
+
+    @abstractmethod
+    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+        """Unlearn ``ctx.target`` from ``ctx.original``; returns (arrays, details for the job result)."""
+
+
+# ---- shared settings and steps -------------------------------------------------------------------------
+
+
+@dataclass
+class AscentSettings:
+    """Bounded gradient ascent (shared by gradient_ascent, ewc and gradient_ascent_ewc)."""
+
+    ascent: dict[str, Any] = field(
+        default_factory=dict
+    )  # LocalConfig overrides (lr, max_steps, batch_size, ...)
+    # stop rule: "auto" picks by target kind: data_source -> forget loss >= the node's validation loss of the
+    # original model; category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x
+    # validation (LMs); behaviour -> every digit secret's exposure z-score >= exposure_z (else validation loss)
+    stop: str = "auto"  # "auto" | "validation-loss" | "accuracy" | "exposure" | "none"
+    stop_loss_factor: float = 1.0  # multiplies the validation loss threshold
+    category_accuracy: float = 0.02
+    exposure_z: float = -1.0
+    reference: str = "halimi"  # L2-ball centre: "halimi" (others' average), "original", or "none"
+    ball_radius: float | None = None  # absolute radius; default: ball_radius_ratio * ||ref - random init||
+    ball_radius_ratio: float = 1.0 / 3.0
+    max_rounds: int = 5  # ascent rounds when several nodes hold forget data
+
+    def check(self) -> None:
+        if self.stop not in ("auto", "validation-loss", "accuracy", "exposure", "none"):
+            raise ValueError(f"unknown stop rule {self.stop!r}")
+        if self.reference not in ("halimi", "original", "none"):
+            raise ValueError(f"unknown reference {self.reference!r}; expected halimi, original or none")
+        if self.max_rounds < 1:
+            raise ValueError("max_rounds must be >= 1")
+
+
+def stop_settings(s: AscentSettings, target: Target, is_classifier: bool) -> dict[str, Any]:
+    """The stop rule as message config keys (see unlearning.federation.node.unlearn)."""
+    rule = s.stop
+    if rule == "auto":
+        rule = {
+            "data_source": "validation-loss",
+            "category": "accuracy" if is_classifier else "validation-loss",
+            "behaviour": "exposure",
+        }[target.kind]
+    factor = s.stop_loss_factor
+    if s.stop == "auto" and target.kind == "category" and not is_classifier:
+        factor = 1.5 * s.stop_loss_factor
+    if rule == "validation-loss":
+        return {"stop-loss": "validation", "stop-loss-factor": factor}
+    if rule == "accuracy":
+        return {"stop-accuracy": s.category_accuracy}
+    if rule == "exposure":
+        return {"stop-exposure-z": s.exposure_z, "stop-loss": "validation", "stop-loss-factor": factor}
+    return {}
+
+
+def bounded_ascent(
+    ctx: MethodContext,
+    s: AscentSettings,
+    *,
+    anchor: ArrayRecord | None = None,
+    fisher: ArrayRecord | None = None,
+    lam: float = 0.0,
+) -> tuple[ArrayRecord, dict[str, Any]]:
+    """Reference + L2 ball, then federated ascent with the stop rule (and optional EWC prox)."""
+    from unlearning import local
+    from unlearning.federation import protocol as P
+
+    fed = ctx.fed
+    center: ArrayRecord | None = None
+    radius = math.inf
+    details: dict[str, Any] = {}
+    if s.reference != "none":
+        if s.reference == "halimi" and ctx.target.kind == "data_source":
+            center = fed.halimi_reference(ctx.original, ctx.target, dict(ctx.lineage.get("local", {})))
+        else:
+            center = ctx.original
+        if s.ball_radius is not None:
+            radius = float(s.ball_radius)
+        else:
+            rand = local.parameters_dict(fed.task.build_model(fed.spec.seed + 7919))
+            radius = s.ball_radius_ratio * local.distance(P.from_record(center), rand)
+        details["ball-radius"] = radius
+    is_classifier = fed.task.is_classifier
+    arrays, summary = fed.ascent(
+        ctx.original,
+        ctx.target,
+        s.ascent,
+        stop_settings(s, ctx.target, bool(is_classifier)),
+        max_rounds=s.max_rounds,
+        ball_center=center,
+        ball_radius=radius,
+        anchor=anchor,
+        fisher=fisher,
+        lam=lam,
+    )
+    details.update(summary)
+    details["moved"] = local.distance(P.from_record(arrays), P.from_record(ctx.original))
+    return arrays, details

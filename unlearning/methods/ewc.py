@@ -1,0 +1,39 @@
+"""``ewc``: gradient ascent with an elastic-weight-consolidation penalty (Wu et al. 2022, "Federated
+Unlearning: Guarantee the Right of Clients to Forget").
+
+The objective minimised on the holders is ``-L(forget) + lambda/2 * sum_i F_i (theta_i - theta*_i)^2`` with
+``F`` the diagonal Fisher of the *retained* data (computed on every node, averaged by examples, normalised to
+mean 1) and ``theta*`` the pre-unlearning model. The penalty is applied as a proximal step after each optimizer
+step (stable for any lambda). Early stopping as in gradient_ascent; no L2 ball by default, no repair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ArrayRecord
+
+from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+
+
+@dataclass
+class EWCConfig(AscentSettings):
+    reference: str = "none"
+    ewc_lambda: float = 100.0  # penalty weight (Fisher normalised to mean 1)
+    fisher_examples: int = 64  # per node
+
+
+@register
+class EWC(UnlearningMethod):
+    name = "ewc"
+    Config = EWCConfig
+
+    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+        c: EWCConfig = self.config
+        fisher = ctx.fed.fisher(ctx.original, "retain", ctx.target, examples=c.fisher_examples)
+        arrays, details = bounded_ascent(
+            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=c.ewc_lambda
+        )
+        details["ewc-lambda"] = c.ewc_lambda
+        return arrays, details

@@ -1,0 +1,30 @@
+"""``gradient_ascent``: bounded gradient ascent on the forget data, on the node(s) that hold it.
+
+Bounded twice: an L2 ball around a reference model (Halimi et al. 2022: for a data source, the global model
+with the owning node's contribution removed; radius ``ball_radius`` or ``ball_radius_ratio`` x the
+reference's distance to a random model) and early stopping when the forget data reaches the stop rule's
+target (see AscentSettings). No repair rounds. Unbounded ascent always collapses (notes/unlearning-probe.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ArrayRecord
+
+from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+
+
+@dataclass
+class GradientAscentConfig(AscentSettings):
+    pass
+
+
+@register
+class GradientAscent(UnlearningMethod):
+    name = "gradient_ascent"
+    Config = GradientAscentConfig
+
+    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+        return bounded_ascent(ctx, self.config)

@@ -1,0 +1,102 @@
+"""``gradient_ascent_ewc`` (the default): bounded gradient ascent with EWC, then federated repair rounds that
+must not re-learn what was forgotten.
+
+1. Fisher of the retained data at the pre-unlearning model (``ascent_fisher``), averaged over nodes.
+2. Bounded ascent on the holders (L2 ball + early stop, as gradient_ascent) with the EWC proximal step
+   anchored at the pre-unlearning model (``ascent_anchor="original"``): protects what the rest taught.
+3. Fisher of the *forget* data at the *unlearned* model (``repair_fisher="forget"``), from the holders.
+4. ``repair_rounds`` FedAvg rounds on retained data with the EWC proximal step anchored at the *unlearned*
+   model (``repair_anchor="unlearned"``): the weights that carry the forgetting stay put while utility comes
+   back. (Repair with plain FedAvg, or anchored at the original model, re-learns the forgotten data.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord
+
+from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+
+
+@dataclass
+class GradientAscentEWCConfig(AscentSettings):
+    ascent_lambda: float = 100.0  # EWC weight during ascent (0 disables; Fisher normalised to mean 1)
+    ascent_fisher: str = "retain"  # "retain" | "forget" | "none"
+    ascent_anchor: str = "original"
+    repair_rounds: int = 3
+    repair_local: dict[str, Any] = field(default_factory=dict)  # LocalConfig overrides for repair rounds
+    repair_lambda: float = 1000.0
+    repair_fisher: str = "forget"  # "forget" | "retain" | "none" (none = plain FedAvg repair)
+    repair_anchor: str = "unlearned"  # "unlearned" | "original"
+    fisher_examples: int = 64
+
+    def check(self) -> None:
+        super().check()
+        for key, value, allowed in (
+            ("ascent_fisher", self.ascent_fisher, ("retain", "forget", "none")),
+            ("repair_fisher", self.repair_fisher, ("retain", "forget", "none")),
+            ("ascent_anchor", self.ascent_anchor, ("original",)),
+            ("repair_anchor", self.repair_anchor, ("unlearned", "original")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+        if self.repair_rounds < 0:
+            raise ValueError("repair_rounds must be >= 0")
+
+
+@register
+class GradientAscentEWC(UnlearningMethod):
+    name = "gradient_ascent_ewc"
+    Config = GradientAscentEWCConfig
+
+    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+        c: GradientAscentEWCConfig = self.config
+        fed = ctx.fed
+        _, include = fed.holders(ctx.target)
+        fisher = None
+        if c.ascent_fisher != "none" and c.ascent_lambda > 0:
+            fisher = fed.fisher(
+                ctx.original,
+                c.ascent_fisher,
+                ctx.target,
+                examples=c.fisher_examples,
+                phase="fisher-ascent",
+                include_examples=include,
+            )
+        unlearned, details = bounded_ascent(
+            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=c.ascent_lambda
+        )
+        if c.repair_rounds == 0:
+            return unlearned, details
+        repair_fisher = None
+        if c.repair_fisher != "none":
+            repair_fisher = fed.fisher(
+                unlearned,
+                c.repair_fisher,
+                ctx.target,
+                examples=c.fisher_examples,
+                phase="fisher-repair",
+                include_examples=include,
+            )
+        anchor = unlearned if c.repair_anchor == "unlearned" else ctx.original
+        local = {**dict(ctx.lineage.get("local", {})), **c.repair_local}
+        arrays = fed.fedavg(
+            unlearned,
+            c.repair_rounds,
+            "repair",
+            local,
+            target=ctx.target,
+            anchor=anchor if repair_fisher is not None else None,
+            fisher=repair_fisher,
+            lam=c.repair_lambda,
+        )
+        details.update(
+            {
+                "repair-rounds": c.repair_rounds,
+                "repair-lambda": c.repair_lambda,
+                "ascent-lambda": c.ascent_lambda,
+            }
+        )
+        return arrays, details
