@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from governance.audit.checkpoint import DEFAULT_ORIGIN, SigningKey, load_or_create_signing_key
+from governance.audit.checkpoint import DEFAULT_ORIGIN, Checkpoint, SigningKey, load_or_create_signing_key
 
 
 def audit_origin(settings: Any) -> str:
@@ -23,3 +23,14 @@ def _cached_key(path: Path, name: str) -> SigningKey:
 def signing_key(settings: Any) -> SigningKey:
     """The key at ``settings.signing_key_path`` (created on first use), named after the log's origin."""
     return _cached_key(Path(settings.signing_key_path).resolve(), audit_origin(settings))
+
+
+def checkpoint_json(settings: Any, size: int, root: bytes) -> dict[str, Any]:
+    """A signed checkpoint for the tree of ``size`` entries with ``root``, as the API returns it."""
+    cp = Checkpoint(audit_origin(settings), size, root)
+    return {
+        "origin": cp.origin,
+        "tree_size": cp.size,
+        "root_hash": cp.root_hash.hex(),
+        "checkpoint": signing_key(settings).sign(cp),
+    }

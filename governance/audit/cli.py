@@ -1,0 +1,198 @@
+"""``commons audit``: verify an export offline, print proofs and checkpoints, write an export.
+
+verify needs nothing but the file (and optionally a saved checkpoint or a trusted key); prove, checkpoint and
+export read the database named by the settings, or, with ``--api``, ask a running service.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlmodel import Session
+
+from governance.audit import merkle
+from governance.audit.canonical import dumps_plain
+from governance.audit.checkpoint import CheckpointError, VerifierKey, open_checkpoint
+from governance.audit.verify import VerificationFailed, verify_export
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _checkpoint_text(raw: bytes) -> str:
+    """A saved checkpoint: the signed note itself, or the JSON that /api/v1/audit/checkpoint returns."""
+    text = raw.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("{"):
+        try:
+            return str(json.loads(text)["checkpoint"])
+        except (ValueError, KeyError, TypeError):
+            raise click.ClickException("the saved checkpoint is JSON without a 'checkpoint' field") from None
+    return text
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log: verify, prove, checkpoint, export."""
+
+
+@audit.command()
+@click.argument("export_file", metavar="EXPORT")
+@click.option(
+    "--against",
+    "old_checkpoint",
+    metavar="OLD_CHECKPOINT",
+    help="A checkpoint you saved earlier: the log must extend it (same key, same first entries).",
+)
+@click.option("--key", "key_text", help="The verifier key you trust (text or a file holding it).")
+def verify(export_file: str, old_checkpoint: str | None, key_text: str | None) -> None:
+    """Verify an export offline: signatures, every entry, the root, and consistency with OLD_CHECKPOINT.
+
+    Exits 0 when everything verifies, 1 naming the first bad entry otherwise.
+    """
+    data = _read(export_file)
+    against = _checkpoint_text(_read(old_checkpoint)) if old_checkpoint else None
+    trusted = None
+    if key_text:
+        if Path(key_text).is_file():
+            key_text = Path(key_text).read_text()
+        try:
+            trusted = VerifierKey.parse(key_text)
+        except CheckpointError as exc:
+            raise click.ClickException(f"--key: {exc}") from None
+    try:
+        result = verify_export(data, against=against, trusted_key=trusted)
+    except VerificationFailed as exc:
+        click.echo(f"FAIL: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {result.tree_size} entries of {result.origin}, root {result.root_hash.hex()}")
+    click.echo(f"signed by {result.public_key}")
+    if result.checked_against is not None:
+        click.echo(f"consistent with the saved checkpoint of {result.checked_against} entries")
+    if result.revealed:
+        click.echo(f"{result.revealed} revealed sensitive values match their commitments")
+
+
+# -- commands that read the log ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _db_session() -> Iterator[tuple[Session, Any]]:
+    from governance.db.engine import make_engine, read_session
+    from governance.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with read_session(engine) as session:
+            yield session, settings
+    finally:
+        engine.dispose()
+
+
+def _api_get(api: str, path: str, **params: Any) -> Any:
+    import httpx
+
+    try:
+        response = httpx.get(f"{api.rstrip('/')}/api/v1/audit{path}", params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {api}: {exc}") from None
+    if response.status_code != 200:
+        raise click.ClickException(f"{response.status_code}: {response.text}")
+    return response.json() if path != "/export" else response.content
+
+
+@audit.command()
+@click.argument("seq", type=int)
+@click.option("--size", "tree_size", type=int, help="Prove against this tree size (default: the latest).")
+@click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
+def prove(seq: int, tree_size: int | None, api: str | None) -> None:
+    """Print entry SEQ with its inclusion proof and the signed checkpoint it leads to (JSON)."""
+    if api:
+        params = {"tree_size": tree_size} if tree_size else {}
+        out = _api_get(api, f"/entries/{seq}", **params)
+        key = VerifierKey.parse(_api_get(api, "/public-key")["verifier_key"])
+        origin = None
+    else:
+        from governance.audit import log
+        from governance.audit.keys import audit_origin, checkpoint_json, signing_key
+        from governance.domain.errors import DomainError
+
+        with _db_session() as (session, settings):
+            try:
+                found = log.get_entry(session, seq)
+                proof = log.inclusion_proof(session, seq, tree_size)
+            except DomainError as exc:
+                raise click.ClickException(exc.message) from None
+            out = {
+                **found.to_json(),
+                "inclusion_proof": proof.to_json(),
+                "checkpoint": checkpoint_json(settings, proof.tree_size, proof.root_hash),
+            }
+            key, origin = signing_key(settings).verifier, audit_origin(settings)
+    try:
+        cp = open_checkpoint(out["checkpoint"]["checkpoint"], key, origin)
+    except CheckpointError as exc:
+        raise click.ClickException(f"checkpoint: {exc}") from None
+    hashes = [bytes.fromhex(h) for h in out["inclusion_proof"]["hashes"]]
+    leaf = merkle.leaf_hash(dumps_plain(out["entry"]))
+    if leaf.hex() != out["leaf_hash"] or not merkle.verify_inclusion(
+        seq, cp.size, leaf, hashes, cp.root_hash
+    ):
+        raise click.ClickException("the inclusion proof does not verify against the signed checkpoint")
+    click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@audit.command()
+@click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
+def checkpoint(api: str | None) -> None:
+    """Print the latest signed checkpoint; save it to check the log later with `verify --against`."""
+    if api:
+        click.echo(_api_get(api, "/checkpoint")["checkpoint"], nl=False)
+        return
+    from governance.audit import log
+    from governance.audit.keys import audit_origin, signing_key
+
+    with _db_session() as (session, settings):
+        _, note = log.checkpoint(session, signing_key(settings), audit_origin(settings))
+    click.echo(note, nl=False)
+
+
+@audit.command()
+@click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--api", metavar="URL", help="Download from this running service instead of the database.")
+@click.option(
+    "--include-sensitive",
+    is_flag=True,
+    help="Add the sensitive values not yet erased, with their salts (operators only; never publish).",
+)
+def export(out: str, api: str | None, include_sensitive: bool) -> None:
+    """Write the full export (JSON Lines) to OUT ('-' for stdout)."""
+    if api:
+        if include_sensitive:
+            raise click.ClickException("the API never serves sensitive values")
+        data: bytes = _api_get(api, "/export")
+    else:
+        from governance.audit import log
+        from governance.audit.keys import audit_origin, signing_key
+
+        with _db_session() as (session, settings):
+            data = log.export_bytes(
+                session, signing_key(settings), audit_origin(settings), include_sensitive=include_sensitive
+            )
+    if out == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(out).write_bytes(data)
+        click.echo(f"wrote {out}", err=True)
