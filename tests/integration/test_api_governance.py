@@ -45,14 +45,22 @@ def new_proposal(client: Client, who: Person, **extra: Any) -> dict[str, Any]:
 
 
 def to_voting(client: Client, p: dict[str, Any], people: dict[str, Person]) -> None:
-    ok(client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth
+        )
+    )
     r = ok(
-        client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth)
+        client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth
+        )
     )
     assert r["state"] == "voting"
 
 
-def test_full_lifecycle_to_approved(client: Client, community: dict[str, Person], clock: FixedClock, ctx: Ctx) -> None:
+def test_full_lifecycle_to_approved(
+    client: Client, community: dict[str, Person], clock: FixedClock, ctx: Ctx
+) -> None:
     people = community
     src = register_source(client, people["ann"])
     p = new_proposal(client, people["bob"], target={"kind": "data_source", "data_source_id": src["id"]})
@@ -63,9 +71,17 @@ def test_full_lifecycle_to_approved(client: Client, community: dict[str, Person]
         "retained_utility_drop",
         "relearn_recovery",
     ]
-    ok(client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth
+        )
+    )
     assert client.get(f"/api/v1/proposals/{p['id']}", headers=people["bob"].auth).json()["state"] == "triage"
-    ok(client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth
+        )
+    )
     detail = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["ann"].auth))
     assert detail["state"] == "voting"
     assert detail["tally"]["electorate"] == len(people)
@@ -73,7 +89,11 @@ def test_full_lifecycle_to_approved(client: Client, community: dict[str, Person]
 
     # six of eleven vote (quorum 0.5); one changes their mind; support 5/6
     for h in ("ann", "cat", "dan", "rev3", "coun3"):
-        ok(client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people[h].auth))
+        ok(
+            client.post(
+                f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people[h].auth
+            )
+        )
     ok(
         client.post(
             f"/api/v1/proposals/{p['id']}/votes",
@@ -81,7 +101,11 @@ def test_full_lifecycle_to_approved(client: Client, community: dict[str, Person]
             headers=people["admin"].auth,
         )
     )
-    ok(client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "abstain"}, headers=people["dan"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/votes", json={"choice": "abstain"}, headers=people["dan"].auth
+        )
+    )
     tally = ok(client.get(f"/api/v1/proposals/{p['id']}/tally", headers=people["ann"].auth))
     assert (tally["approve"], tally["object"], tally["abstain"], tally["turnout"]) == (4, 1, 1, 6)
     history = ok(client.get(f"/api/v1/proposals/{p['id']}/votes?history=true", headers=people["ann"].auth))
@@ -91,12 +115,20 @@ def test_full_lifecycle_to_approved(client: Client, community: dict[str, Person]
     detail = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["ann"].auth))
     assert detail["state"] == "council_review"
     assert detail["vote_outcome"] == "passed"
-    r = client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people["bob"].auth)
+    r = client.post(
+        f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people["bob"].auth
+    )
     assert r.status_code == 409
 
-    ok(client.post(f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people["coun1"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people["coun1"].auth
+        )
+    )
     r = ok(
-        client.post(f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people["coun2"].auth)
+        client.post(
+            f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people["coun2"].auth
+        )
     )
     assert r["state"] == "appeal_window" and r["pending_outcome"] == "approved"
     clock.advance(days=3, seconds=1)
@@ -118,16 +150,24 @@ def test_recusal_is_enforced_by_the_server(client: Client, community: dict[str, 
     src = register_source(client, people["rev3"], "rev3-notes")
     p = new_proposal(client, people["rev1"], target={"kind": "data_source", "data_source_id": src["id"]})
     for who in ("rev1", "rev3"):  # the proposer and the data source's owner
-        r = client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people[who].auth)
+        r = client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people[who].auth
+        )
         assert r.status_code == 403 and "recused" in r.json()["detail"]
     ok(
         client.post(
-            f"/api/v1/proposals/{p['id']}/conflicts", json={"reason": "I co-wrote it"}, headers=people["rev2"].auth
+            f"/api/v1/proposals/{p['id']}/conflicts",
+            json={"reason": "I co-wrote it"},
+            headers=people["rev2"].auth,
         )
     )
-    r = client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth)
+    r = client.post(
+        f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth
+    )
     assert r.status_code == 403 and "conflict" in r.json()["detail"]
-    r = client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["ann"].auth)
+    r = client.post(
+        f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["ann"].auth
+    )
     assert r.status_code == 403 and "reviewers" in r.json()["detail"]
 
 
@@ -152,28 +192,45 @@ def test_consent_withdrawal_fast_track(client: Client, community: dict[str, Pers
         target={"kind": "data_source", "data_source_id": src["id"]},
         consent_withdrawal=True,
     )
-    assert ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))["consent_state"] == (
-        "withdrawal_pending"
+    assert ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))[
+        "consent_state"
+    ] == ("withdrawal_pending")
+    r = ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth
+        )
     )
-    r = ok(client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth))
     assert r["state"] == "approved"  # one reviewer confirms ownership; no vote, no council
-    assert ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))["consent_state"] == "withdrawn"
+    assert (
+        ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))["consent_state"]
+        == "withdrawn"
+    )
 
 
 def test_election_grants_the_role(client: Client, community: dict[str, Person], clock: FixedClock) -> None:
     people = community
     p = new_proposal(
-        client, people["bob"], kind="election", title="Ann for reviewer", target=None,
+        client,
+        people["bob"],
+        kind="election",
+        title="Ann for reviewer",
+        target=None,
         election={"role": "reviewer", "candidate_id": people["ann"].id},
     )
-    r = client.post(f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth)
+    r = client.post(
+        f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth
+    )
     assert r.status_code == 200
     to_voting_second = client.post(
         f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev2"].auth
     )
     assert to_voting_second.json()["state"] == "voting"
     for h in ("ann", "bob", "cat", "dan", "rev1", "rev2"):
-        ok(client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people[h].auth))
+        ok(
+            client.post(
+                f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people[h].auth
+            )
+        )
     clock.advance(days=8)
     assert ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["ann"].auth))["state"] == "approved"
     me = ok(client.get("/api/v1/members/me", headers=people["ann"].auth))
@@ -189,7 +246,11 @@ def test_electorate_is_frozen_and_secret_tally_hidden(
     late = add_person(ctx, "latecomer")
     r = client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=late.auth)
     assert r.status_code == 403 and "electorate" in r.json()["detail"]
-    ok(client.post(f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people["ann"].auth))
+    ok(
+        client.post(
+            f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people["ann"].auth
+        )
+    )
     t = ok(client.get(f"/api/v1/proposals/{p['id']}/tally", headers=people["ann"].auth))
     assert t["hidden"] and t["approve"] is None and t["turnout"] == 1
     assert client.get(f"/api/v1/proposals/{p['id']}/votes", headers=people["ann"].auth).status_code == 403
@@ -211,7 +272,9 @@ def test_block_goes_to_council_veto_appeal_and_final_word(
     clock.advance(days=8)
     d = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["bob"].auth))
     assert d["state"] == "council_review" and d["block_on_record"] and d["vote_outcome"] == "blocked"
-    r = client.post(f"/api/v1/proposals/{p['id']}/council", json={"decision": "veto"}, headers=people["coun1"].auth)
+    r = client.post(
+        f"/api/v1/proposals/{p['id']}/council", json={"decision": "veto"}, headers=people["coun1"].auth
+    )
     assert r.status_code == 422 and r.json()["field"] == "reason"
     for h in ("coun1", "coun2"):
         r = client.post(
@@ -223,11 +286,15 @@ def test_block_goes_to_council_veto_appeal_and_final_word(
     r = client.post(f"/api/v1/proposals/{p['id']}/appeal", json={"reason": "x"}, headers=people["dan"].auth)
     assert r.status_code == 403
     r = ok(
-        client.post(f"/api/v1/proposals/{p['id']}/appeal", json={"reason": "new facts"}, headers=people["bob"].auth)
+        client.post(
+            f"/api/v1/proposals/{p['id']}/appeal", json={"reason": "new facts"}, headers=people["bob"].auth
+        )
     )
     assert r["state"] == "council_review" and r["appealed"]
     for h in ("coun1", "coun3"):
-        r = client.post(f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people[h].auth)
+        r = client.post(
+            f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people[h].auth
+        )
     assert r.json()["state"] == "approved"
     r = client.post(f"/api/v1/proposals/{p['id']}/withdraw", json={}, headers=people["bob"].auth)
     assert r.status_code == 409
@@ -247,10 +314,18 @@ BAD_BODIES: list[tuple[Any, int, str]] = [
     ({"title": "x"}, 400, "title"),
     ({"title": "Valid title"}, 422, "target"),
     ({"title": "Valid title", "target": {"kind": "nonsense"}}, 422, "target.kind"),
-    ({"title": "Valid title", "target": {"kind": "data_source", "data_source_id": 99999}}, 422, "target.data_source_id"),
+    (
+        {"title": "Valid title", "target": {"kind": "data_source", "data_source_id": 99999}},
+        422,
+        "target.data_source_id",
+    ),
     ({"title": "Valid title", "target": {"kind": "data_source", "data_source_id": "1"}}, 422, "target"),
     ({"title": "Valid title", "target": {"kind": "behaviour"}}, 422, "target"),
-    ({"title": "Valid title", "target": {"kind": "behaviour", "pattern": "(unclosed"}}, 422, "target.pattern"),
+    (
+        {"title": "Valid title", "target": {"kind": "behaviour", "pattern": "(unclosed"}},
+        422,
+        "target.pattern",
+    ),
     (
         {
             "title": "Valid title",
@@ -279,7 +354,11 @@ BAD_BODIES: list[tuple[Any, int, str]] = [
         "acceptance_tests",
     ),
     ({"title": "Valid title", "kind": "referendum"}, 422, "kind"),
-    ({"title": "Valid title", "kind": "election", "election": {"role": "admin", "candidate_id": 1}}, 422, "election.role"),
+    (
+        {"title": "Valid title", "kind": "election", "election": {"role": "admin", "candidate_id": 1}},
+        422,
+        "election.role",
+    ),
     ({"title": "Valid title", "unknown_field": 1, "target": {"kind": "category", "category": "x"}}, 400, ""),
     ("not json at all", 400, ""),
     ([1, 2, 3], 400, ""),
@@ -293,7 +372,9 @@ def test_bad_input_is_refused_and_changes_nothing(
     who = community["bob"]
     before = _proposal_count(client, who)
     if isinstance(body, str):
-        r = client.post("/api/v1/proposals", content=body, headers={**who.auth, "content-type": "application/json"})
+        r = client.post(
+            "/api/v1/proposals", content=body, headers={**who.auth, "content-type": "application/json"}
+        )
     else:
         r = client.post("/api/v1/proposals", json=body, headers=who.auth)
     assert r.status_code == status, r.text
@@ -314,10 +395,16 @@ def test_auth_and_not_found(client: Client, community: dict[str, Person]) -> Non
     assert client.get("/api/v1/proposals?state=bogus", headers=community["ann"].auth).status_code == 422
     assert client.get("/api/v1/proposals?limit=0", headers=community["ann"].auth).status_code == 400
     # tokens: revoke one and it stops working
-    t = ok(client.post("/api/v1/members/me/tokens", json={"name": "laptop"}, headers=community["ann"].auth), 201)
-    assert client.get("/api/v1/members/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 200
+    t = ok(
+        client.post("/api/v1/members/me/tokens", json={"name": "laptop"}, headers=community["ann"].auth), 201
+    )
+    assert (
+        client.get("/api/v1/members/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 200
+    )
     ok(client.delete(f"/api/v1/members/me/tokens/{t['id']}", headers=community["ann"].auth))
-    assert client.get("/api/v1/members/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 401
+    assert (
+        client.get("/api/v1/members/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 401
+    )
     listed = ok(client.get("/api/v1/members/me/tokens", headers=community["ann"].auth))
     assert all("token" not in row for row in listed)  # never shown again
 
@@ -329,9 +416,15 @@ def test_admin_only_member_management(client: Client, community: dict[str, Perso
     assert m["roles"] == ["member"]
     r = client.post("/api/v1/members", json=body, headers=community["admin"].auth)
     assert r.status_code == 409
-    r = client.put(f"/api/v1/members/{m['id']}/roles", json={"roles": ["wizard"]}, headers=community["admin"].auth)
+    r = client.put(
+        f"/api/v1/members/{m['id']}/roles", json={"roles": ["wizard"]}, headers=community["admin"].auth
+    )
     assert r.status_code == 422
-    r = ok(client.put(f"/api/v1/members/{m['id']}/roles", json={"roles": ["council"]}, headers=community["admin"].auth))
+    r = ok(
+        client.put(
+            f"/api/v1/members/{m['id']}/roles", json={"roles": ["council"]}, headers=community["admin"].auth
+        )
+    )
     assert r["roles"] == ["council", "member"]
 
 
@@ -339,10 +432,18 @@ def test_draft_edit_and_submit(client: Client, community: dict[str, Person]) -> 
     bob = community["bob"]
     p = new_proposal(client, bob, submit=False)
     assert p["state"] == "draft"
-    r = client.patch(f"/api/v1/proposals/{p['id']}", json={"title": "Better title"}, headers=community["ann"].auth)
+    r = client.patch(
+        f"/api/v1/proposals/{p['id']}", json={"title": "Better title"}, headers=community["ann"].auth
+    )
     assert r.status_code == 403
     tests = [{"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.02}]
-    r = ok(client.patch(f"/api/v1/proposals/{p['id']}", json={"title": "Better title", "acceptance_tests": tests}, headers=bob.auth))
+    r = ok(
+        client.patch(
+            f"/api/v1/proposals/{p['id']}",
+            json={"title": "Better title", "acceptance_tests": tests},
+            headers=bob.auth,
+        )
+    )
     assert r["title"] == "Better title" and r["acceptance_tests"][0]["threshold"] == 0.02
     assert ok(client.post(f"/api/v1/proposals/{p['id']}/submit", headers=bob.auth))["state"] == "submitted"
     r = client.patch(f"/api/v1/proposals/{p['id']}", json={"title": "Too late"}, headers=bob.auth)

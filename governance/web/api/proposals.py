@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, get, patch, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from governance.domain.metrics import COMPARATORS, known_metrics
 from governance.domain.proposals import TargetKind, default_acceptance_tests
@@ -35,7 +35,7 @@ class ProposalController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        state_filter: str | None = Parameter(query="state", default=None),
+        state_filter: str | None = QueryParameter(name="state", default=None),
         target_kind: str | None = None,
         kind: str | None = None,
         mine: bool = False,
