@@ -20,7 +20,7 @@ from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMet
 @dataclass
 class EWCConfig(AscentSettings):
     reference: str = "none"
-    ewc_lambda: float = 100.0  # penalty weight (Fisher normalised to mean 1)
+    ewc_lambda: float | None = None  # penalty weight (Fisher normalised to mean 1); None: the task's default
     fisher_examples: int = 64  # per node
 
 
@@ -32,8 +32,8 @@ class EWC(UnlearningMethod):
     def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
         c: EWCConfig = self.config
         fisher = ctx.fed.fisher(ctx.original, "retain", ctx.target, examples=c.fisher_examples)
-        arrays, details = bounded_ascent(
-            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=c.ewc_lambda
-        )
-        details["ewc-lambda"] = c.ewc_lambda
+        lam = c.ewc_lambda if c.ewc_lambda is not None else ctx.fed.task.ewc_defaults["ascent"]
+        anchor = ctx.original if fisher is not None else None
+        arrays, details = bounded_ascent(ctx, c, anchor=anchor, fisher=fisher, lam=lam)
+        details["ewc-lambda"] = lam
         return arrays, details

@@ -22,12 +22,12 @@ from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMet
 
 @dataclass
 class GradientAscentEWCConfig(AscentSettings):
-    ascent_lambda: float = 100.0  # EWC weight during ascent (0 disables; Fisher normalised to mean 1)
+    ascent_lambda: float | None = None  # EWC weight during ascent (0 disables; None: the task's default)
     ascent_fisher: str = "retain"  # "retain" | "forget" | "none"
     ascent_anchor: str = "original"
     repair_rounds: int = 3
     repair_local: dict[str, Any] = field(default_factory=dict)  # LocalConfig overrides for repair rounds
-    repair_lambda: float = 1000.0
+    repair_lambda: float | None = None  # EWC weight during repair (None: the task's default)
     repair_fisher: str = "forget"  # "forget" | "retain" | "none" (none = plain FedAvg repair)
     repair_anchor: str = "unlearned"  # "unlearned" | "original"
     fisher_examples: int = 64
@@ -55,8 +55,10 @@ class GradientAscentEWC(UnlearningMethod):
         c: GradientAscentEWCConfig = self.config
         fed = ctx.fed
         _, include = fed.holders(ctx.target)
+        ascent_lambda = c.ascent_lambda if c.ascent_lambda is not None else fed.task.ewc_defaults["ascent"]
+        repair_lambda = c.repair_lambda if c.repair_lambda is not None else fed.task.ewc_defaults["repair"]
         fisher = None
-        if c.ascent_fisher != "none" and c.ascent_lambda > 0:
+        if c.ascent_fisher != "none" and ascent_lambda > 0:
             fisher = fed.fisher(
                 ctx.original,
                 c.ascent_fisher,
@@ -66,7 +68,7 @@ class GradientAscentEWC(UnlearningMethod):
                 include_examples=include,
             )
         unlearned, details = bounded_ascent(
-            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=c.ascent_lambda
+            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=ascent_lambda
         )
         if c.repair_rounds == 0:
             return unlearned, details
@@ -90,13 +92,13 @@ class GradientAscentEWC(UnlearningMethod):
             target=ctx.target,
             anchor=anchor if repair_fisher is not None else None,
             fisher=repair_fisher,
-            lam=c.repair_lambda,
+            lam=repair_lambda,
         )
         details.update(
             {
                 "repair-rounds": c.repair_rounds,
-                "repair-lambda": c.repair_lambda,
-                "ascent-lambda": c.ascent_lambda,
+                "repair-lambda": repair_lambda,
+                "ascent-lambda": ascent_lambda,
             }
         )
         return arrays, details

@@ -108,9 +108,11 @@ class Task(ABC):
     """A reference task. Subclasses are registered in :mod:`unlearning.tasks` by ``name``."""
 
     name: str = ""
-    is_classifier: bool = (
-        False  # accuracy is exact-match of a class (stop rules pick accuracy for categories)
-    )
+    #: accuracy is exact-match of a class (stop rules pick accuracy for categories)
+    is_classifier: bool = False
+    #: EWC weights (Fisher normalised to mean 1) used when a method leaves them unset: the proximal pull per
+    #: step is lr * lambda * F, so they depend on the task's learning rates (benchmarked in bench/unlearning.py)
+    ewc_defaults: dict[str, float] = {"ascent": 100.0, "repair": 1000.0}
     #: defaults for local training and for ascent; methods and job specs override them
     train_defaults: dict[str, Any] = {}
     ascent_defaults: dict[str, Any] = {}

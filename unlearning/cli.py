@@ -1,0 +1,391 @@
+"""``commons model ...``: initialise, train, unlearn and inspect model versions without the service.
+
+Registered in the ``commons`` CLI by the service (``main.add_command(model)``); also usable on its own via
+``python -m unlearning.cli``. State lives under ``--root`` (``$COMMONS_MODEL_ROOT``, default
+``.commons/models``): ``versions/`` (the artifact store), ``datasets/``, ``jobs/`` and ``current.json``
+(the dataset and latest version the next command starts from).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressEvent
+from unlearning.tasks.base import Target
+
+CURRENT = "current.json"
+
+
+def _root(ctx: click.Context) -> Path:
+    return Path(ctx.obj["root"])
+
+
+def _current(root: Path) -> dict[str, Any]:
+    p = root / CURRENT
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _save_current(root: Path, **values: Any) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    cur = {**_current(root), **values}
+    (root / CURRENT).write_text(json.dumps(cur, indent=2, sort_keys=True) + "\n")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{what} settings look like KEY=VALUE (got {item!r})")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def parse_target(text: str) -> Target:
+    """``data_source:NAME``, ``category:LABEL`` or ``behaviour:FILE`` (JSONL of {prompt, completion})."""
+    kind, sep, value = text.partition(":")
+    if not sep:
+        raise click.BadParameter(
+            "a target looks like data_source:NAME, category:LABEL or behaviour:FILE.jsonl"
+        )
+    try:
+        if kind == "behaviour":
+            path = Path(value)
+            if not path.is_file():
+                raise click.BadParameter(f"behaviour examples file {value} not found")
+            examples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return Target(kind="behaviour", examples=examples)
+        return Target(kind=kind, value=value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group(name="model")
+@click.option(
+    "--root",
+    envvar="COMMONS_MODEL_ROOT",
+    default=".commons/models",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Artifact store and datasets.",
+)
+@click.pass_context
+def model(ctx: click.Context, root: str) -> None:
+    """Federated models: init, train, unlearn, show."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+@model.command()
+@click.option(
+    "--task", "task", required=True, help="community-lm, digits, or a local transformers causal-LM directory."
+)
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Bring your own: a directory with one sub-directory of JSONL files per node.",
+)
+@click.option("--nodes", default=5, show_default=True, help="Nodes of a generated dataset.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--size", default="default", show_default=True, type=click.Choice(["default", "small", "tiny"]))
+@click.option(
+    "--partition",
+    default="iid",
+    show_default=True,
+    type=click.Choice(["iid", "dirichlet"]),
+    help="digits only.",
+)
+@click.option("--noise", default=0.0, show_default=True, help="digits only: fixed Gaussian pixel noise.")
+@click.pass_context
+def init(
+    ctx: click.Context,
+    task: str,
+    data: str | None,
+    nodes: int,
+    seed: int,
+    size: str,
+    partition: str,
+    noise: float,
+) -> None:
+    """Create a dataset and register an initial (untrained) model version."""
+    from unlearning.api import init_dataset, init_model
+
+    root = _root(ctx)
+    if task in ("digits", "community-lm"):
+        ds = root / "datasets" / f"{task}-{seed}"
+        opts: dict[str, Any] = {"nodes": nodes, "seed": seed}
+        if task == "digits":
+            opts.update(partition=partition, noise=noise)
+        init_dataset(task, ds, **opts)
+    elif Path(task).is_dir():
+        if data is None:
+            raise click.UsageError(
+                "a bring-your-own model needs --data (one sub-directory of JSONL per node)"
+            )
+        ds = root / "datasets" / f"byo-{Path(task).name}"
+        import_jsonl_nodes(Path(data), ds, seed=seed)
+    else:
+        raise click.BadParameter(
+            f"{task!r} is not community-lm, digits or an existing directory", param_hint="--task"
+        )
+    version = init_model(root, task, size=size, seed=seed)
+    _save_current(root, dataset=str(ds), version=version.version)
+    click.echo(f"dataset  {ds}")
+    click.echo(f"version  {version.version}  (task {version.task}, untrained)")
+
+
+def import_jsonl_nodes(
+    src: Path, dest: Path, *, seed: int = 0, validation_fraction: float = 0.1
+) -> dict[str, Any]:
+    """Copy per-node JSONL (``src/<node>/*.jsonl``, records with ``text`` and optional ``category``) into the
+    dataset layout with a manifest; ``validation.jsonl`` is kept, else every 10th record becomes validation."""
+    import random
+
+    from unlearning.data import read_jsonl, write_dataset
+
+    nodes: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    validation: dict[str, list[dict[str, Any]]] = {}
+    rng = random.Random(seed)
+    for i, node_dir in enumerate(sorted(p for p in src.iterdir() if p.is_dir())):
+        name = f"node-{i}"
+        files = {
+            p.stem: read_jsonl(p) for p in sorted(node_dir.glob("*.jsonl")) if p.name != "validation.jsonl"
+        }
+        if (node_dir / "validation.jsonl").is_file():
+            validation[name] = read_jsonl(node_dir / "validation.jsonl")
+        else:
+            validation[name] = []
+            for stem, recs in files.items():
+                idx = set(rng.sample(range(len(recs)), k=len(recs) // int(1 / validation_fraction)))
+                validation[name] += [r for j, r in enumerate(recs) if j in idx]
+                files[stem] = [r for j, r in enumerate(recs) if j not in idx]
+        nodes[name] = files
+    if not nodes:
+        raise click.UsageError(f"{src} has no node sub-directories")
+    return write_dataset(dest, task="causal-lm", seed=seed, nodes=nodes, validation=validation, heldout={})
+
+
+def _run_with_progress(spec: JobSpec, as_json: bool) -> JobResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from unlearning.api import run_job
+
+    cancel = threading.Event()
+    if as_json:
+        return run_job(spec, None, cancel)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(ev: ProgressEvent) -> None:
+            if ev.phase not in tasks:
+                tasks[ev.phase] = bar.add_task(ev.phase, total=ev.total_rounds, info="")
+            shown = {
+                k: v
+                for k, v in ev.metrics.items()
+                if k in ("train-loss", "forget-loss", "val-loss", "val-accuracy", "steps")
+            }
+            info = "  ".join(f"{k} {v:.3g}" for k, v in shown.items())
+            bar.update(tasks[ev.phase], completed=ev.round, total=max(ev.total_rounds, ev.round), info=info)
+
+        try:
+            return run_job(spec, progress, cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+
+
+def _report(result: JobResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        after = result.metrics.get("after", {})
+        click.echo(f"status   {result.status}" + (f"  ({result.error})" if result.error else ""))
+        if result.model_version:
+            click.echo(f"version  {result.model_version}  (parent {result.parent_version})")
+        if after:
+            m, w = after["mean"], after["worst"]
+            click.echo(
+                f"eval     val-loss {m.get('val-loss', float('nan')):.4f}  val-accuracy {m.get('val-accuracy', float('nan')):.4f}  "
+                f"worst node val-loss {w['val-loss']:.4f}"
+            )
+            if "forget-loss" in m:
+                click.echo(
+                    f"forget   loss {m['forget-loss']:.4f}  accuracy {m.get('forget-accuracy', float('nan')):.4f}"
+                )
+        c = result.cost
+        click.echo(
+            f"cost     {c.wall_s:.1f} s wall, {c.cpu_s:.1f} s CPU, {c.optimizer_steps} optimizer steps, {c.bytes_sent / 1e6:.1f} MB sent"
+        )
+    if result.status != "succeeded":
+        raise SystemExit(1)
+
+
+def _spec(ctx: click.Context, version: str | None, dataset: str | None, **kw: Any) -> JobSpec:
+    root = _root(ctx)
+    cur = _current(root)
+    base = version or cur.get("version")
+    ds = dataset or cur.get("dataset")
+    if not base or not ds:
+        raise click.UsageError(
+            "no model yet: run `commons model init` first (or give --version and --dataset)"
+        )
+    return JobSpec(
+        artifact_root=str(root),
+        dataset_dir=str(ds),
+        base_version=str(base),
+        job_id=f"cli-{uuid.uuid4().hex[:12]}",
+        **kw,
+    )
+
+
+@model.command()
+@click.option("--rounds", default=10, show_default=True)
+@click.option("--version", help="Start from this version (default: the latest).")
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--local",
+    "local",
+    multiple=True,
+    help="Local training setting KEY=VALUE (lr, steps, epochs, batch_size, ...).",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=1, show_default=True, help="torch threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JobResult as JSON.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    rounds: int,
+    version: str | None,
+    dataset: str | None,
+    local: tuple[str, ...],
+    seed: int,
+    threads: int,
+    as_json: bool,
+) -> None:
+    """Federated training (FedAvg), with a progress bar per round."""
+    try:
+        spec = _spec(
+            ctx,
+            version,
+            dataset,
+            kind="train",
+            rounds=rounds,
+            local=_pairs(local, "--local"),
+            seed=seed,
+            num_threads=threads,
+        )
+        result = _run_with_progress(spec, as_json)
+    except JobSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if result.model_version:
+        _save_current(_root(ctx), version=result.model_version)
+    _report(result, as_json)
+
+
+@model.command()
+@click.option(
+    "--method", default="gradient_ascent_ewc", show_default=True, help="A registered unlearning method."
+)
+@click.option(
+    "--target", "target_text", required=True, help="data_source:NAME | category:LABEL | behaviour:FILE.jsonl"
+)
+@click.option("--set", "settings", multiple=True, help="Method setting KEY=VALUE (JSON values).")
+@click.option("--version", help="Unlearn from this version (default: the latest).")
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def unlearn(
+    ctx: click.Context,
+    method: str,
+    target_text: str,
+    settings: tuple[str, ...],
+    version: str | None,
+    dataset: str | None,
+    seed: int,
+    threads: int,
+    as_json: bool,
+) -> None:
+    """Federated unlearning of a target, standalone (for operators without the service)."""
+    target = parse_target(target_text)
+    try:
+        spec = _spec(
+            ctx,
+            version,
+            dataset,
+            kind="unlearn",
+            method=method,
+            method_config=_pairs(settings, "--set"),
+            target=target,
+            seed=seed,
+            num_threads=threads,
+        )
+        result = _run_with_progress(spec, as_json)
+    except JobSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if result.model_version:
+        _save_current(_root(ctx), version=result.model_version)
+    _report(result, as_json)
+
+
+@model.command()
+@click.argument("version")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, version: str, as_json: bool) -> None:
+    """Verify a model version's hashes and print its manifest (exit 1 if it was modified)."""
+    from unlearning.artifacts import ArtifactError, ArtifactStore
+
+    try:
+        v = ArtifactStore(_root(ctx)).get(version)
+    except ArtifactError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if as_json:
+        click.echo(json.dumps(v.manifest, indent=2, sort_keys=True))
+        return
+    m = v.manifest
+    click.echo(f"version       {v.version}  (verified)")
+    click.echo(f"task          {m['task']}")
+    click.echo(f"content hash  {m['content_hash']}")
+    click.echo(f"parent        {m.get('parent')}")
+    click.echo(f"job           {m.get('job_id')}")
+    click.echo(f"seed          {m.get('seed')}")
+    click.echo(f"created       {m.get('created_at')}")
+    t = m.get("training", {})
+    click.echo(
+        f"training      {t.get('kind')} rounds={t.get('rounds')} excluded={len(t.get('excluded', []))}"
+    )
+    if t.get("unlearning"):
+        u = t["unlearning"]
+        click.echo(f"unlearning    {u['method']} target={json.dumps(u['target'])}")
+    click.echo(
+        "libraries     " + ", ".join(f"{k} {val}" for k, val in sorted(m.get("libraries", {}).items()))
+    )
+    for name, digest in sorted(m["files"].items()):
+        click.echo(f"  {digest[:16]}  {name}")
+
+
+if __name__ == "__main__":
+    model()
