@@ -7,6 +7,7 @@ never writes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,11 +56,34 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+_WRITE_LOCKS: dict[int, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_write_lock(engine: Engine) -> threading.Lock:
+    # SQLite has one writer at a time. Threads of this process queue on a lock instead of spinning in SQLite's
+    # busy handler, whose growing sleeps (up to 100 ms) turned contention into long tail latencies; other
+    # processes (``commons worker``) still wait on the database lock through busy_timeout.
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(id(engine.pool), threading.Lock())
+
+
 @contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """One write transaction: committed when the block ends, rolled back on any exception."""
-    bind = engine.execution_options(**{_IMMEDIATE: True}) if is_sqlite(engine) else engine
-    with Session(bind, expire_on_commit=False) as session:
+    if not is_sqlite(engine):
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        return
+    with (
+        _sqlite_write_lock(engine),
+        Session(engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False) as session,
+    ):
         try:
             yield session
             session.commit()

@@ -282,6 +282,12 @@ def _act(
         d = decide(view, actor, action, now, ctx.policy, reason=reason, tally=t)
         if before is not None:
             before(s, p, view, now)
+        if action is Action.VOTE:
+            # a vote is recorded once, by ``vote`` (vote history + audit entry with the choice); what remains
+            # of the decision is a possible deadline extension
+            d.events = d.events[1:]
+            if not d.updates and not d.events:
+                return p
         _apply(s, ctx, p, actor, d, now)
         return p
 
