@@ -56,7 +56,8 @@ def audit() -> None:
     help="A checkpoint you saved earlier: the log must extend it (same key, same first entries).",
 )
 @click.option("--key", "key_text", help="The verifier key you trust (text or a file holding it).")
-def verify(export_file: str, old_checkpoint: str | None, key_text: str | None) -> None:
+@click.option("--strict", is_flag=True, help="Also check that every entry is a well-formed version-1 entry.")
+def verify(export_file: str, old_checkpoint: str | None, key_text: str | None, strict: bool) -> None:
     """Verify an export offline: signatures, every entry, the root, and consistency with OLD_CHECKPOINT.
 
     Exits 0 when everything verifies, 1 naming the first bad entry otherwise.
@@ -72,7 +73,7 @@ def verify(export_file: str, old_checkpoint: str | None, key_text: str | None) -
         except CheckpointError as exc:
             raise click.ClickException(f"--key: {exc}") from None
     try:
-        result = verify_export(data, against=against, trusted_key=trusted)
+        result = verify_export(data, against=against, trusted_key=trusted, strict=strict)
     except VerificationFailed as exc:
         click.echo(f"FAIL: {exc}", err=True)
         sys.exit(1)

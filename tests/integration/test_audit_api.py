@@ -135,7 +135,7 @@ def test_cli_export_verify_and_tamper(cli_env: Settings, engine: Engine, tmp_pat
     out = tmp_path / "log.jsonl"
     result = runner.invoke(audit, ["export", str(out)])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(audit, ["verify", str(out), "--against", str(saved)])
+    result = runner.invoke(audit, ["verify", str(out), "--against", str(saved), "--strict"])
     assert result.exit_code == 0, result.output
     assert "OK: 7 entries" in result.output and "saved checkpoint of 4 entries" in result.output
 

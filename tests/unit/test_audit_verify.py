@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from governance.audit import merkle
-from governance.audit.canonical import Entry, commitment
+from governance.audit.canonical import Entry, commitment, dumps_plain
 from governance.audit.checkpoint import Checkpoint, SigningKey
-from governance.audit.export import build_export
+from governance.audit.export import build_export, entry_line, header_line
 from governance.audit.verify import VerificationFailed, verify_export
 
 ORIGIN = "test.commons/audit"
@@ -54,13 +54,24 @@ def join(parts: list[bytes]) -> bytes:
     return b"".join(p + b"\n" for p in parts)
 
 
-def test_an_honest_export_verifies() -> None:
-    result = verify_export(export_of(9), against=checkpoint_of(4), trusted_key=KEY.verifier)
+@pytest.mark.parametrize("strict", [False, True])
+def test_an_honest_export_verifies(strict: bool) -> None:
+    result = verify_export(export_of(9), against=checkpoint_of(4), trusted_key=KEY.verifier, strict=strict)
     assert (result.tree_size, result.checked_against, result.revealed) == (9, 4, 3)
 
 
-def test_an_empty_log_verifies() -> None:
-    assert verify_export(export_of(0), against=checkpoint_of(0)).tree_size == 0
+def test_strict_mode_rejects_a_malformed_entry_that_the_log_signed() -> None:
+    good = [e.to_json() for e in make_entries(3)]
+    bogus = {**good[1], "v": 2, "extra": True}  # not a version-1 entry, yet signed by the log
+    objs = [good[0], bogus, good[2]]
+    leaves = [merkle.leaf_hash(dumps_plain(o)) for o in objs]
+    header = header_line(KEY, Checkpoint(ORIGIN, 3, merkle.root_from_leaf_hashes(leaves)))
+    forged = join([header, *(entry_line(o, leaf) for o, leaf in zip(objs, leaves, strict=True))])
+    verify_export(forged)  # integrity holds: this is what the key signed
+    with pytest.raises(VerificationFailed, match="invalid entry") as failure:
+        verify_export(forged, strict=True)
+    assert failure.value.seq == 1
+    verify_export(export_of(3), strict=True)
 
 
 def _line_of_offset(data: bytes, offset: int) -> int:
@@ -68,13 +79,14 @@ def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset)
 
 
-def test_every_single_byte_flip_is_detected_at_its_entry() -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_every_single_byte_flip_is_detected_at_its_entry(strict: bool) -> None:
     data = export_of(7)
     for offset in range(len(data)):
         tampered = bytearray(data)
         tampered[offset] ^= 0x01
         with pytest.raises(VerificationFailed) as failure:
-            verify_export(bytes(tampered))
+            verify_export(bytes(tampered), strict=strict)
         line = _line_of_offset(data, offset)
         if line == 0:
             assert failure.value.seq is None, offset
