@@ -1,0 +1,93 @@
+"""The community LM end to end (tiny sizes): train, data-source unlearning, secret (behaviour) unlearning."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
+from unlearning.data import read_manifest
+from unlearning.metrics import canary_exposure
+from unlearning.tasks import make_task
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, JobResult]:
+    base = tmp_path_factory.mktemp("lm")
+    init_dataset(
+        "community-lm",
+        base / "data",
+        nodes=3,
+        seed=1,
+        authors_per_node=4,
+        passages_per_node=8,
+        notebook_authors=2,
+        canary_repetitions=(8, 8),
+    )
+    v0 = init_model(base / "art", "community-lm", size="tiny")
+    spec = JobSpec(
+        kind="train",
+        job_id="lm-train",
+        artifact_root=str(base / "art"),
+        dataset_dir=str(base / "data"),
+        base_version=v0.version,
+        rounds=3,
+        local={"steps": 6},
+    )
+    r = run_job(spec)
+    assert r.status == "succeeded", r.error
+    return base / "art", base / "data", r
+
+
+def test_data_source_unlearning(lm: tuple[Path, Path, JobResult]) -> None:
+    art, data, trained = lm
+    spec = JobSpec(
+        kind="unlearn",
+        job_id="lm-ds",
+        artifact_root=str(art),
+        dataset_dir=str(data),
+        base_version=str(trained.model_version),
+        target=Target("data_source", "node-0/notebook"),
+        method_config={"repair_rounds": 1, "ascent": {"max_steps": 20}},
+    )
+    r = run_job(spec)
+    assert r.status == "succeeded", r.error
+    assert r.metrics["before"]["nodes"]["0"]["num-forget"] > 0
+    assert "forget-loss" not in r.metrics["after"]["nodes"]["1"]  # only node 0 holds the source
+    v = ArtifactStore(art).get(str(r.model_version))
+    assert (v.path / "tokenizer_config.json").is_file()
+
+
+def test_secret_unlearning_raises_the_secrets_loss(lm: tuple[Path, Path, JobResult]) -> None:
+    art, data, trained = lm
+    canary = next(c for c in read_manifest(data)["canaries"] if c["inserted"])
+    target = Target("behaviour", examples=[{"prompt": canary["prefix"], "completion": canary["secret"]}])
+    spec = JobSpec(
+        kind="unlearn",
+        job_id="lm-secret",
+        artifact_root=str(art),
+        dataset_dir=str(data),
+        base_version=str(trained.model_version),
+        target=target,
+        method="gradient_ascent",
+        method_config={"ascent": {"max_steps": 15, "lr": 3e-3}, "exposure_z": 5.0},
+    )
+    r = run_job(spec)
+    assert r.status == "succeeded", r.error
+    assert r.metrics["method"]["holders"] == 1.0  # node 0 holds the canary lines
+    store = ArtifactStore(art)
+    before_v, after_v = store.get(str(trained.model_version)), store.get(str(r.model_version))
+    task = make_task(before_v.task, before_v.model_config)
+    m0, m1 = before_v.load_into(task.build_model(0)), after_v.load_into(task.build_model(0))
+    _, z0 = canary_exposure(m0, task, canary["prefix"], canary["secret"], candidates=50)
+    _, z1 = canary_exposure(m1, task, canary["prefix"], canary["secret"], candidates=50)
+    assert r.metrics["method"]["ascent-steps"] > 0
+    assert z1 > z0  # the secret became less likely relative to random candidates

@@ -1,0 +1,113 @@
+"""Pure torch functions of unlearning.local: proximal EWC, L2 ball, bounded ascent, Fisher."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from unlearning import local
+from unlearning.tasks.digits import DigitsTask
+
+torch.set_num_threads(1)
+
+
+def _task_and_data(n: int = 64) -> tuple[DigitsTask, dict[str, torch.Tensor]]:
+    task = DigitsTask(DigitsTask.default_model_config("tiny"))
+    g = torch.Generator().manual_seed(0)
+    return task, {"x": torch.rand(n, 64, generator=g), "y": torch.randint(0, 10, (n,), generator=g)}
+
+
+def test_proximal_step_is_stable_for_any_lambda() -> None:
+    model = nn.Linear(3, 1)
+    anchor = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    fisher = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    for lam in (1e-3, 1.0, 1e6, 1e12):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(5.0)
+        local.Proximal(anchor, fisher, lam).step(model, lr=0.1)
+        for p in model.parameters():
+            assert torch.isfinite(p).all()
+            assert (p.abs() <= 5.0).all()  # always moves towards the anchor, never past it
+    assert all(float(p.detach().abs().max()) < 1e-6 for p in model.parameters())  # huge lambda: at the anchor
+
+
+def test_l2_ball_projects_onto_the_sphere() -> None:
+    model = nn.Linear(4, 2)
+    center = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(10.0)
+    ball = local.L2Ball(center, radius=1.0)
+    ball.project(model)
+    assert ball.hits == 1
+    assert math.isclose(local.distance(local.parameters_dict(model), center), 1.0, rel_tol=1e-5)
+
+
+def test_train_reduces_loss() -> None:
+    task, data = _task_and_data()
+    model = task.build_model(0)
+    before = local.evaluate(model, data, task)["loss"]
+    cfg = local.LocalConfig(lr=0.1, momentum=0.9, steps=60, batch_size=16)
+    local.train(model, data, task, cfg, generator=torch.Generator().manual_seed(0))
+    assert local.evaluate(model, data, task)["loss"] < before
+
+
+def test_gradient_ascent_stops_on_the_criterion() -> None:
+    task, data = _task_and_data()
+    model = task.build_model(0)
+    start = local.evaluate(model, data, task)["loss"]
+    stop = local.StopRule(loss_at_least=start + 0.2)
+    cfg = local.LocalConfig(lr=0.05, max_steps=500, batch_size=16)
+    stats = local.gradient_ascent(model, data, task, cfg, stop, generator=torch.Generator().manual_seed(0))
+    assert stats.reason == "criterion"
+    assert 0 < stats.steps < 500
+    assert stats.forget_loss >= start + 0.2
+
+
+def test_gradient_ascent_already_satisfied_takes_no_step() -> None:
+    task, data = _task_and_data()
+    model = task.build_model(0)
+    stats = local.gradient_ascent(
+        model, data, task, local.LocalConfig(), local.StopRule(loss_at_least=0.0), generator=torch.Generator()
+    )
+    assert stats.steps == 0 and stats.reason == "criterion"
+
+
+def test_gradient_ascent_respects_max_steps_and_the_ball() -> None:
+    task, data = _task_and_data()
+    model = task.build_model(0)
+    center = local.parameters_dict(model)
+    ball = local.L2Ball(center, radius=0.05)
+    cfg = local.LocalConfig(lr=0.5, max_steps=30, batch_size=16)
+    stats = local.gradient_ascent(
+        model, data, task, cfg, local.StopRule(), generator=torch.Generator(), ball=ball
+    )
+    assert stats.steps == 30 and stats.reason == "max_steps"
+    assert local.distance(local.parameters_dict(model), center) <= 0.05 + 1e-5
+    assert stats.ball_hits > 0
+
+
+def test_fisher_is_nonnegative_and_normalises_to_mean_one() -> None:
+    task, data = _task_and_data(16)
+    model = task.build_model(0)
+    f = local.diagonal_fisher(model, data, task, max_examples=8, generator=torch.Generator())
+    assert set(f) == {n for n, _ in model.named_parameters()}
+    assert all((v >= 0).all() for v in f.values())
+    norm = local.normalise_fisher(f)
+    total = sum(float(v.sum()) for v in norm.values()) / sum(v.numel() for v in norm.values())
+    assert math.isclose(total, 1.0, rel_tol=1e-4)
+    empty = local.diagonal_fisher(
+        model, {k: v[:0] for k, v in data.items()}, task, generator=torch.Generator()
+    )
+    assert all(float(v.abs().sum()) == 0 for v in empty.values())
+
+
+def test_local_config_rejects_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="unknown local setting"):
+        local.LocalConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="optimizer"):
+        local.LocalConfig.from_dict({"optimizer": "lbfgs"})
