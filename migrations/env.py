@@ -7,14 +7,13 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import governance.db.models  # noqa: F401
+import governance.audit.models
+import governance.db.models
 from governance.db.base import metadata
 from governance.db.engine import make_engine
 
-try:  # the audit log's tables, once that module exists
-    import governance.audit.models  # noqa: F401
-except ModuleNotFoundError:  # pragma: no cover
-    pass
+# every table module is imported above, before target_metadata is read
+_TABLE_MODULES = (governance.audit.models, governance.db.models)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
