@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 from flwr.app import ArrayRecord, Context, Message, RecordDict
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from unlearning.federation import node
 from unlearning.federation import protocol as P
-from unlearning.jobs import JobResult, JobSpec, ProgressCallback
+from unlearning.jobs import JobResult, JobSpec, ProgressCallback, ProgressEvent
 
 logging.getLogger("flwr").setLevel(logging.WARNING)
 
@@ -88,6 +89,22 @@ def result_path(artifact_root: str | Path, job_id: str) -> Path:
     return Path(artifact_root) / "jobs" / job_id / "result.json"
 
 
+def progress_path(artifact_root: str | Path, job_id: str) -> Path:
+    """Progress events of a ServerApp run by Flower in another process, one JSON object a line (the
+    simulation and deployment runtimes forward them to run_job's progress callback)."""
+    return Path(artifact_root) / "jobs" / job_id / "progress.jsonl"
+
+
+def _progress_to_file(path: Path) -> ProgressCallback:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(event: ProgressEvent) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(asdict(event)) + "\n")
+
+    return write
+
+
 def build_server_app(
     spec: JobSpec | None = None,
     *,
@@ -110,7 +127,10 @@ def build_server_app(
             for key, attr in (("artifact-root", "artifact_root"), ("dataset-dir", "dataset_dir")):
                 if context.run_config.get(key):
                     setattr(job, attr, str(context.run_config[key]))
-        result = execute_job(grid, job, progress, cancel)
+        events = progress
+        if events is None and spec is None:  # run by Flower from run config: report progress through a file
+            events = _progress_to_file(progress_path(job.artifact_root, job.job_id))
+        result = execute_job(grid, job, events, cancel)
         out = result_path(job.artifact_root, job.job_id)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -123,4 +143,12 @@ def build_server_app(
 client_app = build_client_app()
 server_app = build_server_app()
 
-__all__ = ["ArrayRecord", "build_client_app", "build_server_app", "client_app", "result_path", "server_app"]
+__all__ = [
+    "ArrayRecord",
+    "build_client_app",
+    "build_server_app",
+    "client_app",
+    "progress_path",
+    "result_path",
+    "server_app",
+]

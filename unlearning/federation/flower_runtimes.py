@@ -1,0 +1,247 @@
+"""The ``simulation`` and ``deployment`` runtimes of ``run_job``: a JobSpec in, a JobResult out, like
+``in-process``, but with the Flower apps run by Flower's simulation engine (a subprocess per job) or by a
+SuperLink and its SuperNodes (the Deployment Engine).
+
+Both hand the job to the module-level ServerApp as run config ``job-spec`` (the JobSpec as JSON, with its
+paths made absolute). The ServerApp writes the JobResult to ``<artifact_root>/jobs/<job_id>/result.json``
+(and the model version into the artifact store); these runtimes read it from there once Flower says the run
+completed. Progress events, when the ServerApp writes them (one JSON object a line, in
+``<artifact_root>/jobs/<job_id>/progress.jsonl``), are forwarded to the progress callback as they appear.
+
+Settings come from the environment (the service passes its own through ``configure``):
+
+| variable | default | meaning |
+|---|---|---|
+| ``COMMONS_FLOWER_SUPERLINK`` | ``127.0.0.1:9093`` | the SuperLink's address (host:port) for ``deployment`` |
+| ``COMMONS_FLOWER_ROOT_CERTIFICATES`` | unset | CA bundle (PEM path) to verify the SuperLink over HTTPS |
+| ``COMMONS_FLOWER_INSECURE`` | ``1`` unless root certificates are set | plain HTTP to the SuperLink |
+| ``COMMONS_FLOWER_JOB_TIMEOUT`` | ``86400`` | seconds a whole run may take before it is stopped |
+| ``COMMONS_FLOWER_POLL_INTERVAL`` | ``1.0`` | seconds between two run-status polls |
+| ``COMMONS_SIMULATION_NUM_CPUS`` | min(cores, nodes) | CPUs Ray may use for ClientApp actors (one each) |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from unlearning.jobs import JobResult, JobSpec, ProgressCallback, ProgressEvent
+
+JOB_SPEC_KEY = "job-spec"
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    """Where the SuperLink is and how long to wait (see the module docstring for the variables)."""
+
+    superlink: str = "127.0.0.1:9093"
+    root_certificates: str | None = None
+    insecure: bool = True
+    job_timeout_s: float = 86400.0
+    poll_interval_s: float = 1.0
+    simulation_num_cpus: int | None = None
+
+    @classmethod
+    def from_env(cls) -> FlowerSettings:
+        certs = os.environ.get("COMMONS_FLOWER_ROOT_CERTIFICATES") or None
+        cpus = os.environ.get("COMMONS_SIMULATION_NUM_CPUS")
+        return cls(
+            superlink=os.environ.get("COMMONS_FLOWER_SUPERLINK", cls.superlink),
+            root_certificates=certs,
+            insecure=_env_flag("COMMONS_FLOWER_INSECURE", certs is None),
+            job_timeout_s=float(os.environ.get("COMMONS_FLOWER_JOB_TIMEOUT", cls.job_timeout_s)),
+            poll_interval_s=float(os.environ.get("COMMONS_FLOWER_POLL_INTERVAL", cls.poll_interval_s)),
+            simulation_num_cpus=int(cpus) if cpus else None,
+        )
+
+
+_settings: FlowerSettings | None = None
+
+
+def configure(settings: FlowerSettings | None) -> None:
+    """Use ``settings`` instead of the environment (``None``: back to the environment)."""
+    global _settings
+    _settings = settings
+
+
+def current_settings() -> FlowerSettings:
+    return _settings if _settings is not None else FlowerSettings.from_env()
+
+
+def remote_spec(spec: JobSpec) -> JobSpec:
+    """The spec as a ServerApp in another process (another working directory) must see it: absolute paths."""
+    return replace(
+        spec,
+        artifact_root=str(Path(spec.artifact_root).resolve()),
+        dataset_dir=str(Path(spec.dataset_dir).resolve()),
+    )
+
+
+def run_config_for(spec: JobSpec) -> dict[str, str]:
+    return {JOB_SPEC_KEY: spec.to_json()}
+
+
+class ProgressTail:
+    """Forwards the lines a ServerApp appends to ``progress.jsonl`` to a progress callback."""
+
+    def __init__(self, path: Path, progress: ProgressCallback | None) -> None:
+        self.path = path
+        self.progress = progress
+        self._offset = 0
+
+    def poll(self) -> None:
+        if self.progress is None or not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                self.progress(ProgressEvent(**json.loads(line)))
+
+
+def _prepare(spec: JobSpec) -> tuple[Path, Path]:
+    """Remove what an earlier attempt of the same job id left (a retried job must not read a stale result)."""
+    from unlearning.federation.apps import progress_path, result_path
+
+    out, prog = result_path(spec.artifact_root, spec.job_id), progress_path(spec.artifact_root, spec.job_id)
+    out.unlink(missing_ok=True)
+    prog.unlink(missing_ok=True)
+    return out, prog
+
+
+def _read_result(spec: JobSpec, path: Path, extra: Mapping[str, Any]) -> JobResult:
+    if not path.exists():
+        return _ended(spec, "failed", f"the Flower run completed but wrote no result at {path}")
+    result = JobResult.from_dict(json.loads(path.read_text()))
+    result.metrics.setdefault("runtime", {}).update(extra)
+    return result
+
+
+def _ended(spec: JobSpec, status: str, error: str | None) -> JobResult:
+    return JobResult(
+        job_id=spec.job_id,
+        kind=spec.kind,
+        status=status,
+        parent_version=spec.base_version,
+        method=spec.method if spec.kind == "unlearn" else None,
+        target=json.loads(spec.target.to_json()) if spec.target is not None else None,
+        error=error,
+    )
+
+
+def _cancelled(cancel: threading.Event | None) -> Callable[[], bool]:
+    return (lambda: False) if cancel is None else cancel.is_set
+
+
+def run_in_simulation(
+    spec: JobSpec, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> JobResult:
+    """The ``simulation`` runtime: Flower's simulation engine (Ray) in a subprocess, one virtual SuperNode
+    per node of the dataset (node ``k`` gets ``partition-id=k``)."""
+    from unlearning.data import read_manifest
+    from unlearning.federation.simulation import SimulationFailed, run_simulation_job
+
+    settings = current_settings()
+    remote = remote_spec(spec)
+    num_nodes = len(read_manifest(Path(remote.dataset_dir))["nodes"])
+    out, prog = _prepare(remote)
+    tail = ProgressTail(prog, progress)
+    is_cancelled = _cancelled(cancel)
+
+    def check_cancel() -> bool:
+        tail.poll()
+        return is_cancelled()
+
+    try:
+        outcome = run_simulation_job(
+            run_config_for(remote),
+            num_nodes=num_nodes,
+            num_cpus=settings.simulation_num_cpus,
+            torch_threads=spec.num_threads,
+            timeout=settings.job_timeout_s,
+            cancel=check_cancel,
+        )
+    except SimulationFailed as exc:
+        tail.poll()
+        if exc.cancelled:
+            return _ended(spec, "cancelled", None)
+        return _ended(spec, "failed", f"simulation failed: {exc.reason}")
+    tail.poll()
+    return _read_result(remote, out, {"runtime": "simulation", "wall_s": round(outcome.wall_s, 3)})
+
+
+def run_on_superlink(
+    spec: JobSpec,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    settings: FlowerSettings | None = None,
+) -> JobResult:
+    """The ``deployment`` runtime: submit the job to the SuperLink (Control API StartRun), poll it until it
+    finishes (StopRun on cancel or timeout) and read the result the ServerApp wrote."""
+    from unlearning.federation.deployment import DeploymentRunner, FederationError, RunFailed
+
+    settings = settings or current_settings()
+    remote = remote_spec(spec)
+    out, prog = _prepare(remote)
+    tail = ProgressTail(prog, progress)
+    is_cancelled = _cancelled(cancel)
+
+    def check_cancel() -> bool:
+        tail.poll()
+        return is_cancelled()
+
+    try:
+        with DeploymentRunner(
+            settings.superlink,
+            insecure=settings.insecure,
+            root_certificates=settings.root_certificates,
+            poll_interval=settings.poll_interval_s,
+        ) as runner:
+            run_id = runner.submit(run_config_for(remote))
+            state = runner.wait(run_id, timeout=settings.job_timeout_s, cancel=check_cancel)
+    except RunFailed as exc:
+        tail.poll()
+        if exc.state.sub_status == "stopped" and is_cancelled():
+            return _ended(spec, "cancelled", None)
+        return _ended(
+            spec, "failed", f"Flower run {exc.state.run_id} {exc.state.sub_status}: {exc.state.details}"
+        )
+    except FederationError as exc:
+        return _ended(spec, "failed", str(exc))
+    tail.poll()
+    return _read_result(
+        remote,
+        out,
+        {
+            "runtime": "deployment",
+            "flower_run_id": str(state.run_id),
+            "bytes_sent": state.bytes_sent,
+            "bytes_recv": state.bytes_recv,
+            "clientapp_s": round(state.clientapp_seconds, 3),
+        },
+    )
+
+
+def register() -> None:
+    """Make ``simulation`` and ``deployment`` available to ``run_job`` (``JobSpec.runtime``)."""
+    from unlearning.federation.runtimes import register_runtime
+
+    register_runtime("simulation", run_in_simulation)
+    register_runtime("deployment", run_on_superlink)
