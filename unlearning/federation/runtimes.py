@@ -41,3 +41,8 @@ def run_in_process(
 
 
 register_runtime("in-process", run_in_process)
+
+# "simulation" (Flower's simulation engine, a subprocess per job) and "deployment" (a SuperLink's Control API)
+from unlearning.federation.flower_runtimes import register as _register_flower_runtimes  # noqa: E402
+
+_register_flower_runtimes()
