@@ -83,7 +83,7 @@ class GradientAscentEWC(UnlearningMethod):
                 include_examples=include,
             )
         anchor = unlearned if c.repair_anchor == "unlearned" else ctx.original
-        local = {**dict(ctx.lineage.get("local", {})), **c.repair_local}
+        local = {**dict(ctx.lineage.get("local", {})), **fed.task.repair_defaults, **c.repair_local}
         arrays = fed.fedavg(
             unlearned,
             c.repair_rounds,

@@ -113,6 +113,8 @@ class Task(ABC):
     #: EWC weights (Fisher normalised to mean 1) used when a method leaves them unset: the proximal pull per
     #: step is lr * lambda * F, so they depend on the task's learning rates (benchmarked in bench/unlearning.py)
     ewc_defaults: dict[str, float] = {"ascent": 100.0, "repair": 1000.0}
+    #: local settings of repair rounds (over the lineage's training settings) when a method leaves them unset
+    repair_defaults: dict[str, Any] = {}
     #: defaults for local training and for ascent; methods and job specs override them
     train_defaults: dict[str, Any] = {}
     ascent_defaults: dict[str, Any] = {}

@@ -43,7 +43,8 @@ class MLP(nn.Module):
 class DigitsTask(Task):
     name = "digits"
     is_classifier = True
-    ewc_defaults = {"ascent": 3.0, "repair": 20.0}
+    ewc_defaults = {"ascent": 3.0, "repair": 300.0}
+    repair_defaults = {"epochs": 1.0}  # longer repair re-learns the forgotten node (bench/unlearning.py)
     train_defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 5.0}
     ascent_defaults = {"optimizer": "sgd", "lr": 3e-3, "momentum": 0.0, "batch_size": 32, "max_steps": 400}
 
