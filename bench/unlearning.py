@@ -72,7 +72,7 @@ def digits_eval(
     mia_non: list[Any],
 ) -> dict[str, float]:
     fl, fc = per_example(model, task.to_batch(forget), task)
-    tl, tc = per_example(model, task.to_batch(test), task)
+    _, tc = per_example(model, task.to_batch(test), task)
     ml, _ = per_example(model, task.to_batch(mia_members), task)
     nl, _ = per_example(model, task.to_batch(mia_non), task)
     return {
