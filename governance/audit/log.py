@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -105,39 +105,63 @@ def _empty_head() -> dict[str, Any]:
     }
 
 
-def _lock_head(session: Session) -> AuditTreeHead:
-    """The tree head row, locked for the rest of the transaction; created on the very first append."""
-    stmt = (
-        select(AuditTreeHead)
-        .where(AuditTreeHead.id == TREE_HEAD_ID)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    head = session.exec(stmt).first()
-    if head is not None:
-        return head
+_HEAD = AuditTreeHead.__table__  # type: ignore[attr-defined]
+_ENTRY = AuditEntryRow.__table__  # type: ignore[attr-defined]
+_NODE = AuditNode.__table__  # type: ignore[attr-defined]
+_SENSITIVE = AuditSensitive.__table__  # type: ignore[attr-defined]
+# Core statements, built once: the append and proof paths run them many times a second.
+_SELECT_HEAD = sa.select(_HEAD.c.size, _HEAD.c.root_hash, _HEAD.c.frontier).where(_HEAD.c.id == TREE_HEAD_ID)
+_LOCK_HEAD = _SELECT_HEAD.with_for_update()
+_SELECT_NODES: dict[int, sa.Select[Any]] = {}
+
+
+def _nodes_statement(count: int) -> sa.Select[Any]:
+    """SELECT of ``count`` stored nodes by primary key, as ORed point lookups (which both databases answer
+    from the primary-key index; a row-value IN list makes SQLite scan). Cached per power-of-two count."""
+    stmt = _SELECT_NODES.get(count)
+    if stmt is None:
+        stmt = sa.select(_NODE.c.level, _NODE.c.idx, _NODE.c.hash).where(
+            sa.or_(
+                *(
+                    sa.and_(_NODE.c.level == sa.bindparam(f"l{i}"), _NODE.c.idx == sa.bindparam(f"i{i}"))
+                    for i in range(count)
+                )
+            )
+        )
+        _SELECT_NODES[count] = stmt
+    return stmt
+
+
+def _lock_head(session: Session) -> tuple[int, bytes]:
+    """Size and frontier of the tree, its head row locked for the rest of the transaction.
+
+    The row is created by the very first append (concurrent first appends both insert-or-ignore, then lock).
+    """
+    row = session.execute(_LOCK_HEAD).first()
+    if row is not None:
+        return row.size, row.frontier
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(postgresql.insert(AuditTreeHead).values(_empty_head()).on_conflict_do_nothing())
+        session.execute(postgresql.insert(_HEAD).values(_empty_head()).on_conflict_do_nothing())
     elif dialect == "sqlite":
-        session.execute(sqlite.insert(AuditTreeHead).values(_empty_head()).on_conflict_do_nothing())
+        session.execute(sqlite.insert(_HEAD).values(_empty_head()).on_conflict_do_nothing())
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         try:
             with session.begin_nested():
-                session.add(AuditTreeHead(**_empty_head()))
+                session.execute(sa.insert(_HEAD).values(_empty_head()))
         except IntegrityError:
             pass
-    head = session.exec(stmt).first()
-    if head is None:  # pragma: no cover - the insert above guarantees the row
+    row = session.execute(_LOCK_HEAD).first()
+    if row is None:  # pragma: no cover - the insert above guarantees the row
         raise RuntimeError("audit tree head row could not be created")
-    return head
+    return row.size, row.frontier
 
 
 def tree_head(session: Session) -> TreeHead:
-    head = session.get(AuditTreeHead, TREE_HEAD_ID, populate_existing=True)
-    if head is None:
+    row = session.connection().execute(_SELECT_HEAD).first()
+    if row is None:
         return TreeHead(0, merkle.EMPTY_ROOT)
-    return TreeHead(head.size, head.root_hash)
+    return TreeHead(row.size, row.root_hash)
 
 
 # -- append and erase ------------------------------------------------------------------------------------------
@@ -164,10 +188,10 @@ def append(
             raise AuditInvalid(f"sensitive field {name!r} must be a string", field=name)
     salts = {name: secrets.token_bytes(32) for name in sensitive}
     moment = (at or datetime.now(UTC)).astimezone(UTC)
-    head = _lock_head(session)
+    size, frontier_blob = _lock_head(session)
     try:
         entry = Entry.build(
-            seq=head.size,
+            seq=size,
             ts=moment,
             actor=actor,
             action=action,
@@ -179,11 +203,11 @@ def append(
         raise AuditInvalid(str(exc)) from exc
     data = entry.to_bytes()
     leaf = merkle.leaf_hash(data)
-
-    frontier = merkle.Frontier.from_bytes(head.size, head.frontier)
+    frontier = merkle.Frontier.from_bytes(size, frontier_blob)
     created = frontier.append(leaf)
-    session.add(
-        AuditEntryRow(
+
+    session.execute(
+        sa.insert(_ENTRY).values(
             seq=entry.seq,
             created_at=moment,
             actor=actor,
@@ -193,17 +217,22 @@ def append(
             leaf_hash=leaf,
         )
     )
-    session.add_all(AuditNode(level=ref.level, idx=ref.index, hash=h) for ref, h in created)
-    session.add_all(
-        AuditSensitive(seq=entry.seq, field=name, salt=salts[name], value=value)
-        for name, value in sensitive.items()
+    session.execute(sa.insert(_NODE), [{"level": r.level, "idx": r.idx, "hash": h} for r, h in created])
+    if sensitive:
+        session.execute(
+            sa.insert(_SENSITIVE),
+            [
+                {"seq": entry.seq, "field": name, "salt": salts[name], "value": value}
+                for name, value in sensitive.items()
+            ],
+        )
+    session.execute(
+        sa.update(_HEAD)
+        .where(_HEAD.c.id == TREE_HEAD_ID)
+        .values(
+            size=frontier.size, frontier=frontier.to_bytes(), root_hash=frontier.root(), updated_at=moment
+        )
     )
-    head.size = frontier.size
-    head.frontier = frontier.to_bytes()
-    head.root_hash = frontier.root()
-    head.updated_at = moment
-    session.add(head)
-    session.flush()
     return AuditEntry(
         seq=entry.seq,
         timestamp=moment,
@@ -306,17 +335,14 @@ def entries_for_subject(session: Session, subject: str) -> list[AuditEntry]:
 def _fetch_nodes(session: Session, refs: set[merkle.NodeRef]) -> dict[merkle.NodeRef, bytes]:
     if not refs:
         return {}
-    by_level: dict[int, list[int]] = {}
-    for ref in refs:
-        by_level.setdefault(ref.level, []).append(ref.index)
-    cond = or_(
-        *(
-            and_(col(AuditNode.level) == level, col(AuditNode.idx).in_(indices))
-            for level, indices in by_level.items()
-        )
-    )
-    rows = session.exec(select(AuditNode).where(cond)).all()
-    return {merkle.NodeRef(row.level, row.idx): row.hash for row in rows}
+    keys = sorted(refs)
+    count = max(8, 1 << (len(keys) - 1).bit_length())
+    keys += [keys[-1]] * (count - len(keys))  # pad with repeats so that few statement shapes exist
+    params: dict[str, int] = {}
+    for i, ref in enumerate(keys):
+        params[f"l{i}"], params[f"i{i}"] = ref.level, ref.idx
+    rows = session.connection().execute(_nodes_statement(count), params)
+    return {merkle.NodeRef(level, idx): h for level, idx, h in rows}
 
 
 def _resolve(session: Session, plans: list[merkle.Plan]) -> list[bytes]:

@@ -7,8 +7,8 @@ The tree over entries ``D[0:n]`` is defined recursively (RFC 9162 section 2.1.1)
     MTH(D[0:n])    = SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n]))   k = largest power of two < n
 
 Every subtree that the definition ever splits off on the left is *perfect* (its size is a power of two) and
-*aligned* (it starts at a multiple of its size). A ``NodeRef(level, index)`` names such a subtree: the
-``2**level`` leaves starting at ``index * 2**level``. Storage keeps exactly these hashes (level 0 are the leaf
+*aligned* (it starts at a multiple of its size). A ``NodeRef(level, idx)`` names such a subtree: the
+``2**level`` leaves starting at ``idx * 2**level``. Storage keeps exactly these hashes (level 0 are the leaf
 hashes), which is what makes appends and proofs O(log n):
 
 - ``Frontier`` is the compact range of a tree of size n: the perfect subtrees in n's binary decomposition.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"
@@ -52,20 +52,19 @@ def split_point(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class NodeRef:
-    """The perfect subtree of ``2**level`` leaves that starts at leaf ``index * 2**level``."""
+class NodeRef(NamedTuple):
+    """The perfect subtree of ``2**level`` leaves that starts at leaf ``idx * 2**level``."""
 
     level: int
-    index: int
+    idx: int
 
     @property
     def start(self) -> int:
-        return self.index << self.level
+        return self.idx << self.level
 
     @property
     def end(self) -> int:
-        return (self.index + 1) << self.level
+        return (self.idx + 1) << self.level
 
 
 # A subtree hash is the right fold of its perfect parts: H(p0, H(p1, ... H(p_{k-2}, p_{k-1}))).
@@ -238,7 +237,7 @@ class MemoryTree:
             self.levels[ref.level].append(h)
 
     def node(self, ref: NodeRef) -> bytes:
-        return self.levels[ref.level][ref.index]
+        return self.levels[ref.level][ref.idx]
 
     def _resolve(self, plans: list[Plan]) -> list[bytes]:
         return assemble(plans, {ref: self.node(ref) for ref in nodes_of(plans)})
