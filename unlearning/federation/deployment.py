@@ -340,7 +340,8 @@ class LocalFederation:
     ``nodes`` holds each SuperNode's node config, e.g. ``{"partition-id": 0, "num-partitions": 3,
     "data-path": "/srv/node0"}``; the ClientApp reads it from ``context.node_config``.
 
-    With ``die_with_parent`` (the default, Linux) the processes also end when the thread that called
+    ``torch_threads`` (default 1) sets ``OMP_NUM_THREADS`` for the app processes: three nodes on a small
+    machine otherwise oversubscribe its cores. With ``die_with_parent`` (the default, Linux) the processes also end when the thread that called
     ``start()`` ends, even if this process is killed: start it from a thread that outlives the federation."""
 
     def __init__(
@@ -351,9 +352,11 @@ class LocalFederation:
         host: str = "127.0.0.1",
         port: int | None = None,
         env: Mapping[str, str] | None = None,
+        torch_threads: int | None = 1,
         die_with_parent: bool = True,
     ) -> None:
         self.workdir = Path(workdir)
+        self.torch_threads = torch_threads
         self.die_with_parent = die_with_parent
         self.nodes = [dict(n) for n in nodes]
         self.host = host
@@ -374,11 +377,15 @@ class LocalFederation:
         home = self.workdir / name
         home.mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / f"{name}.log"
+        env = flower_environment(home, self._base_env)
+        if self.torch_threads is not None:  # inherited by every ClientApp / ServerApp process below
+            threads = str(self.torch_threads)
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 argv,
                 cwd=home,
-                env=flower_environment(home, self._base_env),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,179 @@
+"""The same unlearning job on Flower's two real runtimes: the Deployment Engine (a SuperLink and three
+SuperNodes on 127.0.0.1, each SuperNode pointed at its node's data through --node-config) and the simulation
+engine (Ray, one subprocess per job). Each must produce exactly the model the in-process runtime produces,
+and every process started here must be gone afterwards.
+
+Slow (Flower polls every 3 s and starts a ClientApp process, which imports torch, for every message): about
+two minutes on 2 cores, most of it the deployment job."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearning import (
+    ArtifactStore,
+    JobResult,
+    JobSpec,
+    ProgressEvent,
+    Target,
+    init_dataset,
+    init_model,
+    run_job,
+)
+from unlearning.data import read_manifest
+from unlearning.federation.deployment import DeploymentRunner, LocalFederation
+from unlearning.federation.flower_runtimes import FlowerSettings, configure
+
+torch.set_num_threads(1)
+
+pytestmark = pytest.mark.slow
+
+# A small gradient_ascent_ewc job: discovery, Fisher, one ascent round, Fisher, one repair round (5 exchanges).
+METHOD_CONFIG = {"max_rounds": 1, "repair_rounds": 1}
+
+
+@dataclass
+class Trained:
+    root: Path
+    data: Path
+    version: str
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    base = tmp_path_factory.mktemp("federation")
+    init_dataset("digits", base / "data", nodes=3, seed=0)
+    v0 = init_model(base / "art", "digits", size="tiny", seed=0)
+    spec = JobSpec(
+        kind="train",
+        job_id="train",
+        artifact_root=str(base / "art"),
+        dataset_dir=str(base / "data"),
+        base_version=v0.version,
+        rounds=2,
+        local={"epochs": 1.0},
+    )
+    result = run_job(spec)
+    assert result.status == "succeeded", result.error
+    assert result.model_version is not None
+    return Trained(base / "art", base / "data", result.model_version)
+
+
+def unlearn_spec(t: Trained, job_id: str, runtime: str) -> JobSpec:
+    return JobSpec(
+        kind="unlearn",
+        job_id=job_id,
+        artifact_root=str(t.root),
+        dataset_dir=str(t.data),
+        base_version=t.version,
+        method="gradient_ascent_ewc",
+        method_config=dict(METHOD_CONFIG),
+        target=Target(kind="category", value="7"),
+        evaluate=False,
+        runtime=runtime,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(trained: Trained) -> JobResult:
+    """The job in process: what the other runtimes must reproduce bit for bit."""
+    result = run_job(unlearn_spec(trained, "unlearn-in-process", "in-process"))
+    assert result.status == "succeeded", result.error
+    return result
+
+
+def _live_members(pgid: int) -> list[str]:
+    """Processes of the group that are not zombies (a zombie waits for init to reap it; it runs nothing)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        state, pg = fields[0], int(fields[2])
+        if pg == pgid and state != "Z":
+            members.append(stat.parent.name)
+    return members
+
+
+@pytest.fixture(scope="module")
+def federation(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
+    nodes = [
+        {"partition-id": i, "num-partitions": 3, "data-path": str(trained.data / node["path"])}
+        for i, node in enumerate(read_manifest(trained.data)["nodes"])
+    ]
+    fed = LocalFederation(tmp_path_factory.mktemp("flwr"), nodes)
+    started = time.monotonic()
+    fed.start(timeout=120)
+    pgids = list(fed.pids)  # each process leads its own group; superexec and app processes join it
+    print(f"\nfederation up in {time.monotonic() - started:.1f} s at {fed.address}")
+    configure(FlowerSettings(superlink=fed.address, poll_interval_s=0.5, job_timeout_s=300))
+    try:
+        yield fed
+    finally:
+        configure(None)
+        fed.stop()
+        deadline = time.monotonic() + 20
+        while any(_live_members(g) for g in pgids) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = {g: _live_members(g) for g in pgids if _live_members(g)}
+        assert not leftovers, f"processes left running: {leftovers}"
+
+
+def test_deployment_engine_runs_the_unlearning_job(
+    federation: LocalFederation, trained: Trained, reference: JobResult
+) -> None:
+    events: list[ProgressEvent] = []
+    started = time.monotonic()
+    result = run_job(unlearn_spec(trained, "unlearn-deployment", "deployment"), events.append)
+    print(f"deployment job: {time.monotonic() - started:.1f} s")
+    assert result.status == "succeeded", result.error
+    # the same apps over the wire: the same model, byte for byte
+    assert result.content_hash == reference.content_hash
+    assert result.model_version is not None
+    version = ArtifactStore(trained.root).get(result.model_version)  # verifies the files' hashes
+    assert version.parent == trained.version
+    runtime = result.metrics["runtime"]
+    assert runtime["runtime"] == "deployment" and int(runtime["bytes_sent"]) > 0
+    phases = {e.phase for e in events}  # forwarded from the ServerApp's process while the run went on
+    assert {"ascent", "repair"} <= phases, phases
+    assert all(e.job_id == "unlearn-deployment" for e in events)
+
+
+def test_deployment_run_is_cancelled_through_the_control_api(
+    federation: LocalFederation, trained: Trained
+) -> None:
+    cancel = threading.Event()
+    cancel.set()  # StopRun at the first poll
+    started = time.monotonic()
+    result = run_job(unlearn_spec(trained, "unlearn-cancelled", "deployment"), cancel=cancel)
+    assert result.status == "cancelled", result.error
+    assert result.model_version is None
+    assert time.monotonic() - started < 60
+    with DeploymentRunner(federation.address) as runner:
+        nodes = runner.control.list_nodes()
+    assert sum(n.status == "online" for n in nodes) == 3  # the federation is still healthy
+
+
+def test_simulation_engine_runs_the_same_job(trained: Trained, reference: JobResult) -> None:
+    events: list[ProgressEvent] = []
+    started = time.monotonic()
+    result = run_job(unlearn_spec(trained, "unlearn-simulation", "simulation"), events.append)
+    print(f"simulation job: {time.monotonic() - started:.1f} s")
+    assert result.status == "succeeded", result.error
+    assert result.content_hash == reference.content_hash
+    assert result.metrics["runtime"]["runtime"] == "simulation"
+    assert {"ascent", "repair"} <= {e.phase for e in events}
