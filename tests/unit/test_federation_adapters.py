@@ -3,6 +3,7 @@ validation and the environment every Flower process gets. No process is started 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,12 @@ from unlearning.federation.deployment import (
     ControlClient,
     FederationError,
     flower_environment,
+    free_port,
     node_config_toml,
 )
+from unlearning.federation.flower_runtimes import FlowerSettings, ProgressTail, remote_spec, run_on_superlink
 from unlearning.federation.simulation import app_components, fused_run_config
+from unlearning.jobs import JobSpec, ProgressEvent
 
 APP_PYPROJECT = """
 [project]
@@ -119,3 +123,47 @@ def test_control_client_speaks_protobuf_over_http() -> None:
     listed = ListRunsRequest()
     listed.ParseFromString(seen[1][2])
     assert listed.run_id == 42
+
+
+def test_flower_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMMONS_FLOWER_SUPERLINK", "link.example.org:9093")
+    monkeypatch.setenv("COMMONS_FLOWER_ROOT_CERTIFICATES", "/etc/commons/ca.pem")
+    monkeypatch.setenv("COMMONS_SIMULATION_NUM_CPUS", "4")
+    s = FlowerSettings.from_env()
+    assert (s.superlink, s.root_certificates, s.insecure, s.simulation_num_cpus) == (
+        "link.example.org:9093",
+        "/etc/commons/ca.pem",
+        False,  # certificates given: HTTPS unless COMMONS_FLOWER_INSECURE says otherwise
+        4,
+    )
+    monkeypatch.delenv("COMMONS_FLOWER_ROOT_CERTIFICATES")
+    assert FlowerSettings.from_env().insecure
+
+
+def test_progress_tail_forwards_complete_lines_only(tmp_path: Path) -> None:
+    path = tmp_path / "progress.jsonl"
+    seen: list[ProgressEvent] = []
+    tail = ProgressTail(path, seen.append)
+    tail.poll()  # no file yet
+    event = {"job_id": "J", "phase": "ascent", "round": 1, "total_rounds": 2, "metrics": {"loss": 1.5}}
+    path.write_text(json.dumps(event) + "\n" + json.dumps({**event, "round": 2})[:20])
+    tail.poll()
+    assert [e.round for e in seen] == [1]
+    with path.open("a") as f:
+        f.write(json.dumps({**event, "round": 2})[20:] + "\n")
+    tail.poll()
+    assert [e.round for e in seen] == [1, 2] and seen[1].metrics == {"loss": 1.5}
+
+
+def test_deployment_runtime_reports_an_unreachable_superlink_as_a_failed_job(tmp_path: Path) -> None:
+    spec = JobSpec(
+        kind="train",
+        job_id="J1",
+        artifact_root=str(tmp_path / "art"),
+        dataset_dir=str(tmp_path / "data"),
+        base_version="mv-x",
+    )
+    result = run_on_superlink(spec, settings=FlowerSettings(superlink=f"127.0.0.1:{free_port()}"))
+    assert result.status == "failed"
+    assert result.error is not None and "not reachable" in result.error
+    assert remote_spec(spec).artifact_root == str((tmp_path / "art").resolve())
