@@ -196,6 +196,31 @@ class Frontier:
         hashes.append(acc)
         self.size += 1
 
+    def add_subtree(self, level: int, subtree: bytes) -> None:
+        """Add the hash of a perfect subtree of ``2**level`` leaves; the size must be a multiple of that."""
+        if self.size & ((1 << level) - 1):
+            raise ProofError(f"a subtree of 2**{level} leaves cannot start at leaf {self.size}")
+        acc, index, hashes = subtree, self.size >> level, self.hashes
+        while index & 1:
+            acc = hashlib.sha256(NODE_PREFIX + hashes.pop() + acc).digest()
+            index >>= 1
+        hashes.append(acc)
+        self.size += 1 << level
+
+    def extend(self, leaves: Sequence[bytes], chunk_level: int = 12) -> None:
+        """Add many leaf hashes: whole aligned chunks of ``2**chunk_level`` are hashed level by level (much
+        faster in Python than leaf by leaf), the rest leaf by leaf."""
+        chunk = 1 << chunk_level
+        i, n = 0, len(leaves)
+        while i < n and self.size & (chunk - 1):
+            self.add(leaves[i])
+            i += 1
+        while n - i >= chunk:
+            self.add_subtree(chunk_level, perfect_root(leaves[i : i + chunk]))
+            i += chunk
+        for leaf in leaves[i:]:
+            self.add(leaf)
+
     def root(self) -> bytes:
         return fold(self.hashes) if self.hashes else EMPTY_ROOT
 
@@ -207,6 +232,19 @@ class Frontier:
         if len(blob) != HASH_SIZE * size.bit_count():
             raise ProofError(f"stored frontier for size {size} has {len(blob)} bytes")
         return cls(size, [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)])
+
+
+def perfect_root(leaves: Sequence[bytes]) -> bytes:
+    """The root of a perfect tree (the number of leaf hashes is a power of two), one level at a time."""
+    if not leaves or len(leaves) & (len(leaves) - 1):
+        raise ProofError(f"{len(leaves)} leaves do not make a perfect tree")
+    sha256, level = hashlib.sha256, list(leaves)
+    while len(level) > 1:
+        pairs = iter(level)
+        level = [
+            sha256(NODE_PREFIX + left + right).digest() for left, right in zip(pairs, pairs, strict=True)
+        ]
+    return level[0]
 
 
 def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:

@@ -17,6 +17,7 @@ What it cannot tell: whether others were shown the same log. Members compare che
 from __future__ import annotations
 
 import hashlib
+import itertools
 from binascii import hexlify
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ FAST_PREFIX = b'{"entry":'
 FAST_START = len(FAST_PREFIX)
 FAST_LEAF = b',"leaf_hash":"'
 FAST_SEQ = b'","seq":'
+CHUNK_LEVEL = 12
+CHUNK = 1 << CHUNK_LEVEL
 
 
 class VerificationFailed(Exception):
@@ -135,52 +138,37 @@ def verify_export(
     if isinstance(data, bytes):
         if not data.endswith(b"\n"):
             raise VerificationFailed("the export does not end with a newline (truncated or altered)")
-        lines: Iterable[bytes] = data[:-1].split(b"\n")
+        lines = data[:-1].split(b"\n")
     else:
-        lines = data
-    it = iter(lines)
-    first = next(it, None)
-    if first is None:
+        lines = list(data)
+    if not lines:
         raise VerificationFailed("the export is empty")
-    header, key, checkpoint = _header(first, trusted_key)
+    header, key, checkpoint = _header(lines[0], trusted_key)
     old = _saved(against, key, checkpoint.origin, checkpoint) if against is not None else None
 
+    body = lines[1:]
+    size = checkpoint.size
+    count = min(len(body), size)
+    check_at = old.size if old is not None and 0 < old.size <= count else None
+    # Blocks of whole chunks (hashed a level at a time), split where the saved checkpoint must be compared.
+    bounds = sorted({*range(0, count, CHUNK), count, *([check_at] if check_at else [])})
     frontier = merkle.Frontier()
     revealed = 0
-    sha256 = hashlib.sha256
-    seq = -1
-    stack = frontier.hashes  # the frontier's hashes, updated in place on the fast path
-    size = checkpoint.size
-    check_at, old_root = (old.size, old.root_hash) if old is not None and old.size > 0 else (-1, b"")
-    for seq, raw in enumerate(it):
-        if seq >= size:
-            raise VerificationFailed(
-                f"the export has more entries than its checkpoint's {size}", seq=seq, line=seq + 2
-            )
-        leaf = None
-        if not strict and raw.startswith(FAST_PREFIX):
-            # A line without reveals is exactly {"entry":E,"leaf_hash":"H","seq":N}: if its bytes are what E
-            # determines, the only free bytes are E, and the signed root covers those.
-            cut = raw.rfind(FAST_LEAF)
-            if cut > 0:
-                digest = sha256(b"\x00" + raw[FAST_START:cut]).digest()
-                if raw[cut:] == b"%s%s%s%d}" % (FAST_LEAF, hexlify(digest), FAST_SEQ, seq):
-                    leaf = digest
-        if leaf is None:  # anything else takes the thorough path, which names what is wrong
-            leaf, shown = _check_line(raw, seq, seq + 2)
+    for start, end in itertools.pairwise(bounds):
+        block = body[start:end]
+        leaves, bad = _fast_leaves(block, start) if not strict else ([b""] * len(block), range(len(block)))
+        for i in bad:  # in order, so the first bad entry is the one named
+            leaves[i], shown = _check_line(block[i], start + i, start + i + 2)
             revealed += shown
-        index, acc = seq, leaf
-        while index & 1:
-            acc = sha256(b"\x01" + stack.pop() + acc).digest()
-            index >>= 1
-        stack.append(acc)
-        if seq + 1 == check_at:
-            frontier.size = seq + 1
-            if frontier.root() != old_root:
-                raise VerificationFailed(
-                    f"the first {check_at} entries do not match the saved checkpoint: history was rewritten"
-                )
-    frontier.size = seq + 1
+        frontier.extend(leaves, CHUNK_LEVEL)
+        if end == check_at and old is not None and frontier.root() != old.root_hash:
+            raise VerificationFailed(
+                f"the first {check_at} entries do not match the saved checkpoint: history was rewritten"
+            )
+    if len(body) > size:
+        raise VerificationFailed(
+            f"the export has more entries than its checkpoint's {size}", seq=size, line=size + 2
+        )
     if frontier.size < checkpoint.size:
         raise VerificationFailed(
             f"is missing: the checkpoint has {checkpoint.size} entries, the export {frontier.size}",
@@ -200,6 +188,25 @@ def verify_export(
         checked_against=old.size if old is not None else None,
         revealed=revealed,
     )
+
+
+def _fast_leaves(block: list[bytes], start: int) -> tuple[list[bytes], list[int]]:
+    """Leaf hashes of entry lines that are exactly ``{"entry":E,"leaf_hash":"H","seq":N}`` for their own E:
+    the only free bytes of such a line are E, and the signed root covers E. Returns the leaves and the
+    indices of the other lines (reveals, or anything wrong), which need the thorough check."""
+    sha256 = hashlib.sha256
+    cuts = [line.rfind(FAST_LEAF) for line in block]
+    leaves = [sha256(b"\x00" + line[FAST_START:cut]).digest() for line, cut in zip(block, cuts, strict=True)]
+    tails = [
+        b"%s%s%s%d}" % (FAST_LEAF, hexlify(leaf), FAST_SEQ, seq)
+        for leaf, seq in zip(leaves, range(start, start + len(block)), strict=True)
+    ]
+    bad = [
+        i
+        for i, (line, cut, tail) in enumerate(zip(block, cuts, tails, strict=True))
+        if cut <= 0 or line[cut:] != tail or not line.startswith(FAST_PREFIX)
+    ]
+    return leaves, bad
 
 
 def _check_line(raw: bytes, seq: int, line_no: int) -> tuple[bytes, int]:
