@@ -61,7 +61,23 @@ def _domain_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Subcommand groups from other packages load on first use: `commons vote` must not import torch."""
+
+    lazy = {"audit": ("governance.audit.cli", "audit"), "model": ("unlearning.cli", "model")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attr = self.lazy[cmd_name]
+            cmd: click.Command = getattr(__import__(module, fromlist=[attr]), attr)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="commons-unlearning")
 def main() -> None:
     """Commons: decide in the open what a federated model must forget, make it forget, prove it."""
@@ -432,20 +448,6 @@ def vote(click_ctx: click.Context, proposal_id: int, choice: str, reason: str) -
     """Cast or change your vote on a proposal (the latest vote before the deadline counts)."""
     v = _api(click_ctx).vote(proposal_id, choice, reason)
     click.echo(f"your vote on #{proposal_id}: {v['choice']}")
-
-
-def _register_optional_groups() -> None:
-    for module, attr in (("governance.audit.cli", "audit"), ("unlearning.cli", "model")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real import error inside the module: surface it
-                raise
-            continue
-        main.add_command(getattr(mod, attr))
-
-
-_register_optional_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover

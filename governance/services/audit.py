@@ -23,8 +23,23 @@ def record(
     sensitive: dict[str, str] | None = None,
     at: datetime | None = None,
 ) -> None:
-    audit_log.append(
+    audit_log.append_many(
         session,
+        [entry(actor=actor, action=action, subject=subject, payload=payload, sensitive=sensitive, at=at)],
+    )
+
+
+def entry(
+    *,
+    actor: int | None,
+    action: str,
+    subject: str,
+    payload: dict[str, Any],
+    sensitive: dict[str, str] | None = None,
+    at: datetime | None = None,
+) -> audit_log.NewEntry:
+    """An audit entry for ``record_many``; members are written ``member:<id>``, the system ``system``."""
+    return audit_log.NewEntry(
         actor=f"member:{actor}" if actor is not None else "system",
         action=action,
         subject=subject,
@@ -32,3 +47,7 @@ def record(
         sensitive=sensitive or None,
         at=at,
     )
+
+
+def record_many(session: Session, entries: list[audit_log.NewEntry]) -> None:
+    audit_log.append_many(session, entries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -35,6 +36,7 @@ class Ctx:
     settings: Settings
     clock: Clock
     policy: Policy
+    vote_batcher: Any = None  # governance.services.votes.VoteBatcher when the service runs one
 
     @classmethod
     def create(cls, engine: Engine, settings: Settings, clock: Clock | None = None) -> Ctx:

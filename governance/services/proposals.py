@@ -45,7 +45,7 @@ from governance.domain.proposals import (
 )
 from governance.domain.review import SYSTEM, ActorView, Decision, ProposalView, allowed, decide, due_action
 from governance.domain.roles import Role, parse_role
-from governance.domain.voting import Tally, VoteChoice, parse_vote, tally
+from governance.domain.voting import Tally, VoteChoice, tally
 from governance.schemas import (
     DecisionPublic,
     EventPublic,
@@ -282,12 +282,6 @@ def _act(
         d = decide(view, actor, action, now, ctx.policy, reason=reason, tally=t)
         if before is not None:
             before(s, p, view, now)
-        if action is Action.VOTE:
-            # a vote is recorded once, by ``vote`` (vote history + audit entry with the choice); what remains
-            # of the decision is a possible deadline extension
-            d.events = d.events[1:]
-            if not d.updates and not d.events:
-                return p
         _apply(s, ctx, p, actor, d, now)
         return p
 
@@ -461,54 +455,10 @@ def triage(ctx: Ctx, proposal_id: int, actor: ActorView, decision: str, reason: 
 
 
 def vote(ctx: Ctx, proposal_id: int, actor: ActorView, choice: str, reason: str | None) -> VotePublic:
-    parsed, clean_reason = parse_vote(choice, reason)
-    now = ctx.clock.now()
+    """Cast or change a vote (governance/services/votes.py stores it, possibly batched with others)."""
+    from governance.services import votes
 
-    def store(s: Session, p: Proposal, v: ProposalView, now: datetime) -> None:
-        assert actor.member_id is not None
-        rec = VoteRecord(
-            proposal_id=proposal_id,
-            member_id=actor.member_id,
-            choice=parsed.value,
-            reason=clean_reason,
-            cast_at=now,
-        )
-        s.add(rec)
-        s.flush()
-        assert rec.id is not None
-        current = s.get(CurrentVote, (proposal_id, actor.member_id)) if v.actor_has_voted else None
-        if current is None:
-            s.add(
-                CurrentVote(
-                    proposal_id=proposal_id,
-                    member_id=actor.member_id,
-                    record_id=rec.id,
-                    choice=parsed.value,
-                    cast_at=now,
-                )
-            )
-        else:
-            current.choice, current.record_id, current.cast_at = parsed.value, rec.id, now
-            s.add(current)
-        record(
-            s,
-            actor=actor.member_id,
-            action="proposal.vote_changed" if v.actor_has_voted else "proposal.vote_cast",
-            subject=f"proposal:{proposal_id}",
-            payload={"choice": parsed.value, "record": rec.id},
-            sensitive={"reason": clean_reason} if clean_reason else None,
-            at=now,
-        )
-
-    _act(ctx, proposal_id, actor, Action.VOTE, before=store)
-    assert actor.member_id is not None
-    return VotePublic(
-        proposal_id=proposal_id,
-        member_id=actor.member_id,
-        choice=parsed.value,
-        reason=clean_reason,
-        cast_at=now,
-    )
+    return votes.cast(ctx, votes.VoteRequest(proposal_id, actor, choice, reason))
 
 
 def council(

@@ -16,6 +16,7 @@ from governance.db.engine import make_engine
 from governance.domain.clock import Clock
 from governance.services import proposals
 from governance.services.context import Ctx
+from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
 from governance.web.api.data_sources import DataSourceController
 from governance.web.api.members import MemberController
@@ -74,6 +75,7 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or make_engine(settings.effective_database_url)
     ctx = Ctx.create(engine, settings, clock)
+    ctx.vote_batcher = VoteBatcher(ctx)  # group commit for concurrent votes
     sweeper = DeadlineSweeper(ctx) if background else None
 
     def on_startup(app: Litestar) -> None:
@@ -83,6 +85,7 @@ def create_app(
     def on_shutdown(app: Litestar) -> None:
         if sweeper is not None:
             sweeper.stop()
+        ctx.vote_batcher.stop()
 
     return Litestar(
         route_handlers=route_handlers(),

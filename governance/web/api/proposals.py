@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, get, patch, post
 from litestar.params import Parameter, QueryParameter
@@ -35,7 +35,7 @@ class ProposalController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        state_filter: str | None = QueryParameter(name="state", default=None),
+        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
         target_kind: str | None = None,
         kind: str | None = None,
         mine: bool = False,

@@ -1,0 +1,264 @@
+"""Casting votes, in batches: one transaction records many votes and their audit entries.
+
+``cast_votes`` is the only way a vote is stored. Each vote is checked by the domain on its own (a refused vote
+gets its own error and changes nothing); the accepted ones are written together, so a burst of votes costs one
+transaction, one lock of the proposal and of the audit head, and a few multi-row statements instead of a
+dozen statements per vote. ``VoteBatcher`` gathers the votes that arrive while a batch is being written
+(group commit); with one vote at a time it degenerates to a transaction per vote.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from governance.db.engine import write_session
+from governance.db.models import CurrentVote, Elector, Proposal, VoteRecord
+from governance.domain.errors import DomainError
+from governance.domain.proposals import Action
+from governance.domain.review import ActorView, decide
+from governance.domain.voting import VoteChoice, parse_vote
+from governance.schemas import VotePublic
+from governance.services.audit import entry, record_many
+from governance.services.context import Ctx
+
+log = logging.getLogger("commons.votes")
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    proposal_id: int
+    actor: ActorView
+    choice: str
+    reason: str | None = None
+
+
+@dataclass
+class VoteOutcome:
+    vote: VotePublic | None = None
+    error: DomainError | None = None
+
+
+def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
+    from governance.services import proposals  # the proposal loader and event writer live there
+
+    now = ctx.clock.now()
+    outcomes = [VoteOutcome() for _ in requests]
+    parsed: dict[int, tuple[VoteChoice, str | None]] = {}
+    by_proposal: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(requests):
+        try:
+            parsed[i] = parse_vote(r.choice, r.reason)
+        except DomainError as exc:
+            outcomes[i].error = exc
+            continue
+        by_proposal[r.proposal_id].append(i)
+    if not by_proposal:
+        return outcomes
+    with write_session(ctx.engine) as s:
+        for pid, idxs in by_proposal.items():
+            _cast_on_proposal(s, ctx, pid, idxs, requests, parsed, outcomes, now, proposals)
+    return outcomes
+
+
+def _cast_on_proposal(
+    s: Session,
+    ctx: Ctx,
+    pid: int,
+    idxs: list[int],
+    requests: list[VoteRequest],
+    parsed: dict[int, tuple[VoteChoice, str | None]],
+    outcomes: list[VoteOutcome],
+    now: Any,
+    proposals: Any,
+) -> None:
+    try:
+        p: Proposal = proposals._load(s, pid, lock=True)
+    except DomainError as exc:
+        for i in idxs:
+            outcomes[i].error = exc
+        return
+    voters = {requests[i].actor.member_id for i in idxs} - {None}
+    electors = set(
+        s.exec(
+            select(Elector.member_id).where(Elector.proposal_id == pid, col(Elector.member_id).in_(voters))
+        ).all()
+    )
+    voted = set(
+        s.exec(
+            select(CurrentVote.member_id).where(
+                CurrentVote.proposal_id == pid, col(CurrentVote.member_id).in_(voters)
+            )
+        ).all()
+    )
+    base = proposals._view(s, p, requests[idxs[0]].actor, Action.VOTE)
+    turnout = base.turnout
+    accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
+    events = []
+    for i in idxs:
+        actor = requests[i].actor
+        mid = actor.member_id
+        view = replace(
+            base,
+            voting_deadline=p.voting_deadline,
+            deadline_extended=p.deadline_extended,
+            turnout=turnout,
+            actor_is_elector=mid in electors,
+            actor_has_voted=mid in voted,
+        )
+        try:
+            d = decide(view, actor, Action.VOTE, now, ctx.policy)
+        except DomainError as exc:
+            outcomes[i].error = exc
+            continue
+        assert mid is not None
+        accepted.append((i, mid in voted))
+        if mid not in voted:
+            voted.add(mid)
+            turnout += 1
+        for key, value in d.updates.items():  # a late quorum extends the deadline (once)
+            setattr(p, key, value)
+        events.extend(d.events[1:])  # the vote itself is recorded below, with its choice
+    if not accepted:
+        return
+    rows = [
+        {
+            "proposal_id": pid,
+            "member_id": requests[i].actor.member_id,
+            "choice": parsed[i][0].value,
+            "reason": parsed[i][1],
+            "cast_at": now,
+        }
+        for i, _ in accepted
+    ]
+    ids = s.scalars(
+        insert(VoteRecord).returning(col(VoteRecord.id), sort_by_parameter_order=True), rows
+    ).all()
+    latest: dict[int, dict[str, Any]] = {}
+    for row, rid in zip(rows, ids, strict=True):
+        latest[row["member_id"]] = {
+            "proposal_id": pid,
+            "member_id": row["member_id"],
+            "record_id": rid,
+            "choice": row["choice"],
+            "cast_at": now,
+        }
+    _upsert_current(s, list(latest.values()))
+    audit_entries = []
+    for (i, changed), row, rid in zip(accepted, rows, ids, strict=True):
+        audit_entries.append(
+            entry(
+                actor=row["member_id"],
+                action="proposal.vote_changed" if changed else "proposal.vote_cast",
+                subject=f"proposal:{pid}",
+                payload={"choice": row["choice"], "record": rid},
+                sensitive={"reason": row["reason"]} if row["reason"] else None,
+                at=now,
+            )
+        )
+        outcomes[i].vote = VotePublic(
+            proposal_id=pid,
+            member_id=row["member_id"],
+            choice=row["choice"],
+            reason=row["reason"],
+            cast_at=now,
+        )
+    record_many(s, audit_entries)
+    if events:
+        p.updated_at = now
+        s.add(p)
+        assert p.id is not None
+        proposals._record_events(s, p.id, None, events, now)
+
+
+def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace each member's current vote; the primary key keeps one per member and proposal."""
+    table = CurrentVote.__table__  # type: ignore[attr-defined]
+    dialect = s.get_bind().dialect.name
+    stmt: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["proposal_id", "member_id"],
+        set_={
+            "record_id": stmt.excluded.record_id,
+            "choice": stmt.excluded.choice,
+            "cast_at": stmt.excluded.cast_at,
+        },
+    )
+    s.execute(stmt, rows)
+
+
+class VoteBatcher:
+    """Group commit for votes: callers block until the batch holding their vote is committed."""
+
+    def __init__(self, ctx: Ctx, max_batch: int = 64) -> None:
+        self.ctx, self.max_batch = ctx, max_batch
+        self._queue: queue.SimpleQueue[tuple[VoteRequest, Future[VotePublic]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def cast(self, request: VoteRequest, timeout: float = 60.0) -> VotePublic:
+        self._ensure_running()
+        fut: Future[VotePublic] = Future()
+        self._queue.put((request, fut))
+        return fut.result(timeout=timeout)
+
+    def _ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="commons-votes", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                outcomes = cast_votes(self.ctx, [req for req, _ in batch])
+            except BaseException as exc:  # the transaction failed: nothing of this batch was written
+                log.warning("vote batch of %d failed: %s", len(batch), exc)
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), out in zip(batch, outcomes, strict=True):
+                if out.error is not None:
+                    fut.set_exception(out.error)
+                else:
+                    assert out.vote is not None
+                    fut.set_result(out.vote)
+
+
+def cast(ctx: Ctx, request: VoteRequest) -> VotePublic:
+    """Cast one vote: through the service's batcher when it runs one, else in a transaction of its own."""
+    batcher: VoteBatcher | None = ctx.vote_batcher
+    if batcher is not None:
+        return batcher.cast(request)
+    (out,) = cast_votes(ctx, [request])
+    if out.error is not None:
+        raise out.error
+    assert out.vote is not None
+    return out.vote
