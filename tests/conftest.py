@@ -29,7 +29,7 @@ from governance.services.context import Ctx
 from governance.settings import Settings
 
 DEFAULT_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
-PG_TEMPLATE = "commons_test_template"
+PG_TEMPLATE = f"commons_tpl_{uuid.uuid4().hex[:10]}"  # per test session: parallel sessions never clash
 
 
 def _pg_admin_url() -> str | None:
@@ -73,6 +73,8 @@ def pg_admin() -> Iterator[str]:
         c.execute(text(f"CREATE DATABASE {PG_TEMPLATE}"))
     upgrade(_with_db(url, PG_TEMPLATE))
     yield url
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)"))
     admin.dispose()
 
 
