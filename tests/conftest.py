@@ -29,7 +29,9 @@ from governance.services.context import Ctx
 from governance.settings import Settings
 
 DEFAULT_PG = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
-PG_TEMPLATE = f"commons_tpl_{uuid.uuid4().hex[:10]}"  # per test session: parallel sessions never clash
+# one template per test session, so parallel sessions never clash (an environment variable, because test
+# modules import this file a second time as tests.conftest)
+PG_TEMPLATE = os.environ.setdefault("COMMONS_TEST_PG_TEMPLATE", f"commons_tpl_{uuid.uuid4().hex[:10]}")
 
 
 def _pg_admin_url() -> str | None:
