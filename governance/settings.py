@@ -53,9 +53,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.environment == "production" and self.secret_key == DEV_SECRET:
+        if self.environment != "development" and self.secret_key == DEV_SECRET:
             raise ValueError(
-                "COMMONS_SECRET_KEY must be set to a secret of your own when COMMONS_ENVIRONMENT=production"
+                f"COMMONS_SECRET_KEY must be set to a secret of your own when COMMONS_ENVIRONMENT={self.environment}"
+                " (the built-in key is for development only)"
             )
         if self.environment == "production" and len(self.secret_key) < 32:
             raise ValueError("COMMONS_SECRET_KEY must be at least 32 characters in production")

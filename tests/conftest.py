@@ -8,6 +8,7 @@ os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
 os.environ["FLWR_DISABLE_UPDATE_CHECK"] = "1"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("COMMONS_ENVIRONMENT", "test")
+os.environ.setdefault("COMMONS_SECRET_KEY", "test-secret-key-not-for-production-0123456789")
 
 import shutil
 import uuid
@@ -122,6 +123,7 @@ def clock() -> FixedClock:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     return Settings(
         environment="test",
+        secret_key="test-secret-key-not-for-production-0123456789",
         data_dir=tmp_path / "data",
         database_url=db_url,
         triage_approvals_required=2,

@@ -50,6 +50,9 @@ def test_production_refuses_the_default_secret(runner: CliRunner, monkeypatch: p
     monkeypatch.delenv("COMMONS_SECRET_KEY", raising=False)
     r = runner.invoke(main, ["db", "upgrade"])
     assert r.exit_code == 1 and "COMMONS_SECRET_KEY" in r.output
+    monkeypatch.setenv("COMMONS_SECRET_KEY", "short")
+    r = runner.invoke(main, ["db", "upgrade"])
+    assert r.exit_code == 1 and "at least 32 characters" in r.output
 
 
 def test_member_commands_over_the_api(
