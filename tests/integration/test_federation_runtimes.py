@@ -34,7 +34,7 @@ from unlearning import (
     run_job,
 )
 from unlearning.data import read_manifest
-from unlearning.federation.deployment import DeploymentRunner, LocalFederation
+from unlearning.federation.deployment import DeploymentRunner, FederationError, LocalFederation, RunFailed
 from unlearning.federation.flower_runtimes import FlowerSettings, configure
 
 torch.set_num_threads(1)
@@ -166,6 +166,16 @@ def test_deployment_run_is_cancelled_through_the_control_api(
     with DeploymentRunner(federation.address) as runner:
         nodes = runner.control.list_nodes()
     assert sum(n.status == "online" for n in nodes) == 3  # the federation is still healthy
+
+
+def test_deployment_reports_refused_and_failed_runs(federation: LocalFederation) -> None:
+    with DeploymentRunner(federation.address, poll_interval=0.5) as runner:
+        with pytest.raises(FederationError, match="refused start-run"):
+            runner.submit({"no-such-key": 1})  # Flower accepts only keys the app project declares
+        with pytest.raises(RunFailed) as failed:
+            runner.run({"job-spec": "{}"}, timeout=120)  # the ServerApp raises: not a JobSpec
+    assert failed.value.state.sub_status == "failed"
+    assert "ServerApp" in failed.value.state.details
 
 
 def test_simulation_engine_runs_the_same_job(trained: Trained, reference: JobResult) -> None:
