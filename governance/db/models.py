@@ -186,3 +186,98 @@ class Conflict(SQLModel, table=True):
 
 
 Index("ix_vote_record_proposal_member", VoteRecord.proposal_id, VoteRecord.member_id)  # type: ignore[arg-type]
+
+
+class Job(SQLModel, table=True):
+    """A durable unlearning job; workers claim it with a lease (governance/services/jobs.py)."""
+
+    __tablename__ = "job"
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int | None = Field(default=None, foreign_key="proposal.id", index=True)
+    kind: str = Field(default="unlearn", max_length=16)
+    state: str = Field(max_length=16, index=True)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    acceptance_tests: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attempt: int = Field(default=0)
+    max_attempts: int = Field(default=3)
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = _ts(nullable=True, default=None)
+    heartbeat_at: datetime | None = _ts(nullable=True, default=None)
+    progress: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cost: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    model_version: str | None = Field(default=None, max_length=100)
+    error: str | None = Field(default=None, max_length=4000)
+    cancel_requested: bool = Field(default=False)
+    cancel_reason: str | None = Field(default=None, max_length=4000)
+    created_at: datetime = _ts(default_factory=utcnow)
+    started_at: datetime | None = _ts(nullable=True, default=None)
+    finished_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class JobAttempt(SQLModel, table=True):
+    """Every attempt of a job and the settings it ran with."""
+
+    __tablename__ = "job_attempt"
+    __table_args__ = (UniqueConstraint("job_id", "attempt"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    attempt: int
+    worker: str = Field(max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _ts(default_factory=utcnow)
+    finished_at: datetime | None = _ts(nullable=True, default=None)
+    outcome: str | None = Field(default=None, max_length=32)
+    error: str | None = Field(default=None, max_length=4000)
+
+
+class Webhook(SQLModel, table=True):
+    __tablename__ = "webhook"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    secret: str = Field(max_length=200)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    active: bool = Field(default=True)
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one webhook (written in the transaction of the event: an outbox), and its attempts."""
+
+    __tablename__ = "webhook_delivery"
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id", index=True)
+    event: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="pending", max_length=16, index=True)  # pending | delivered | failed
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _ts(nullable=True, default=None)
+    last_status: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = _ts(default_factory=utcnow)
+    delivered_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    __tablename__ = "webhook_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_delivery.id", index=True)
+    at: datetime = _ts(default_factory=utcnow)
+    status_code: int | None = Field(default=None)
+    error: str | None = Field(default=None, max_length=2000)
+    duration_ms: int = Field(default=0)
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "notification"
+    __table_args__ = (UniqueConstraint("member_id", "dedupe_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    kind: str = Field(max_length=32)
+    message: str = Field(max_length=2000)
+    proposal_id: int | None = Field(default=None, foreign_key="proposal.id")
+    dedupe_key: str = Field(max_length=200)
+    created_at: datetime = _ts(default_factory=utcnow)
+    read_at: datetime | None = _ts(nullable=True, default=None)
