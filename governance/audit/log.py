@@ -112,6 +112,7 @@ _SENSITIVE = AuditSensitive.__table__  # type: ignore[attr-defined]
 # Core statements, built once: the append and proof paths run them many times a second.
 _SELECT_HEAD = sa.select(_HEAD.c.size, _HEAD.c.root_hash, _HEAD.c.frontier).where(_HEAD.c.id == TREE_HEAD_ID)
 _LOCK_HEAD = _SELECT_HEAD.with_for_update()
+_UPDATE_HEAD = sa.update(_HEAD).where(_HEAD.c.id == TREE_HEAD_ID)
 _SELECT_NODES: dict[int, sa.Select[Any]] = {}
 
 
@@ -167,6 +168,11 @@ def tree_head(session: Session) -> TreeHead:
 # -- append and erase ------------------------------------------------------------------------------------------
 
 
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already (what SQLite hands back)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @dataclass(frozen=True)
 class NewEntry:
     """One entry to append: what ``append`` takes, as a value (for ``append_many``)."""
@@ -218,7 +224,7 @@ def append_many(session: Session, items: list[NewEntry]) -> list[AuditEntry]:
     sensitive_rows: list[dict[str, Any]] = []
     moment = datetime.now(UTC)
     for item, sensitive, salts in prepared:
-        moment = (item.at or datetime.now(UTC)).astimezone(UTC)
+        moment = _utc(item.at or datetime.now(UTC))
         try:
             entry = Entry.build(
                 seq=frontier.size,
@@ -268,11 +274,13 @@ def append_many(session: Session, items: list[NewEntry]) -> list[AuditEntry]:
     if sensitive_rows:
         session.execute(sa.insert(_SENSITIVE), sensitive_rows)
     session.execute(
-        sa.update(_HEAD)
-        .where(_HEAD.c.id == TREE_HEAD_ID)
-        .values(
-            size=frontier.size, frontier=frontier.to_bytes(), root_hash=frontier.root(), updated_at=moment
-        )
+        _UPDATE_HEAD,
+        {
+            "size": frontier.size,
+            "frontier": frontier.to_bytes(),
+            "root_hash": frontier.root(),
+            "updated_at": moment,
+        },
     )
     return entries
 

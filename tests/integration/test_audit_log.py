@@ -178,3 +178,30 @@ def test_timestamps_are_utc(engine: Engine) -> None:
     assert '"ts":"2024-01-01T00:00:00.000000Z"' in e.body
     with read_session(engine) as s:
         assert log.get_entry(s, 0).timestamp == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_append_many_is_one_ordered_burst(engine: Engine) -> None:
+    add(engine, 3)
+    naive = datetime(2024, 6, 1, 12, 0)
+    with write_session(engine) as s:
+        burst = log.append_many(
+            s,
+            [
+                log.NewEntry(
+                    "member:1", "proposal.vote_cast", "proposal:9", {"n": i}, {"why": f"w{i}"}, naive
+                )
+                for i in range(5)
+            ],
+        )
+        assert log.append_many(s, []) == []
+    assert [e.seq for e in burst] == [3, 4, 5, 6, 7]
+    assert all(e.timestamp == datetime(2024, 6, 1, 12, 0, tzinfo=UTC) for e in burst)
+    with read_session(engine) as s:
+        assert log.sensitive_values(s, 5) == {"why": "w2"}
+        head = log.tree_head(s)
+        assert head.size == 8
+        for e in burst:
+            proof = log.inclusion_proof(s, e.seq)
+            assert merkle.verify_inclusion(e.seq, 8, e.leaf_hash, proof.hashes, head.root_hash)
+        data = log.export_bytes(s, KEY, ORIGIN, include_sensitive=True)
+    assert verify_export(data, strict=True).revealed == 5
