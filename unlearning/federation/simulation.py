@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -218,13 +219,14 @@ def run_simulation_job(
         )
         lines: list[str] = []
         reader = _start_reader(child, lines, on_output)
-        cancelled = False
+        cancelled = timed_out = False
         try:
             while child.poll() is None:
                 if cancel is not None and cancel():
                     cancelled = True
                     break
                 if timeout is not None and time.monotonic() - started > timeout:
+                    timed_out = True
                     break
                 time.sleep(0.2)
         finally:
@@ -235,7 +237,7 @@ def run_simulation_job(
         wall = time.monotonic() - started
         if cancelled:
             raise SimulationFailed("simulation cancelled", output, cancelled=True)
-        if child.returncode is None or (timeout is not None and wall > timeout and not status_file.exists()):
+        if timed_out:
             raise SimulationFailed(f"simulation did not finish within {timeout} s", output)
         status = json.loads(status_file.read_text()) if status_file.exists() else None
         if child.returncode != 0 or status is None or not status.get("ok"):
@@ -247,9 +249,7 @@ def run_simulation_job(
 
 def _start_reader(
     child: subprocess.Popen[bytes], lines: list[str], on_output: Callable[[str], None] | None
-) -> Any:
-    import threading
-
+) -> threading.Thread:
     def pump() -> None:
         assert child.stdout is not None
         for raw in child.stdout:
