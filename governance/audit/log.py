@@ -113,6 +113,7 @@ _SENSITIVE = AuditSensitive.__table__  # type: ignore[attr-defined]
 _SELECT_HEAD = sa.select(_HEAD.c.size, _HEAD.c.root_hash, _HEAD.c.frontier).where(_HEAD.c.id == TREE_HEAD_ID)
 _LOCK_HEAD = _SELECT_HEAD.with_for_update()
 _UPDATE_HEAD = sa.update(_HEAD).where(_HEAD.c.id == TREE_HEAD_ID)
+_INSERT_ENTRY, _INSERT_NODE, _INSERT_SENSITIVE = sa.insert(_ENTRY), sa.insert(_NODE), sa.insert(_SENSITIVE)
 _SELECT_NODES: dict[int, sa.Select[Any]] = {}
 
 
@@ -138,7 +139,7 @@ def _lock_head(session: Session) -> tuple[int, bytes]:
 
     The row is created by the very first append (concurrent first appends both insert-or-ignore, then lock).
     """
-    row = session.execute(_LOCK_HEAD).first()
+    row = session.connection().execute(_LOCK_HEAD).first()
     if row is not None:
         return row.size, row.frontier
     dialect = session.get_bind().dialect.name
@@ -152,7 +153,7 @@ def _lock_head(session: Session) -> tuple[int, bytes]:
                 session.execute(sa.insert(_HEAD).values(_empty_head()))
         except IntegrityError:
             pass
-    row = session.execute(_LOCK_HEAD).first()
+    row = session.connection().execute(_LOCK_HEAD).first()
     if row is None:  # pragma: no cover - the insert above guarantees the row
         raise RuntimeError("audit tree head row could not be created")
     return row.size, row.frontier
@@ -269,11 +270,12 @@ def append_many(session: Session, items: list[NewEntry]) -> list[AuditEntry]:
                 leaf_hash=leaf,
             )
         )
-    session.execute(sa.insert(_ENTRY), entry_rows)
-    session.execute(sa.insert(_NODE), node_rows)
+    conn = session.connection()  # Core statements straight on the transaction's connection: no ORM overhead
+    conn.execute(_INSERT_ENTRY, entry_rows)
+    conn.execute(_INSERT_NODE, node_rows)
     if sensitive_rows:
-        session.execute(sa.insert(_SENSITIVE), sensitive_rows)
-    session.execute(
+        conn.execute(_INSERT_SENSITIVE, sensitive_rows)
+    conn.execute(
         _UPDATE_HEAD,
         {
             "size": frontier.size,
