@@ -8,12 +8,13 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import governance.audit.models
+import governance.db.comments
 import governance.db.models
 from governance.db.base import metadata
 from governance.db.engine import make_engine
 
 # every table module is imported above, before target_metadata is read
-_TABLE_MODULES = (governance.audit.models, governance.db.models)
+_TABLE_MODULES = (governance.audit.models, governance.db.comments, governance.db.models)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
