@@ -51,6 +51,27 @@ class Settings(BaseSettings):
     council_days: float = Field(7, gt=0, description="Days the council has to ratify or veto.")
     appeal_days: float = Field(3, gt=0, description="Length of the appeal window, in days.")
 
+    execution_mode: Literal["in-process", "simulation", "deployment"] = Field(
+        "in-process",
+        description="How unlearning jobs run the Flower apps: in this process (no Ray), Flower's simulation "
+        "engine, or a SuperLink with one SuperNode per member node (COMMONS_FLOWER_SUPERLINK).",
+    )
+    dataset_dir: Path | None = Field(
+        None,
+        description="The federation's dataset for in-process and simulation runs (manifest.json + one "
+        "directory per node); default data_dir/dataset.",
+    )
+    base_model_version: str | None = Field(
+        None,
+        description="The model version unlearning jobs start from when no version has been released yet.",
+    )
+    unlearning_method: str = Field("gradient_ascent_ewc", description="Default method of unlearning jobs.")
+    job_lease_seconds: float = Field(
+        60, gt=1, description="A worker that stops renewing its lease loses the job."
+    )
+    job_max_attempts: int = Field(3, ge=1, description="Attempts before a job fails for good.")
+    worker_poll_seconds: float = Field(2, gt=0, description="How often an idle worker looks for jobs.")
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.environment != "development" and self.secret_key == DEV_SECRET:
@@ -75,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def artifact_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def effective_dataset_dir(self) -> Path:
+        return self.dataset_dir or self.data_dir / "dataset"
 
 
 def get_settings() -> Settings:

@@ -197,7 +197,9 @@ class Job(SQLModel, table=True):
     kind: str = Field(default="unlearn", max_length=16)
     state: str = Field(max_length=16, index=True)
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    acceptance_tests: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    acceptance_tests: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     attempt: int = Field(default=0)
     max_attempts: int = Field(default=3)
     lease_owner: str | None = Field(default=None, max_length=200)

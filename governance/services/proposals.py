@@ -56,6 +56,7 @@ from governance.schemas import (
     TallyPublic,
     VotePublic,
 )
+from governance.services import events, jobs
 from governance.services.audit import jsonable, record
 from governance.services.context import Ctx
 from governance.services.data_sources import ConsentState
@@ -191,6 +192,7 @@ def _tally(s: Session, p: Proposal, ctx: Ctx) -> Tally:
 
 def _apply(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decision, now: datetime) -> None:
     assert p.id is not None
+    from_state = p.state
     for key, value in d.updates.items():
         setattr(p, key, value.value if hasattr(value, "value") else value)
     p.updated_at = now
@@ -227,6 +229,13 @@ def _apply(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decision, now
                 ds.consent_state = ConsentState.GRANTED
             s.add(ds)
     _record_events(s, p.id, actor.member_id, d.events, now)
+    if p.state != from_state:
+        events.proposal_changed(s, p, from_state, now)
+    if d.to_state is S.APPROVED and p.kind == ProposalKind.UNLEARNING.value:
+        # approval enqueues the unlearning job in the same transaction
+        jobs.enqueue_for_proposal(s, ctx, p, now)
+        queued = decide(_view(s, p, SYSTEM, Action.QUEUE_JOB), SYSTEM, Action.QUEUE_JOB, now, ctx.policy)
+        _apply(s, ctx, p, SYSTEM, queued, now)
 
 
 def _record_events(

@@ -19,6 +19,7 @@ from governance.services.context import Ctx
 from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
 from governance.web.api.data_sources import DataSourceController
+from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
@@ -54,7 +55,15 @@ class DeadlineSweeper:
 
 
 def route_handlers() -> list[Any]:
-    handlers: list[Any] = [MemberController, DataSourceController, ProposalController, MetaController]
+    handlers: list[Any] = [
+        MemberController,
+        DataSourceController,
+        ProposalController,
+        MetaController,
+        JobController,
+        WebhookController,
+        NotificationController,
+    ]
     try:
         from governance.web.api.audit import AuditController
     except ModuleNotFoundError:  # pragma: no cover - the audit API lands with the audit log

@@ -133,9 +133,13 @@ def test_full_lifecycle_to_approved(
     assert r["state"] == "appeal_window" and r["pending_outcome"] == "approved"
     clock.advance(days=3, seconds=1)
     detail = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["bob"].auth))
-    assert detail["state"] == "approved"
+    assert detail["state"] == "job_queued"  # approval enqueues the unlearning job in the same transaction
     actions = [e["action"] for e in detail["history"]]
-    assert actions[0] == "created" and actions[-1] == "close_appeal_window"
+    assert actions[0] == "created" and actions[-2:] == ["close_appeal_window", "queue_job"]
+    jobs = ok(client.get(f"/api/v1/jobs?proposal_id={p['id']}", headers=people["bob"].auth))
+    assert len(jobs) == 1 and jobs[0]["state"] == "queued"
+    assert jobs[0]["spec"]["target"] == {"kind": "data_source", "value": f"node-ann/{src['name']}"}
+    assert jobs[0]["acceptance_tests"] == p["acceptance_tests"]
     assert {"submit", "triage_approve", "electorate_frozen", "close_vote", "tally", "ratify"} <= set(actions)
 
     # every stage is in the tamper-evident log too
@@ -200,7 +204,7 @@ def test_consent_withdrawal_fast_track(client: Client, community: dict[str, Pers
             f"/api/v1/proposals/{p['id']}/triage", json={"decision": "approve"}, headers=people["rev1"].auth
         )
     )
-    assert r["state"] == "approved"  # one reviewer confirms ownership; no vote, no council
+    assert r["state"] == "job_queued"  # one reviewer confirms ownership; no vote, no council
     assert (
         ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))["consent_state"]
         == "withdrawn"
@@ -295,7 +299,7 @@ def test_block_goes_to_council_veto_appeal_and_final_word(
         r = client.post(
             f"/api/v1/proposals/{p['id']}/council", json={"decision": "ratify"}, headers=people[h].auth
         )
-    assert r.json()["state"] == "approved"
+    assert r.json()["state"] == "job_queued"  # approved, and its job queued
     r = client.post(f"/api/v1/proposals/{p['id']}/withdraw", json={}, headers=people["bob"].auth)
     assert r.status_code == 409
 

@@ -1,0 +1,480 @@
+"""Durable unlearning jobs: enqueue on approval, claim with a lease, heartbeat, progress, verification,
+completion, failure and retry, cancellation. Workers (governance/jobs/worker.py) call these; each is one
+transaction, and each job event is appended to the audit log and queued for webhooks in that transaction.
+
+Claims: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks a job no other worker is claiming; on
+SQLite the write transaction (``BEGIN IMMEDIATE``) already admits one claimer at a time. A job is claimable
+when queued, or when its lease expired (its worker died); every state change after the claim checks that the
+caller still holds the lease (``LeaseLost`` otherwise), so two workers never run one job at once and a worker
+that lost its lease can never mark the job done.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from governance.db.engine import read_session, write_session
+from governance.db.models import DataSource, Job, JobAttempt, Proposal
+from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from governance.domain.jobs import FINAL_JOB_STATES, LEASED_STATES, JobState, check_job_transition
+from governance.domain.proposals import Action, ProposalState
+from governance.domain.review import SYSTEM, ActorView, decide
+from governance.domain.roles import Role
+from governance.services.audit import record
+from governance.services.context import Ctx
+from governance.services.events import emit
+
+
+class LeaseLost(Conflict):
+    """This worker no longer holds the job's lease (it expired and another worker may have taken it)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    attempt: int
+    spec: dict[str, Any]
+    acceptance_tests: list[dict[str, Any]]
+    state: str  # running: (re)start the job; verifying: the model exists, verify it
+    result: dict[str, Any] | None
+    proposal_id: int | None
+
+
+def public(j: Job) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "proposal_id": j.proposal_id,
+        "kind": j.kind,
+        "state": j.state,
+        "spec": j.spec,
+        "acceptance_tests": j.acceptance_tests,
+        "attempt": j.attempt,
+        "max_attempts": j.max_attempts,
+        "lease_owner": j.lease_owner,
+        "lease_expires_at": j.lease_expires_at,
+        "heartbeat_at": j.heartbeat_at,
+        "progress": j.progress,
+        "cost": j.cost,
+        "model_version": j.model_version,
+        "report": j.report,
+        "error": j.error,
+        "cancel_requested": j.cancel_requested,
+        "cancel_reason": j.cancel_reason,
+        "created_at": j.created_at,
+        "started_at": j.started_at,
+        "finished_at": j.finished_at,
+    }
+
+
+# -- the proposal side ---------------------------------------------------------------------------------------
+
+
+def _federation_target(s: Session, p: Proposal) -> dict[str, Any]:
+    """The proposal's target in the unlearning library's terms (unlearning.Target)."""
+    t = p.target or {}
+    if p.target_kind == "data_source":
+        ds = s.get(DataSource, p.data_source_id)
+        if ds is None:
+            raise NotFound(f"data source {p.data_source_id} is gone")
+        return {"kind": "data_source", "value": ds.name if "/" in ds.name else f"{ds.node_id}/{ds.name}"}
+    if p.target_kind == "category":
+        return {"kind": "category", "value": t.get("category", "")}
+    return {"kind": "behaviour", "examples": list(t.get("examples") or []), "pattern": t.get("pattern")}
+
+
+def base_version(s: Session, ctx: Ctx) -> str | None:
+    """The version unlearning starts from: the latest released one, else the configured base version."""
+    try:  # the model registry lands with the verification issue
+        registry: Any = importlib.import_module("governance.services.registry")
+    except ModuleNotFoundError:  # pragma: no cover
+        registry = None
+    if registry is not None and hasattr(registry, "latest_released_version"):
+        latest: str | None = registry.latest_released_version(s)
+        if latest:
+            return latest
+    return ctx.settings.base_model_version
+
+
+def enqueue_for_proposal(s: Session, ctx: Ctx, p: Proposal, now: datetime) -> Job:
+    """Queue the unlearning job of an approved proposal, in the approval's transaction."""
+    assert p.id is not None
+    spec = {
+        "kind": "unlearn",
+        "base_version": base_version(s, ctx),
+        "target": _federation_target(s, p),
+        "method": ctx.settings.unlearning_method,
+        "method_config": {},
+        "runtime": ctx.settings.execution_mode,
+    }
+    job = Job(
+        proposal_id=p.id,
+        kind="unlearn",
+        state=JobState.QUEUED.value,
+        spec=spec,
+        acceptance_tests=list(p.acceptance_tests),
+        max_attempts=ctx.settings.job_max_attempts,
+        created_at=now,
+    )
+    s.add(job)
+    s.flush()
+    _job_event(s, job, "job.queued", now, {"spec": spec})
+    return job
+
+
+def _job_event(s: Session, job: Job, event: str, now: datetime, extra: dict[str, Any] | None = None) -> None:
+    payload = {"job_id": job.id, "proposal_id": job.proposal_id, "state": job.state, "attempt": job.attempt}
+    payload.update(extra or {})
+    record(s, actor=None, action=event, subject=f"job:{job.id}", payload=payload, at=now)
+    emit(s, event, payload, now)
+
+
+def _advance_proposal(
+    s: Session, ctx: Ctx, job: Job, action: Action, now: datetime, actor: ActorView = SYSTEM
+) -> None:
+    """Move the job's proposal along the lifecycle (no-op if it is already there, e.g. on a re-claim)."""
+    from governance.services import proposals
+
+    if job.proposal_id is None:
+        return
+    p = proposals._load(s, job.proposal_id, lock=True)
+    view = proposals._view(s, p, actor, action)
+    d = decide(view, actor, action, now, ctx.policy)
+    proposals._apply(s, ctx, p, actor, d, now)
+
+
+def _proposal_state(s: Session, job: Job) -> ProposalState | None:
+    if job.proposal_id is None:
+        return None
+    p = s.get(Proposal, job.proposal_id)
+    return ProposalState(p.state) if p is not None else None
+
+
+# -- the worker side -----------------------------------------------------------------------------------------
+
+
+def claim(ctx: Ctx, worker: str) -> Claim | None:
+    """Claim the oldest claimable job for ``worker`` with a fresh lease, or None."""
+    now = ctx.clock.now()
+    lease = timedelta(seconds=ctx.settings.job_lease_seconds)
+    with write_session(ctx.engine) as s:
+        q = (
+            select(Job)
+            .where(
+                or_(
+                    col(Job.state) == JobState.QUEUED.value,
+                    (col(Job.state).in_([st.value for st in LEASED_STATES]))
+                    & (col(Job.lease_expires_at) <= now),
+                )
+            )
+            .order_by(col(Job.id))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        job = s.exec(q).first()
+        if job is None:
+            return None
+        assert job.id is not None
+        resumed = JobState(job.state) in LEASED_STATES
+        if job.state == JobState.QUEUED.value:
+            check_job_transition(JobState.QUEUED, JobState.RUNNING)
+            job.state = JobState.RUNNING.value
+        job.attempt += 1
+        job.lease_owner, job.lease_expires_at, job.heartbeat_at = worker, now + lease, now
+        job.started_at = job.started_at or now
+        s.add(job)
+        s.add(
+            JobAttempt(
+                job_id=job.id, attempt=job.attempt, worker=worker, params=dict(job.spec), started_at=now
+            )
+        )
+        s.flush()
+        if _proposal_state(s, job) is ProposalState.JOB_QUEUED:
+            _advance_proposal(s, ctx, job, Action.START_JOB, now)
+        _job_event(s, job, "job.started", now, {"worker": worker, "resumed": resumed})
+        return Claim(
+            job.id,
+            job.attempt,
+            dict(job.spec),
+            list(job.acceptance_tests),
+            job.state,
+            job.result,
+            job.proposal_id,
+        )
+
+
+def _owned(s: Session, job_id: int, worker: str, now: datetime) -> Job:
+    job = s.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.lease_owner != worker or JobState(job.state) not in LEASED_STATES:
+        raise LeaseLost(f"worker {worker} no longer holds job {job_id}")
+    if job.lease_expires_at is not None and job.lease_expires_at <= now:
+        raise LeaseLost(f"the lease of worker {worker} on job {job_id} expired")
+    return job
+
+
+def heartbeat(ctx: Ctx, job_id: int, worker: str, progress: dict[str, Any] | None = None) -> bool:
+    """Renew the lease (and record progress); returns whether cancellation was requested."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        job.lease_expires_at = now + timedelta(seconds=ctx.settings.job_lease_seconds)
+        job.heartbeat_at = now
+        if progress is not None:
+            job.progress = progress
+        s.add(job)
+        return job.cancel_requested
+
+
+def record_milestone(ctx: Ctx, job_id: int, worker: str, progress: dict[str, Any]) -> None:
+    """A progress milestone worth an audit entry and a webhook (a phase finished)."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        job.progress = progress
+        s.add(job)
+        _job_event(s, job, "job.progress", now, {"progress": progress})
+
+
+def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any]) -> None:
+    """The unlearning run produced its model version: register it with the job and move to verifying."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        check_job_transition(JobState(job.state), JobState.VERIFYING)
+        job.state = JobState.VERIFYING.value
+        job.result = result
+        job.model_version = result.get("model_version")
+        job.cost = result.get("cost") or {}
+        s.add(job)
+        if _proposal_state(s, job) is ProposalState.UNLEARNING:
+            _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
+        _job_event(s, job, "job.finished", now, {"model_version": job.model_version})
+
+
+def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed: bool) -> None:
+    """Store the verification report and settle job and proposal: verified or verification_failed."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        if job.model_version is None:
+            raise Conflict("a job is only completed with a verified model version")
+        check_job_transition(JobState(job.state), JobState.SUCCEEDED)
+        job.state = JobState.SUCCEEDED.value
+        job.report = report
+        job.finished_at = now
+        job.lease_owner = job.lease_expires_at = None
+        s.add(job)
+        _finish_attempt(s, job, "verified" if passed else "verification_failed", None, now)
+        if _proposal_state(s, job) is ProposalState.VERIFYING:
+            _advance_proposal(
+                s, ctx, job, Action.PASS_VERIFICATION if passed else Action.FAIL_VERIFICATION, now
+            )
+        _job_event(s, job, "verification.result", now, {"model_version": job.model_version, "passed": passed})
+
+
+def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str) -> str:
+    """An attempt failed: queue the job again while attempts remain, else fail it. Returns the new state."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        job.error = error[:4000]
+        job.lease_owner = job.lease_expires_at = None
+        _finish_attempt(s, job, "failed", error, now)
+        if job.attempt < job.max_attempts:
+            job.state = JobState.QUEUED.value
+            s.add(job)
+            _job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": True})
+            return job.state
+        job.state = JobState.FAILED.value
+        job.finished_at = now
+        s.add(job)
+        if _proposal_state(s, job) in (ProposalState.UNLEARNING, ProposalState.VERIFYING):
+            _advance_proposal(s, ctx, job, Action.FAIL_VERIFICATION, now)
+        _job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": False})
+        return job.state
+
+
+def release(ctx: Ctx, job_id: int, worker: str) -> None:
+    """Graceful shutdown: hand the job back (queued again, or verifying if its model exists)."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        try:
+            job = _owned(s, job_id, worker, now)
+        except LeaseLost:
+            return
+        if job.state == JobState.RUNNING.value:
+            job.state = JobState.QUEUED.value
+        job.lease_owner, job.lease_expires_at = None, now  # verifying + expired lease: claimable at once
+        s.add(job)
+        _finish_attempt(s, job, "released", None, now)
+        _job_event(s, job, "job.released", now, {"worker": worker})
+
+
+def mark_cancelled(ctx: Ctx, job_id: int, worker: str) -> None:
+    """The worker stopped at a round boundary because cancellation was requested."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = _owned(s, job_id, worker, now)
+        job.state = JobState.CANCELLED.value
+        job.finished_at = now
+        job.lease_owner = job.lease_expires_at = None
+        s.add(job)
+        _finish_attempt(s, job, "cancelled", job.cancel_reason, now)
+        _job_event(s, job, "job.cancelled", now, {"reason": job.cancel_reason})
+
+
+def _finish_attempt(s: Session, job: Job, outcome: str, error: str | None, now: datetime) -> None:
+    a = s.exec(
+        select(JobAttempt).where(JobAttempt.job_id == job.id, JobAttempt.attempt == job.attempt)
+    ).first()
+    if a is not None and a.finished_at is None:
+        a.finished_at, a.outcome, a.error = now, outcome, (error or None) and error[:4000]
+        s.add(a)
+
+
+# -- people ---------------------------------------------------------------------------------------------------
+
+
+def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict[str, Any]:
+    """Council or admin: stop the job at its next round boundary (a queued job is cancelled at once) and
+    cancel its proposal, recording why."""
+    from governance.services import proposals
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a cancellation needs a reason", field="reason")
+    if not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
+        raise PermissionDenied("only the council or an admin may cancel a job")
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = s.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if JobState(job.state) in FINAL_JOB_STATES:
+            raise Conflict(f"the job is already {job.state}")
+        job.cancel_requested, job.cancel_reason = True, reason
+        if job.state == JobState.QUEUED.value:
+            job.state, job.finished_at = JobState.CANCELLED.value, now
+        s.add(job)
+        record(
+            s,
+            actor=actor.member_id,
+            action="job.cancel_requested",
+            subject=f"job:{job.id}",
+            payload={"job_id": job.id},
+            sensitive={"reason": reason},
+            at=now,
+        )
+        if job.state == JobState.CANCELLED.value:
+            _job_event(s, job, "job.cancelled", now, {})
+        if job.proposal_id is not None:
+            p = proposals._load(s, job.proposal_id, lock=True)
+            if ProposalState(p.state) in (
+                ProposalState.JOB_QUEUED,
+                ProposalState.UNLEARNING,
+                ProposalState.VERIFYING,
+            ):
+                d = decide(
+                    proposals._view(s, p, actor, Action.CANCEL),
+                    actor,
+                    Action.CANCEL,
+                    now,
+                    ctx.policy,
+                    reason=reason,
+                )
+                proposals._apply(s, ctx, p, actor, d, now)
+        return public(job)
+
+
+def retry(
+    ctx: Ctx, job_id: int, actor: ActorView, method_config: dict[str, Any] | None, method: str | None = None
+) -> dict[str, Any]:
+    """A reviewer retries a failed job (or one whose verification failed) with other method settings."""
+    if Role.REVIEWER not in actor.roles:
+        raise PermissionDenied("only reviewers may retry a job")
+    if method_config is not None and not isinstance(method_config, dict):
+        raise InvalidInput("method_config must be an object", field="method_config")
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        job = s.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        verification_failed = (
+            job.state == JobState.SUCCEEDED.value
+            and _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED
+        )
+        if job.state != JobState.FAILED.value and not verification_failed:
+            raise Conflict(
+                f"only a failed job (or one whose verification failed) can be retried; this one is {job.state}"
+            )
+        spec = dict(job.spec)
+        if method:
+            spec["method"] = method
+        if method_config is not None:
+            spec["method_config"] = method_config
+        job.spec = spec
+        job.state = JobState.QUEUED.value
+        job.max_attempts = job.attempt + ctx.settings.job_max_attempts
+        job.error = job.result = job.report = job.model_version = None
+        job.cancel_requested, job.finished_at = False, None
+        s.add(job)
+        record(
+            s,
+            actor=actor.member_id,
+            action="job.retried",
+            subject=f"job:{job.id}",
+            payload={
+                "job_id": job.id,
+                "method": spec["method"],
+                "method_config": spec.get("method_config", {}),
+            },
+            at=now,
+        )
+        if _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED:
+            _advance_proposal(s, ctx, job, Action.RETRY_JOB, now, actor)
+        _job_event(s, job, "job.queued", now, {"retry": True})
+        return public(job)
+
+
+def get(ctx: Ctx, job_id: int) -> dict[str, Any]:
+    with read_session(ctx.engine) as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        out = public(job)
+        out["attempts"] = [
+            {
+                "attempt": a.attempt,
+                "worker": a.worker,
+                "params": a.params,
+                "started_at": a.started_at,
+                "finished_at": a.finished_at,
+                "outcome": a.outcome,
+                "error": a.error,
+            }
+            for a in s.exec(
+                select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(col(JobAttempt.attempt))
+            ).all()
+        ]
+        return out
+
+
+def list_jobs(
+    ctx: Ctx, state: str | None = None, proposal_id: int | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    if state is not None and state not in {st.value for st in JobState}:
+        raise InvalidInput(f"unknown job state {state!r}", field="state")
+    with read_session(ctx.engine) as s:
+        q = select(Job).order_by(col(Job.id).desc()).limit(limit)
+        if state:
+            q = q.where(Job.state == state)
+        if proposal_id is not None:
+            q = q.where(Job.proposal_id == proposal_id)
+        return [public(j) for j in s.exec(q).all()]
