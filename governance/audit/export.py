@@ -45,6 +45,13 @@ def entry_line(entry: Mapping[str, Any], leaf_hash: bytes, reveal: Mapping[str, 
     return dumps_plain(line)
 
 
+def entry_line_raw(body: bytes, leaf_hash: bytes, seq: int, reveal: Mapping[str, Any] | None = None) -> bytes:
+    """``entry_line`` for canonical entry bytes, without parsing them: canonical JSON is compositional, so
+    splicing the canonical parts in key order gives the canonical line."""
+    shown = b',"reveal":' + dumps_plain(dict(reveal)) if reveal else b""
+    return b'{"entry":%s,"leaf_hash":"%s"%s,"seq":%d}' % (body, leaf_hash.hex().encode("ascii"), shown, seq)
+
+
 def build_export(
     key: SigningKey,
     origin: str,

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from governance.audit import merkle
 from governance.audit.canonical import Entry, EntryFormatError, commitment
 from governance.audit.checkpoint import Checkpoint, SigningKey
-from governance.audit.export import entry_line, header_line
+from governance.audit.export import entry_line_raw, header_line
 from governance.audit.models import TREE_HEAD_ID, AuditEntryRow, AuditNode, AuditSensitive, AuditTreeHead
 from governance.domain.errors import Conflict, InvalidInput, NotFound
 
@@ -492,30 +492,28 @@ def export_lines(
     """
     cp, _ = checkpoint(session, key, origin)
     yield header_line(key, cp)
+    conn = session.connection()
     for start in range(0, cp.size, batch):
         end = min(start + batch, cp.size)
-        rows = session.exec(
-            select(AuditEntryRow)
-            .where(AuditEntryRow.seq >= start, AuditEntryRow.seq < end)
-            .order_by(col(AuditEntryRow.seq))
+        rows = conn.execute(
+            sa.select(_ENTRY.c.seq, _ENTRY.c.body, _ENTRY.c.leaf_hash)
+            .where(_ENTRY.c.seq >= start, _ENTRY.c.seq < end)
+            .order_by(_ENTRY.c.seq)
         ).all()
         reveals: dict[int, dict[str, Any]] = {}
         if include_sensitive:
-            secrets_rows = session.exec(
-                select(AuditSensitive).where(
-                    AuditSensitive.seq >= start,
-                    AuditSensitive.seq < end,
-                    col(AuditSensitive.value).is_not(None),
+            shown = conn.execute(
+                sa.select(_SENSITIVE.c.seq, _SENSITIVE.c.field, _SENSITIVE.c.salt, _SENSITIVE.c.value).where(
+                    _SENSITIVE.c.seq >= start,
+                    _SENSITIVE.c.seq < end,
+                    _SENSITIVE.c.value.is_not(None),
+                    _SENSITIVE.c.salt.is_not(None),
                 )
             ).all()
-            for srow in secrets_rows:
-                if srow.salt is not None and srow.value is not None:
-                    reveals.setdefault(srow.seq, {})[srow.field] = {
-                        "salt": srow.salt.hex(),
-                        "value": srow.value,
-                    }
-        for row in rows:
-            yield entry_line(_entry_json(row.body), row.leaf_hash, reveals.get(row.seq))
+            for seq, field, salt, value in shown:
+                reveals.setdefault(seq, {})[field] = {"salt": salt.hex(), "value": value}
+        for seq, body, leaf in rows:
+            yield entry_line_raw(body.encode("utf-8"), leaf, seq, reveals.get(seq))
 
 
 def export_bytes(session: Session, key: SigningKey, origin: str, *, include_sensitive: bool = False) -> bytes:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from governance.audit import merkle
 from governance.audit.canonical import Entry, commitment, dumps_plain
 from governance.audit.checkpoint import Checkpoint, SigningKey
-from governance.audit.export import build_export, entry_line, header_line
+from governance.audit.export import build_export, entry_line, entry_line_raw, header_line
 from governance.audit.verify import VerificationFailed, verify_export
 
 ORIGIN = "test.commons/audit"
@@ -178,3 +178,13 @@ def test_truncated_file() -> None:
         verify_export(export_of(3)[:-1])
     with pytest.raises(VerificationFailed, match="empty"):
         verify_export([])
+
+
+def test_spliced_lines_equal_serialised_lines() -> None:
+    for entry in make_entries(4):
+        leaf = merkle.leaf_hash(entry.to_bytes())
+        reveal = {"rationale": {"salt": SALT.hex(), "value": 'x ü "q"'}}
+        assert entry_line_raw(entry.to_bytes(), leaf, entry.seq) == entry_line(entry.to_json(), leaf)
+        assert entry_line_raw(entry.to_bytes(), leaf, entry.seq, reveal) == entry_line(
+            entry.to_json(), leaf, reveal
+        )
