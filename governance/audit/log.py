@@ -31,6 +31,7 @@ from governance.domain.errors import Conflict, InvalidInput, NotFound
 
 ERASE_ACTION = "audit.erased"
 MAX_PAGE = 1000
+MAX_SEQ = 2**62  # far beyond any log; keeps numbers from the outside inside a BIGINT
 
 
 class AuditNotFound(NotFound):
@@ -304,6 +305,8 @@ def erase(
         raise AuditInvalid("erase target must be a sequence number or a subject")
     stmt = select(AuditSensitive).where(AuditSensitive.field == field)
     if isinstance(target, int):
+        if not 0 <= target <= MAX_SEQ:
+            raise AuditNotFound(f"no audit entry {target}")
         subject = session.exec(select(AuditEntryRow.subject).where(AuditEntryRow.seq == target)).first()
         if subject is None:
             raise AuditNotFound(f"no audit entry {target}")
@@ -346,6 +349,8 @@ def sensitive_values(session: Session, seq: int) -> dict[str, str | None]:
 
 
 def get_entry(session: Session, seq: int) -> AuditEntry:
+    if not 0 <= seq <= MAX_SEQ:
+        raise AuditNotFound(f"no audit entry {seq}")
     row = session.get(AuditEntryRow, seq)
     if row is None:
         raise AuditNotFound(f"no audit entry {seq}")
@@ -356,6 +361,8 @@ def list_entries(session: Session, start: int, end: int | None = None) -> list[A
     """Entries with start <= seq < end (at most MAX_PAGE of them)."""
     if start < 0 or (end is not None and end < start):
         raise AuditInvalid(f"invalid range [{start}, {end})")
+    if start > MAX_SEQ:
+        return []
     end = start + MAX_PAGE if end is None else min(end, start + MAX_PAGE)
     stmt = (
         select(AuditEntryRow)

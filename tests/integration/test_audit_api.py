@@ -94,6 +94,10 @@ def test_export_verifies_offline(client: TestClient[Litestar], engine: Engine) -
     ("path", "params", "status"),
     [
         ("/entries/99", {}, 404),
+        ("/entries/99999999999999999999999", {}, 404),
+        ("/entries", {"start": 99999999999999999999999}, 200),
+        ("/entries/1", {"tree_size": 99999999999999999999999}, 422),
+        ("/consistency", {"first": 99999999999999999999999}, 422),
         ("/entries/2", {"tree_size": 2}, 422),
         ("/entries/0", {"tree_size": 50}, 422),
         ("/entries", {"start": 5, "end": 2}, 422),
@@ -110,7 +114,8 @@ def test_bad_requests_are_client_errors(
     seed(engine, 3)
     response = client.get(API + path, params=params)
     assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    if status != 200:
+        assert response.json()["detail"]
 
 
 # -- the CLI ----------------------------------------------------------------------------------------------------
