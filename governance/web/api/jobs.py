@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,7 +48,7 @@ class JobController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        state_filter: str | None = Parameter(query="state", default=None, required=False),
+        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
         proposal_id: int | None = None,
         limit: int = Parameter(default=50, ge=1, le=500),
     ) -> list[dict[str, Any]]:
@@ -59,7 +59,7 @@ class JobController(Controller):
         """State, attempts and their settings, progress (phase, round, last metrics), cost, report."""
         return jobs.get(ctx, job_id)
 
-    @get("/{job_id:int}/events", sync_to_thread=False)
+    @get("/{job_id:int}/events")
     async def stream(self, ctx: Ctx, actor: ActorView, job_id: int, interval: float = 1.0) -> ServerSentEvent:
         """Server-sent events: a ``progress`` event whenever the job's state or progress changes, then ``end``."""
         first = await asyncio.to_thread(jobs.get, ctx, job_id)  # 404 before the stream starts

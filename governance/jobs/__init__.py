@@ -1,0 +1,1 @@
+"""Background work: the job worker and the webhook deliverer."""

@@ -1,0 +1,240 @@
+"""The job worker: claims unlearning jobs, runs them with the unlearning library, verifies the result, and
+keeps its lease alive while it works. ``commons serve`` runs one inside the service; ``commons worker`` runs
+more beside it against the same database.
+
+A job's life in a worker::
+
+    claim (lease) -> [running] run_job (progress -> heartbeat; cancel checked at each round boundary)
+                  -> start_verification (the new model version is registered with the job)
+                  -> [verifying] verify (progress -> heartbeat) -> complete (report, passed?)
+
+If the worker dies, its lease expires and another worker claims the job: a running job restarts from the
+base version (its half-written artifacts are never registered), a verifying job resumes at verification.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from governance.services import jobs
+from governance.services.context import Ctx
+
+log = logging.getLogger("commons.worker")
+
+Verifier = Callable[
+    [Ctx, jobs.Claim, dict[str, Any], Callable[[dict[str, Any]], None]], tuple[dict[str, Any], bool]
+]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Live:
+    """What the heartbeat thread reports and what it learned."""
+
+    progress: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_requested: bool = False
+    lease_lost: bool = False
+
+
+def run_unlearning(
+    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event
+) -> Any:
+    """Build the library's JobSpec from the job row and run it (the default runner)."""
+    from unlearning import JobSpec, Target, run_job
+    from unlearning.federation import flower_runtimes
+
+    flower_runtimes.register()
+    spec = claim.spec
+    base = spec.get("base_version")
+    if not base:
+        raise RuntimeError(
+            "no base model version: release one, or set COMMONS_BASE_MODEL_VERSION (see `commons demo`)"
+        )
+    target = spec["target"]
+    job_spec = JobSpec(
+        kind="unlearn",
+        job_id=f"job-{claim.job_id}-a{claim.attempt}",
+        artifact_root=str(ctx.settings.artifact_dir.resolve()),
+        dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
+        base_version=base,
+        method=spec.get("method", "gradient_ascent_ewc"),
+        method_config=dict(spec.get("method_config") or {}),
+        target=Target(
+            kind=target["kind"], value=target.get("value", ""), examples=list(target.get("examples", []))
+        ),
+        seed=int(spec.get("seed", 0)),
+        runtime=spec.get("runtime", "in-process"),
+    )
+    return run_job(job_spec, progress, cancel)
+
+
+def default_verifier(
+    ctx: Ctx, claim: jobs.Claim, result: dict[str, Any], progress: Callable[[dict[str, Any]], None]
+) -> tuple[dict[str, Any], bool]:
+    """Verify the candidate against the acceptance tests the members voted on (unlearning.verification)."""
+    from unlearning.verification import VerifySpec, verify
+
+    spec = VerifySpec(
+        artifact_root=str(ctx.settings.artifact_dir.resolve()),
+        dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
+        candidate_version=result["model_version"],
+        tests=claim.acceptance_tests,
+        target=claim.spec.get("target"),
+        original_version=result.get("parent_version"),
+        job_cost=result.get("cost"),
+        proposal_id=claim.proposal_id,
+        job_id=f"job-{claim.job_id}",
+    )
+    report = verify(
+        spec,
+        progress=lambda p: progress({"phase": "verify", "stage": p.stage, "done": p.done, "total": p.total}),
+    )
+    return report.to_dict(), bool(report.passed)
+
+
+class Worker:
+    def __init__(
+        self,
+        ctx: Ctx,
+        name: str | None = None,
+        *,
+        runner: Callable[[Ctx, jobs.Claim, Callable[[Any], None], threading.Event], Any] = run_unlearning,
+        verifier: Verifier = default_verifier,
+    ) -> None:
+        self.ctx = ctx
+        self.name = name or worker_name()
+        self.runner, self.verifier = runner, verifier
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run_forever, name=f"commons-worker-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop: the current job stops at its next round boundary and its lease is released."""
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def run_forever(self) -> None:
+        log.info("worker %s started", self.name)
+        while not self.stopping.is_set():
+            try:
+                did = self.run_once()
+            except Exception:  # a broken database connection, say: wait and try again
+                log.exception("worker %s: claim failed", self.name)
+                did = False
+            if not did:
+                self.stopping.wait(self.ctx.settings.worker_poll_seconds)
+        log.info("worker %s stopped", self.name)
+
+    def run_once(self) -> bool:
+        """Claim and work one job; False when there was none."""
+        claim = jobs.claim(self.ctx, self.name)
+        if claim is None:
+            return False
+        log.info("worker %s: job %s attempt %s (%s)", self.name, claim.job_id, claim.attempt, claim.state)
+        self.work(claim)
+        return True
+
+    # -- one job
+
+    def work(self, claim: jobs.Claim) -> None:
+        live = _Live()
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(claim, live, done), daemon=True)
+        beat.start()
+        try:
+            self._work(claim, live)
+        except jobs.LeaseLost:
+            log.warning(
+                "worker %s lost the lease on job %s; another worker takes it over", self.name, claim.job_id
+            )
+        except Exception as exc:
+            log.exception("job %s failed", claim.job_id)
+            self._safe(
+                jobs.fail_attempt, claim, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            )
+        finally:
+            done.set()
+            beat.join(timeout=10)
+
+    def _work(self, claim: jobs.Claim, live: _Live) -> None:
+        result = claim.result if claim.state == "verifying" else None
+        if result is None:
+
+            def on_progress(event: Any) -> None:
+                live.progress = {
+                    "phase": event.phase,
+                    "round": event.round,
+                    "total_rounds": event.total_rounds,
+                    "metrics": dict(event.metrics),
+                }
+                if event.round == event.total_rounds:
+                    self._safe(jobs.record_milestone, claim, live.progress)
+
+            res = self.runner(self.ctx, claim, on_progress, live.cancel)
+            if live.lease_lost:
+                return
+            status = getattr(res, "status", None)
+            if status == "cancelled" or live.cancel.is_set():
+                if live.cancel_requested:
+                    jobs.mark_cancelled(self.ctx, claim.job_id, self.name)
+                else:  # shutting down: someone else resumes it
+                    jobs.release(self.ctx, claim.job_id, self.name)
+                return
+            if status != "succeeded":
+                jobs.fail_attempt(
+                    self.ctx, claim.job_id, self.name, getattr(res, "error", None) or f"job {status}"
+                )
+                return
+            result = res.to_dict()
+            jobs.start_verification(self.ctx, claim.job_id, self.name, result)
+        if self.stopping.is_set():
+            jobs.release(self.ctx, claim.job_id, self.name)
+            return
+
+        def on_verify(p: dict[str, Any]) -> None:
+            live.progress = p
+
+        report, passed = self.verifier(self.ctx, claim, result, on_verify)
+        if live.lease_lost:
+            return
+        jobs.complete(self.ctx, claim.job_id, self.name, report, passed)
+
+    def _heartbeat(self, claim: jobs.Claim, live: _Live, done: threading.Event) -> None:
+        interval = max(0.5, self.ctx.settings.job_lease_seconds / 4)
+        while not done.wait(interval):
+            try:
+                live.cancel_requested = jobs.heartbeat(self.ctx, claim.job_id, self.name, live.progress)
+            except jobs.LeaseLost:
+                live.lease_lost = True
+                live.cancel.set()
+                return
+            except Exception:
+                log.exception("heartbeat of job %s failed; retrying", claim.job_id)
+                continue
+            if live.cancel_requested or self.stopping.is_set():
+                live.cancel.set()
+
+    def _safe(self, fn: Callable[..., Any], claim: jobs.Claim, *args: Any) -> None:
+        with contextlib.suppress(jobs.LeaseLost):
+            fn(self.ctx, claim.job_id, self.name, *args)

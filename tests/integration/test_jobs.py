@@ -1,0 +1,208 @@
+"""Durable jobs: approval enqueues, workers claim with leases, progress, verification hand-off, failure and
+retry, cancellation, lease expiry and takeover, and claims racing on both databases."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from governance.domain.clock import FixedClock
+from governance.jobs.worker import Worker
+from governance.schemas import ProposalCreate
+from governance.services import jobs, proposals
+from governance.services.context import Ctx
+from tests.conftest import Person
+from unlearning import JobResult
+
+
+def approved_proposal(
+    ctx: Ctx, clock: FixedClock, people: dict[str, Person], title: str = "Forget spam"
+) -> int:
+    p = proposals.create(
+        ctx,
+        ProposalCreate(title=title, target={"kind": "category", "category": "spam"}, submit=True),
+        people["bob"].actor,
+    )
+    for r in ("rev1", "rev2"):
+        proposals.triage(ctx, p.id, people[r].actor, "approve", None)
+    for h in ("ann", "cat", "dan", "bob", "rev3", "admin"):
+        proposals.vote(ctx, p.id, people[h].actor, "approve", None)
+    clock.advance(days=7, seconds=1)
+    proposals.sweep(ctx)
+    for c in ("coun1", "coun2"):
+        proposals.council(ctx, p.id, people[c].actor, "ratify", None)
+    clock.advance(days=3, seconds=1)
+    proposals.sweep(ctx)
+    assert proposals.get_detail(ctx, p.id).state == "job_queued"
+    return p.id
+
+
+def fake_result(claim: jobs.Claim, status: str = "succeeded") -> JobResult:
+    return JobResult(
+        job_id=f"job-{claim.job_id}",
+        kind="unlearn",
+        status=status,
+        model_version=f"mv-test{claim.job_id:04d}" if status == "succeeded" else None,
+        content_hash="0" * 64,
+        parent_version="mv-base",
+        error=None if status == "succeeded" else "boom",
+    )
+
+
+def ok_runner(ctx: Ctx, claim: jobs.Claim, progress: Any, cancel: threading.Event) -> JobResult:
+    from unlearning import ProgressEvent
+
+    for r in (1, 2):
+        progress(
+            ProgressEvent(job_id="x", phase="ascent", round=r, total_rounds=2, metrics={"forget_loss": r})
+        )
+    return fake_result(claim)
+
+
+def verifier(passed: bool) -> Any:
+    def verify(
+        ctx: Ctx, claim: jobs.Claim, result: dict[str, Any], progress: Any
+    ) -> tuple[dict[str, Any], bool]:
+        return {"candidate": result["model_version"], "verdict": "pass" if passed else "fail"}, passed
+
+    return verify
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_job_runs_to_verified_or_failed(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person], passed: bool
+) -> None:
+    pid = approved_proposal(ctx, clock, community)
+    (job,) = jobs.list_jobs(ctx, proposal_id=pid)
+    assert job["state"] == "queued" and job["spec"]["target"] == {"kind": "category", "value": "spam"}
+    w = Worker(ctx, "w1", runner=ok_runner, verifier=verifier(passed))
+    assert w.run_once() is True
+    done = jobs.get(ctx, job["id"])
+    assert done["state"] == "succeeded" and done["model_version"] == f"mv-test{job['id']:04d}"
+    assert done["report"]["verdict"] == ("pass" if passed else "fail")
+    assert done["progress"]["phase"] == "ascent" and done["progress"]["round"] == 2
+    assert [a["outcome"] for a in done["attempts"]] == ["verified" if passed else "verification_failed"]
+    detail = proposals.get_detail(ctx, pid)
+    assert detail.state == ("verified" if passed else "verification_failed")
+    assert [e.action for e in detail.history][-3:] == [
+        "start_job",
+        "start_verification",
+        "pass_verification" if passed else "fail_verification",
+    ]
+    assert w.run_once() is False  # nothing left
+
+
+def test_failures_retry_then_fail_then_a_reviewer_retries(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    pid = approved_proposal(ctx, clock, community)
+    calls: list[dict[str, Any]] = []
+
+    def failing(ctx: Ctx, claim: jobs.Claim, progress: Any, cancel: threading.Event) -> JobResult:
+        calls.append(dict(claim.spec))
+        raise RuntimeError("node unreachable")
+
+    w = Worker(ctx, "w1", runner=failing, verifier=verifier(True))
+    for _ in range(3):
+        assert w.run_once()
+    (job,) = jobs.list_jobs(ctx, proposal_id=pid)
+    assert job["state"] == "failed" and "node unreachable" in job["error"] and job["attempt"] == 3
+    assert proposals.get_detail(ctx, pid).state == "verification_failed"
+    assert w.run_once() is False
+    with pytest.raises(Exception, match="reviewers"):
+        jobs.retry(ctx, job["id"], community["ann"].actor, {"repair_rounds": 5})
+    jobs.retry(ctx, job["id"], community["rev1"].actor, {"repair_rounds": 5})
+    assert proposals.get_detail(ctx, pid).state == "job_queued"
+    w2 = Worker(ctx, "w2", runner=ok_runner, verifier=verifier(True))
+    assert w2.run_once()
+    done = jobs.get(ctx, job["id"])
+    assert done["state"] == "succeeded" and done["attempts"][-1]["params"]["method_config"] == {
+        "repair_rounds": 5
+    }
+    assert [a["outcome"] for a in done["attempts"]] == ["failed", "failed", "failed", "verified"]
+    assert proposals.get_detail(ctx, pid).state == "verified"
+
+
+def test_cancel_stops_at_a_round_boundary(ctx: Ctx, clock: FixedClock, community: dict[str, Person]) -> None:
+    pid = approved_proposal(ctx, clock, community)
+    (job,) = jobs.list_jobs(ctx, proposal_id=pid)
+    ctx.settings.job_lease_seconds = 2.0  # heartbeat every 0.5 s
+    started = threading.Event()
+
+    def slow(ctx: Ctx, claim: jobs.Claim, progress: Any, cancel: threading.Event) -> JobResult:
+        started.set()
+        for _ in range(200):  # rounds; cancellation is checked at each boundary
+            if cancel.wait(0.05):
+                return fake_result(claim, "cancelled")
+        return fake_result(claim)
+
+    w = Worker(ctx, "w1", runner=slow, verifier=verifier(True))
+    t = threading.Thread(target=w.run_once)
+    t.start()
+    assert started.wait(10)
+    with pytest.raises(Exception, match="council or an admin"):
+        jobs.request_cancel(ctx, job["id"], community["ann"].actor, "no")
+    jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "the member withdrew the request")
+    t.join(timeout=20)
+    done = jobs.get(ctx, job["id"])
+    assert done["state"] == "cancelled" and done["cancel_reason"] == "the member withdrew the request"
+    assert done["model_version"] is None
+    assert proposals.get_detail(ctx, pid).state == "cancelled"
+
+
+def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    pid = approved_proposal(ctx, clock, community)
+    a = jobs.claim(ctx, "worker-a")
+    assert a is not None and jobs.claim(ctx, "worker-b") is None  # held
+    clock.advance(seconds=ctx.settings.job_lease_seconds + 1)  # worker-a died: no heartbeat
+    b = jobs.claim(ctx, "worker-b")
+    assert b is not None and b.job_id == a.job_id and b.attempt == 2
+    with pytest.raises(jobs.LeaseLost):
+        jobs.start_verification(ctx, a.job_id, "worker-a", fake_result(a).to_dict())
+    with pytest.raises(jobs.LeaseLost):
+        jobs.heartbeat(ctx, a.job_id, "worker-a")
+    jobs.start_verification(ctx, b.job_id, "worker-b", fake_result(b).to_dict())
+    # worker-b dies during verification: the next worker resumes at verification, with the same model
+    clock.advance(seconds=ctx.settings.job_lease_seconds + 1)
+    c = jobs.claim(ctx, "worker-c")
+    assert c is not None and c.state == "verifying" and c.result is not None
+    jobs.complete(ctx, c.job_id, "worker-c", {"verdict": "pass"}, True)
+    done = jobs.get(ctx, c.job_id)
+    assert done["model_version"] == f"mv-test{c.job_id:04d}" and done["state"] == "succeeded"
+    assert proposals.get_detail(ctx, pid).state == "verified"
+
+
+def test_graceful_release_requeues(ctx: Ctx, clock: FixedClock, community: dict[str, Person]) -> None:
+    approved_proposal(ctx, clock, community)
+    a = jobs.claim(ctx, "worker-a")
+    assert a is not None
+    jobs.release(ctx, a.job_id, "worker-a")
+    b = jobs.claim(ctx, "worker-b")
+    assert b is not None and b.job_id == a.job_id and b.state == "running"
+
+
+def test_concurrent_claims_never_share_a_job(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    ids = [approved_proposal(ctx, clock, community, f"Forget topic {i}") for i in range(6)]
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def grab(name: str) -> None:
+        while True:
+            c = jobs.claim(ctx, name)
+            if c is None:
+                return
+            with lock:
+                claimed.append(c.job_id)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(grab, [f"w{i}" for i in range(4)]))
+    assert len(ids) == 6
+    assert sorted(Counter(claimed).values()) == [1] * 6
