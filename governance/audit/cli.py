@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from sqlmodel import Session
 
 from governance.audit import merkle
@@ -102,16 +103,27 @@ def _db_session() -> Iterator[tuple[Session, Any]]:
         engine.dispose()
 
 
-def _api_get(api: str, path: str, **params: Any) -> Any:
-    import httpx
+def _http(api: str | None) -> httpx.Client | None:
+    """The HTTP client for --api: an ``httpx.Client`` given as the click context object (tests pass Litestar's
+    TestClient) or one for the URL; None means read the database."""
+    injected = click.get_current_context().obj
+    if isinstance(injected, httpx.Client):
+        return injected
+    return httpx.Client(base_url=api, timeout=30) if api else None
 
+
+def _api_get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
     try:
-        response = httpx.get(f"{api.rstrip('/')}/api/v1/audit{path}", params=params, timeout=30)
+        response = client.get(f"/api/v1/audit{path}", params=params)
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {api}: {exc}") from None
+        raise click.ClickException(f"cannot reach {client.base_url}: {exc}") from None
     if response.status_code != 200:
-        raise click.ClickException(f"{response.status_code}: {response.text}")
-    return response.json() if path != "/export" else response.content
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise click.ClickException(f"{response.status_code}: {detail}")
+    return response
 
 
 @audit.command()
@@ -120,10 +132,11 @@ def _api_get(api: str, path: str, **params: Any) -> Any:
 @click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
 def prove(seq: int, tree_size: int | None, api: str | None) -> None:
     """Print entry SEQ with its inclusion proof and the signed checkpoint it leads to (JSON)."""
-    if api:
+    client = _http(api)
+    if client is not None:
         params = {"tree_size": tree_size} if tree_size else {}
-        out = _api_get(api, f"/entries/{seq}", **params)
-        key = VerifierKey.parse(_api_get(api, "/public-key")["verifier_key"])
+        out = _api_get(client, f"/entries/{seq}", **params).json()
+        key = VerifierKey.parse(_api_get(client, "/public-key").json()["verifier_key"])
         origin = None
     else:
         from governance.audit import log
@@ -159,8 +172,9 @@ def prove(seq: int, tree_size: int | None, api: str | None) -> None:
 @click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
 def checkpoint(api: str | None) -> None:
     """Print the latest signed checkpoint; save it to check the log later with `verify --against`."""
-    if api:
-        click.echo(_api_get(api, "/checkpoint")["checkpoint"], nl=False)
+    client = _http(api)
+    if client is not None:
+        click.echo(_api_get(client, "/checkpoint").json()["checkpoint"], nl=False)
         return
     from governance.audit import log
     from governance.audit.keys import audit_origin, signing_key
@@ -180,10 +194,11 @@ def checkpoint(api: str | None) -> None:
 )
 def export(out: str, api: str | None, include_sensitive: bool) -> None:
     """Write the full export (JSON Lines) to OUT ('-' for stdout)."""
-    if api:
+    client = _http(api)
+    if client is not None:
         if include_sensitive:
             raise click.ClickException("the API never serves sensitive values")
-        data: bytes = _api_get(api, "/export")
+        data = _api_get(client, "/export").content
     else:
         from governance.audit import log
         from governance.audit.keys import audit_origin, signing_key

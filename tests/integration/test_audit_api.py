@@ -182,3 +182,22 @@ def test_cli_prove(cli_env: Settings, engine: Engine) -> None:
     assert result.exit_code == 0, result.output
     result = runner.invoke(audit, ["prove", "9"])
     assert result.exit_code == 1 and "no audit entry 9" in result.output
+
+
+def test_cli_over_the_api(client: TestClient[Litestar], engine: Engine, tmp_path: Path) -> None:
+    seed(engine, 6)
+    runner = CliRunner()
+    result = runner.invoke(audit, ["prove", "4", "--api", "http://testserver.local"], obj=client)
+    assert result.exit_code == 0, result.output
+    assert '"tree_size": 6' in result.output
+    result = runner.invoke(audit, ["checkpoint", "--api", "x"], obj=client)
+    assert result.exit_code == 0 and result.output.splitlines()[1] == "6"
+    saved = tmp_path / "cp.txt"
+    saved.write_text(result.output)
+    seed(engine, 2)
+    out = tmp_path / "log.jsonl"
+    assert runner.invoke(audit, ["export", str(out), "--api", "x"], obj=client).exit_code == 0
+    result = runner.invoke(audit, ["verify", str(out), "--against", str(saved)])
+    assert result.exit_code == 0 and "OK: 8 entries" in result.output, result.output
+    result = runner.invoke(audit, ["prove", "40", "--api", "x"], obj=client)
+    assert result.exit_code == 1 and "404" in result.output
