@@ -6,10 +6,13 @@ values never leave through this API; entries carry only their salted commitments
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-from litestar import Controller, MediaType, Response, get
+from litestar import Controller, MediaType, get
 from litestar.params import Parameter
+from litestar.response import Stream
 from sqlmodel import Session
 
 from governance.audit import log
@@ -93,11 +96,24 @@ class AuditController(Controller):
         }
 
     @get("/export", sync_to_thread=True)
-    def export(self, session: Session, settings: Settings) -> Response[bytes]:
-        """The whole log as JSON Lines (header with checkpoint and public key, then every entry)."""
-        body = log.export_bytes(session, signing_key(settings), audit_origin(settings))
-        return Response(
-            body,
+    def export(self, session: Session, settings: Settings) -> Stream:
+        """The whole log as JSON Lines (header with checkpoint and public key, then every entry).
+
+        Written to a spooled temporary file inside the request's session (memory up to 16 MB, disk beyond),
+        then streamed, so a large log never sits in memory whole.
+        """
+        spool = tempfile.SpooledTemporaryFile(max_size=16 * 2**20)  # noqa: SIM115 (closed by the stream)
+        for line in log.export_lines(session, signing_key(settings), audit_origin(settings)):
+            spool.write(line + b"\n")
+        spool.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            with spool:
+                while block := spool.read(2**20):
+                    yield block
+
+        return Stream(
+            chunks(),
             media_type="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="commons-audit.jsonl"'},
         )
