@@ -112,6 +112,72 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+@main.command()
+@click.option("--name", default=None, help="worker name in leases and logs (default host:pid:random)")
+@click.option("--once", is_flag=True, help="work one job (if any) and exit")
+def worker(name: str | None, once: bool) -> None:
+    """Run a job worker beside the service, against the same database (SIGTERM stops it gracefully: the
+    current job stops at its next round boundary and its lease is released for another worker)."""
+    import signal
+
+    from governance.jobs.worker import Worker
+
+    w = Worker(_ctx(), name)
+
+    def _graceful(signum: int, _frame: Any) -> None:
+        click.echo(f"worker {w.name}: stopping (signal {signum}); the current job is handed back", err=True)
+        w.stopping.set()
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    click.echo(f"worker {w.name} started", err=True)
+    if once:
+        w.run_once()
+    else:
+        w.run_forever()
+
+
+@main.group()
+def webhook() -> None:
+    """Outbound webhooks (operator commands, on the database)."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option("--event", "events_", multiple=True, required=True, help="repeatable, e.g. --event release")
+@_domain_errors
+def webhook_add(url: str, events_: tuple[str, ...]) -> None:
+    """Register a URL; prints its signing secret once."""
+    from governance.services import events
+
+    h = events.add_webhook(_ctx(), url, list(events_))
+    click.echo(h["secret"])
+    click.echo(f"webhook {h['id']} -> {h['url']} ({', '.join(h['events'])}): store the secret now", err=True)
+
+
+@webhook.command("list")
+@_domain_errors
+def webhook_list() -> None:
+    """List webhooks."""
+    from governance.services import events
+
+    for h in events.list_webhooks(_ctx()):
+        click.echo(
+            f"{h['id']:>4}  {'active' if h['active'] else 'removed':<8} {h['url']}  {', '.join(h['events'])}"
+        )
+
+
+@webhook.command("remove")
+@click.argument("webhook_id", type=int)
+@_domain_errors
+def webhook_remove(webhook_id: int) -> None:
+    """Stop sending to a webhook (its deliveries stay on record)."""
+    from governance.services import events
+
+    events.remove_webhook(_ctx(), webhook_id)
+    click.echo(f"webhook {webhook_id} removed")
+
+
 @main.group()
 def db() -> None:
     """Database schema (Alembic migrations are the only way a schema is created)."""

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
         60, gt=1, description="A worker that stops renewing its lease loses the job."
     )
     job_max_attempts: int = Field(3, ge=1, description="Attempts before a job fails for good.")
+    embedded_worker: bool = Field(True, description="`commons serve` runs one job worker inside the service.")
     worker_poll_seconds: float = Field(2, gt=0, description="How often an idle worker looks for jobs.")
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -222,7 +223,15 @@ class Worker:
 
     def _heartbeat(self, claim: jobs.Claim, live: _Live, done: threading.Event) -> None:
         interval = max(0.5, self.ctx.settings.job_lease_seconds / 4)
-        while not done.wait(interval):
+        while True:
+            # wake every 0.2 s to pass on a shutdown at once; renew the lease every ``interval``
+            deadline = time.monotonic() + interval
+            while time.monotonic() < deadline and not done.is_set():
+                if self.stopping.is_set():
+                    live.cancel.set()
+                done.wait(0.2)
+            if done.is_set():
+                return
             try:
                 live.cancel_requested = jobs.heartbeat(self.ctx, claim.job_id, self.name, live.progress)
             except jobs.LeaseLost:
