@@ -1,0 +1,161 @@
+"""Privacy: membership inference, forget-set examples (members) against held-out examples of the same
+distribution (non-members), with scikit-learn's ROC AUC. 0.5 is no signal; the target is the retrained
+reference's AUC (a model that never saw the data), which may itself be below 0.5.
+
+Attacks (higher score = member): ``loss`` (-NLL), ``min_k`` (Min-K%, the mean of the lowest k share of token
+log-probabilities; LMs only: a classifier has one token and Min-K% is the loss attack) and ``min_k_pp``
+(Min-K%++: token log-probabilities standardised by the model's own next-token distribution).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unlearning.verification.registry import Verification, metric, not_applicable, result, unmeasured
+
+CHANCE = 0.5
+
+
+def auc(member_scores: Tensor, nonmember_scores: Tensor) -> float:
+    """ROC AUC of scores separating members (label 1) from non-members (label 0)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
+    values = torch.cat([member_scores, nonmember_scores]).double().numpy()
+    return float(roc_auc_score(labels, values))
+
+
+def roc_points(member_scores: Tensor, nonmember_scores: Tensor, limit: int = 40) -> list[list[float]]:
+    """A downsampled ROC curve [[fpr, tpr], ...] for the report's plot."""
+    from sklearn.metrics import roc_curve
+
+    labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
+    fpr, tpr, _ = roc_curve(labels, torch.cat([member_scores, nonmember_scores]).double().numpy())
+    step = max(1, len(fpr) // limit)
+    pts = [[float(f), float(t)] for f, t in zip(fpr[::step], tpr[::step], strict=True)]
+    if pts[-1] != [1.0, 1.0]:
+        pts.append([1.0, 1.0])
+    return pts
+
+
+def attacks(v: Verification) -> dict[str, dict[str, float]] | str:
+    """{attack: {role: AUC}} (cached), or the reason membership inference does not apply."""
+    if "mia" in v.cache:
+        cached: dict[str, dict[str, float]] | str = v.cache["mia"]
+        return cached
+    if v.probes.heldout is None:
+        v.cache["mia"] = v.probes.heldout_reason or "no held-out examples"
+        return str(v.cache["mia"])
+    out: dict[str, dict[str, float]] = {}
+    curves: dict[str, list[list[float]]] = {}
+    for role in v.roles:
+        f, h = v.scores(role, "forget"), v.scores(role, "heldout")
+        pairs: dict[str, tuple[Tensor, Tensor]] = {
+            "loss": (-f.loss, -h.loss),
+            "min_k_pp": (f.min_k_pp, h.min_k_pp),
+        }
+        if f.min_k is not None and h.min_k is not None:
+            pairs["min_k"] = (f.min_k, h.min_k)
+        for attack, (m, n) in pairs.items():
+            out.setdefault(attack, {})[role] = auc(m, n)
+        curves[role] = roc_points(-f.loss, -h.loss)
+    v.cache["mia"] = out
+    v.cache["loss_hist"] = loss_histograms(v)
+    v.cache["mia_roc"] = curves
+    return out
+
+
+def loss_histograms(v: Verification, bins: int = 20) -> dict[str, Any]:
+    """Forget vs held-out per-example loss histograms per model, on shared bin edges (for the report)."""
+    losses = {r: (v.scores(r, "forget").loss, v.scores(r, "heldout").loss) for r in v.roles}
+    allv = torch.cat([torch.cat(p) for p in losses.values()]).clamp(max=50.0)
+    lo, hi = float(allv.min()), float(allv.max())
+    hi = hi if hi > lo else lo + 1.0
+    edges = torch.linspace(lo, hi, bins + 1)
+    out: dict[str, Any] = {"edges": [float(e) for e in edges]}
+    for role, (f, h) in losses.items():
+        out[role] = {
+            "forget": [int(c) for c in torch.histc(f.clamp(max=50.0), bins, lo, hi)],
+            "heldout": [int(c) for c in torch.histc(h.clamp(max=50.0), bins, lo, hi)],
+        }
+    return out
+
+
+def _primary(v: Verification) -> str:
+    """The attack PrivLeak uses: Min-K% for language models (as MUSE), the loss attack for classifiers."""
+    return "loss" if v.task.is_classifier else "min_k"
+
+
+@metric("mia_auc")
+def mia_auc(v: Verification) -> Any:
+    name = "mia_auc"
+    a = attacks(v)
+    if isinstance(a, str):
+        return not_applicable(name, a)
+    values: dict[str, float | None] = dict(a["loss"])
+    return result(
+        name,
+        value=a["loss"]["candidate"],
+        values=values,
+        details={
+            "attacks": a,
+            "roc_loss": v.cache.get("mia_roc", {}),
+            "loss_histograms": v.cache.get("loss_hist", {}),
+            "members": len(v.scores("candidate", "forget").loss),
+            "nonmembers": len(v.scores("candidate", "heldout").loss),
+        },
+    )
+
+
+@metric("mia_auc_gap")
+def mia_auc_gap(v: Verification) -> Any:
+    """The largest |AUC_candidate - AUC_reference| over the attacks (the strongest attack decides)."""
+    name = "mia_auc_gap"
+    a = attacks(v)
+    if isinstance(a, str):
+        return not_applicable(name, a)
+    gaps = {
+        attack: abs(by_role["candidate"] - by_role.get("reference", CHANCE)) for attack, by_role in a.items()
+    }
+    worst = max(gaps, key=lambda k: gaps[k])
+    values: dict[str, float | None] = {r: a[worst].get(r) for r in ("original", "candidate", "reference")}
+    if values["reference"] is None:
+        values["reference"] = CHANCE
+    source = "retrained reference" if v.has_reference else "proxy: chance (AUC 0.5)"
+    return result(
+        name,
+        value=gaps[worst],
+        values=values,
+        details={"gaps": gaps, "attack": worst, "reference_source": source},
+    )
+
+
+@metric("privleak")
+def privleak(v: Verification) -> Any:
+    """MUSE's PrivLeak as a fraction: (AUC_candidate - AUC_reference) / AUC_reference (0 is ideal; positive
+    leaks membership, negative is over-unlearning, which is detectable too)."""
+    name = "privleak"
+    a = attacks(v)
+    if isinstance(a, str):
+        return not_applicable(name, a)
+    attack = _primary(v)
+    by_role = a[attack]
+    ref = by_role.get("reference", CHANCE)
+    if ref <= 0:
+        return unmeasured(name, "the reference AUC is 0")
+    values: dict[str, float | None] = {r: by_role.get(r) for r in ("original", "candidate", "reference")}
+    values["reference"] = ref
+    source = "retrained reference" if v.has_reference else "proxy: chance (AUC 0.5)"
+    return result(
+        name,
+        value=(by_role["candidate"] - ref) / ref,
+        values=values,
+        details={
+            "attack": attack,
+            "original_privleak": (by_role["original"] - ref) / ref,
+            "reference_source": source,
+        },
+    )
