@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         60, gt=1, description="A worker that stops renewing its lease loses the job."
     )
     job_max_attempts: int = Field(3, ge=1, description="Attempts before a job fails for good.")
+    verify_with_reference: bool = Field(
+        True,
+        description="Retrain a reference without the forget data for every job's verification (gold standard).",
+    )
     embedded_worker: bool = Field(True, description="`commons serve` runs one job worker inside the service.")
     worker_poll_seconds: float = Field(2, gt=0, description="How often an idle worker looks for jobs.")
 

@@ -51,7 +51,7 @@ class _Live:
 
 
 def run_unlearning(
-    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event
+    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event, suffix: str = ""
 ) -> Any:
     """Build the library's JobSpec from the job row and run it (the default runner)."""
     from unlearning import JobSpec, Target, run_job
@@ -67,7 +67,7 @@ def run_unlearning(
     target = spec["target"]
     job_spec = JobSpec(
         kind="unlearn",
-        job_id=f"job-{claim.job_id}-a{claim.attempt}",
+        job_id=f"job-{claim.job_id}-a{claim.attempt}{suffix}",
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
         base_version=base,
@@ -82,12 +82,40 @@ def run_unlearning(
     return run_job(job_spec, progress, cancel)
 
 
+def retrain_reference(
+    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event
+) -> Any:
+    """The gold standard the candidate is measured against: FedAvg from the same start without the forget
+    data (the ``retrain`` method)."""
+    reference = jobs.Claim(
+        claim.job_id,
+        claim.attempt,
+        {**claim.spec, "method": "retrain", "method_config": {}},
+        claim.acceptance_tests,
+        claim.state,
+        None,
+        claim.proposal_id,
+    )
+    return run_unlearning(ctx, reference, progress, cancel, suffix="-reference")
+
+
 def default_verifier(
     ctx: Ctx, claim: jobs.Claim, result: dict[str, Any], progress: Callable[[dict[str, Any]], None]
 ) -> tuple[dict[str, Any], bool]:
-    """Verify the candidate against the acceptance tests the members voted on (unlearning.verification)."""
+    """Verify the candidate against the acceptance tests the members voted on (unlearning.verification),
+    with a retrained reference unless ``COMMONS_VERIFY_WITH_REFERENCE=false``."""
     from unlearning.verification import VerifySpec, verify
 
+    reference_version = reference_cost = None
+    if ctx.settings.verify_with_reference:
+
+        def on_ref(event: Any) -> None:
+            progress({"phase": "reference", "round": event.round, "total_rounds": event.total_rounds})
+
+        ref = retrain_reference(ctx, claim, on_ref, threading.Event())
+        if getattr(ref, "status", None) != "succeeded":
+            raise RuntimeError(f"the retrained reference failed: {getattr(ref, 'error', None)}")
+        reference_version, reference_cost = ref.model_version, ref.to_dict().get("cost")
     spec = VerifySpec(
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
@@ -95,7 +123,9 @@ def default_verifier(
         tests=claim.acceptance_tests,
         target=claim.spec.get("target"),
         original_version=result.get("parent_version"),
+        reference_version=reference_version,
         job_cost=result.get("cost"),
+        reference_cost=reference_cost,
         proposal_id=claim.proposal_id,
         job_id=f"job-{claim.job_id}",
     )
