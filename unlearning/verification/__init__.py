@@ -24,7 +24,7 @@ from unlearning.verification.spec import (
     VerifySpecError,
     evaluate_tests,
     policy_hash,
-    tests_pass,
+    policy_passes,
 )
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ __all__ = [
     "evaluate_tests",
     "metric_names",
     "policy_hash",
+    "policy_passes",
     "render_html",
-    "tests_pass",
     "verify",
 ]

@@ -32,7 +32,7 @@ from unlearning.verification.spec import (
     VerifySpecError,
     evaluate_tests,
     policy_hash,
-    tests_pass,
+    policy_passes,
 )
 from unlearning.verification.utility import excluded_for, federated_utility
 
@@ -133,7 +133,9 @@ def verify(
             _regression(r, store, task, models["candidate"], make_verification, progress)
             for r in spec.regressions
         ]
-        passed = (tests_pass(outcomes) if target is not None else True) and all(r.passed for r in regressions)
+        passed = (policy_passes(outcomes) if target is not None else True) and all(
+            r.passed for r in regressions
+        )
         if target is None and not regressions:
             passed = False
         models_info: dict[str, dict[str, Any] | None] = {
@@ -196,7 +198,7 @@ def _regression(
         proposal_id=r.proposal_id,
         target=r.target,
         policy_hash=policy_hash(r.tests),
-        passed=tests_pass(outcomes),
+        passed=policy_passes(outcomes),
         tests=outcomes,
         metrics=metrics,
     )

@@ -212,6 +212,10 @@ class MetricResult:
 
 @dataclass
 class TestOutcome:
+    """The judgement of one acceptance test."""
+
+    __test__ = False  # not a pytest test class
+
     metric: str
     comparator: str
     threshold: float
@@ -279,7 +283,7 @@ def evaluate_tests(
     return out
 
 
-def tests_pass(outcomes: Sequence[TestOutcome]) -> bool:
+def policy_passes(outcomes: Sequence[TestOutcome]) -> bool:
     """A policy passes when no test blocks and at least one test was actually measured and passed."""
     return not any(o.blocks for o in outcomes) and any(o.status == PASS for o in outcomes)
 

@@ -1,0 +1,223 @@
+"""verify() end to end on small federated jobs: digits (class unlearning with a retrained reference, a
+randomised "broken" model, the regression suite) and the community LM (data-source unlearning, canaries)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
+from unlearning.tasks import make_task
+from unlearning.verification import RegressionCheck, VerificationReport, VerifyProgress, VerifySpec, verify
+
+torch.set_num_threads(1)
+
+CATEGORY_TESTS = [
+    {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
+    {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+    {"metric": "worst_node_utility_drop", "comparator": "<=", "threshold": 0.1},
+    {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},  # does not apply to digits
+]
+
+
+@dataclass
+class Digits:
+    root: Path
+    data: Path
+    trained: str
+    unlearned: JobResult
+    reference: JobResult
+    target: Target
+
+
+def _job(root: Path, data: Path, base: str, job_id: str, **kw: object) -> JobResult:
+    r = run_job(
+        JobSpec(artifact_root=str(root), dataset_dir=str(data), base_version=base, job_id=job_id, **kw)
+    )  # type: ignore[arg-type]
+    assert r.status == "succeeded", r.error
+    return r
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    base = tmp_path_factory.mktemp("vdigits")
+    init_dataset("digits", base / "data", nodes=3, seed=0)
+    v0 = init_model(base / "art", "digits", size="tiny", seed=0)
+    trained = _job(
+        base / "art", base / "data", v0.version, "train", kind="train", rounds=4, local={"epochs": 1.0}
+    )
+    assert trained.model_version is not None
+    target = Target("category", "7")
+    unl = _job(base / "art", base / "data", trained.model_version, "unlearn-7", kind="unlearn", target=target)
+    ref = _job(
+        base / "art",
+        base / "data",
+        trained.model_version,
+        "retrain-7",
+        kind="unlearn",
+        target=target,
+        method="retrain",
+    )
+    return Digits(base / "art", base / "data", trained.model_version, unl, ref, target)
+
+
+def _spec(d: Digits, candidate: str, **kw: object) -> VerifySpec:
+    return VerifySpec(
+        artifact_root=str(d.root),
+        dataset_dir=str(d.data),
+        candidate_version=candidate,
+        tests=CATEGORY_TESTS,
+        target=json.loads(d.target.to_json()),
+        reference_version=d.reference.model_version,
+        job_cost=d.unlearned.to_dict()["cost"],
+        reference_cost=d.reference.to_dict()["cost"],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_class_unlearning_passes_against_the_retrained_reference(digits: Digits) -> None:
+    events: list[VerifyProgress] = []
+    assert digits.unlearned.model_version is not None
+    rep = verify(_spec(digits, digits.unlearned.model_version, proposal_id=7), events.append)
+    d = rep.to_dict()
+    json.dumps(d, allow_nan=False)
+    store = ArtifactStore(digits.root)
+    assert rep.candidate_hash == store.get(digits.unlearned.model_version).content_hash
+    assert rep.models["original"] is not None and rep.models["original"]["version"] == digits.trained
+    assert set(rep.libraries) >= {"torch", "flwr", "scikit-learn", "python"}
+    by = {t.metric: t for t in rep.tests}
+    assert by["canary_exposure"].status == "not_applicable"
+    assert by["forget_accuracy_gap"].status == "pass", by["forget_accuracy_gap"].reason
+    assert rep.passed, rep.summary
+    m = rep.metrics
+    assert m["forget_accuracy_gap"].values["original"] > 0.8  # the original knew the class
+    assert m["forget_accuracy_gap"].values["reference"] == 0.0  # the retrained model never saw it
+    util = m["retained_utility_drop"].details
+    assert len(util["per_node"]) == 3  # measured on every node
+    assert m["cost_ratio"].value is not None and m["cost_ratio"].value > 0
+    assert not m["forget_perplexity_ratio"].applies
+    assert events[-1].stage == "done" and any(e.stage == "metric" for e in events)
+    assert rep.timing["wall_s"] < 60
+
+
+def test_a_randomised_model_forgets_everything_and_fails_on_utility(digits: Digits) -> None:
+    store = ArtifactStore(digits.root)
+    trained = store.get(digits.trained)
+    task = make_task(trained.task, trained.model_config)
+    broken = store.put(
+        model=task.build_model(12345),
+        task=trained.task,
+        model_config=trained.stored_model_config,
+        seed=0,
+        parent=digits.trained,
+        job_id="broken",
+        training=dict(trained.manifest["training"]),
+    )
+    rep = verify(_spec(digits, broken.version, metrics=["forget_accuracy_gap", "retained_utility_drop"]))
+    by = {t.metric: t for t in rep.tests}
+    assert by["retained_utility_drop"].status == "fail"
+    assert not rep.passed and "retained_utility_drop" in rep.summary
+    assert (
+        rep.candidate_hash
+        == broken.content_hash
+        != store.get(digits.unlearned.model_version or "").content_hash
+    )
+
+
+def test_regression_suite_names_the_earlier_unlearning_that_came_back(digits: Digits) -> None:
+    # a later version trained from the *original* (which still knows class 7) breaks the earlier unlearning
+    later = _job(
+        digits.root, digits.data, digits.trained, "later", kind="train", rounds=1, local={"epochs": 0.5}
+    )
+    assert later.model_version is not None and digits.unlearned.model_version is not None
+    check = RegressionCheck(
+        label="proposal 7",
+        proposal_id=7,
+        target=json.loads(digits.target.to_json()),
+        tests=[{"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05}],
+        original_version=digits.trained,
+        reference_version=digits.reference.model_version,
+    )
+    spec = VerifySpec(
+        artifact_root=str(digits.root),
+        dataset_dir=str(digits.data),
+        candidate_version=later.model_version,
+        tests=[],
+        regressions=[check],
+    )
+    rep = verify(spec)
+    assert not rep.passed and rep.regressions[0].label == "proposal 7" and not rep.regressions[0].passed
+    assert "regression proposal 7" in rep.summary
+    ok = verify(replace(spec, candidate_version=digits.unlearned.model_version))
+    assert ok.passed, ok.summary
+    assert VerificationReport.from_json(ok.to_json()).regressions[0].passed
+
+
+def test_community_lm_data_source_with_canaries(tmp_path: Path) -> None:
+    init_dataset(
+        "community-lm",
+        tmp_path / "data",
+        nodes=3,
+        seed=1,
+        authors_per_node=4,
+        passages_per_node=8,
+        notebook_authors=2,
+        canary_repetitions=(8, 8),
+    )
+    v0 = init_model(tmp_path / "art", "community-lm", size="tiny")
+    trained = _job(
+        tmp_path / "art", tmp_path / "data", v0.version, "t", kind="train", rounds=3, local={"steps": 6}
+    )
+    target = Target("data_source", "node-0/notebook")
+    assert trained.model_version is not None
+    unl = _job(
+        tmp_path / "art",
+        tmp_path / "data",
+        trained.model_version,
+        "u",
+        kind="unlearn",
+        target=target,
+        method_config={"repair_rounds": 1, "ascent": {"max_steps": 20}},
+    )
+    assert unl.model_version is not None
+    tests = [
+        {"metric": "mia_auc_gap", "comparator": "<=", "threshold": 0.05},
+        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+        {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
+    ]
+    rep = verify(
+        VerifySpec(
+            artifact_root=str(tmp_path / "art"),
+            dataset_dir=str(tmp_path / "data"),
+            candidate_version=unl.model_version,
+            tests=tests,
+            target=json.loads(target.to_json()),
+            exposure_candidates=100,
+            probe_examples=32,
+        )
+    )
+    m = rep.metrics
+    exp = m["canary_exposure"]
+    assert exp.applies and len(exp.details["canaries"]) == 2 and exp.details["controls"]
+    assert 0 <= (exp.value or 0) <= 100**0.5  # log2(100) ~ 6.64 bits at most
+    assert m["extraction_rate"].applies and m["extraction_rate"].details["attempts"] == 2
+    assert m["mia_auc"].applies and set(m["mia_auc"].details["attacks"]) == {"loss", "min_k", "min_k_pp"}
+    assert (
+        m["forget_perplexity_ratio"].applies
+        and "proxy" in m["forget_perplexity_ratio"].details["reference_source"]
+    )
+    assert not m["forget_accuracy_gap"].applies and not m["heldout_accuracy_gap"].applies
+    by = {t.metric: t for t in rep.tests}
+    assert by["forget_accuracy_gap"].status == "not_applicable"
+    assert by["retained_utility_drop"].status in ("pass", "fail")
+    assert m["quantization_recovery"].applies
+    assert rep.timing["wall_s"] < 60
