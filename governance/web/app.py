@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from governance.db.engine import make_engine
 from governance.domain.clock import Clock
-from governance.services import proposals
+from governance.services import events, proposals
 from governance.services.context import Ctx
 from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
@@ -24,6 +24,7 @@ from governance.web.api.members import MemberController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
 from governance.web.errors import EXCEPTION_HANDLERS
+from governance.web.ui import static_router, template_config, ui_router
 
 log = logging.getLogger("commons")
 
@@ -50,6 +51,7 @@ class DeadlineSweeper:
             try:
                 for pid, action in proposals.sweep(self.ctx):
                     log.info("proposal %s: %s (deadline passed)", pid, action)
+                events.remind_voters(self.ctx)
             except Exception:  # keep sweeping; the next pass retries
                 log.exception("deadline sweep failed")
 
@@ -80,24 +82,33 @@ def create_app(
     clock: Clock | None = None,
     background: bool = False,
 ) -> Litestar:
-    """Build the app. ``background=True`` also runs the deadline sweeper (``commons serve`` does)."""
+    """Build the app. ``background=True`` also runs the deadline sweeper, the webhook deliverer and (unless
+    ``COMMONS_EMBEDDED_WORKER=false``) one job worker: what ``commons serve`` does."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings.effective_database_url)
     ctx = Ctx.create(engine, settings, clock)
     ctx.vote_batcher = VoteBatcher(ctx)  # group commit for concurrent votes
-    sweeper = DeadlineSweeper(ctx) if background else None
+    services: list[Any] = []
+    if background:
+        from governance.jobs.webhooks import Deliverer
+        from governance.jobs.worker import Worker
+
+        services = [DeadlineSweeper(ctx), Deliverer(ctx)]
+        if settings.embedded_worker:
+            services.append(Worker(ctx))
 
     def on_startup(app: Litestar) -> None:
-        if sweeper is not None:
-            sweeper.start()
+        for service in services:
+            service.start()
 
     def on_shutdown(app: Litestar) -> None:
-        if sweeper is not None:
-            sweeper.stop()
+        for service in reversed(services):
+            service.stop()
         ctx.vote_batcher.stop()
 
     return Litestar(
-        route_handlers=route_handlers(),
+        route_handlers=[*route_handlers(), ui_router(), static_router()],
+        template_config=template_config(),
         dependencies={
             "ctx": Provide(provide_ctx, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),

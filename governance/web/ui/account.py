@@ -1,0 +1,84 @@
+"""The dashboard (what needs me now) and a member's own page (password, API tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.response import Redirect, Template
+
+from governance.domain.errors import InvalidInput
+from governance.domain.review import ActorView
+from governance.services import auth, browse, members
+from governance.services.context import Ctx
+from governance.web.ui.render import Form, field_errors, page, redirect
+from governance.web.ui.security import session_cookie
+
+
+class AccountPages(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True)
+    def dashboard(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        board = browse.dashboard(ctx, actor)
+        ids: set[int | None] = set()
+        for group in (board.triage, board.votes_to_cast, board.council, board.appeals, board.mine_open):
+            ids.update(p.proposer_id for p in group)
+        return page(request, "dashboard.html", board=board, names=browse.names(ctx, ids))
+
+    def _me(
+        self,
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        actor: ActorView,
+        status_code: int = 200,
+        **extra: Any,
+    ) -> Template:
+        assert actor.member_id is not None
+        me = members.get_member(ctx, actor.member_id)
+        grants = browse.role_grants(ctx, [me.id]).get(me.id, [])
+        tokens = members.list_tokens(ctx, me.id)
+        return page(
+            request, "me.html", status_code=status_code, member=me, grants=grants, tokens=tokens, **extra
+        )
+
+    @get("/me", sync_to_thread=True)
+    def me(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        return self._me(request, ctx, actor)
+
+    @post("/me/tokens", sync_to_thread=True)
+    def create_token(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form
+    ) -> Template:
+        assert actor.member_id is not None
+        try:
+            created = members.create_token(ctx, actor.member_id, form.get("name"), actor)
+        except InvalidInput as exc:
+            return self._me(request, ctx, actor, 422, errors=field_errors(exc, "name"), values=form.values())
+        # the secret is in this response only; a reload shows the list without it
+        return self._me(request, ctx, actor, 201, created=created)
+
+    @post("/me/tokens/{token_id:int}/revoke", sync_to_thread=True)
+    def revoke_token(self, ctx: Ctx, actor: ActorView, token_id: int) -> Redirect:
+        t = members.revoke_token(ctx, token_id, actor)
+        return redirect("/me", flash=f"Token {t.name!r} ({t.prefix}…) is revoked.")
+
+    @post("/me/password", sync_to_thread=True)
+    def change_password(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form
+    ) -> Template | Redirect:
+        assert actor.member_id is not None
+        new, again = form.raw("new_password"), form.raw("new_password_again")
+        if new != again:
+            return self._me(
+                request, ctx, actor, 422, errors={"new_password_again": "The two passwords differ."}
+            )
+        try:
+            auth.check_password_rules(new, field="new_password")
+            fp = auth.change_password(ctx, actor, form.raw("current_password"), new)
+        except InvalidInput as exc:
+            return self._me(request, ctx, actor, 422, errors=field_errors(exc, "new_password"))
+        # every other session ended with the old password; this one continues with the new fingerprint
+        cookie = session_cookie(request, auth.SignedIn(actor.member_id, fp))
+        return redirect("/me", flash="Your password is changed.", cookies=[cookie])

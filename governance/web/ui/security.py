@@ -1,0 +1,212 @@
+"""Sessions and CSRF for the web UI.
+
+- The session is a cookie (HttpOnly, SameSite=Lax, Secure over https) holding the member id, a fingerprint of
+  their password hash and the time it was issued, signed with HMAC-SHA256 under ``Settings.secret_key``.
+  Setting a new password changes the fingerprint, which ends every session of that member; signing out clears
+  the cookie; a session lasts ``SESSION_SECONDS``.
+- ``session_middleware`` turns a valid session into ``scope["commons_actor"]`` (an ``ActorView``), the same
+  actor ``governance.web.deps.provide_actor`` hands the JSON API, so both share one authorisation.
+- CSRF: a random per-browser cookie, and in every form a token that is the HMAC of that cookie
+  (a signed double-submit token). ``csrf_guard`` refuses any POST whose token is missing or wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import anyio.to_thread
+from litestar import Request
+from litestar.datastructures import Cookie
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from governance.domain.errors import PermissionDenied
+from governance.services import auth
+from governance.services.context import Ctx
+
+SESSION_COOKIE = "commons_session"
+CSRF_COOKIE = "commons_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SESSION_SECONDS = 7 * 24 * 3600
+INVITATION_SECONDS = 7 * 24 * 3600
+
+
+class CsrfRefused(PermissionDenied):
+    """A form came without a valid CSRF token."""
+
+
+def _key(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), f"commons-ui:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(secret: str, purpose: str, data: dict[str, Any]) -> str:
+    body = _b64(json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def unsign(secret: str, purpose: str, value: str) -> dict[str, Any] | None:
+    body, _, mac = value.partition(".")
+    try:
+        expected = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, _unb64(mac)):
+            return None
+        data = json.loads(_unb64(body))
+    except (ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- sessions ----------------------------------------------------------------------------------------------------
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return request.url.scheme == "https"
+
+
+def session_cookie(request: Request[Any, Any, Any], grant: auth.SignedIn) -> Cookie:
+    ctx: Ctx = request.app.state.ctx
+    value = sign(
+        ctx.settings.secret_key,
+        "session",
+        {"m": grant.member_id, "f": grant.fingerprint, "t": int(time.time())},
+    )
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+
+
+def clear_session_cookie() -> Cookie:
+    return Cookie(key=SESSION_COOKIE, value="", max_age=0, httponly=True, samesite="lax", path="/")
+
+
+def _read_session(ctx: Ctx, value: str) -> auth.SessionMember | None:
+    data = unsign(ctx.settings.secret_key, "session", value)
+    if data is None:
+        return None
+    issued, member_id, fp = data.get("t"), data.get("m"), data.get("f")
+    if not isinstance(issued, int) or not isinstance(member_id, int) or not isinstance(fp, str):
+        return None
+    if not 0 <= time.time() - issued < SESSION_SECONDS:
+        return None
+    return auth.session_member(ctx, member_id, fp)
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                key, sep, val = part.strip().partition("=")
+                if sep:
+                    out.setdefault(key, val)
+    return out
+
+
+def session_middleware(app: ASGIApp) -> ASGIApp:
+    """Resolve the session into ``scope["commons_actor"]``; give a new browser its CSRF cookie."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        cookies = _cookies(scope)
+        ctx: Ctx = scope["litestar_app"].state.ctx
+        raw = cookies.get(SESSION_COOKIE)
+        if raw:
+            who = await anyio.to_thread.run_sync(_read_session, ctx, raw)
+            if who is not None:
+                scope["commons_actor"] = who.actor  # type: ignore[typeddict-unknown-key]
+                scope["commons_member"] = who  # type: ignore[typeddict-unknown-key]
+        csrf = cookies.get(CSRF_COOKIE)
+        if csrf and 20 <= len(csrf) <= 100:
+            scope["commons_csrf"] = csrf  # type: ignore[typeddict-unknown-key]
+            await app(scope, receive, send)
+            return
+        fresh = secrets.token_urlsafe(32)
+        scope["commons_csrf"] = fresh  # type: ignore[typeddict-unknown-key]
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        header = f"{CSRF_COOKIE}={fresh}; Path=/; HttpOnly; SameSite=Lax{secure}".encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", header)]
+            await send(message)
+
+        await app(scope, receive, send_with_cookie)
+
+    return middleware
+
+
+# -- CSRF --------------------------------------------------------------------------------------------------------
+
+
+def csrf_token(request: Request[Any, Any, Any]) -> str:
+    """The token this browser's forms carry (the HMAC of its CSRF cookie)."""
+    ctx: Ctx = request.app.state.ctx
+    cookie = str(request.scope.get("commons_csrf", ""))
+    return _b64(hmac.new(_key(ctx.settings.secret_key, "csrf"), cookie.encode(), hashlib.sha256).digest())
+
+
+async def csrf_guard(request: Request[Any, Any, Any]) -> None:
+    """before_request hook of the UI router: every unsafe request carries a valid token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not sent or not cookie or not hmac.compare_digest(sent, csrf_token(request)):
+        raise CsrfRefused(
+            "this form's security token is missing or out of date; go back, reload the page and try again"
+        )
+
+
+# -- invitations ---------------------------------------------------------------------------------------------------
+
+
+def invitation_token(ctx: Ctx, member_id: int) -> str:
+    """A link token that lets a member choose a password, once (it binds to their current password)."""
+    fp = auth.invitation_fingerprint(ctx, member_id)
+    exp = int(time.time()) + INVITATION_SECONDS
+    return sign(ctx.settings.secret_key, "invitation", {"m": member_id, "f": fp, "e": exp})
+
+
+def read_invitation(ctx: Ctx, token: str) -> int | None:
+    """The member an invitation is for, or None when it is forged, expired or already used."""
+    data = unsign(ctx.settings.secret_key, "invitation", token)
+    if data is None:
+        return None
+    member_id, fp, exp = data.get("m"), data.get("f"), data.get("e")
+    if not isinstance(member_id, int) or not isinstance(fp, str) or not isinstance(exp, int):
+        return None
+    if exp < time.time():
+        return None
+    try:
+        current = auth.invitation_fingerprint(ctx, member_id)
+    except Exception:
+        return None
+    return member_id if hmac.compare_digest(current, fp) else None
