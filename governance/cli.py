@@ -255,6 +255,20 @@ def member_roles(handle: str, roles: tuple[str, ...]) -> None:
     click.echo(f"member {m.id} {m.handle} ({', '.join(m.roles)})")
 
 
+@member.command("password")
+@click.argument("handle")
+@_domain_errors
+def member_password(handle: str) -> None:
+    """Set a member's web sign-in password (asked twice, hidden); other sessions of theirs end."""
+    from governance.services import auth, members
+
+    ctx = _ctx()
+    m = members.find_member(ctx, handle)
+    password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    auth.set_password(ctx, m.id, password)
+    click.echo(f"password set for {m.handle}")
+
+
 def _pydantic_message(exc: Any) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
 
