@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 import governance.audit.models
 import governance.db.comments
 import governance.db.models
+import governance.db.registry
 from governance.db.base import metadata
 from governance.db.engine import make_engine
 
