@@ -15,7 +15,12 @@ from governance.db.base import metadata
 from governance.db.engine import make_engine
 
 # every table module is imported above, before target_metadata is read
-_TABLE_MODULES = (governance.audit.models, governance.db.comments, governance.db.models)
+_TABLE_MODULES = (
+    governance.audit.models,
+    governance.db.comments,
+    governance.db.models,
+    governance.db.registry,
+)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
