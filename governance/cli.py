@@ -178,6 +178,118 @@ def webhook_remove(webhook_id: int) -> None:
     click.echo(f"webhook {webhook_id} removed")
 
 
+def _rich_progress() -> Any:
+    """A rich progress display and a callback for unlearning progress events (one bar per phase)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_event(ev: Any) -> None:
+        if ev.phase not in tasks:
+            tasks[ev.phase] = bar.add_task(ev.phase, total=ev.total_rounds)
+        bar.update(tasks[ev.phase], completed=ev.round, total=max(ev.total_rounds, ev.round))
+
+    return bar, on_event
+
+
+@main.group(invoke_without_command=True)
+@click.option("--reset", is_flag=True, help="drop everything (database, dataset, models) first")
+@click.option("--yes", is_flag=True, help="do not ask before --reset")
+@click.option("--size", type=click.Choice(["small", "default"]), default="default", show_default=True)
+@click.pass_context
+def demo(click_ctx: click.Context, reset: bool, yes: bool, size: str) -> None:
+    """Create a demo community: members, 5 nodes with a generated corpus, a base model trained federatedly,
+    and proposals in different states."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    _create_demo(reset=reset, yes=yes, size=size)
+
+
+def _create_demo(*, reset: bool, yes: bool, size: str) -> Any:
+    from governance import demo as demo_mod
+
+    ctx = _ctx()
+    if reset:
+        if not yes and not click.confirm("Drop the database, the dataset and every model version?"):
+            raise click.Abort()
+        demo_mod.reset(ctx)
+    if not demo_mod.is_empty(ctx):
+        raise click.ClickException("the database is not empty: use `commons demo --reset` to start over")
+    bar, on_event = _rich_progress()
+    with bar:
+        community = demo_mod.create(ctx, size=size, say=lambda m: bar.console.print(m), progress=on_event)
+    click.echo(f"demo community ready; sign in as alice / {demo_mod.DEMO_PASSWORD}")
+    return ctx, community
+
+
+@demo.command("run")
+@click.option("--size", type=click.Choice(["small", "default"]), default="small", show_default=True)
+@click.option("--wait", default=3.0, show_default=True, help="seconds each review period lasts in the walk")
+def demo_run(size: str, wait: float) -> None:
+    """Drive one proposal from filing to the release verdict, headless (creates the demo community first
+    when the database is empty) and print the gate's verdict and the HTML report's path."""
+    from governance import demo as demo_mod
+    from governance.jobs.worker import Worker
+    from governance.services import jobs as jobs_service
+    from governance.services import members
+
+    ctx = _ctx()
+    if demo_mod.is_empty(ctx):
+        ctx, community = _create_demo(reset=False, yes=True, size=size)
+        people, source = community.people, community.sources["node-0/notebook"]
+    else:
+        people = {h: _actor_for(ctx, members, h) for h, _, _ in demo_mod.PEOPLE}
+        source = _source_id(ctx, "node-0", "notebook")
+    pid = demo_mod.walk(ctx, people, source, say=click.echo, wait=wait)
+    (job,) = jobs_service.list_jobs(ctx, proposal_id=pid)
+    click.echo(f"job {job['id']}: unlearning {job['spec']['target']['value']} with {job['spec']['method']}")
+    worker = Worker(ctx, "demo")
+    while jobs_service.get(ctx, job["id"])["state"] not in ("succeeded", "failed", "cancelled"):
+        if not worker.run_once():
+            break
+    done = jobs_service.get(ctx, job["id"])
+    click.echo(f"job {job['id']}: {done['state']}; model version {done['model_version']}")
+    _print_verdict(ctx, done)
+
+
+def _actor_for(ctx: Any, members: Any, handle: str) -> Any:
+    from governance.domain.review import ActorView
+
+    m = members.find_member(ctx, handle)
+    from governance.domain.roles import Role
+
+    return ActorView(m.id, frozenset(Role(r) for r in m.roles))
+
+
+def _source_id(ctx: Any, node: str, name: str) -> int:
+    from governance.services import data_sources
+
+    for ds in data_sources.list_all(ctx, limit=500):
+        if ds.node_id == node and ds.name == name:
+            return ds.id
+    raise click.ClickException(f"no data source {node}/{name}: run `commons demo --reset` first")
+
+
+def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
+    from governance.services import gate
+
+    report = job.get("report") or {}
+    for t in report.get("tests", []):
+        click.echo(
+            f"  {t.get('status', '?'):<14} {t.get('metric')} {t.get('comparator')} {t.get('threshold')}: {t.get('measured')}"
+        )
+    if job["model_version"]:
+        verdict = gate.verdict(ctx, job["model_version"])
+        click.echo(f"release verdict for {job['model_version']}: {verdict['decision']}")
+        for reason in verdict.get("reasons", []):
+            click.echo(f"  - {reason}")
+        if verdict.get("report_html"):
+            click.echo(f"report: {verdict['report_html']}")
+
+
 @main.group()
 def db() -> None:
     """Database schema (Alembic migrations are the only way a schema is created)."""

@@ -19,6 +19,10 @@ class DomainError(Exception):
         self.message = message
 
 
+class NotAuthenticated(DomainError):
+    pass
+
+
 class NotFound(DomainError):
     pass
 

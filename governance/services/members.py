@@ -228,3 +228,26 @@ def authenticate(ctx: Ctx, token: str) -> ActorView | None:
         if row is None or row[1] is not None or not row[2]:
             return None
         return ActorView(row[0], roles_of(s, row[0]))
+
+
+def authenticate_many(session: Session, tokens: list[str]) -> dict[str, ActorView]:
+    """Resolve many bearer tokens in one query (the vote batcher's path); unknown or revoked ones are absent."""
+    by_hash = {hash_token(t): t for t in tokens if t.startswith(TOKEN_PREFIX)}
+    if not by_hash:
+        return {}
+    rows = session.exec(
+        select(ApiToken.token_hash, ApiToken.member_id, MemberRole.role)
+        .join(Member, col(Member.id) == ApiToken.member_id)
+        .join(MemberRole, col(MemberRole.member_id) == ApiToken.member_id)
+        .where(
+            col(ApiToken.token_hash).in_(list(by_hash)),
+            col(ApiToken.revoked_at).is_(None),
+            col(Member.active).is_(True),
+        )
+    ).all()
+    roles: dict[str, set[Role]] = {}
+    owner: dict[str, int] = {}
+    for h, mid, role in rows:
+        roles.setdefault(h, set()).add(Role(role))
+        owner[h] = mid
+    return {by_hash[h]: ActorView(owner[h], frozenset(r)) for h, r in roles.items()}

@@ -9,10 +9,12 @@ dozen statements per vote. ``VoteBatcher`` gathers the votes that arrive while a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,11 +25,12 @@ from sqlmodel import Session, col, select
 
 from governance.db.engine import write_session
 from governance.db.models import CurrentVote, Elector, Proposal, VoteRecord
-from governance.domain.errors import DomainError
+from governance.domain.errors import DomainError, NotAuthenticated
 from governance.domain.proposals import Action
 from governance.domain.review import ActorView, decide
 from governance.domain.voting import VoteChoice, parse_vote
 from governance.schemas import VotePublic
+from governance.services import members
 from governance.services.audit import entry, record_many
 from governance.services.context import Ctx
 
@@ -36,10 +39,13 @@ log = logging.getLogger("commons.votes")
 
 @dataclass(frozen=True)
 class VoteRequest:
+    """A vote to cast: by a known ``actor``, or by whoever holds ``token`` (resolved with the batch)."""
+
     proposal_id: int
-    actor: ActorView
+    actor: ActorView | None
     choice: str
     reason: str | None = None
+    token: str | None = None
 
 
 @dataclass
@@ -52,6 +58,7 @@ def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
     from governance.services import proposals  # the proposal loader and event writer live there
 
     now = ctx.clock.now()
+    requests = list(requests)  # token requests get their actor filled in
     outcomes = [VoteOutcome() for _ in requests]
     parsed: dict[int, tuple[VoteChoice, str | None]] = {}
     by_proposal: dict[int, list[int]] = defaultdict(list)
@@ -65,8 +72,20 @@ def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
     if not by_proposal:
         return outcomes
     with write_session(ctx.engine) as s:
+        tokens = [r.token for r in requests if r.actor is None and r.token]
+        if tokens:  # one query authenticates every token of the batch
+            actors = members.authenticate_many(s, tokens)
+            for i, r in enumerate(requests):
+                if r.actor is None:
+                    actor = actors.get(r.token or "")
+                    if actor is None:
+                        outcomes[i].error = NotAuthenticated("the API token is unknown or revoked")
+                        by_proposal[r.proposal_id].remove(i)
+                    else:
+                        requests[i] = replace(r, actor=actor)
         for pid, idxs in by_proposal.items():
-            _cast_on_proposal(s, ctx, pid, idxs, requests, parsed, outcomes, now, proposals)
+            if idxs:
+                _cast_on_proposal(s, ctx, pid, idxs, requests, parsed, outcomes, now, proposals)
     return outcomes
 
 
@@ -87,7 +106,7 @@ def _cast_on_proposal(
         for i in idxs:
             outcomes[i].error = exc
         return
-    voters = {requests[i].actor.member_id for i in idxs} - {None}
+    voters = {_actor(requests[i]).member_id for i in idxs} - {None}
     electors = set(
         s.exec(
             select(Elector.member_id).where(Elector.proposal_id == pid, col(Elector.member_id).in_(voters))
@@ -100,12 +119,12 @@ def _cast_on_proposal(
             )
         ).all()
     )
-    base = proposals._view(s, p, requests[idxs[0]].actor, Action.VOTE)
+    base = proposals._view(s, p, _actor(requests[idxs[0]]), Action.VOTE)
     turnout = base.turnout
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:
-        actor = requests[i].actor
+        actor = _actor(requests[i])
         mid = actor.member_id
         view = replace(
             base,
@@ -133,7 +152,7 @@ def _cast_on_proposal(
     rows = [
         {
             "proposal_id": pid,
-            "member_id": requests[i].actor.member_id,
+            "member_id": _actor(requests[i]).member_id,
             "choice": parsed[i][0].value,
             "reason": parsed[i][1],
             "cast_at": now,
@@ -180,6 +199,11 @@ def _cast_on_proposal(
         proposals._record_events(s, p.id, None, events, now)
 
 
+def _actor(r: VoteRequest) -> ActorView:
+    assert r.actor is not None  # token requests were resolved first
+    return r.actor
+
+
 def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or replace each member's current vote; the primary key keeps one per member and proposal."""
     table = CurrentVote.__table__  # type: ignore[attr-defined]
@@ -196,26 +220,57 @@ def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
     s.execute(stmt, rows)
 
 
-class VoteBatcher:
-    """Group commit for votes: callers block until the batch holding their vote is committed."""
+Resolve = Callable[[VotePublic | None, BaseException | None], None]
 
-    def __init__(self, ctx: Ctx, max_batch: int = 64) -> None:
+
+class VoteBatcher:
+    """Group commit for votes: a single thread writes every vote that arrived while the previous batch was
+    being written. Callers wait on a thread future (``cast``) or an asyncio future (``cast_async``); the
+    async path lets the vote endpoint run on the event loop without a thread per request."""
+
+    def __init__(self, ctx: Ctx, max_batch: int = 128) -> None:
         self.ctx, self.max_batch = ctx, max_batch
-        self._queue: queue.SimpleQueue[tuple[VoteRequest, Future[VotePublic]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[VoteRequest, Resolve] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def cast(self, request: VoteRequest, timeout: float = 60.0) -> VotePublic:
-        self._ensure_running()
         fut: Future[VotePublic] = Future()
-        self._queue.put((request, fut))
+
+        def resolve(vote: VotePublic | None, error: BaseException | None) -> None:
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                assert vote is not None
+                fut.set_result(vote)
+
+        self._submit(request, resolve)
         return fut.result(timeout=timeout)
 
-    def _ensure_running(self) -> None:
+    async def cast_async(self, request: VoteRequest) -> VotePublic:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[VotePublic] = loop.create_future()
+
+        def settle(vote: VotePublic | None, error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(vote)  # type: ignore[arg-type]
+
+        def resolve(vote: VotePublic | None, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(settle, vote, error)
+
+        self._submit(request, resolve)
+        return await fut
+
+    def _submit(self, request: VoteRequest, resolve: Resolve) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="commons-votes", daemon=True)
                 self._thread.start()
+        self._queue.put((request, resolve))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -241,15 +296,11 @@ class VoteBatcher:
                 outcomes = cast_votes(self.ctx, [req for req, _ in batch])
             except BaseException as exc:  # the transaction failed: nothing of this batch was written
                 log.warning("vote batch of %d failed: %s", len(batch), exc)
-                for _, fut in batch:
-                    fut.set_exception(exc)
+                for _, resolve in batch:
+                    resolve(None, exc)
                 continue
-            for (_, fut), out in zip(batch, outcomes, strict=True):
-                if out.error is not None:
-                    fut.set_exception(out.error)
-                else:
-                    assert out.vote is not None
-                    fut.set_result(out.vote)
+            for (_, resolve), out in zip(batch, outcomes, strict=True):
+                resolve(out.vote, out.error)
 
 
 def cast(ctx: Ctx, request: VoteRequest) -> VotePublic:
@@ -262,3 +313,11 @@ def cast(ctx: Ctx, request: VoteRequest) -> VotePublic:
         raise out.error
     assert out.vote is not None
     return out.vote
+
+
+async def cast_async(ctx: Ctx, request: VoteRequest) -> VotePublic:
+    """``cast`` for the event loop: awaits the batcher (or a worker thread when there is none)."""
+    batcher: VoteBatcher | None = ctx.vote_batcher
+    if batcher is not None:
+        return await batcher.cast_async(request)
+    return await asyncio.to_thread(cast, ctx, request)

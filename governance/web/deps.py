@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
@@ -39,14 +40,19 @@ def bearer_token(request: Request[object, object, State]) -> str | None:
     return None
 
 
+def session_actor(request: Request[Any, Any, Any]) -> ActorView:
+    """The member signed in through the UI (set by its session middleware), or 401."""
+    actor = request.scope.get("commons_actor")
+    if isinstance(actor, ActorView):
+        return actor
+    raise NotAuthenticated("authentication required: send 'Authorization: Bearer <API token>'")
+
+
 def provide_actor(request: Request[object, object, State]) -> ActorView:
     ctx: Ctx = request.app.state.ctx
     token = bearer_token(request)
     if token is None:
-        session_actor = request.scope.get("commons_actor")  # set by the UI's session middleware
-        if isinstance(session_actor, ActorView):
-            return session_actor
-        raise NotAuthenticated("authentication required: send 'Authorization: Bearer <API token>'")
+        return session_actor(request)
     actor = members.authenticate(ctx, token)
     if actor is None:
         raise NotAuthenticated("the API token is unknown or revoked")

@@ -13,15 +13,14 @@ from governance.domain.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    NotAuthenticated,
     NotFound,
     PermissionDenied,
 )
 
 log = logging.getLogger("commons.web")
 
-
-class NotAuthenticated(DomainError):
-    """No valid API token or session."""
+__all__ = ["EXCEPTION_HANDLERS", "NotAuthenticated"]
 
 
 STATUS: list[tuple[type[DomainError], int, str]] = [

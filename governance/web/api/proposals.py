@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, get, patch, post
 from litestar.params import Parameter, QueryParameter
 
 from governance.domain.metrics import COMPARATORS, known_metrics
@@ -22,8 +22,9 @@ from governance.schemas import (
     VoteIn,
     VotePublic,
 )
-from governance.services import proposals
+from governance.services import proposals, votes
 from governance.services.context import Ctx
+from governance.web.deps import bearer_token, session_actor
 
 
 class ProposalController(Controller):
@@ -84,10 +85,17 @@ class ProposalController(Controller):
         """A reviewer approves (enough approvals open the vote) or rejects with a reason (appealable)."""
         return proposals.triage(ctx, proposal_id, actor, data.decision, data.reason)
 
-    @post("/{proposal_id:int}/votes", status_code=200, sync_to_thread=True)
-    def vote(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: VoteIn) -> VotePublic:
+    @post("/{proposal_id:int}/votes", status_code=200)
+    async def vote(
+        self, request: Request[Any, Any, Any], ctx: Ctx, proposal_id: int, data: VoteIn
+    ) -> VotePublic:
         """Cast or change your vote until the deadline; the latest counts."""
-        return proposals.vote(ctx, proposal_id, actor, data.choice, data.reason)
+        # runs on the event loop: the token is resolved by the vote batcher together with the vote
+        token = bearer_token(request)
+        actor = None if token else session_actor(request)
+        return await votes.cast_async(
+            ctx, votes.VoteRequest(proposal_id, actor, data.choice, data.reason, token)
+        )
 
     @get("/{proposal_id:int}/votes", sync_to_thread=True)
     def votes(self, ctx: Ctx, actor: ActorView, proposal_id: int, history: bool = False) -> list[VotePublic]:
