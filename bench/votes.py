@@ -194,7 +194,9 @@ def measure(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=4000)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument(
+        "--concurrency", type=int, default=64, help="clients sending at once (keep-alive connections)"
+    )
     ap.add_argument("--voters", type=int, default=300)
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
