@@ -1,0 +1,157 @@
+"""The release gate: may model version X be released? allow / deny / pending, with the reasons, the proposals
+the version covers, each acceptance test's result, the regression results, the latest signed audit checkpoint
+and inclusion proofs of the verdict's audit entries. Every verdict is itself recorded in the audit log.
+
+The decision is the domain's (:func:`governance.domain.registry.decide_verdict`); this module gathers the
+facts: the version's row, the newest report computed on this exact model (content hash) under the policy
+its proposal's members voted on (policy hash), and the regression obligations of its lineage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from governance.audit import log as audit_log
+from governance.audit.keys import checkpoint_json
+from governance.db.engine import read_session, write_session
+from governance.db.models import Proposal
+from governance.db.registry import ModelVersionRow
+from governance.domain.metrics import known_metrics, register_metric
+from governance.domain.registry import ModelState, Obligation, ReportFacts, VersionFacts, decide_verdict
+from governance.domain.review import ActorView
+from governance.registry_schemas import ProposalCovered, VerdictPublic
+from governance.services import registry
+from governance.services.audit import record
+from governance.services.context import Ctx
+
+MAX_PROOFS = 20
+
+
+def policy_hash(tests: list[dict[str, Any]]) -> str:
+    from unlearning.verification.spec import policy_hash as _hash
+
+    return _hash(tests)
+
+
+def sync_metric_names() -> None:
+    """Register every verification metric with the governance registry (names acceptance tests may use)."""
+    from unlearning.verification.catalog import CATALOG
+
+    known = known_metrics()
+    for name, m in CATALOG.items():
+        if name not in known:
+            register_metric(name, m.description, m.target_kinds)
+
+
+def _facts(
+    s: Session, row: ModelVersionRow
+) -> tuple[VersionFacts, ReportFacts | None, list[ProposalCovered]]:
+    covered: list[ProposalCovered] = []
+    expected: str | None = None
+    proposal_state: str | None = None
+    if row.proposal_id is not None:
+        p = s.get(Proposal, row.proposal_id)
+        if p is not None:
+            assert p.id is not None
+            expected = policy_hash(list(p.acceptance_tests))
+            proposal_state = p.state
+            covered.append(ProposalCovered(id=p.id, title=p.title, state=p.state, role="produced"))
+    obligations = []
+    for a in registry.obligations(s, row):
+        p = s.get(Proposal, a.proposal_id)
+        if p is None or p.id is None:
+            continue
+        obligations.append(Obligation(p.id, f"proposal {p.id}"))
+        covered.append(ProposalCovered(id=p.id, title=p.title, state=p.state, role="regression"))
+    rep = registry.latest_report(s, row, expected) if expected is not None else registry.latest_report(s, row)
+    report = None
+    if rep is not None:
+        body = rep.report
+        report = ReportFacts(
+            candidate_hash=rep.candidate_hash,
+            policy_hash=rep.policy_hash,
+            passed=rep.passed,
+            tests=list(body.get("tests") or []),
+            regressions=list(body.get("regressions") or []),
+            summary=rep.summary,
+        )
+    facts = VersionFacts(
+        version=row.version,
+        content_hash=row.content_hash,
+        state=ModelState(row.state),
+        proposal_id=row.proposal_id,
+        proposal_state=proposal_state,
+        expected_policy_hash=expected,
+        obligations=tuple(obligations),
+    )
+    return facts, report, covered
+
+
+def decide(s: Session, row: ModelVersionRow) -> tuple[str, list[str]]:
+    facts, report, _ = _facts(s, row)
+    verdict, reasons = decide_verdict(facts, report)
+    return verdict.value, reasons
+
+
+def verdict(ctx: Ctx, version: str, actor: ActorView | None = None) -> VerdictPublic:
+    """Decide, record the verdict in the audit log, and return it with a checkpoint and inclusion proofs."""
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        registry.adopt_jobs(s, now)
+        row = registry.get_row(s, version)
+        facts, report, covered = _facts(s, row)
+        decision, reasons = decide_verdict(facts, report)
+        rep = (
+            registry.latest_report(s, row, facts.expected_policy_hash)
+            if facts.expected_policy_hash is not None
+            else registry.latest_report(s, row)
+        )
+        body = rep.report if rep is not None else {}
+        key = {
+            k: body.get(k)
+            for k in ("candidate_hash", "policy_hash", "config_hash", "seed", "precision", "libraries")
+        }
+        record(
+            s,
+            actor=actor.member_id if actor is not None else None,
+            action="release.verdict",
+            subject=registry.subject(version),
+            payload={
+                "verdict": decision.value,
+                "reasons": reasons,
+                "content_hash": row.content_hash,
+                "report_id": rep.id if rep is not None else None,
+                "policy_hash": key["policy_hash"],
+                "proposals": [c.id for c in covered],
+            },
+            at=now,
+        )
+        state = row.state
+        content_hash = row.content_hash
+    with read_session(ctx.engine) as s:
+        entries = audit_log.entries_for_subject(s, registry.subject(version))[-MAX_PROOFS:]
+        head = audit_log.tree_head(s)
+        proofs = [
+            {**e.to_json(), "inclusion_proof": audit_log.inclusion_proof(s, e.seq, head.size).to_json()}
+            for e in entries
+        ]
+        checkpoint = checkpoint_json(ctx.settings, head.size, head.root_hash)
+    mine = [e for e in entries if e.action == "release.verdict"]
+    return VerdictPublic(
+        version=version,
+        content_hash=content_hash,
+        verdict=decision.value,
+        reasons=reasons,
+        state=state,
+        proposals=covered,
+        tests=list(body.get("tests") or []),
+        regressions=list(body.get("regressions") or []),
+        report_key=key if rep is not None else None,
+        decided_at=now,
+        audit_seq=mine[-1].seq if mine else -1,
+        checkpoint=checkpoint,
+        proofs=proofs,
+        report_url=f"/api/v1/models/{version}/report.html" if rep is not None else None,
+    )

@@ -1,0 +1,434 @@
+"""Model registry use cases: register model versions with their lineage, record verification reports, release
+and reject. Every change is audited in its own transaction (``model:<version>`` is the audit subject).
+
+In-session functions (``register``, ``record_report``, ``register_from_job``) let the job orchestration
+register a version and its report inside its own transactions; the ``ctx`` functions are the API's.
+Versions produced by jobs are also adopted lazily (``adopt_jobs``), so the registry and the gate see every
+job's model even when nothing registered it explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from governance.db.engine import read_session, write_session
+from governance.db.models import Job, Proposal
+from governance.db.registry import ModelVersionRow, VerificationReportRow
+from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from governance.domain.registry import ModelAction, ModelState, transition
+from governance.domain.review import ActorView
+from governance.domain.roles import Role
+from governance.registry_schemas import (
+    ModelVersionCreate,
+    ModelVersionDetail,
+    ModelVersionPublic,
+    VerificationPublic,
+)
+from governance.services.audit import record
+from governance.services.context import Ctx
+
+REPORT_KEYS = ("candidate_hash", "policy_hash", "config_hash", "seed", "precision", "libraries", "passed")
+
+
+def subject(version: str) -> str:
+    return f"model:{version}"
+
+
+def _require_operator(actor: ActorView) -> None:
+    if not actor.is_system and Role.ADMIN not in actor.roles:
+        raise PermissionDenied("only an admin (or the job worker) changes the model registry")
+
+
+# ---------------------------------------------------------------- in-session building blocks
+
+
+def get_row(s: Session, version: str, lock: bool = False) -> ModelVersionRow:
+    q = select(ModelVersionRow).where(ModelVersionRow.version == version)
+    if lock:
+        q = q.with_for_update()
+    row = s.exec(q).first()
+    if row is None:
+        raise NotFound(f"no model version {version} in the registry")
+    return row
+
+
+def register(
+    s: Session,
+    data: ModelVersionCreate,
+    *,
+    actor: int | None,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> ModelVersionRow:
+    """Register a version (idempotent for the same content hash; a different hash under the same id is refused)."""
+    existing = s.get(ModelVersionRow, data.version)
+    if existing is not None:
+        if existing.content_hash != data.content_hash:
+            raise Conflict(f"model version {data.version} is registered with another content hash")
+        return existing
+    if data.proposal_id is not None and s.get(Proposal, data.proposal_id) is None:
+        raise InvalidInput(f"no proposal {data.proposal_id}", field="proposal_id")
+    row = ModelVersionRow(
+        **data.model_dump(),
+        state=ModelState.CANDIDATE.value,
+        registered_by=actor,
+        details=details or {},
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(row)
+    s.flush()
+    record(
+        s,
+        actor=actor,
+        action="model.registered",
+        subject=subject(data.version),
+        payload={**data.model_dump(), "state": row.state},
+        at=now,
+    )
+    return row
+
+
+def record_report(
+    s: Session, version: str, report: dict[str, Any], *, actor: int | None, now: datetime
+) -> VerificationReportRow:
+    """Store a verification report for ``version`` and move it to verified / failed.
+
+    A report is accepted only for the exact model it was computed on: its ``candidate_hash`` must equal the
+    version's content hash (and its ``candidate_version`` the version id)."""
+    row = get_row(s, version, lock=True)
+    missing = [k for k in REPORT_KEYS if k not in report]
+    if missing:
+        raise InvalidInput(f"the report lacks {', '.join(missing)}", field="report")
+    if report.get("candidate_version") not in (None, version) or report["candidate_hash"] != row.content_hash:
+        raise Conflict(
+            f"the report was computed on another model (content hash {str(report['candidate_hash'])[:12]}), "
+            f"not on {version} ({row.content_hash[:12]})"
+        )
+    passed = bool(report["passed"])
+    new_state = transition(
+        ModelState(row.state), ModelAction.RECORD_PASS if passed else ModelAction.RECORD_FAIL
+    )
+    rep = VerificationReportRow(
+        model_version=version,
+        candidate_hash=str(report["candidate_hash"]),
+        policy_hash=str(report["policy_hash"]),
+        config_hash=str(report["config_hash"]),
+        seed=int(report["seed"]),
+        precision=str(report["precision"]),
+        libraries=dict(report["libraries"]),
+        passed=passed,
+        summary=str(report.get("summary", ""))[:4000],
+        report=report,
+        created_at=now,
+    )
+    s.add(rep)
+    row.state, row.updated_at = new_state.value, now
+    s.add(row)
+    s.flush()
+    record(
+        s,
+        actor=actor,
+        action="model.verification",
+        subject=subject(version),
+        payload={
+            "report_id": rep.id,
+            **{k: report[k] for k in REPORT_KEYS},
+            "summary": rep.summary,
+            "state": new_state.value,
+        },
+        at=now,
+    )
+    return rep
+
+
+def register_from_job(s: Session, job: Job, now: datetime) -> ModelVersionRow | None:
+    """Register a job's model version (and its report, when the job has one); None when it has no model."""
+    result = job.result or {}
+    version = job.model_version
+    if not version or not result.get("content_hash"):
+        return None
+    row = s.get(ModelVersionRow, version)
+    if row is None:
+        row = register(
+            s,
+            ModelVersionCreate(
+                version=version,
+                content_hash=str(result["content_hash"]),
+                parent_version=result.get("parent_version"),
+                task=str(result.get("task") or job.spec.get("task") or "unknown"),
+                kind="unlearn" if job.kind == "unlearn" else "train",
+                proposal_id=job.proposal_id,
+                job_id=f"job-{job.id}",
+            ),
+            actor=None,
+            now=now,
+            details={
+                "job": job.id,
+                "target": (job.spec or {}).get("target"),
+                "reference_version": ((job.report or {}).get("models") or {}).get("reference", {})
+                and ((job.report or {}).get("models") or {})["reference"].get("version"),
+            },
+        )
+    if job.report and not _has_report(s, version, str(job.report.get("candidate_hash"))):
+        with contextlib.suppress(Conflict, InvalidInput):  # a report for another model is never attached
+            record_report(s, version, job.report, actor=None, now=now)
+    return row
+
+
+def _has_report(s: Session, version: str, candidate_hash: str) -> bool:
+    q = select(VerificationReportRow.id).where(
+        VerificationReportRow.model_version == version, VerificationReportRow.candidate_hash == candidate_hash
+    )
+    return s.exec(q).first() is not None
+
+
+def adopt_jobs(s: Session, now: datetime) -> int:
+    """Register every job's model version (and report) that the registry does not have yet."""
+    q = select(Job).where(col(Job.model_version).is_not(None)).order_by(col(Job.id))
+    n = 0
+    for job in s.exec(q).all():
+        row = s.get(ModelVersionRow, job.model_version)
+        stale = row is None or (job.report and not _has_report(s, row.version, row.content_hash))
+        if stale and register_from_job(s, job, now) is not None:
+            n += 1
+    return n
+
+
+def latest_report(
+    s: Session, row: ModelVersionRow, policy_hash: str | None = None
+) -> VerificationReportRow | None:
+    """The newest report computed on this exact model (content hash) and, when given, this policy."""
+    q = select(VerificationReportRow).where(
+        VerificationReportRow.model_version == row.version,
+        VerificationReportRow.candidate_hash == row.content_hash,
+    )
+    if policy_hash is not None:
+        q = q.where(VerificationReportRow.policy_hash == policy_hash)
+    return s.exec(q.order_by(col(VerificationReportRow.id).desc())).first()
+
+
+def lineage(s: Session, row: ModelVersionRow, limit: int = 1000) -> list[ModelVersionRow]:
+    """The registered ancestors of ``row``, parent first."""
+    out: list[ModelVersionRow] = []
+    seen = {row.version}
+    parent = row.parent_version
+    while parent and parent not in seen and len(out) < limit:
+        p = s.get(ModelVersionRow, parent)
+        if p is None:
+            break
+        out.append(p)
+        seen.add(p.version)
+        parent = p.parent_version
+    return out
+
+
+def obligations(s: Session, row: ModelVersionRow) -> list[ModelVersionRow]:
+    """Earlier approved-and-released unlearnings of the lineage (the regression suite of ``row``)."""
+    return [
+        a
+        for a in lineage(s, row)
+        if a.kind == "unlearn" and a.proposal_id is not None and a.state == ModelState.RELEASED.value
+    ]
+
+
+def regression_checks(s: Session, version: str) -> list[dict[str, Any]]:
+    """The regression checks a verification of ``version`` must include, as
+    ``unlearning.verification.RegressionCheck`` fields (for the orchestration's VerifySpec)."""
+    out = []
+    for a in obligations(s, get_row(s, version)):
+        p = s.get(Proposal, a.proposal_id)
+        if p is None or a.parent_version is None:
+            continue
+        out.append(
+            {
+                "label": f"proposal {p.id}",
+                "proposal_id": p.id,
+                "target": (a.details or {}).get("target") or {},
+                "tests": list(p.acceptance_tests),
+                "original_version": a.parent_version,
+                "reference_version": (a.details or {}).get("reference_version"),
+            }
+        )
+    return out
+
+
+def latest_released_version(s: Session) -> str | None:
+    q = (
+        select(ModelVersionRow.version)
+        .where(ModelVersionRow.state == ModelState.RELEASED.value)
+        .order_by(col(ModelVersionRow.released_at).desc(), col(ModelVersionRow.created_at).desc())
+    )
+    return s.exec(q).first()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _verification_public(r: VerificationReportRow) -> VerificationPublic:
+    assert r.id is not None
+    return VerificationPublic(
+        id=r.id,
+        candidate_hash=r.candidate_hash,
+        policy_hash=r.policy_hash,
+        config_hash=r.config_hash,
+        seed=r.seed,
+        precision=r.precision,
+        libraries=r.libraries,
+        passed=r.passed,
+        summary=r.summary,
+        created_at=r.created_at,
+    )
+
+
+def to_public(s: Session, row: ModelVersionRow) -> ModelVersionPublic:
+    rep = latest_report(s, row)
+    return ModelVersionPublic(
+        version=row.version,
+        content_hash=row.content_hash,
+        parent_version=row.parent_version,
+        task=row.task,
+        kind=row.kind,
+        proposal_id=row.proposal_id,
+        job_id=row.job_id,
+        state=row.state,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        released_at=row.released_at,
+        verification=_verification_public(rep) if rep is not None else None,
+    )
+
+
+def list_versions(
+    ctx: Ctx, *, state: str | None = None, proposal_id: int | None = None, limit: int = 100, offset: int = 0
+) -> list[ModelVersionPublic]:
+    with write_session(ctx.engine) as s:
+        adopt_jobs(s, ctx.clock.now())
+    with read_session(ctx.engine) as s:
+        q = select(ModelVersionRow)
+        if state is not None:
+            q = q.where(ModelVersionRow.state == state)
+        if proposal_id is not None:
+            q = q.where(ModelVersionRow.proposal_id == proposal_id)
+        q = (
+            q.order_by(col(ModelVersionRow.created_at).desc(), col(ModelVersionRow.version))
+            .offset(offset)
+            .limit(limit)
+        )
+        return [to_public(s, r) for r in s.exec(q).all()]
+
+
+def get_version(ctx: Ctx, version: str) -> ModelVersionDetail:
+    with write_session(ctx.engine) as s:
+        adopt_jobs(s, ctx.clock.now())
+    with read_session(ctx.engine) as s:
+        row = get_row(s, version)
+        rep = latest_report(s, row)
+        return ModelVersionDetail(
+            **to_public(s, row).model_dump(),
+            lineage=[a.version for a in lineage(s, row)],
+            report=rep.report if rep is not None else None,
+        )
+
+
+def report_of(ctx: Ctx, version: str) -> dict[str, Any]:
+    with read_session(ctx.engine) as s:
+        rep = latest_report(s, get_row(s, version))
+        if rep is None:
+            raise NotFound(f"model version {version} has no verification report yet")
+        return rep.report
+
+
+# ---------------------------------------------------------------- changing
+
+
+def register_version(ctx: Ctx, actor: ActorView, data: ModelVersionCreate) -> ModelVersionPublic:
+    _require_operator(actor)
+    with write_session(ctx.engine) as s:
+        row = register(s, data, actor=actor.member_id, now=ctx.clock.now())
+        return to_public(s, row)
+
+
+def attach_report(ctx: Ctx, actor: ActorView, version: str, report: dict[str, Any]) -> ModelVersionPublic:
+    _require_operator(actor)
+    with write_session(ctx.engine) as s:
+        record_report(s, version, report, actor=actor.member_id, now=ctx.clock.now())
+        return to_public(s, get_row(s, version))
+
+
+def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
+    """Release a verified version; refused unless the gate's verdict is allow (whoever asks)."""
+    from governance.services import gate
+
+    _require_operator(actor)
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        row = get_row(s, version, lock=True)
+        transition(ModelState(row.state), ModelAction.RELEASE)  # raises for a candidate, failed, rejected...
+        verdict, reasons = gate.decide(s, row)
+        if verdict != "allow":
+            raise Conflict(f"release of {version} refused: the gate says {verdict}: {'; '.join(reasons)}")
+        row.state, row.released_at, row.updated_at = ModelState.RELEASED.value, now, now
+        s.add(row)
+        record(
+            s,
+            actor=actor.member_id,
+            action="model.released",
+            subject=subject(version),
+            payload={"content_hash": row.content_hash, "reasons": reasons},
+            at=now,
+        )
+        return to_public(s, row)
+
+
+def reject(ctx: Ctx, actor: ActorView, version: str, reason: str) -> ModelVersionPublic:
+    _require_operator(actor)
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        row = get_row(s, version, lock=True)
+        row.state = transition(ModelState(row.state), ModelAction.REJECT).value
+        row.updated_at = now
+        s.add(row)
+        record(
+            s,
+            actor=actor.member_id,
+            action="model.rejected",
+            subject=subject(version),
+            payload={"reason": reason},
+            at=now,
+        )
+        return to_public(s, row)
+
+
+def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> ModelVersionPublic:
+    """Register a trained base version from the artifact store and release it (operators and ``commons demo``):
+    a version that serves no proposal and whose lineage forgot nothing has no unlearning obligation."""
+    manifest_path = ctx.settings.artifact_dir / "versions" / version / "manifest.json"
+    if not manifest_path.is_file():
+        raise NotFound(f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}")
+    manifest = json.loads(manifest_path.read_text())
+    kind = str((manifest.get("training") or {}).get("kind") or "train")
+    data = ModelVersionCreate(
+        version=version,
+        content_hash=str(manifest["content_hash"]),
+        parent_version=parent if parent is not None else manifest.get("parent"),
+        task=str(manifest.get("task", "unknown")),
+        kind=kind if kind in ("init", "train", "unlearn") else "train",
+        job_id=manifest.get("job_id"),
+    )
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        register(s, data, actor=None, now=now, details={"base": True})
+    if get_version(ctx, version).state == ModelState.RELEASED.value:
+        return to_public_ctx(ctx, version)
+    return release(ctx, ActorView(None), version)
+
+
+def to_public_ctx(ctx: Ctx, version: str) -> ModelVersionPublic:
+    with read_session(ctx.engine) as s:
+        return to_public(s, get_row(s, version))

@@ -1,0 +1,97 @@
+"""The model registry and the release gate: model versions with lineage and verification reports, and the
+verdict CI asks for before it ships a version (``commons gate``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, MediaType, get, post
+from litestar.params import Parameter, QueryParameter
+
+from governance.domain.review import ActorView
+from governance.registry_schemas import (
+    ModelVersionCreate,
+    ModelVersionDetail,
+    ModelVersionPublic,
+    ReasonIn,
+    ReportIn,
+    VerdictPublic,
+)
+from governance.services import gate, registry
+from governance.services.context import Ctx
+
+
+class ModelController(Controller):
+    path = "/api/v1/models"
+    tags = ["models"]
+
+    @get("/", sync_to_thread=True)
+    def list_models(
+        self,
+        ctx: Ctx,
+        actor: ActorView,
+        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
+        proposal_id: int | None = None,
+        limit: int = Parameter(default=100, ge=1, le=500),
+        offset: int = Parameter(default=0, ge=0),
+    ) -> list[ModelVersionPublic]:
+        """Model versions, newest first (state: candidate, verified, failed, released, rejected)."""
+        return registry.list_versions(
+            ctx, state=state_filter, proposal_id=proposal_id, limit=limit, offset=offset
+        )
+
+    @post("/", sync_to_thread=True)
+    def register(self, ctx: Ctx, actor: ActorView, data: ModelVersionCreate) -> ModelVersionPublic:
+        """Register a model version of the artifact store (admins and the job worker)."""
+        return registry.register_version(ctx, actor, data)
+
+    @get("/{version:str}", sync_to_thread=True)
+    def get_model(self, ctx: Ctx, actor: ActorView, version: str) -> ModelVersionDetail:
+        """One version with its lineage and its latest verification report (computed on this exact model)."""
+        return registry.get_version(ctx, version)
+
+    @get("/{version:str}/report", sync_to_thread=True)
+    def report(self, ctx: Ctx, actor: ActorView, version: str) -> dict[str, Any]:
+        """The latest verification report as JSON."""
+        return registry.report_of(ctx, version)
+
+    @get("/{version:str}/report.html", sync_to_thread=True, media_type=MediaType.HTML)
+    def report_html(self, ctx: Ctx, actor: ActorView, version: str) -> str:
+        """The latest verification report as a self-contained HTML page."""
+        from unlearning.verification.html import render_html
+
+        return render_html(registry.report_of(ctx, version))
+
+    @get("/{version:str}/regression-checks", sync_to_thread=True)
+    def regression_checks(self, ctx: Ctx, actor: ActorView, version: str) -> list[dict[str, Any]]:
+        """The earlier released unlearnings a verification of this version must re-check (VerifySpec.regressions)."""
+        from governance.db.engine import read_session
+
+        with read_session(ctx.engine) as s:
+            return registry.regression_checks(s, version)
+
+    @post("/{version:str}/verification", sync_to_thread=True)
+    def attach_report(self, ctx: Ctx, actor: ActorView, version: str, data: ReportIn) -> ModelVersionPublic:
+        """Record a verification report; refused unless it was computed on this version's content hash."""
+        return registry.attach_report(ctx, actor, version, data.report)
+
+    @post("/{version:str}/release", sync_to_thread=True)
+    def release(self, ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
+        """Release a verified version (refused unless the gate allows it)."""
+        return registry.release(ctx, actor, version)
+
+    @post("/{version:str}/reject", sync_to_thread=True)
+    def reject(self, ctx: Ctx, actor: ActorView, version: str, data: ReasonIn) -> ModelVersionPublic:
+        return registry.reject(ctx, actor, version, data.reason)
+
+
+class ReleaseController(Controller):
+    path = "/api/v1/releases"
+    tags = ["releases"]
+
+    @get("/{version:str}/verdict", sync_to_thread=True)
+    def verdict(self, ctx: Ctx, actor: ActorView, version: str) -> VerdictPublic:
+        """allow / deny / pending for releasing ``version``, with the reasons, the proposals it covers, the
+        acceptance-test and regression results, a signed audit checkpoint and inclusion proofs. Recorded in
+        the audit log. ``commons gate VERSION`` exits 0 / 1 / 2 on allow / deny / pending."""
+        return gate.verdict(ctx, version, actor)

@@ -1,0 +1,121 @@
+"""``commons verify CANDIDATE``: verify a model version from the command line and write the report
+(``report.json`` and ``report.html``). Exit 0 when the policy passes, 1 when it does not."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+# the documented defaults per target kind (the same as governance/domain/proposals.py)
+DEFAULT_TESTS: dict[str, list[dict[str, Any]]] = {
+    "data_source": [
+        {"metric": "mia_auc_gap", "comparator": "<=", "threshold": 0.05},
+        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+        {"metric": "relearn_recovery", "comparator": "<=", "threshold": 0.5},
+    ],
+    "category": [
+        {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+        {"metric": "worst_node_utility_drop", "comparator": "<=", "threshold": 0.1},
+    ],
+    "behaviour": [
+        {"metric": "extraction_rate", "comparator": "<=", "threshold": 0.0},
+        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+    ],
+}
+
+
+@click.command("verify")
+@click.argument("candidate")
+@click.option(
+    "--artifacts", "artifact_root", required=True, type=click.Path(file_okay=False), help="artifact store"
+)
+@click.option(
+    "--dataset", "dataset_dir", required=True, type=click.Path(file_okay=False), help="dataset directory"
+)
+@click.option("--data-source", default=None, help="target: a data source name (node-K/<source>)")
+@click.option("--category", default=None, help="target: a category")
+@click.option(
+    "--secret", "secrets", multiple=True, help="target: PROMPT=COMPLETION behaviour example (repeatable)"
+)
+@click.option(
+    "--tests",
+    "tests_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="acceptance tests (JSON list)",
+)
+@click.option(
+    "--original", default=None, help="the version before unlearning (default: the candidate's parent)"
+)
+@click.option("--reference", default=None, help="the retrained reference version")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--exposure-candidates", type=int, default=1000, show_default=True)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="write report.json/html here"
+)
+def verify(
+    candidate: str,
+    artifact_root: str,
+    dataset_dir: str,
+    data_source: str | None,
+    category: str | None,
+    secrets: tuple[str, ...],
+    tests_file: str | None,
+    original: str | None,
+    reference: str | None,
+    seed: int,
+    exposure_candidates: int,
+    out_dir: str | None,
+) -> None:
+    """Verify model version CANDIDATE against its original (and a retrained reference) and print the verdict."""
+    from unlearning.verification import VerifySpec, VerifySpecError, render_html
+    from unlearning.verification import verify as run
+
+    chosen = [x for x in (data_source, category, secrets or None) if x]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one target: --data-source, --category or --secret")
+    if data_source:
+        target: dict[str, Any] = {"kind": "data_source", "value": data_source}
+    elif category:
+        target = {"kind": "category", "value": category}
+    else:
+        examples = []
+        for s in secrets:
+            prompt, sep, completion = s.partition("=")
+            if not sep or not completion:
+                raise click.UsageError("--secret takes PROMPT=COMPLETION")
+            examples.append({"prompt": prompt, "completion": completion})
+        target = {"kind": "behaviour", "examples": examples}
+    tests = json.loads(Path(tests_file).read_text()) if tests_file else DEFAULT_TESTS[target["kind"]]
+    spec = VerifySpec(
+        artifact_root=artifact_root,
+        dataset_dir=dataset_dir,
+        candidate_version=candidate,
+        tests=tests,
+        target=target,
+        original_version=original,
+        reference_version=reference,
+        seed=seed,
+        exposure_candidates=exposure_candidates,
+    )
+    try:
+        report = run(spec, lambda p: click.echo(f"  {p.stage} {p.done}/{p.total} {p.detail}", err=True))
+    except (VerifySpecError, LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for t in report.tests:
+        click.echo(f"{t.status:<15} {t.metric} {t.comparator} {t.threshold:g}: {t.reason}")
+    click.echo(report.summary)
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(report.to_json() + "\n")
+        (out / "report.html").write_text(render_html(report))
+        click.echo(f"report: {out / 'report.json'}, {out / 'report.html'}", err=True)
+    sys.exit(0 if report.passed else 1)
