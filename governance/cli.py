@@ -64,7 +64,12 @@ def _domain_errors(fn: F) -> F:
 class LazyGroup(click.Group):
     """Subcommand groups from other packages load on first use: `commons vote` must not import torch."""
 
-    lazy = {"audit": ("governance.audit.cli", "audit"), "model": ("unlearning.cli", "model")}
+    lazy = {
+        "audit": ("governance.audit.cli", "audit"),
+        "model": ("unlearning.cli", "model"),
+        "gate": ("governance.gate_cli", "gate"),
+        "verify": ("unlearning.verification.cli", "verify"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -283,11 +288,11 @@ def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
         )
     if job["model_version"]:
         verdict = gate.verdict(ctx, job["model_version"])
-        click.echo(f"release verdict for {job['model_version']}: {verdict['decision']}")
-        for reason in verdict.get("reasons", []):
+        click.echo(f"release verdict for {job['model_version']}: {verdict.verdict}")
+        for reason in verdict.reasons:
             click.echo(f"  - {reason}")
-        if verdict.get("report_html"):
-            click.echo(f"report: {verdict['report_html']}")
+        if verdict.report_url:
+            click.echo(f"report: {verdict.report_url}")
 
 
 @main.group()

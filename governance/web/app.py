@@ -21,6 +21,7 @@ from governance.settings import Settings, get_settings
 from governance.web.api.data_sources import DataSourceController
 from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
+from governance.web.api.models import ModelController, ReleaseController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
 from governance.web.errors import EXCEPTION_HANDLERS
@@ -65,6 +66,8 @@ def route_handlers() -> list[Any]:
         JobController,
         WebhookController,
         NotificationController,
+        ModelController,
+        ReleaseController,
     ]
     try:
         from governance.web.api.audit import AuditController
