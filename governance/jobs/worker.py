@@ -136,6 +136,39 @@ def default_verifier(
     return report.to_dict(), bool(report.passed)
 
 
+def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
+    """Delete the model versions that earlier, dead attempts of this job wrote but never registered.
+
+    A worker killed after writing its version but before ``start_verification`` committed leaves a version
+    nobody refers to; the job's next attempt removes it, so that each job results in exactly one model version
+    (the one registered with the job). Versions are otherwise never deleted.
+    """
+    import json
+    import shutil
+
+    versions = ctx.settings.artifact_dir / "versions"
+    removed: list[str] = []
+    dead = {f"job-{job_id}-a{n}" for n in jobs.dead_attempts(ctx, job_id)}
+    if not versions.is_dir() or not dead:
+        return removed
+    for d in versions.iterdir():
+        manifest = d / "manifest.json"
+        if not d.name.startswith("mv-") or not manifest.is_file():
+            continue
+        try:
+            job_of_version = str(json.loads(manifest.read_text()).get("job_id", ""))
+        except ValueError:
+            continue
+        if job_of_version.removesuffix("-reference") in dead:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+    if removed:
+        log.warning(
+            "job %s: removed %d unregistered version(s) of dead attempts: %s", job_id, len(removed), removed
+        )
+    return removed
+
+
 class Worker:
     def __init__(
         self,
@@ -211,6 +244,7 @@ class Worker:
     def _work(self, claim: jobs.Claim, live: _Live) -> None:
         result = claim.result if claim.state == "verifying" else None
         if result is None:
+            discard_orphans(self.ctx, claim.job_id)
 
             def on_progress(event: Any) -> None:
                 live.progress = {

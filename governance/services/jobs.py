@@ -443,6 +443,17 @@ def retry(
         return public(job)
 
 
+def dead_attempts(ctx: Ctx, job_id: int) -> list[int]:
+    """Attempts of a job that ended without a registered model (their worker died, failed or let go)."""
+    with read_session(ctx.engine) as s:
+        rows = s.exec(select(JobAttempt.attempt, JobAttempt.outcome).where(JobAttempt.job_id == job_id)).all()
+        job = s.get(Job, job_id)
+        current = job.attempt if job is not None else None
+        return [
+            n for n, outcome in rows if n != current and outcome not in ("verified", "verification_failed")
+        ]
+
+
 def get(ctx: Ctx, job_id: int) -> dict[str, Any]:
     with read_session(ctx.engine) as s:
         job = s.get(Job, job_id)
