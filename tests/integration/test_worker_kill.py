@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import worker_kill  # noqa: E402  (bench/worker_kill.py)
+import worker_kill  # bench/worker_kill.py
 
 
 @pytest.mark.slow
