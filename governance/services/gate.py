@@ -17,7 +17,7 @@ from governance.audit import log as audit_log
 from governance.audit.keys import checkpoint_json
 from governance.db.engine import read_session, write_session
 from governance.db.models import Proposal
-from governance.db.registry import ModelVersionRow
+from governance.db.registry import ModelVersionRow, VerificationReportRow
 from governance.domain.metrics import known_metrics, register_metric
 from governance.domain.registry import ModelState, Obligation, ReportFacts, VersionFacts, decide_verdict
 from governance.domain.review import ActorView
@@ -65,7 +65,7 @@ def _facts(
             continue
         obligations.append(Obligation(p.id, f"proposal {p.id}"))
         covered.append(ProposalCovered(id=p.id, title=p.title, state=p.state, role="regression"))
-    rep = registry.latest_report(s, row, expected) if expected is not None else registry.latest_report(s, row)
+    rep = report_row(s, row, expected)
     report = None
     if rep is not None:
         body = rep.report
@@ -89,6 +89,16 @@ def _facts(
     return facts, report, covered
 
 
+def report_row(s: Session, row: ModelVersionRow, expected_policy: str | None) -> VerificationReportRow | None:
+    """The newest report on this exact model under the expected policy; failing that, under any policy (so the
+    verdict can say that re-verification is needed). Reports on other content hashes are never considered."""
+    if expected_policy is not None:
+        rep = registry.latest_report(s, row, expected_policy)
+        if rep is not None:
+            return rep
+    return registry.latest_report(s, row)
+
+
 def decide(s: Session, row: ModelVersionRow) -> tuple[str, list[str]]:
     facts, report, _ = _facts(s, row)
     verdict, reasons = decide_verdict(facts, report)
@@ -103,11 +113,7 @@ def verdict(ctx: Ctx, version: str, actor: ActorView | None = None) -> VerdictPu
         row = registry.get_row(s, version)
         facts, report, covered = _facts(s, row)
         decision, reasons = decide_verdict(facts, report)
-        rep = (
-            registry.latest_report(s, row, facts.expected_policy_hash)
-            if facts.expected_policy_hash is not None
-            else registry.latest_report(s, row)
-        )
+        rep = report_row(s, row, facts.expected_policy_hash)
         body = rep.report if rep is not None else {}
         key = {
             k: body.get(k)

@@ -1,0 +1,320 @@
+"""The model registry and the release gate over the API (SQLite and PostgreSQL): verdicts, the keying of
+reports by content hash and policy hash, regressions, release refusal, audit entries and their proofs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlmodel import select
+
+from governance.audit import merkle
+from governance.db.engine import read_session, write_session
+from governance.db.models import Proposal
+from governance.schemas import ProposalCreate
+from governance.services import proposals
+from governance.services.context import Ctx
+from tests.conftest import Person
+from unlearning.verification.spec import policy_hash
+
+Client = TestClient[Litestar]
+TESTS = [
+    {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05, "relative_to_reference": False},
+    {
+        "metric": "retained_utility_drop",
+        "comparator": "<=",
+        "threshold": 0.05,
+        "relative_to_reference": False,
+    },
+]
+
+
+def h(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def mv(name: str) -> str:
+    return "mv-" + h(name)[:20]
+
+
+def proposal_in_state(ctx: Ctx, who: Person, state: str, title: str = "Forget class 7") -> int:
+    p = proposals.create(
+        ctx,
+        ProposalCreate(title=title, target={"kind": "category", "category": "7"}, acceptance_tests=TESTS),
+        who.actor,
+    )
+    with write_session(ctx.engine) as s:
+        row = s.exec(select(Proposal).where(Proposal.id == p.id)).one()
+        row.state = state
+        s.add(row)
+    return p.id
+
+
+def register(client: Client, admin: Person, name: str, **kw: Any) -> dict[str, Any]:
+    body = {"version": mv(name), "content_hash": h(name), "task": "digits", "kind": "unlearn", **kw}
+    r = client.post("/api/v1/models", json=body, headers=admin.auth)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def report(name: str, *, passed: bool, tests: list[dict[str, Any]] = TESTS, **kw: Any) -> dict[str, Any]:
+    outcomes = [
+        {
+            **t,
+            "status": "pass" if passed else "fail",
+            "measured": 0.01 if passed else 0.3,
+            "reason": f"{t['metric']} = {'0.01 meets' if passed else '0.3 fails'} {t['comparator']} {t['threshold']}",
+        }
+        for t in tests
+    ]
+    return {
+        "candidate_version": mv(name),
+        "candidate_hash": h(name),
+        "policy_hash": policy_hash(tests),
+        "config_hash": h("config"),
+        "seed": 0,
+        "precision": "fp32",
+        "libraries": {"torch": "2.13.0"},
+        "passed": passed,
+        "summary": "PASS" if passed else "FAIL: forget_accuracy_gap (fail)",
+        "tests": outcomes,
+        "regressions": [],
+        "metrics": {},
+        **kw,
+    }
+
+
+def attach(client: Client, admin: Person, name: str, body: dict[str, Any], status: int = 201) -> Any:
+    r = client.post(f"/api/v1/models/{mv(name)}/verification", json={"report": body}, headers=admin.auth)
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def verdict(client: Client, who: Person, name: str) -> dict[str, Any]:
+    r = client.get(f"/api/v1/releases/{mv(name)}/verdict", headers=who.auth)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_verdicts_follow_the_report_of_the_exact_model_and_policy(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verifying")
+    assert client.get(f"/api/v1/releases/{mv('nope')}/verdict", headers=ann.auth).status_code == 404
+    assert client.get(f"/api/v1/releases/{mv('nope')}/verdict").status_code == 401
+    register(client, admin, "cand", proposal_id=pid, parent_version=mv("base"))
+    v = verdict(client, ann, "cand")
+    assert v["verdict"] == "pending" and "no verification report" in v["reasons"][0]
+    assert v["proposals"] == [
+        {"id": pid, "title": "Forget class 7", "state": "verifying", "role": "produced"}
+    ]
+
+    # a report computed on another model is refused and never served for this one
+    attach(client, admin, "cand", report("other", passed=True, candidate_version=mv("cand")), 409)
+    assert verdict(client, ann, "cand")["verdict"] == "pending"
+    # a report for other acceptance tests than the proposal's does not count either
+    looser = [{**TESTS[0], "threshold": 0.5}]
+    attach(client, admin, "cand", report("cand", passed=True, tests=looser))
+    v = verdict(client, ann, "cand")
+    assert v["verdict"] == "pending" and "re-verification" in v["reasons"][0]
+
+    attach(client, admin, "cand", report("cand", passed=False))
+    v = verdict(client, ann, "cand")
+    assert v["verdict"] == "deny" and any("forget_accuracy_gap" in r for r in v["reasons"])
+    assert client.get(f"/api/v1/models/{mv('cand')}", headers=ann.auth).json()["state"] == "failed"
+    r = client.post(f"/api/v1/models/{mv('cand')}/release", headers=admin.auth)
+    assert r.status_code == 409
+
+    attach(client, admin, "cand", report("cand", passed=True))
+    v = verdict(client, ann, "cand")
+    assert v["verdict"] == "allow", v["reasons"]
+    assert v["report_key"]["candidate_hash"] == h("cand") and v["report_key"]["policy_hash"] == policy_hash(
+        TESTS
+    )
+    assert [t["status"] for t in v["tests"]] == ["pass", "pass"]
+    detail = client.get(f"/api/v1/models/{mv('cand')}", headers=ann.auth).json()
+    assert detail["state"] == "verified" and detail["verification"]["passed"]
+
+
+def test_verdict_carries_a_signed_checkpoint_and_proofs_of_its_audit_entries(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    register(client, admin, "m1", proposal_id=pid)
+    attach(client, admin, "m1", report("m1", passed=True))
+    v = verdict(client, ann, "m1")
+    actions = [p["entry"]["action"] for p in v["proofs"]]
+    assert actions == ["model.registered", "model.verification", "release.verdict"]
+    cp = v["checkpoint"]
+    assert cp["checkpoint"] and cp["tree_size"] >= 3
+    for p in v["proofs"]:
+        proof = p["inclusion_proof"]
+        assert proof["tree_size"] == cp["tree_size"]
+        ok = merkle.verify_inclusion(
+            p["seq"],
+            proof["tree_size"],
+            bytes.fromhex(proof["leaf_hash"]),
+            [bytes.fromhex(x) for x in proof["hashes"]],
+            bytes.fromhex(cp["root_hash"]),
+        )
+        assert ok
+    assert v["audit_seq"] == v["proofs"][-1]["seq"]
+    assert v["proofs"][-1]["entry"]["payload"]["verdict"] == "allow"
+    # every verdict is recorded, including repeated asks
+    verdict(client, ann, "m1")
+    from governance.audit import log
+
+    with read_session(ctx.engine) as s:
+        entries = [
+            e for e in log.entries_for_subject(s, f"model:{mv('m1')}") if e.action == "release.verdict"
+        ]
+    assert len(entries) == 2
+
+
+def test_release_needs_allow_and_released_versions_never_change(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    register(client, admin, "r1", proposal_id=pid)
+    assert (
+        client.post(f"/api/v1/models/{mv('r1')}/release", headers=admin.auth).status_code == 409
+    )  # candidate
+    attach(client, admin, "r1", report("r1", passed=True))
+    assert client.post(f"/api/v1/models/{mv('r1')}/release", headers=ann.auth).status_code == 403
+    r = client.post(f"/api/v1/models/{mv('r1')}/release", headers=admin.auth)
+    assert r.status_code == 201 and r.json()["state"] == "released"
+    assert (
+        client.post(f"/api/v1/models/{mv('r1')}/reject", json={"reason": "x"}, headers=admin.auth).status_code
+        == 409
+    )
+    attach(client, admin, "r1", report("r1", passed=False), 409)
+    listed = client.get("/api/v1/models?state=released", headers=ann.auth).json()
+    assert [m["version"] for m in listed] == [mv("r1")]
+    from governance.services import registry
+
+    with read_session(ctx.engine) as s:
+        assert registry.latest_released_version(s) == mv("r1")
+
+
+def test_a_rejected_version_or_a_vetoed_proposal_is_denied(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    register(client, admin, "x1", proposal_id=pid)
+    attach(client, admin, "x1", report("x1", passed=True))
+    assert (
+        client.post(
+            f"/api/v1/models/{mv('x1')}/reject", json={"reason": "bad"}, headers=admin.auth
+        ).status_code
+        == 201
+    )
+    assert verdict(client, ann, "x1")["verdict"] == "deny"
+    vetoed = proposal_in_state(ctx, community["bob"], "vetoed", "Vetoed")
+    register(client, admin, "x2", proposal_id=vetoed)
+    attach(client, admin, "x2", report("x2", passed=True))
+    v = verdict(client, ann, "x2")
+    assert v["verdict"] == "deny" and "vetoed" in v["reasons"][0]
+
+
+def test_regression_suite_every_later_version_keeps_earlier_released_unlearnings(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    first = proposal_in_state(ctx, community["bob"], "released", "Forget my notebook")
+    register(client, admin, "u1", proposal_id=first, parent_version=mv("base"))
+    attach(client, admin, "u1", report("u1", passed=True))
+    assert client.post(f"/api/v1/models/{mv('u1')}/release", headers=admin.auth).status_code == 201
+    # a later training round with no proposal still owes the earlier unlearning
+    register(client, admin, "t2", parent_version=mv("u1"), kind="train")
+    v = verdict(client, ann, "t2")
+    assert v["verdict"] == "pending" and v["proposals"][0]["role"] == "regression"
+    checks = client.get(f"/api/v1/models/{mv('t2')}/regression-checks", headers=ann.auth).json()
+    assert checks[0]["proposal_id"] == first and checks[0]["original_version"] == mv("base")
+    assert checks[0]["tests"] == TESTS
+    failed_reg = {
+        "label": f"proposal {first}",
+        "proposal_id": first,
+        "target": {},
+        "policy_hash": policy_hash(TESTS),
+        "passed": False,
+        "tests": [
+            {
+                **TESTS[0],
+                "status": "fail",
+                "measured": 0.9,
+                "reason": "forget_accuracy_gap = 0.9 fails <= 0.05",
+            }
+        ],
+        "metrics": {},
+    }
+    attach(client, admin, "t2", report("t2", passed=False, tests=[], regressions=[failed_reg]))
+    v = verdict(client, ann, "t2")
+    assert v["verdict"] == "deny" and f"proposal {first}" in v["reasons"][0]
+    assert v["regressions"][0]["proposal_id"] == first
+    attach(
+        client,
+        admin,
+        "t2",
+        report("t2", passed=True, tests=[], regressions=[{**failed_reg, "passed": True, "tests": []}]),
+    )
+    v = verdict(client, ann, "t2")
+    assert v["verdict"] == "allow" and "still holds" in v["reasons"][0]
+
+
+def test_a_version_with_no_obligation_is_allowed_and_registration_is_for_operators(
+    client: Client, community: dict[str, Person]
+) -> None:
+    admin, ann = community["admin"], community["ann"]
+    body = {"version": mv("plain"), "content_hash": h("plain"), "task": "digits", "kind": "train"}
+    assert client.post("/api/v1/models", json=body, headers=ann.auth).status_code == 403
+    assert (
+        client.post("/api/v1/models", json={**body, "content_hash": "zz"}, headers=admin.auth).status_code
+        == 400
+    )
+    register(client, admin, "plain", kind="train")
+    again = client.post("/api/v1/models", json={**body, "content_hash": h("other")}, headers=admin.auth)
+    assert again.status_code == 409
+    assert verdict(client, ann, "plain")["verdict"] == "allow"
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_report_endpoints(client: Client, ctx: Ctx, community: dict[str, Person], html: bool) -> None:
+    admin = community["admin"]
+    register(client, admin, "rep")
+    path = f"/api/v1/models/{mv('rep')}/report" + (".html" if html else "")
+    assert client.get(path, headers=admin.auth).status_code == 404
+    attach(client, admin, "rep", report("rep", passed=True))
+    r = client.get(path, headers=admin.auth)
+    assert r.status_code == 200
+    if html:
+        assert r.headers["content-type"].startswith("text/html") and "<html" in r.text
+    else:
+        assert r.json()["candidate_hash"] == h("rep")
+
+
+def test_commons_gate_against_the_real_app(client: Client, ctx: Ctx, community: dict[str, Person]) -> None:
+    from click.testing import CliRunner
+
+    from governance.gate_cli import gate
+
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    register(client, admin, "ci", proposal_id=pid)
+    run = CliRunner()
+    r = run.invoke(gate, [mv("ci"), "--token", ann.token], obj=client)
+    assert r.exit_code == 2, r.output
+    attach(client, admin, "ci", report("ci", passed=False))
+    r = run.invoke(gate, [mv("ci"), "--token", ann.token, "--json"], obj=client)
+    assert r.exit_code == 1 and json.loads(r.stdout)["verdict"] == "deny"
+    attach(client, admin, "ci", report("ci", passed=True))
+    assert run.invoke(gate, [mv("ci"), "--token", ann.token], obj=client).exit_code == 0
+    assert run.invoke(gate, [mv("ci"), "--token", "cmn_wrong"], obj=client).exit_code == 3
+    assert run.invoke(gate, [mv("unknown"), "--token", ann.token], obj=client).exit_code == 3

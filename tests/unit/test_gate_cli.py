@@ -1,0 +1,99 @@
+"""`commons gate`: exit codes against canned service answers (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from governance.gate_cli import gate
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def client(handler: Handler) -> httpx.Client:
+    return httpx.Client(base_url="http://commons.test", transport=httpx.MockTransport(handler))
+
+
+def answer(verdict: str, *reasons: str) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/releases/mv-abc123/verdict"
+        assert request.headers["authorization"] == "Bearer T"
+        return httpx.Response(
+            200, json={"version": "mv-abc123", "verdict": verdict, "reasons": list(reasons)}
+        )
+
+    return handler
+
+
+@pytest.mark.parametrize(("verdict", "code"), [("allow", 0), ("deny", 1), ("pending", 2)])
+def test_exit_codes_follow_the_verdict(verdict: str, code: int) -> None:
+    r = CliRunner().invoke(gate, ["mv-abc123", "--token", "T"], obj=client(answer(verdict, "because")))
+    assert r.exit_code == code, r.output
+    assert r.stderr.strip() == f"gate: {verdict}: mv-abc123: because"
+    assert r.stdout == ""
+
+
+def test_json_prints_the_full_verdict_on_stdout() -> None:
+    r = CliRunner().invoke(gate, ["mv-abc123", "--token", "T", "--json"], obj=client(answer("deny", "x")))
+    assert r.exit_code == 1 and json.loads(r.stdout)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [(404, "unknown model version"), (401, "bad or missing token"), (500, "error (HTTP 500)")],
+)
+def test_errors_exit_3_with_one_line(status: int, words: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"detail": "nope"})
+
+    r = CliRunner().invoke(gate, ["mv-abc123", "--token", "T"], obj=client(handler))
+    assert r.exit_code == 3
+    assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_server_and_garbage_exit_3() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    r = CliRunner().invoke(gate, ["mv-abc123"], obj=client(down))
+    assert r.exit_code == 3 and "cannot reach" in r.stderr
+    r = CliRunner().invoke(gate, ["mv-abc123"], obj=client(lambda q: httpx.Response(200, text="<html>")))
+    assert r.exit_code == 3 and "not JSON" in r.stderr
+    r = CliRunner().invoke(
+        gate, ["mv-abc123"], obj=client(lambda q: httpx.Response(200, json={"verdict": "maybe"}))
+    )
+    assert r.exit_code == 3
+
+
+def test_wait_polls_while_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(["pending", "pending", "allow"])
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, json={"verdict": next(answers), "reasons": []})
+
+    monkeypatch.setattr("governance.gate_cli.time.sleep", lambda s: None)
+    r = CliRunner().invoke(gate, ["mv-abc123", "--wait", "100", "--interval", "1"], obj=client(handler))
+    assert r.exit_code == 0 and len(calls) == 3
+    r = CliRunner().invoke(
+        gate, ["mv-abc123"], obj=client(lambda q: httpx.Response(200, json={"verdict": "pending"}))
+    )
+    assert r.exit_code == 2  # no --wait: one ask
+
+
+def test_the_gate_command_is_registered_and_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; from governance.cli import main; "
+        "r = CliRunner().invoke(main, ['gate', '--help']); assert r.exit_code == 0, r.output; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
