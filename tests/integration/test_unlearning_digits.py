@@ -176,3 +176,22 @@ def test_failures_come_back_as_failed_results(trained: Trained) -> None:
     r = _unlearn(trained, "gradient_ascent", Target("data_source", "node-9/nothing"), "no-holder")
     assert r.status == "failed" and r.error is not None and "no node holds" in r.error
     assert r.model_version is None
+
+
+def test_a_node_exception_comes_back_as_a_failed_job(tmp_path: Path) -> None:
+    import shutil
+
+    init_dataset("digits", tmp_path / "data", nodes=2, seed=0)
+    v0 = init_model(tmp_path / "art", "digits", size="tiny")
+    shutil.rmtree(tmp_path / "data" / "node-1")  # the node's data disappeared
+    spec = JobSpec(
+        kind="train",
+        job_id="broken",
+        artifact_root=str(tmp_path / "art"),
+        dataset_dir=str(tmp_path / "data"),
+        base_version=v0.version,
+        rounds=1,
+    )
+    r = run_job(spec)
+    assert r.status == "failed" and r.error is not None
+    assert "failed in info" in r.error and "node-1" in r.error
