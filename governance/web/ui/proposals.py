@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from governance.domain.errors import InvalidInput, PermissionDenied
 from governance.domain.metrics import COMPARATORS, known_metrics
-from governance.domain.proposals import ProposalState, TargetKind, default_acceptance_tests
+from governance.domain.proposals import ProposalState, TargetKind, default_acceptance_tests, parse_target
 from governance.domain.review import ActorView
 from governance.schemas import ProposalCreate, ProposalUpdate
 from governance.services import browse, comments, data_sources, proposals
@@ -106,9 +106,7 @@ def _tests_from_form(form: Form, kind: str) -> tuple[list[dict[str, Any]], list[
 def _target_from_form(form: Form, kind: str) -> dict[str, Any]:
     if kind == TargetKind.DATA_SOURCE.value:
         raw = form.get("data_source_id")
-        if not raw.isdigit():
-            raise InvalidInput("choose a data source", field="data_source_id")
-        return {"kind": kind, "data_source_id": int(raw)}
+        return {"kind": kind, "data_source_id": int(raw) if raw.isdigit() else None}
     if kind == TargetKind.CATEGORY.value:
         return {"kind": kind, "category": form.get("category")}
     examples = []
@@ -214,27 +212,38 @@ class ProposalPages(Controller):
         kind = form.get("target_kind")
         if kind not in TARGET_KINDS:
             kind = TargetKind.DATA_SOURCE.value
-        rows = metrics_for(kind)
+        # collect every problem at once: the tests, the target, then the rest of the form
+        errors: dict[str, str] = {}
+        rows, tests = metrics_for(kind), list[dict[str, Any]]()
         try:
-            target = _target_from_form(form, kind)
             tests, rows = _tests_from_form(form, kind)
+        except InvalidInput as exc:
+            errors.update(_field_for(exc, kind))
+        target = _target_from_form(form, kind) if form.get("data_source_id") or kind != "data_source" else {}
+        try:
+            parse_target(target or {"kind": kind})
+        except InvalidInput as exc:
+            errors.update(_field_for(exc, kind))
+        try:
             data = ProposalCreate(
                 title=form.get("title"),
                 target=target,
                 rationale=form.get("rationale"),
                 evidence=form.get("evidence"),
-                acceptance_tests=tests,
+                acceptance_tests=tests or None,
                 secret_tally=form.checked("secret_tally"),
                 submit=form.get("intent") == "submit",
             )
-            created = proposals.create(ctx, data, actor)
         except ValidationError as exc:
-            errors = pydantic_errors(exc)
-        except InvalidInput as exc:
-            errors = _field_for(exc, kind)
-        else:
-            what = "submitted" if created.state != ProposalState.DRAFT.value else "saved as a draft"
-            return redirect(f"/proposals/{created.id}", flash=f"Proposal {created.id} is {what}.")
+            errors.update(pydantic_errors(exc))
+        if not errors:
+            try:
+                created = proposals.create(ctx, data, actor)
+            except InvalidInput as exc:
+                errors = _field_for(exc, kind)
+            else:
+                what = "submitted" if created.state != ProposalState.DRAFT.value else "saved as a draft"
+                return redirect(f"/proposals/{created.id}", flash=f"Proposal {created.id} is {what}.")
         return self._new_form(
             request, ctx, actor, kind, status_code=422, errors=errors, values=form.values(), tests=rows
         )

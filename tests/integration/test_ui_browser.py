@@ -1,0 +1,218 @@
+"""The web UI in a real browser: Playwright driving Debian's chromium against the app served by uvicorn.
+
+A member files a proposal, reviewers triage it, members vote, the council ratifies, and the proposal reaches
+approved once the appeal window closes; the audit entry's proof is verified in the page; forms work with
+JavaScript switched off. Screenshots go to $COMMONS_UI_SCREENSHOTS when set (docs/img/ holds the published
+ones). Without chromium the tests are skipped with the reason, except in CI (CI=true), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar import Litestar
+
+from governance.domain.clock import FixedClock
+from governance.schemas import ProposalCreate
+from governance.services import auth, proposals
+from governance.services.context import Ctx
+from tests.conftest import Person
+
+pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
+CHROMIUM = os.environ.get("COMMONS_TEST_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = f"chromium not found at {CHROMIUM} (apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_url(app: Litestar) -> Iterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def shot(page: Any, name: str) -> None:
+    where = os.environ.get("COMMONS_UI_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=True)
+
+
+class Session:
+    """One person in their own browser context (own cookies)."""
+
+    def __init__(self, browser: Any, base: str, ctx: Ctx, person: Person, **options: Any) -> None:
+        auth.set_password(ctx, person.id, PASSWORD)
+        self.context = browser.new_context(base_url=base, **options)
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+        self.page.goto("/login")
+        self.page.get_by_label("Handle").fill(person.handle)
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(base + "/")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_a_proposal_goes_from_filing_to_approved(
+    browser: Any, live_url: str, ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    from playwright.sync_api import expect
+
+    # a member files a proposal through the form
+    ann = Session(browser, live_url, ctx, community["ann"])
+    page = ann.page
+    page.get_by_role("link", name="Table a proposal").click()
+    page.get_by_role("link", name="A category").click()
+    page.get_by_role("button", name="Submit for triage").click()
+    expect(page.locator("#title-error")).to_be_visible()  # the server's error, next to the field
+    page.get_by_label("Title").fill("Forget the cooking topic")
+    page.get_by_label("Category name").fill("cooking")
+    page.get_by_label("Rationale").fill("Recipes were scraped without consent.")
+    shot(page, "new-proposal")
+    page.get_by_role("button", name="Submit for triage").click()
+    expect(page.locator(".flash")).to_contain_text("is submitted")
+    pid = int(page.url.rsplit("/", 1)[1])
+    page.get_by_label("Add to the discussion").fill("Happy to answer questions.")
+    page.get_by_role("button", name="Post comment").click()
+    expect(page.locator("#discussion")).to_contain_text("Happy to answer questions.")
+    expect(page.get_by_role("button", name="Approve in triage")).to_have_count(0)  # not offered to ann
+
+    # reviewers triage it: it appears on their dashboard, two approvals open the vote
+    for handle in ("rev1", "rev2"):
+        rev = Session(browser, live_url, ctx, community[handle])
+        expect(rev.page.get_by_role("region", name="Awaiting your triage")).to_contain_text(
+            "Forget the cooking"
+        )
+        rev.page.get_by_role("link", name=f"#{pid} Forget the cooking topic").click()
+        rev.page.get_by_role("button", name="Approve in triage").click()
+        expect(rev.page.locator(".flash")).to_contain_text("triage approval is recorded")
+        rev.close()
+
+    # members vote: one in the browser (and changes their mind), the rest through the service
+    page.goto("/")
+    votes = page.get_by_role("region", name="Open votes you have not cast")
+    expect(votes).to_contain_text("Forget the cooking")
+    votes.get_by_role("link", name=f"#{pid} Forget the cooking topic").click()
+    page.get_by_label("Object").check()
+    page.get_by_role("button", name="Cast vote").click()
+    expect(page.locator("#vote-reason-error")).to_contain_text("needs a reason")
+    page.get_by_label("Approve").check()
+    page.get_by_role("button", name="Cast vote").click()
+    expect(page.locator(".flash")).to_contain_text("Your vote is recorded")
+    expect(page.locator("#tally")).to_contain_text("Approve")
+    shot(page, "proposal-voting")
+    for handle in ("bob", "cat", "dan", "rev3", "coun3"):
+        proposals.vote(ctx, pid, community[handle].actor, "approve", None)
+
+    # the vote closes when its deadline passes; the council ratifies
+    clock.advance(days=8)
+    coun = Session(browser, live_url, ctx, community["coun1"])
+    expect(coun.page.get_by_role("region", name="Council decisions pending")).to_contain_text(
+        "Forget the cooking"
+    )
+    shot(coun.page, "dashboard-council")
+    coun.page.goto(f"/proposals/{pid}")
+    coun.page.get_by_role("button", name="Ratify").click()
+    expect(coun.page.locator(".flash")).to_contain_text("ratification is recorded")
+    coun.close()
+    coun = Session(browser, live_url, ctx, community["coun2"])
+    coun.page.goto(f"/proposals/{pid}")
+    coun.page.get_by_role("button", name="Ratify").click()
+    expect(coun.page.locator(".meta .state")).to_have_text("appeal window")
+    coun.close()
+
+    # nobody appeals: when the window closes the proposal is approved
+    clock.advance(days=4)
+    page.goto(f"/proposals/{pid}")
+    # (approved, or already job queued: the job queue picks approved proposals up)
+    expect(page.locator(".meta .state")).to_have_text(re.compile("approved|job queued"))
+    expect(page.locator(".timeline")).to_contain_text(
+        re.compile(r"close appeal window\s+appeal window → approved")
+    )
+    shot(page, "proposal-approved")
+
+    # an audit entry of this proposal, its proof checked by the browser itself
+    page.locator(".timeline a.proof").first.click()
+    expect(page.locator("#browser-check")).to_contain_text("Verified in your browser", timeout=10_000)
+    expect(page.locator("#server-check")).to_contain_text("it verifies")
+    shot(page, "audit-entry")
+    ann.close()
+
+
+def test_forms_work_without_javascript_and_on_a_phone(
+    browser: Any, live_url: str, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    from playwright.sync_api import expect
+
+    p = proposals.create(
+        ctx,
+        ProposalCreate(
+            title="Forget the canary", target={"kind": "category", "category": "canary"}, submit=True
+        ),
+        community["bob"].actor,
+    )
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    rev = Session(browser, live_url, ctx, community["rev1"], java_script_enabled=False, **phone)
+    page = rev.page
+    page.goto(f"/proposals/{p.id}")
+    page.get_by_role("button", name="Reject in triage").click()
+    expect(page.locator("#triage_reject-reason-error")).to_contain_text("needs a reason")
+    page.get_by_label("Why reject it").fill("Out of scope.")
+    page.get_by_role("button", name="Reject in triage").click()
+    expect(page.locator(".meta .state")).to_have_text("appeal window")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"the page scrolls sideways on a phone ({width}px)"
+    shot(page, "proposal-phone")
+    page.goto("/proposals?state=appeal_window")
+    expect(page.locator("#results")).to_contain_text("Forget the canary")
+    rev.close()

@@ -1,0 +1,443 @@
+"""The web UI in-process (Litestar's TestClient), on SQLite and PostgreSQL: every page renders with an empty
+database and with a populated community, forms show errors next to their fields, the server refuses what
+the domain does not allow (403 page), forms without a valid CSRF token are refused, sign-in is rate-limited."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.testing import TestClient
+
+from governance.domain.clock import FixedClock
+from governance.schemas import DataSourceCreate, MemberCreate, ProposalCreate
+from governance.services import auth, comments, data_sources, members, proposals
+from governance.services.context import Ctx
+from governance.web.ui import PAGES
+from tests.conftest import Person
+
+PASSWORD = "a long enough password"
+HASH = "ab" * 32
+
+
+def _ui_get_paths() -> list[str]:
+    """Every GET page of the UI, read from its controllers (a new page is tested without editing this)."""
+    paths = set()
+    for controller in PAGES:
+        for value in vars(controller).values():
+            if isinstance(value, HTTPRouteHandler) and "GET" in value.http_methods:
+                for p in value.paths:
+                    paths.add((controller.path.rstrip("/") + p).rstrip("/") or "/")
+    return sorted(paths)
+
+
+UI_PATHS = _ui_get_paths()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient[Litestar], ctx: Ctx, member_id: int, handle: str) -> str:
+    """Sign in through the form; returns the CSRF token the browser's forms carry."""
+    auth.set_password(ctx, member_id, PASSWORD)
+    client.cookies.clear()
+    token = csrf_of(client.get("/login").text)
+    r = client.post(
+        "/login",
+        data={"handle": handle, "password": PASSWORD, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    return token
+
+
+def error_of(html: str, field: str) -> str | None:
+    found = re.search(rf'<p class="error" id="{re.escape(field)}-error">(.*?)</p>', html, re.S)
+    return found.group(1).strip() if found else None
+
+
+def populate(ctx: Ctx, people: dict[str, Person], clock: FixedClock) -> dict[str, int]:
+    """Data sources and proposals in several states, with votes, comments and an election."""
+    ann, bob = people["ann"], people["bob"]
+    ds = data_sources.register(
+        ctx, DataSourceCreate(name="ann-forum", node_id="node-1", content_hash=HASH), ann.actor
+    )
+    draft = proposals.create(
+        ctx,
+        ProposalCreate(title="Admin's draft", target={"kind": "category", "category": "cooking"}),
+        people["admin"].actor,
+    )
+    election = proposals.create(
+        ctx,
+        ProposalCreate(
+            kind="election",
+            title="Elect dan",
+            election={"role": "reviewer", "candidate_id": people["dan"].id},
+        ),
+        people["cat"].actor,
+    )
+    proposals.submit(ctx, election.id, people["cat"].actor)
+    for r in ("rev1", "rev2"):
+        proposals.triage(ctx, election.id, people[r].actor, "approve", None)
+    for name in ("ann", "bob", "cat", "dan", "rev1", "rev2"):
+        proposals.vote(ctx, election.id, people[name].actor, "approve", None)
+    clock.advance(days=8)
+    proposals.sweep(ctx)  # the election closes and passes: dan is a reviewer by election
+    behaviour = proposals.create(
+        ctx,
+        ProposalCreate(
+            title="Stop completing the canary",
+            target={"kind": "behaviour", "examples": [{"prompt": "The secret is", "completion": "1234"}]},
+            submit=True,
+        ),
+        people["cat"].actor,
+    )
+    voting = proposals.create(
+        ctx,
+        ProposalCreate(
+            title="Forget ann-forum",
+            target={"kind": "data_source", "data_source_id": ds.id},
+            secret_tally=True,
+            submit=True,
+        ),
+        bob.actor,
+    )
+    for r in ("rev1", "rev2"):
+        proposals.triage(ctx, voting.id, people[r].actor, "approve", None)
+    proposals.vote(ctx, voting.id, ann.actor, "object", "it is my data, but fine")
+    comments.add(ctx, voting.id, ann.actor, "I would rather withdraw consent myself.")
+    return {
+        "proposal_id": voting.id,
+        "draft_id": draft.id,
+        "behaviour_id": behaviour.id,
+        "election_id": election.id,
+        "source_id": ds.id,
+    }
+
+
+def _fill(path: str, ids: dict[str, int]) -> str:
+    return (
+        path.replace(
+            "{proposal_id:int}", str(ids["draft_id"] if path.endswith("/edit") else ids["proposal_id"])
+        )
+        .replace("{source_id:int}", str(ids["source_id"]))
+        .replace("{seq:int}", "1")
+    )
+
+
+def test_ui_routes_are_known() -> None:
+    assert {
+        "/",
+        "/login",
+        "/me",
+        "/proposals",
+        "/proposals/new",
+        "/proposals/{proposal_id:int}",
+        "/audit",
+    } <= set(UI_PATHS)
+
+
+@pytest.mark.parametrize("path", UI_PATHS)
+def test_every_page_renders_with_an_empty_database(client: TestClient[Litestar], ctx: Ctx, path: str) -> None:
+    admin = members.add_member(ctx, MemberCreate(handle="admin", display_name="Admin", roles=["admin"]))
+    sign_in(client, ctx, admin.id, "admin")
+    r = client.get(_fill(path, {"proposal_id": 1, "draft_id": 1, "source_id": 1}))
+    assert r.headers["content-type"].startswith("text/html")
+    if "{" in path:  # nothing to show yet: a readable not-found page (the audit log holds entry 1 already)
+        assert r.status_code in (200, 404), r.text
+    else:
+        assert r.status_code == 200, r.text
+    assert "<h1" in r.text and "Internal Server Error" not in r.text
+
+
+@pytest.mark.parametrize("path", UI_PATHS)
+def test_every_page_renders_with_a_community(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock, path: str
+) -> None:
+    ids = populate(ctx, community, clock)
+    sign_in(client, ctx, community["admin"].id, "admin")
+    r = client.get(_fill(path, ids))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "<h1" in r.text or 'id="tally"' in r.text
+
+
+def test_pages_show_the_community(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    sign_in(client, ctx, community["ann"].id, "ann")
+    page = client.get(f"/proposals/{ids['proposal_id']}").text
+    assert "The tally is secret until the vote closes" in page  # hidden while the secret vote is open
+    assert "I would rather withdraw consent myself." in page  # the discussion
+    assert "You voted <strong>object</strong>" in page  # own vote, even on a secret tally
+    assert "audit entry" in page and "triage approve" in page  # the timeline links to the audit log
+    members_page = client.get("/members").text
+    assert f"elected · #{ids['election_id']}" in members_page  # a role granted by election is marked
+    results = client.get("/elections").text
+    assert "Results" in results and "6 / 0 / 0 / 0" in results
+    assert "ann-forum" in client.get("/data-sources").text
+    listing = client.get("/proposals", params={"target_kind": "behaviour"}).text
+    assert "Stop completing the canary" in listing and "Forget ann-forum" not in listing
+
+
+def test_anonymous_visitors_are_sent_to_sign_in_but_may_read_the_audit_log(
+    client: TestClient[Litestar],
+) -> None:
+    r = client.get("/proposals", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/proposals"
+    assert client.get("/audit").status_code == 200
+    assert client.get("/login").status_code == 200
+
+
+def test_sign_in_errors_rate_limit_and_sign_out(client: TestClient[Litestar], ctx: Ctx) -> None:
+    m = members.add_member(ctx, MemberCreate(handle="zoe", display_name="Zoe"))
+    auth.set_password(ctx, m.id, PASSWORD)
+    token = csrf_of(client.get("/login").text)
+    r = client.post("/login", data={"handle": "", "password": "", "csrf_token": token})
+    assert r.status_code == 422 and error_of(r.text, "handle") == "Enter your handle."
+    for _ in range(5):
+        r = client.post("/login", data={"handle": "zoe", "password": "wrong password", "csrf_token": token})
+        assert r.status_code == 401 and "do not match" in r.text
+    r = client.post("/login", data={"handle": "zoe", "password": PASSWORD, "csrf_token": token})
+    assert r.status_code == 429 and "Too many failed attempts" in r.text  # even the right password waits
+    client.app.state.pop("commons_login_limiter")  # a fresh limiter: the window has passed
+    r = client.post(
+        "/login", data={"handle": "zoe", "password": PASSWORD, "csrf_token": token}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert client.get("/me").status_code == 200
+    client.post("/logout", data={"csrf_token": token})
+    assert client.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_a_new_password_ends_other_sessions(client: TestClient[Litestar], ctx: Ctx) -> None:
+    m = members.add_member(ctx, MemberCreate(handle="zoe", display_name="Zoe"))
+    token = sign_in(client, ctx, m.id, "zoe")
+    old_session = dict(client.cookies)
+    r = client.post(
+        "/me/password",
+        data={
+            "current_password": "not it",
+            "new_password": "x" * 12,
+            "new_password_again": "x" * 12,
+            "csrf_token": token,
+        },
+    )
+    assert r.status_code == 422 and error_of(r.text, "current_password")
+    r = client.post(
+        "/me/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "short",
+            "new_password_again": "short",
+            "csrf_token": token,
+        },
+    )
+    assert r.status_code == 422 and "at least 10" in (error_of(r.text, "new_password") or "")
+    r = client.post(
+        "/me/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "y" * 12,
+            "new_password_again": "y" * 12,
+            "csrf_token": token,
+        },
+    )
+    assert r.status_code == 200 and "Your password is changed." in r.text
+    assert client.get("/me").status_code == 200  # this session continues
+    client.cookies.clear()
+    client.cookies.update(old_session)
+    assert client.get("/me", follow_redirects=False).status_code == 303  # the old one ended
+
+
+def test_tokens_are_shown_once_and_revoked(client: TestClient[Litestar], ctx: Ctx) -> None:
+    m = members.add_member(ctx, MemberCreate(handle="zoe", display_name="Zoe"))
+    token = sign_in(client, ctx, m.id, "zoe")
+    r = client.post("/me/tokens", data={"name": "", "csrf_token": token})
+    assert r.status_code == 422 and error_of(r.text, "name")
+    r = client.post("/me/tokens", data={"name": "laptop", "csrf_token": token})
+    secret = re.search(r'<code id="new-token">(cmn_[^<]+)</code>', r.text)
+    assert r.status_code == 201 and secret
+    assert members.authenticate(ctx, secret.group(1)) is not None
+    again = client.get("/me").text
+    assert secret.group(1) not in again and "laptop" in again
+    (t,) = members.list_tokens(ctx, m.id)
+    client.post(f"/me/tokens/{t.id}/revoke", data={"csrf_token": token})
+    assert members.authenticate(ctx, secret.group(1)) is None
+
+
+def test_forms_show_errors_next_to_fields(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["bob"].id, "bob")
+    r = client.post("/proposals/new", data={"target_kind": "category", "title": "x", "csrf_token": token})
+    assert r.status_code == 422 and error_of(r.text, "title")
+    r = client.post(
+        "/proposals/new",
+        data={
+            "target_kind": "category",
+            "title": "Forget x",
+            "category": "",
+            "csrf_token": token,
+            "test_mia_auc": "on",
+            "thr_mia_auc": "0.6",
+            "cmp_mia_auc": "<=",
+        },
+    )
+    assert r.status_code == 422 and "category name" in (error_of(r.text, "category") or "")
+    assert 'value="Forget x"' in r.text  # what was typed is kept
+    r = client.post(
+        "/proposals/new",
+        data={
+            "target_kind": "category",
+            "title": "Forget x",
+            "category": "cooking",
+            "csrf_token": token,
+            "test_mia_auc": "on",
+            "thr_mia_auc": "lots",
+            "cmp_mia_auc": "<=",
+        },
+    )
+    assert r.status_code == 422 and "must be a number" in (error_of(r.text, "acceptance_tests") or "")
+    r = client.post(
+        "/data-sources", data={"name": "mine", "node_id": "n1", "content_hash": "xyz", "csrf_token": token}
+    )
+    assert r.status_code == 422 and error_of(r.text, "content_hash")
+    # a vote to object needs a reason: the error sits under the vote form's reason
+    r = client.post(
+        f"/proposals/{ids['proposal_id']}/act/vote", data={"choice": "object", "csrf_token": token}
+    )
+    assert r.status_code == 422 and "needs a reason" in (error_of(r.text, "vote-reason") or "")
+    r = client.post("/elections", data={"role": "", "candidate_id": "", "csrf_token": token})
+    assert r.status_code == 422 and error_of(r.text, "role") and error_of(r.text, "candidate_id")
+
+
+def test_a_valid_proposal_is_filed_from_the_form(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    token = sign_in(client, ctx, community["bob"].id, "bob")
+    form = client.get("/proposals/new?target=behaviour").text
+    assert 'name="test_extraction_rate" checked' in form  # the behaviour defaults are switched on
+    data: dict[str, Any] = {
+        "target_kind": "behaviour",
+        "title": "Never complete the canary",
+        "prompt_1": "The secret is",
+        "completion_1": "1234",
+        "intent": "submit",
+        "csrf_token": token,
+        "test_extraction_rate": "on",
+        "cmp_extraction_rate": "<=",
+        "thr_extraction_rate": "0",
+    }
+    r = client.post("/proposals/new", data=data, follow_redirects=False)
+    assert r.status_code == 303
+    pid = int(r.headers["location"].rsplit("/", 1)[1])
+    p = proposals.get_detail(ctx, pid)
+    assert p.state == "submitted" and p.target is not None
+    assert p.target["examples"] == [{"prompt": "The secret is", "completion": "1234"}]
+    assert p.acceptance_tests == [
+        {"metric": "extraction_rate", "comparator": "<=", "threshold": 0.0, "relative_to_reference": False}
+    ]
+
+
+def test_forged_actions_get_a_403_page(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["ann"].id, "ann")
+    page = client.get(f"/proposals/{ids['behaviour_id']}").text
+    assert "/act/triage_approve" not in page and "/act/ratify" not in page  # not offered to a member
+    r = client.post(f"/proposals/{ids['behaviour_id']}/act/triage_approve", data={"csrf_token": token})
+    assert r.status_code == 403 and "only reviewers may triage_approve" in r.text
+    assert proposals.get_detail(ctx, ids["behaviour_id"]).state == "submitted"
+    r = client.post("/members", data={"handle": "eve", "csrf_token": token})
+    assert r.status_code == 403 and "only an admin" in r.text
+    r = client.post(f"/members/{community['ann'].id}/roles", data={"roles": "admin", "csrf_token": token})
+    assert r.status_code == 403
+    assert "admin" not in members.get_member(ctx, community["ann"].id).roles
+
+
+def test_forms_without_a_valid_csrf_token_are_refused(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["bob"].id, "bob")
+    url = f"/proposals/{ids['behaviour_id']}/comments"
+    r = client.post(url, data={"body": "no token"})
+    assert r.status_code == 403 and "security token" in r.text
+    r = client.post(url, data={"body": "forged token", "csrf_token": token[::-1]})
+    assert r.status_code == 403
+    r = client.post(url, data={"body": "the header works too"}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 200  # followed to the page
+    assert [c.body for c in comments.list_for(ctx, ids["behaviour_id"])] == ["the header works too"]
+
+
+def test_withdrawing_consent_files_a_fast_track_proposal(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["ann"].id, "ann")
+    assert "Withdraw consent" in client.get(f"/data-sources/{ids['source_id']}").text
+    r = client.post(
+        f"/data-sources/{ids['source_id']}/withdraw-consent",
+        data={"rationale": "I leave", "csrf_token": token},
+        follow_redirects=False,
+    )
+    pid = int(r.headers["location"].rsplit("/", 1)[1])
+    p = proposals.get_detail(ctx, pid)
+    assert p.consent_withdrawal and p.state == "submitted"
+    assert data_sources.get(ctx, ids["source_id"]).consent_state == "withdrawal_pending"
+    # another member's page offers no withdrawal, and forging it is refused by the service
+    token = sign_in(client, ctx, community["bob"].id, "bob")
+    assert "withdraw-consent" not in client.get(f"/data-sources/{ids['source_id']}").text
+    r = client.post(f"/data-sources/{ids['source_id']}/withdraw-consent", data={"csrf_token": token})
+    assert r.status_code in (403, 409)
+
+
+def test_admin_invites_a_member_who_chooses_a_password(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    token = sign_in(client, ctx, community["admin"].id, "admin")
+    r = client.post("/members", data={"handle": "Bad Handle!", "csrf_token": token})
+    assert r.status_code == 422 and error_of(r.text, "handle")
+    r = client.post(
+        "/members", data={"handle": "eve", "display_name": "Eve", "roles": "reviewer", "csrf_token": token}
+    )
+    assert r.status_code == 201
+    link = re.search(r'<code id="invitation-link">[^<]*(/password/set\?token=[^<]+)</code>', r.text)
+    assert link
+    client.cookies.clear()
+    page = client.get(link.group(1).replace("&amp;", "&"))
+    assert 'name="password"' in page.text
+    form = {
+        "token": re.search(r'name="token" value="([^"]+)"', page.text).group(1),
+        "csrf_token": csrf_of(page.text),
+    }  # type: ignore[union-attr]
+    r = client.post("/password/set", data={**form, "password": "p" * 12, "password_again": "q" * 12})
+    assert r.status_code == 422 and error_of(r.text, "password_again")
+    r = client.post("/password/set", data={**form, "password": "p" * 12, "password_again": "p" * 12})
+    assert r.status_code == 200 and "Eve" in r.text  # signed in, on the dashboard
+    r = client.post("/password/set", data={**form, "password": "r" * 12, "password_again": "r" * 12})
+    assert r.status_code == 403  # the link worked once
+
+
+def test_the_json_api_and_openapi_are_unchanged(
+    client: TestClient[Litestar], community: dict[str, Person]
+) -> None:
+    schema = client.get("/schema/openapi.json").json()
+    assert "/api/v1/proposals" in schema["paths"]
+    assert not [p for p in schema["paths"] if not p.startswith("/api/")]  # no UI route in the schema
+    r = client.get("/api/v1/members/me", headers=community["ann"].auth)
+    assert r.status_code == 200 and r.json()["handle"] == "ann"
+    assert client.get("/api/v1/members/me").status_code == 401  # no session cookie on the API path
+    assert client.get("/static/htmx.min.js").status_code == 200
