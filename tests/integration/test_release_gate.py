@@ -318,3 +318,38 @@ def test_commons_gate_against_the_real_app(client: Client, ctx: Ctx, community: 
     assert run.invoke(gate, [mv("ci"), "--token", ann.token], obj=client).exit_code == 0
     assert run.invoke(gate, [mv("ci"), "--token", "cmn_wrong"], obj=client).exit_code == 3
     assert run.invoke(gate, [mv("unknown"), "--token", ann.token], obj=client).exit_code == 3
+
+
+def test_base_versions_and_job_versions_enter_the_registry(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    from governance.db.models import Job
+    from governance.services import registry
+
+    vdir = ctx.settings.artifact_dir / "versions" / mv("base")
+    vdir.mkdir(parents=True)
+    (vdir / "manifest.json").write_text(
+        json.dumps(
+            {"content_hash": h("base"), "task": "digits", "parent": None, "training": {"kind": "train"}}
+        )
+    )
+    released = registry.register_base_version(ctx, mv("base"))
+    assert released.state == "released" and released.content_hash == h("base")
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    with write_session(ctx.engine) as s:
+        s.add(
+            Job(
+                proposal_id=pid,
+                state="succeeded",
+                spec={"target": {"kind": "category", "value": "7"}},
+                acceptance_tests=TESTS,
+                model_version=mv("job"),
+                result={"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")},
+                report=report("job", passed=True),
+            )
+        )
+    models = client.get("/api/v1/models", headers=community["ann"].auth).json()
+    adopted = next(m for m in models if m["version"] == mv("job"))
+    assert adopted["state"] == "verified" and adopted["proposal_id"] == pid and adopted["kind"] == "unlearn"
+    assert adopted["parent_version"] == mv("base")
+    assert verdict(client, community["ann"], "job")["verdict"] == "allow"
