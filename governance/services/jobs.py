@@ -11,7 +11,6 @@ that lost its lease can never mark the job done.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from governance.domain.jobs import FINAL_JOB_STATES, LEASED_STATES, JobState, ch
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import SYSTEM, ActorView, decide
 from governance.domain.roles import Role
+from governance.services import registry
 from governance.services.audit import record
 from governance.services.context import Ctx
 from governance.services.events import emit
@@ -90,14 +90,9 @@ def _federation_target(s: Session, p: Proposal) -> dict[str, Any]:
 
 def base_version(s: Session, ctx: Ctx) -> str | None:
     """The version unlearning starts from: the latest released one, else the configured base version."""
-    try:  # the model registry lands with the verification issue
-        registry: Any = importlib.import_module("governance.services.registry")
-    except ModuleNotFoundError:  # pragma: no cover
-        registry = None
-    if registry is not None and hasattr(registry, "latest_released_version"):
-        latest: str | None = registry.latest_released_version(s)
-        if latest:
-            return latest
+    latest = registry.latest_released_version(s)
+    if latest:
+        return latest
     return ctx.settings.base_model_version
 
 
@@ -253,6 +248,8 @@ def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any
         job.model_version = result.get("model_version")
         job.cost = result.get("cost") or {}
         s.add(job)
+        s.flush()
+        registry.register_from_job(s, job, now)  # the candidate enters the model registry
         if _proposal_state(s, job) is ProposalState.UNLEARNING:
             _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
         _job_event(s, job, "job.finished", now, {"model_version": job.model_version})
@@ -271,6 +268,8 @@ def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed:
         job.finished_at = now
         job.lease_owner = job.lease_expires_at = None
         s.add(job)
+        s.flush()
+        registry.register_from_job(s, job, now)  # the report is attached to the candidate's registry entry
         _finish_attempt(s, job, "verified" if passed else "verification_failed", None, now)
         if _proposal_state(s, job) is ProposalState.VERIFYING:
             _advance_proposal(

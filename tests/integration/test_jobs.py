@@ -46,9 +46,9 @@ def fake_result(claim: jobs.Claim, status: str = "succeeded") -> JobResult:
         job_id=f"job-{claim.job_id}",
         kind="unlearn",
         status=status,
-        model_version=f"mv-test{claim.job_id:04d}" if status == "succeeded" else None,
+        model_version=f"mv-{claim.job_id:020x}" if status == "succeeded" else None,
         content_hash="0" * 64,
-        parent_version="mv-base",
+        parent_version="mv-" + "b" * 20,
         error=None if status == "succeeded" else "boom",
     )
 
@@ -82,7 +82,7 @@ def test_job_runs_to_verified_or_failed(
     w = Worker(ctx, "w1", runner=ok_runner, verifier=verifier(passed))
     assert w.run_once() is True
     done = jobs.get(ctx, job["id"])
-    assert done["state"] == "succeeded" and done["model_version"] == f"mv-test{job['id']:04d}"
+    assert done["state"] == "succeeded" and done["model_version"] == f"mv-{job['id']:020x}"
     assert done["report"]["verdict"] == ("pass" if passed else "fail")
     assert done["progress"]["phase"] == "ascent" and done["progress"]["round"] == 2
     assert [a["outcome"] for a in done["attempts"]] == ["verified" if passed else "verification_failed"]
@@ -174,7 +174,7 @@ def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(
     assert c is not None and c.state == "verifying" and c.result is not None
     jobs.complete(ctx, c.job_id, "worker-c", {"verdict": "pass"}, True)
     done = jobs.get(ctx, c.job_id)
-    assert done["model_version"] == f"mv-test{c.job_id:04d}" and done["state"] == "succeeded"
+    assert done["model_version"] == f"mv-{c.job_id:020x}" and done["state"] == "succeeded"
     assert proposals.get_detail(ctx, pid).state == "verified"
 
 
