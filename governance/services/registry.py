@@ -190,11 +190,16 @@ def _has_report(s: Session, version: str, candidate_hash: str) -> bool:
 
 def adopt_jobs(s: Session, now: datetime) -> int:
     """Register every job's model version (and report) that the registry does not have yet."""
-    q = select(Job).where(col(Job.model_version).is_not(None)).order_by(col(Job.id))
+    has_report = (
+        select(VerificationReportRow.id)
+        .where(VerificationReportRow.model_version == Job.model_version)
+        .exists()
+    )
+    q = select(Job).where(col(Job.model_version).is_not(None), ~has_report).order_by(col(Job.id))
     n = 0
     for job in s.exec(q).all():
         row = s.get(ModelVersionRow, job.model_version)
-        stale = row is None or (job.report and not _has_report(s, row.version, row.content_hash))
+        stale = row is None or bool(job.report)
         if stale and register_from_job(s, job, now) is not None:
             n += 1
     return n
@@ -215,33 +220,49 @@ def latest_report(
 
 def lineage(s: Session, row: ModelVersionRow, limit: int = 1000) -> list[ModelVersionRow]:
     """The registered ancestors of ``row``, parent first."""
+    return _chain(s, row.parent_version, limit, seen={row.version})
+
+
+def _chain(
+    s: Session, start: str | None, limit: int = 1000, seen: set[str] | None = None
+) -> list[ModelVersionRow]:
     out: list[ModelVersionRow] = []
-    seen = {row.version}
-    parent = row.parent_version
-    while parent and parent not in seen and len(out) < limit:
-        p = s.get(ModelVersionRow, parent)
+    seen = set(seen or ())
+    version = start
+    while version and version not in seen and len(out) < limit:
+        p = s.get(ModelVersionRow, version)
         if p is None:
             break
         out.append(p)
         seen.add(p.version)
-        parent = p.parent_version
+        version = p.parent_version
     return out
 
 
-def obligations(s: Session, row: ModelVersionRow) -> list[ModelVersionRow]:
-    """Earlier approved-and-released unlearnings of the lineage (the regression suite of ``row``)."""
+def _owed(rows: list[ModelVersionRow]) -> list[ModelVersionRow]:
     return [
         a
-        for a in lineage(s, row)
+        for a in rows
         if a.kind == "unlearn" and a.proposal_id is not None and a.state == ModelState.RELEASED.value
     ]
 
 
+def obligations(s: Session, row: ModelVersionRow) -> list[ModelVersionRow]:
+    """Earlier approved-and-released unlearnings of the lineage (the regression suite of ``row``)."""
+    return _owed(lineage(s, row))
+
+
 def regression_checks(s: Session, version: str) -> list[dict[str, Any]]:
-    """The regression checks a verification of ``version`` must include, as
-    ``unlearning.verification.RegressionCheck`` fields (for the orchestration's VerifySpec)."""
+    """The regression checks a verification of the registered ``version`` must include."""
+    return regression_checks_from(s, get_row(s, version).parent_version)
+
+
+def regression_checks_from(s: Session, base_version: str | None) -> list[dict[str, Any]]:
+    """The regression checks of a model derived from ``base_version`` (inclusive), as
+    ``unlearning.verification.RegressionCheck`` fields: what the orchestration puts in ``VerifySpec.regressions``
+    before the new version is even registered."""
     out = []
-    for a in obligations(s, get_row(s, version)):
+    for a in _owed(_chain(s, base_version)):
         p = s.get(Proposal, a.proposal_id)
         if p is None or a.parent_version is None:
             continue
@@ -368,6 +389,7 @@ def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
     _require_operator(actor)
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
+        adopt_jobs(s, now)
         row = get_row(s, version, lock=True)
         transition(ModelState(row.state), ModelAction.RELEASE)  # raises for a candidate, failed, rejected...
         verdict, reasons = gate.decide(s, row)
