@@ -61,7 +61,16 @@ def test_member_commands_over_the_api(
     bob = community["bob"]
     r = runner.invoke(
         main,
-        ["proposal", "new", "--title", "Forget cooking", "--category", "cooking", "--test", "forget_accuracy_gap<=0.02"],
+        [
+            "proposal",
+            "new",
+            "--title",
+            "Forget cooking",
+            "--category",
+            "cooking",
+            "--test",
+            "forget_accuracy_gap<=0.02",
+        ],
         obj=api(client, bob),
     )
     assert r.exit_code == 0, r.output
@@ -85,13 +94,27 @@ def test_member_commands_over_the_api(
     assert r.exit_code == 1 and "no proposal 999" in r.output
 
 
-def test_cli_input_errors(runner: CliRunner, client: TestClient[Litestar], community: dict[str, Person]) -> None:
+def test_cli_input_errors(
+    runner: CliRunner, client: TestClient[Litestar], community: dict[str, Person]
+) -> None:
     bob = community["bob"]
-    r = runner.invoke(main, ["proposal", "new", "--title", "Two targets", "--category", "a", "--data-source", "1"], obj=api(client, bob))
+    r = runner.invoke(
+        main,
+        ["proposal", "new", "--title", "Two targets", "--category", "a", "--data-source", "1"],
+        obj=api(client, bob),
+    )
     assert r.exit_code == 2 and "exactly one target" in r.output
-    r = runner.invoke(main, ["proposal", "new", "--title", "Bad test", "--category", "a", "--test", "mia_auc=3"], obj=api(client, bob))
+    r = runner.invoke(
+        main,
+        ["proposal", "new", "--title", "Bad test", "--category", "a", "--test", "mia_auc=3"],
+        obj=api(client, bob),
+    )
     assert r.exit_code == 2 and "METRIC<=NUMBER" in r.output
-    r = runner.invoke(main, ["proposal", "new", "--title", "Bad metric", "--category", "a", "--test", "nope<=3"], obj=api(client, bob))
+    r = runner.invoke(
+        main,
+        ["proposal", "new", "--title", "Bad metric", "--category", "a", "--test", "nope<=3"],
+        obj=api(client, bob),
+    )
     assert r.exit_code == 1 and "unknown metric" in r.output
     r = runner.invoke(main, ["vote", "1", "maybe"], obj=api(client, bob))
     assert r.exit_code == 2
