@@ -37,6 +37,13 @@ from unlearning.tasks import Task, make_task
 
 torch.set_num_threads(1)
 METHODS = ["gradient_ascent", "gradient_ascent_ewc", "retrain"]
+# variants benchmarked beside the defaults: name -> (method, method_config)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gradient_ascent_ewc, stop=auc": (
+        "gradient_ascent_ewc",
+        {"stop": "auc", "auc": 0.55, "retain_weight": 1.0, "dedup": True, "ascent": {"max_steps": 400}},
+    ),
+}
 
 
 def load(root: Path, version: str) -> tuple[Task, torch.nn.Module]:
@@ -169,7 +176,12 @@ def lm_eval(
 
 
 def lm_scenario(
-    work: Path, seed: int = 0, rounds: int = 30, steps: int = 10, size: str = "default"
+    work: Path,
+    seed: int = 0,
+    rounds: int = 30,
+    steps: int = 10,
+    size: str = "default",
+    methods: list[str] | None = None,
 ) -> dict[str, Any]:
     data, root = work / "lm-data", work / "lm-art"
     init_dataset("community-lm", data, nodes=5, seed=seed)
@@ -194,8 +206,19 @@ def lm_scenario(
         "work s": work_s(trained),
         "steps": trained.cost.optimizer_steps,
     }
-    for m in METHODS:
-        r = job(root, data, str(trained.model_version), m, kind="unlearn", method=m, target=target, seed=seed)
+    for i, m in enumerate(methods if methods is not None else [*METHODS, *VARIANTS]):
+        method, config = VARIANTS.get(m, (m, {}))
+        r = job(
+            root,
+            data,
+            str(trained.model_version),
+            f"m{i}",
+            kind="unlearn",
+            method=method,
+            target=target,
+            method_config=config,
+            seed=seed,
+        )
         task, model = load(root, str(r.model_version))
         rows[m] = {
             **lm_eval(task, model, forget, retain, held, canaries),
@@ -214,7 +237,7 @@ def table(result: dict[str, Any]) -> str:
     rows = result["rows"]
     cols = [c for c in rows["original"] if c not in ("details",)]
     key = "work s" if "work s" in rows["retrain"] else "cpu s"
-    retrain_cost = rows["retrain"][key]
+    retrain_cost = rows["retrain"][key] if "retrain" in rows else float("nan")
     out = ["| method | " + " | ".join(cols) + " | cost / retrain |", "|---" * (len(cols) + 2) + "|"]
     for name, row in rows.items():
         cells = []
@@ -232,6 +255,7 @@ def main() -> None:
     ap.add_argument("--lm-rounds", type=int, default=30)
     ap.add_argument("--lm-steps", type=int, default=10)
     ap.add_argument("--lm-size", default="default")
+    ap.add_argument("--lm-methods", nargs="*", help="LM rows to run (default: the methods and the variants)")
     ap.add_argument(
         "--write", action="store_true", help="replace the ## Unlearning section of bench/RESULTS.md"
     )
@@ -247,7 +271,11 @@ def main() -> None:
                 results[name] = digits_scenario(name, work)
             else:
                 results[name] = lm_scenario(
-                    work, rounds=args.lm_rounds, steps=args.lm_steps, size=args.lm_size
+                    work,
+                    rounds=args.lm_rounds,
+                    steps=args.lm_steps,
+                    size=args.lm_size,
+                    methods=args.lm_methods,
                 )
             results[name]["wall_s"] = time.perf_counter() - t0
             print(

@@ -210,18 +210,34 @@ class StopRule:
 
     ``loss_at_least``: mean forget loss >= this (e.g. the node's validation loss of the original model: the
     forget data now looks like data the model never saw). ``accuracy_at_most``: forget accuracy <= this
-    (class unlearning). ``criterion``: any callable on the model (e.g. a canary-exposure check).
+    (class unlearning). ``auc_at_most`` with ``reference``: the loss-threshold membership-inference AUC of
+    the forget examples against the reference (local validation) examples <= this (0.5: indistinguishable).
+    ``criterion``: any callable on the model (e.g. a canary-exposure check).
     """
 
     loss_at_least: float | None = None
     accuracy_at_most: float | None = None
+    auc_at_most: float | None = None
+    reference: Batch | None = None
     criterion: Callable[[nn.Module], bool] | None = None
 
     def satisfied(self, model: nn.Module, forget: Batch, task: Task) -> tuple[bool, dict[str, float]]:
-        m = evaluate(model, forget, task)
+        loss, correct = per_example(model, forget, task)
+        m = {"loss": float(loss.mean()), "accuracy": float(correct.mean()), "n": float(batch_len(forget))}
         hit = (self.loss_at_least is not None and m["loss"] >= self.loss_at_least) or (
             self.accuracy_at_most is not None and m["accuracy"] <= self.accuracy_at_most
         )
+        if (
+            not hit
+            and self.auc_at_most is not None
+            and self.reference is not None
+            and batch_len(self.reference)
+        ):
+            from unlearning.metrics import loss_auc
+
+            ref, _ = per_example(model, self.reference, task)
+            m["auc"] = loss_auc(loss, ref)
+            hit = m["auc"] <= self.auc_at_most
         if not hit and self.criterion is not None:
             hit = self.criterion(model)
         return hit, m
@@ -247,8 +263,11 @@ def gradient_ascent(
     generator: torch.Generator,
     ball: L2Ball | None = None,
     prox: Proximal | None = None,
+    retain: Batch | None = None,
+    retain_weight: float = 0.0,
 ) -> AscentStats:
-    """Bounded gradient ascent on ``forget``: minimise ``-loss(forget)`` (+ the EWC prox step), project onto
+    """Bounded gradient ascent on ``forget``: minimise ``-loss(forget)`` (plus ``retain_weight`` x the loss on a
+    batch of ``retain``, "gradient difference", when given) (+ the EWC prox step), project onto
     the L2 ball, stop as soon as ``stop`` is satisfied or ``cfg.max_steps`` is reached. A non-finite loss
     restores the last finite weights and stops (reason ``diverged``)."""
     n = batch_len(forget)
@@ -266,6 +285,9 @@ def gradient_ascent(
             model.train()
             with autocast(cfg.bf16):
                 loss = -task.per_example_loss(model, take(forget, idx)).mean()
+                if retain is not None and retain_weight > 0 and batch_len(retain) > 0:
+                    ridx = torch.randint(0, batch_len(retain), (len(idx),), generator=generator)
+                    loss = loss + retain_weight * task.per_example_loss(model, take(retain, ridx)).mean()
             if not torch.isfinite(loss):
                 model.load_state_dict(last_good)
                 stats.reason = "diverged"

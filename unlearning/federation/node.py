@@ -180,6 +180,18 @@ def _forget_batch(task: Task, t: NodeTensors, target: Target | None, include_exa
     return concat(parts) if parts else t.forget
 
 
+def dedup(batch: Batch) -> Batch:
+    """Keep the first of identical examples (repeated lines otherwise dominate the ascent's batches)."""
+    seen: set[bytes] = set()
+    keep = []
+    for i in range(batch_len(batch)):
+        key = b"".join(v[i].numpy().tobytes() for v in batch.values())
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return {k: v[torch.tensor(keep, dtype=torch.long)] for k, v in batch.items()}
+
+
 def _exposure_rule(task: Task, target: Target, z_min: float, seed: int) -> local.StopRule | None:
     secrets = [ex for ex in target.examples if ex["completion"].strip(".").isdigit()]
     if not secrets:
@@ -209,6 +221,8 @@ def unlearn(
     t = node_tensors(cfg, node_config, task)
     target, _ = parse_targets(cfg)
     forget = _forget_batch(task, t, target, bool(cfg.get("include-examples", False)))
+    if cfg.get("dedup", False):
+        forget = dedup(forget)
     model = _model(task, cfg, model_arrays)
     lcfg = _local_config(task, cfg, task.ascent_defaults)
     threshold = float(cfg.get("stop-loss-value", float("nan")))
@@ -221,6 +235,8 @@ def unlearn(
     stop = local.StopRule(
         loss_at_least=threshold if threshold == threshold else None,
         accuracy_at_most=float(cfg["stop-accuracy"]) if float(cfg.get("stop-accuracy", -1.0)) >= 0 else None,
+        auc_at_most=float(cfg["stop-auc"]) if "stop-auc" in cfg else None,
+        reference=t.validation,
     )
     if target is not None and target.kind == "behaviour" and float(cfg.get("stop-exposure-z", 1e9)) < 1e9:
         rule = _exposure_rule(task, target, float(cfg["stop-exposure-z"]), int(cfg.get("seed", 0)))
@@ -238,6 +254,8 @@ def unlearn(
         generator=_generator(cfg, t.partition_id, 2),
         ball=ball,
         prox=_prox(cfg, extra),
+        retain=t.retain,
+        retain_weight=float(cfg.get("retain-weight", 0.0)),
     )
     metrics = {
         "num-examples": float(batch_len(forget)),

@@ -94,7 +94,10 @@ class AscentSettings:
     # stop rule: "auto" picks by target kind: data_source -> forget loss >= the node's validation loss of the
     # original model; category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x
     # validation (LMs); behaviour -> every digit secret's exposure z-score >= exposure_z (else validation loss)
-    stop: str = "auto"  # "auto" | "validation-loss" | "accuracy" | "exposure" | "none"
+    stop: str = "auto"  # "auto" | "validation-loss" | "accuracy" | "auc" | "exposure" | "none"
+    auc: float = 0.55  # "auc": stop when local MIA AUC (forget vs local validation losses) <= this
+    retain_weight: float = 0.0  # > 0: joint descent on the node's retained data during ascent (GradDiff)
+    dedup: bool = False  # ascend on each distinct forget example once (repeats otherwise dominate batches)
     stop_loss_factor: float = 1.0  # multiplies the validation loss threshold
     category_accuracy: float = 0.02
     exposure_z: float = -1.0
@@ -104,7 +107,7 @@ class AscentSettings:
     max_rounds: int = 5  # ascent rounds when several nodes hold forget data
 
     def check(self) -> None:
-        if self.stop not in ("auto", "validation-loss", "accuracy", "exposure", "none"):
+        if self.stop not in ("auto", "validation-loss", "accuracy", "auc", "exposure", "none"):
             raise ValueError(f"unknown stop rule {self.stop!r}")
         if self.reference not in ("halimi", "original", "none"):
             raise ValueError(f"unknown reference {self.reference!r}; expected halimi, original or none")
@@ -128,6 +131,8 @@ def stop_settings(s: AscentSettings, target: Target, is_classifier: bool) -> dic
         return {"stop-loss": "validation", "stop-loss-factor": factor}
     if rule == "accuracy":
         return {"stop-accuracy": s.category_accuracy}
+    if rule == "auc":
+        return {"stop-auc": s.auc}
     if rule == "exposure":
         return {"stop-exposure-z": s.exposure_z, "stop-loss": "validation", "stop-loss-factor": factor}
     return {}
@@ -165,7 +170,11 @@ def bounded_ascent(
         ctx.original,
         ctx.target,
         s.ascent,
-        stop_settings(s, ctx.target, bool(is_classifier)),
+        {
+            **stop_settings(s, ctx.target, bool(is_classifier)),
+            "retain-weight": s.retain_weight,
+            "dedup": s.dedup,
+        },
         max_rounds=s.max_rounds,
         ball_center=center,
         ball_radius=radius,
