@@ -294,6 +294,9 @@ def main() -> None:
         write_results(results)
 
 
+NOTES = "<!-- notes: kept when the tables are regenerated -->"
+
+
 def write_results(results: dict[str, Any]) -> None:
     path = Path(__file__).with_name("RESULTS.md")
     text = path.read_text() if path.is_file() else "# Benchmark results\n"
@@ -305,13 +308,15 @@ def write_results(results: dict[str, Any]) -> None:
     ]
     for name, res in results.items():
         body += [f"### {name} (training {res['train_s']:.0f} s)", "", table(res), ""]
-    section = "\n".join(body)
     start = text.find("## Unlearning")
+    end = text.find("\n## ", start + 5) if start >= 0 else -1
+    old = text[start : end if end >= 0 else len(text)] if start >= 0 else ""
+    notes = old[old.find(NOTES) :].rstrip() if NOTES in old else NOTES + "\n\n(Write the analysis here.)"
+    section = "\n".join(body) + "\n" + notes + "\n"
     if start < 0:
-        text = text.rstrip() + "\n\n" + section + "\n"
+        text = text.rstrip() + "\n\n" + section
     else:
-        end = text.find("\n## ", start + 5)
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "\n")
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
     path.write_text(text)
 
 

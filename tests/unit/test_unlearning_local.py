@@ -111,3 +111,34 @@ def test_local_config_rejects_unknown_settings() -> None:
         local.LocalConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
     with pytest.raises(ValueError, match="optimizer"):
         local.LocalConfig.from_dict({"optimizer": "lbfgs"})
+
+
+def test_auc_stop_rule_and_joint_descent() -> None:
+    task, data = _task_and_data()
+    model = task.build_model(0)
+    cfg = local.LocalConfig(lr=0.1, momentum=0.9, steps=80, batch_size=16)
+    local.train(model, data, task, cfg, generator=torch.Generator().manual_seed(0))  # memorise the data
+    g = torch.Generator().manual_seed(1)  # non-members: fresh examples
+    ref = {"x": torch.rand(32, 64, generator=g), "y": torch.randint(0, 10, (32,), generator=g)}
+    rule = local.StopRule(auc_at_most=0.55, reference=ref)
+    done, m = rule.satisfied(model, data, task)
+    assert not done and m["auc"] > 0.55  # members are separable from the reference
+    stats = local.gradient_ascent(
+        model,
+        data,
+        task,
+        local.LocalConfig(lr=0.05, max_steps=300, batch_size=16),
+        rule,
+        generator=torch.Generator().manual_seed(1),
+        retain=ref,
+        retain_weight=1.0,
+    )
+    assert stats.reason == "criterion" and stats.steps > 0
+
+
+def test_dedup_keeps_distinct_examples() -> None:
+    from unlearning.federation.node import dedup
+
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])
+    out = dedup({"x": x, "y": torch.tensor([0, 0, 1])})
+    assert out["x"].tolist() == [[1.0, 2.0], [3.0, 4.0]] and out["y"].tolist() == [0, 1]
