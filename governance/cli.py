@@ -96,7 +96,12 @@ def main() -> None:
 @click.option(
     "--port", default=None, type=click.IntRange(1, 65535), help="port (default COMMONS_PORT or 8000)"
 )
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="on an empty database, create the demo community first (default: ask when run in a terminal)",
+)
+def serve(host: str | None, port: int | None, demo: bool | None) -> None:
     """Run the service: upgrade the database to the latest schema, then serve the API and the UI."""
     import uvicorn
 
@@ -106,9 +111,33 @@ def serve(host: str | None, port: int | None) -> None:
     s = _settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(s.effective_database_url)
+    if demo is not False:
+        _offer_demo(demo)
     host, port = host or s.host, port or s.port
     click.echo(f"Commons on http://{host}:{port}  (database: {_redact(s.effective_database_url)})")
     uvicorn.run(create_app(s, background=True), host=host, port=port, log_level="warning")
+
+
+def _offer_demo(asked: bool | None) -> None:
+    """First start on an empty database: offer the demo community (asked only in an interactive terminal)."""
+    import os
+
+    from governance import demo as demo_mod
+
+    ctx = _ctx()
+    if not demo_mod.is_empty(ctx):
+        return
+    interactive = sys.stdin.isatty() and not os.environ.get("CI")
+    if asked is None:
+        if not interactive:
+            click.echo("empty database: `commons demo` creates a demo community (or `commons serve --demo`)")
+            return
+        if not click.confirm(
+            "The database is empty. Create a demo community (members, 5 nodes, a model trained in a few minutes)?",
+            default=True,
+        ):
+            return
+    _create_demo(reset=False, yes=True, size="default")
 
 
 def _redact(url: str) -> str:
