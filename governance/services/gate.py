@@ -161,3 +161,12 @@ def verdict(ctx: Ctx, version: str, actor: ActorView | None = None) -> VerdictPu
         proofs=proofs,
         report_url=f"/api/v1/models/{version}/report.html" if rep is not None else None,
     )
+
+
+def preview(ctx: Ctx, version: str) -> tuple[str, list[str], list[ProposalCovered]]:
+    """The verdict as it stands, with its reasons and the proposals covered, without recording it in the audit
+    log (the web UI's model page shows it on every view; :func:`verdict` is the recorded answer CI asks for)."""
+    with read_session(ctx.engine) as s:
+        facts, report, covered = _facts(s, registry.get_row(s, version))
+    decision, reasons = decide_verdict(facts, report)
+    return decision.value, reasons, covered

@@ -1,9 +1,11 @@
 """The web UI in-process (Litestar's TestClient), on SQLite and PostgreSQL: every page renders with an empty
-database and with a populated community, forms show errors next to their fields, the server refuses what
-the domain does not allow (403 page), forms without a valid CSRF token are refused, sign-in is rate-limited."""
+database and with a populated community (with jobs, model versions, a verification report, notifications),
+forms show errors next to their fields, the server refuses what the domain does not allow (403 page), forms
+without a valid CSRF token are refused, sign-in is rate-limited."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -12,15 +14,29 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import TestClient
 
+from governance.db.engine import write_session
+from governance.db.models import Job, Notification, Proposal
 from governance.domain.clock import FixedClock
+from governance.registry_schemas import ModelVersionCreate
 from governance.schemas import DataSourceCreate, MemberCreate, ProposalCreate
-from governance.services import auth, comments, data_sources, members, proposals
+from governance.services import auth, comments, data_sources, events, jobs, members, proposals, registry
 from governance.services.context import Ctx
 from governance.web.ui import PAGES
 from tests.conftest import Person
 
 PASSWORD = "a long enough password"
 HASH = "ab" * 32
+# GET routes that answer a fragment or a document of their own rather than a page with an <h1>
+FRAGMENT_MARKERS = ('id="tally"', 'id="progress"', "<title>Verification of")
+TESTS = [
+    {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05, "relative_to_reference": False},
+    {
+        "metric": "retained_utility_drop",
+        "comparator": "<=",
+        "threshold": 0.05,
+        "relative_to_reference": False,
+    },
+]
 
 
 def _ui_get_paths() -> list[str]:
@@ -118,16 +134,151 @@ def populate(ctx: Ctx, people: dict[str, Person], clock: FixedClock) -> dict[str
         "behaviour_id": behaviour.id,
         "election_id": election.id,
         "source_id": ds.id,
+        **populate_jobs(ctx, people),
     }
 
 
-def _fill(path: str, ids: dict[str, int]) -> str:
+def h(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def mv(name: str) -> str:
+    return "mv-" + h(name)[:20]
+
+
+def report(name: str, passed: bool) -> dict[str, Any]:
+    """A verification report as unlearning.verification writes it (tests, no metrics or plots)."""
+    from unlearning.verification.spec import policy_hash
+
+    return {
+        "candidate_version": mv(name),
+        "candidate_hash": h(name),
+        "policy_hash": policy_hash(TESTS),
+        "config_hash": h("config"),
+        "seed": 0,
+        "precision": "fp32",
+        "libraries": {"torch": "2"},
+        "passed": passed,
+        "summary": "PASS: 2 acceptance test(s) passed" if passed else "FAIL: forget_accuracy_gap (fail)",
+        "tests": [
+            {
+                **t,
+                "status": "pass" if passed else "fail",
+                "measured": 0.01 if passed else 0.3,
+                "reason": f"{t['metric']} = {0.01 if passed else 0.3} vs {t['threshold']}",
+            }
+            for t in TESTS
+        ],
+        "regressions": [],
+        "metrics": {},
+        "target": {"kind": "category", "value": "7"},
+    }
+
+
+def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
+    """A released base version; a verified proposal whose job succeeded (its version verified, the gate
+    allows it); a failed job whose verification failed; a running job with progress; notifications."""
+    now = ctx.clock.now()
+    pids = []
+    for title, state in (("Forget digit 7", "verified"), ("Forget digit 3", "verification_failed")):
+        p = proposals.create(
+            ctx,
+            ProposalCreate(
+                title=title, target={"kind": "category", "category": title[-1]}, acceptance_tests=TESTS
+            ),
+            people["bob"].actor,
+        )
+        pids.append(p.id)
+        with write_session(ctx.engine) as s:
+            row = s.get(Proposal, p.id)
+            assert row is not None
+            row.state = state
+            s.add(row)
+    running_pid = proposals.create(
+        ctx,
+        ProposalCreate(title="Forget digit 1", target={"kind": "category", "category": "1"}),
+        people["bob"].actor,
+    ).id
+    spec = {
+        "kind": "unlearn",
+        "base_version": mv("base"),
+        "method": "gradient_ascent_ewc",
+        "method_config": {},
+    }
+    with write_session(ctx.engine) as s:
+        registry.register(
+            s,
+            ModelVersionCreate(version=mv("base"), content_hash=h("base"), task="digits", kind="train"),
+            actor=None,
+            now=now,
+        )
+        base = registry.get_row(s, mv("base"))
+        base.state, base.released_at = "released", now
+        s.add(base)
+        ok = Job(
+            proposal_id=pids[0],
+            state="succeeded",
+            spec={**spec, "target": {"kind": "category", "value": "7"}},
+            acceptance_tests=TESTS,
+            attempt=1,
+            model_version=mv("job"),
+            result={"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")},
+            report=report("job", passed=True),
+            cost={"wall_s": 2.5, "optimizer_steps": 373, "rounds": [{"phase": "ascent", "round": 1}]},
+            progress={
+                "phase": "evaluate",
+                "round": 1,
+                "total_rounds": 1,
+                "metrics": {"forget-accuracy": 0.0},
+            },
+            created_at=now,
+            finished_at=now,
+        )
+        failed = Job(
+            proposal_id=pids[1],
+            state="failed",
+            spec={**spec, "target": {"kind": "category", "value": "3"}},
+            acceptance_tests=TESTS,
+            attempt=3,
+            max_attempts=3,
+            error="node unreachable",
+            created_at=now,
+        )
+        running = Job(
+            proposal_id=running_pid,
+            state="running",
+            spec={**spec, "target": {"kind": "category", "value": "1"}},
+            acceptance_tests=TESTS,
+            attempt=1,
+            lease_owner="test-worker",
+            progress={"phase": "ascent", "round": 2, "total_rounds": 5, "metrics": {"forget-loss": 1.5}},
+            created_at=now,
+        )
+        s.add_all([ok, failed, running])
+        s.flush()
+        s.add(
+            Notification(
+                member_id=people["admin"].id,
+                kind="job",
+                message="Job for proposal 'Forget digit 7' succeeded.",
+                proposal_id=pids[0],
+                dedupe_key="ui-test",
+                created_at=now,
+            )
+        )
+        ids = {"job_id": ok.id, "failed_job_id": failed.id, "running_job_id": running.id}
+    return {**ids, "version": mv("job"), "verified_proposal_id": pids[0]}
+
+
+def _fill(path: str, ids: dict[str, Any]) -> str:
     return (
         path.replace(
             "{proposal_id:int}", str(ids["draft_id"] if path.endswith("/edit") else ids["proposal_id"])
         )
         .replace("{source_id:int}", str(ids["source_id"]))
         .replace("{seq:int}", "1")
+        .replace("{job_id:int}", str(ids["job_id"]))
+        .replace("{version:str}", str(ids["version"]))
     )
 
 
@@ -140,6 +291,13 @@ def test_ui_routes_are_known() -> None:
         "/proposals/new",
         "/proposals/{proposal_id:int}",
         "/audit",
+        "/jobs",
+        "/jobs/{job_id:int}",
+        "/jobs/{job_id:int}/progress",
+        "/models",
+        "/models/{version:str}",
+        "/models/{version:str}/report",
+        "/notifications",
     } <= set(UI_PATHS)
 
 
@@ -147,7 +305,9 @@ def test_ui_routes_are_known() -> None:
 def test_every_page_renders_with_an_empty_database(client: TestClient[Litestar], ctx: Ctx, path: str) -> None:
     admin = members.add_member(ctx, MemberCreate(handle="admin", display_name="Admin", roles=["admin"]))
     sign_in(client, ctx, admin.id, "admin")
-    r = client.get(_fill(path, {"proposal_id": 1, "draft_id": 1, "source_id": 1}))
+    r = client.get(
+        _fill(path, {"proposal_id": 1, "draft_id": 1, "source_id": 1, "job_id": 1, "version": mv("none")})
+    )
     assert r.headers["content-type"].startswith("text/html")
     if "{" in path:  # nothing to show yet: a readable not-found page (the audit log holds entry 1 already)
         assert r.status_code in (200, 404), r.text
@@ -165,7 +325,8 @@ def test_every_page_renders_with_a_community(
     r = client.get(_fill(path, ids))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/html")
-    assert "<h1" in r.text or 'id="tally"' in r.text
+    assert "<h1" in r.text or any(marker in r.text for marker in FRAGMENT_MARKERS)
+    assert "Internal Server Error" not in r.text
 
 
 def test_pages_show_the_community(
@@ -441,3 +602,115 @@ def test_the_json_api_and_openapi_are_unchanged(
     assert r.status_code == 200 and r.json()["handle"] == "ann"
     assert client.get("/api/v1/members/me").status_code == 401  # no session cookie on the API path
     assert client.get("/static/htmx.min.js").status_code == 200
+
+
+def test_job_pages_show_progress_and_offer_only_allowed_actions(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["ann"].id, "ann")
+    listing = client.get("/jobs").text
+    assert f'href="/jobs/{ids["running_job_id"]}"' in listing and "ascent 2/5" in listing
+    page = client.get(f"/jobs/{ids['running_job_id']}").text
+    assert (
+        'hx-get="/jobs/' in page and "round 2 of 5" in page and "forget-loss" in page
+    )  # polled while running
+    assert "/cancel" not in page and "/retry" not in page  # a member may do neither
+    r = client.post(f"/jobs/{ids['running_job_id']}/cancel", data={"reason": "no", "csrf_token": token})
+    assert r.status_code == 403 and "only the council or an admin" in r.text
+    r = client.post(f"/jobs/{ids['failed_job_id']}/retry", data={"csrf_token": token})
+    assert r.status_code == 403 and "only reviewers" in r.text
+    done = client.get(f"/jobs/{ids['job_id']}").text
+    assert "hx-get" not in done.split('id="progress"')[1].split(">")[0]  # a final job is not polled
+    assert "PASS: 2 acceptance test(s) passed" in done and "verdict-pass" in done
+    fragment = client.get(
+        f"/jobs/{ids['job_id']}/progress", params={"was": "verifying"}, headers={"HX-Request": "true"}
+    )
+    assert fragment.headers.get("hx-refresh") == "true"  # it finished since the page was drawn: reload
+
+    # the council cancels the running job, with a reason next to the field when it is missing
+    token = sign_in(client, ctx, community["coun1"].id, "coun1")
+    assert f"/jobs/{ids['running_job_id']}/cancel" in client.get(f"/jobs/{ids['running_job_id']}").text
+    r = client.post(f"/jobs/{ids['running_job_id']}/cancel", data={"reason": " ", "csrf_token": token})
+    assert r.status_code == 422 and "needs a reason" in (error_of(r.text, "cancel-reason") or "")
+    r = client.post(
+        f"/jobs/{ids['running_job_id']}/cancel", data={"reason": "wrong target", "csrf_token": token}
+    )
+    assert r.status_code == 200 and "Cancellation requested" in r.text
+    assert jobs.get(ctx, ids["running_job_id"])["cancel_requested"]
+
+    # a reviewer retries the failed job with other settings; bad JSON is shown next to the field
+    token = sign_in(client, ctx, community["rev1"].id, "rev1")
+    page = client.get(f"/jobs/{ids['failed_job_id']}").text
+    assert "Retry job" in page and "node unreachable" in page
+    r = client.post(
+        f"/jobs/{ids['failed_job_id']}/retry", data={"method_config": "{repair", "csrf_token": token}
+    )
+    assert r.status_code == 422 and "not valid JSON" in (error_of(r.text, "retry-method_config") or "")
+    r = client.post(
+        f"/jobs/{ids['failed_job_id']}/retry", data={"method": "no_such_method", "csrf_token": token}
+    )
+    assert r.status_code == 422 and "unknown unlearning method" in (error_of(r.text, "retry-method") or "")
+    r = client.post(
+        f"/jobs/{ids['failed_job_id']}/retry",
+        data={"method": "gradient_ascent", "method_config": "{}", "csrf_token": token},
+    )
+    assert r.status_code == 200 and "queued again" in r.text
+    retried = jobs.get(ctx, ids["failed_job_id"])
+    assert retried["state"] == "queued" and retried["spec"]["method"] == "gradient_ascent"
+
+
+def test_model_pages_show_lineage_report_verdict_and_release(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    ids = populate(ctx, community, clock)
+    version = ids["version"]
+    token = sign_in(client, ctx, community["coun1"].id, "coun1")
+    tree = client.get("/models").text
+    assert (
+        tree.index(mv("base")) < tree.index(version) and 'class="tree"' in tree
+    )  # the child under its parent
+    page = client.get(f"/models/{version}").text
+    assert "Verdict: <strong>allow</strong>" in page
+    assert "forget_accuracy_gap" in page and "verdict-pass" in page  # the per-test verdict table
+    assert f'src="/models/{version}/report"' in page  # the report with its plots, embedded
+    assert f"/models/{version}/release" not in page  # the registry lets admins release, not the council
+    report_page = client.get(f"/models/{version}/report")
+    assert report_page.status_code == 200 and "<script" not in report_page.text
+    assert "frame-ancestors 'self'" in report_page.headers["content-security-policy"]
+    r = client.post(f"/models/{version}/release", data={"csrf_token": token})
+    assert r.status_code == 403
+    assert registry.get_version(ctx, version).state == "verified"
+    dashboard = client.get("/").text
+    assert version in dashboard.split('id="h-release"')[1] and "gate: allow" in dashboard
+
+    token = sign_in(client, ctx, community["admin"].id, "admin")
+    page = client.get(f"/models/{version}").text
+    assert f"/models/{version}/release" in page
+    r = client.post(f"/models/{version}/release", data={"csrf_token": token})
+    assert r.status_code == 200 and "is released" in r.text
+    assert registry.get_version(ctx, version).state == "released"
+    r = client.post(f"/models/{version}/release", data={"csrf_token": token})
+    assert r.status_code == 409  # a released version never changes
+    assert client.get(f"/models/{mv('nothing')}").status_code == 404
+
+
+def test_notifications_are_shown_and_marked_read(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    populate(ctx, community, clock)
+    token = sign_in(client, ctx, community["admin"].id, "admin")
+    dashboard = client.get("/").text
+    assert "Forget digit 7" in dashboard.split('id="h-notes"')[1]
+    (n,) = [n for n in events.list_notifications(ctx, community["admin"].id) if n["kind"] == "job"]
+    r = client.post(f"/notifications/{n['id']}/read", data={"next": "/", "csrf_token": token})
+    assert r.status_code == 200
+    assert next(m for m in events.list_notifications(ctx, community["admin"].id) if m["id"] == n["id"])[
+        "read_at"
+    ]
+    assert "read " in client.get("/notifications").text
+    # another member's notification is not theirs to mark
+    token = sign_in(client, ctx, community["ann"].id, "ann")
+    assert client.post(f"/notifications/{n['id']}/read", data={"csrf_token": token}).status_code == 404
+    r = client.post("/notifications/read-all", data={"csrf_token": token})
+    assert r.status_code == 200 and not events.list_notifications(ctx, community["ann"].id, unread_only=True)

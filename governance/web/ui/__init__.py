@@ -17,6 +17,8 @@ from governance.web.ui.account import AccountPages
 from governance.web.ui.audit_pages import AuditPages
 from governance.web.ui.auth_pages import AuthPages
 from governance.web.ui.community import DataSourcePages, ElectionPages, MemberPages
+from governance.web.ui.jobs_pages import JobPages
+from governance.web.ui.models_pages import ModelPages
 from governance.web.ui.proposals import ProposalPages
 from governance.web.ui.render import STATIC, UI_EXCEPTION_HANDLERS, provide_form, template_config
 from governance.web.ui.security import csrf_guard, session_middleware
@@ -29,10 +31,10 @@ PAGES: list[Any] = [
     ProposalPages,
     DataSourcePages,
     ElectionPages,
+    JobPages,
+    ModelPages,
     AuditPages,
     MemberPages,
-    # Jobs (issue 6) and model versions / verification reports / gate verdicts (issue 7) add their page
-    # controllers here, with templates under templates/jobs/ and templates/models/ (see docs/ui.md).
 ]
 
 

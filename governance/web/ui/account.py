@@ -1,4 +1,5 @@
-"""The dashboard (what needs me now) and a member's own page (password, API tokens)."""
+"""The dashboard (what needs me now: proposals, running jobs, candidates awaiting release, unread
+notifications), a member's own page (password, API tokens) and their in-app notifications."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
 from governance.domain.errors import InvalidInput
+from governance.domain.jobs import FINAL_JOB_STATES, JobState
+from governance.domain.registry import ModelState
 from governance.domain.review import ActorView
-from governance.services import auth, browse, members
+from governance.services import auth, browse, events, gate, jobs, members, registry
 from governance.services.context import Ctx
-from governance.web.ui.render import Form, field_errors, page, redirect
+from governance.web.ui.render import Form, field_errors, page, redirect, safe_next
 from governance.web.ui.security import session_cookie
 
 
@@ -21,11 +24,50 @@ class AccountPages(Controller):
 
     @get("/", sync_to_thread=True)
     def dashboard(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        assert actor.member_id is not None
         board = browse.dashboard(ctx, actor)
         ids: set[int | None] = set()
         for group in (board.triage, board.votes_to_cast, board.council, board.appeals, board.mine_open):
             ids.update(p.proposer_id for p in group)
-        return page(request, "dashboard.html", board=board, names=browse.names(ctx, ids))
+        running = [j for j in jobs.list_jobs(ctx, limit=100) if JobState(j["state"]) not in FINAL_JOB_STATES]
+        awaiting = [
+            v
+            for v in registry.list_versions(ctx, limit=200)
+            if v.state in (ModelState.CANDIDATE.value, ModelState.VERIFIED.value)
+        ][:20]
+        verdicts = {v.version: gate.preview(ctx, v.version)[0] for v in awaiting}
+        unread = events.list_notifications(ctx, actor.member_id, unread_only=True)
+        return page(
+            request,
+            "dashboard.html",
+            board=board,
+            names=browse.names(ctx, ids),
+            running_jobs=running,
+            awaiting_release=awaiting,
+            verdicts=verdicts,
+            notifications=unread[:10],
+            unread_count=len(unread),
+        )
+
+    @get("/notifications", sync_to_thread=True)
+    def notifications(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        assert actor.member_id is not None
+        rows = events.list_notifications(ctx, actor.member_id)
+        return page(request, "notifications.html", rows=rows, unread=sum(1 for n in rows if not n["read_at"]))
+
+    @post("/notifications/{notification_id:int}/read", sync_to_thread=True)
+    def mark_read(self, ctx: Ctx, actor: ActorView, form: Form, notification_id: int) -> Redirect:
+        assert actor.member_id is not None
+        events.mark_read(ctx, actor.member_id, notification_id)
+        return redirect(safe_next(form.get("next") or "/notifications"))
+
+    @post("/notifications/read-all", sync_to_thread=True)
+    def mark_all_read(self, ctx: Ctx, actor: ActorView, form: Form) -> Redirect:
+        assert actor.member_id is not None
+        unread = events.list_notifications(ctx, actor.member_id, unread_only=True)
+        for n in unread:
+            events.mark_read(ctx, actor.member_id, n["id"])
+        return redirect(safe_next(form.get("next") or "/notifications"), flash=f"{len(unread)} marked read.")
 
     def _me(
         self,

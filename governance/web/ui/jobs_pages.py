@@ -1,0 +1,225 @@
+"""Unlearning jobs: the list with a state filter, and a job's page with its live progress (htmx polls a small
+fragment while the job runs; the JSON API's ``/api/v1/jobs/{id}/events`` streams the same as server-sent
+events), attempts with their settings, cost, error, and the cancel (council, admin) and retry (reviewers)
+actions when the job allows them. The services enforce who may do what; the page offers only that."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.response import Redirect, Template
+
+from governance.domain.errors import InvalidInput, NotFound
+from governance.domain.jobs import FINAL_JOB_STATES, JobState
+from governance.domain.proposals import ProposalState
+from governance.domain.review import ActorView
+from governance.domain.roles import Role
+from governance.services import jobs, proposals
+from governance.services.context import Ctx
+from governance.web.ui.render import Form, field_errors, page, redirect
+
+JOB_STATES = [s.value for s in JobState]
+POLL_SECONDS = 2
+
+
+def is_final(state: str) -> bool:
+    return JobState(state) in FINAL_JOB_STATES
+
+
+def job_actions(job: dict[str, Any], proposal_state: str | None, actor: ActorView) -> set[str]:
+    """What the viewer may do with this job now: the rules of ``jobs.request_cancel`` and ``jobs.retry``."""
+    out = set()
+    if {Role.COUNCIL, Role.ADMIN} & actor.roles and not is_final(job["state"]):
+        out.add("cancel")
+    verification_failed = (
+        job["state"] == JobState.SUCCEEDED.value and proposal_state == ProposalState.VERIFICATION_FAILED.value
+    )
+    if Role.REVIEWER in actor.roles and (job["state"] == JobState.FAILED.value or verification_failed):
+        out.add("retry")
+    return out
+
+
+def progress_view(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's progress record as the page shows it: phase, round of rounds, stage, the metrics so far."""
+    p = dict(job.get("progress") or {})
+    done, total = p.get("round"), p.get("total_rounds")
+    if p.get("phase") == "verify":
+        done, total = p.get("done"), p.get("total")
+    metrics = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
+    return {
+        "phase": p.get("phase"),
+        "stage": p.get("stage"),
+        "done": done if isinstance(done, int | float) else None,
+        "total": total if isinstance(total, int | float) and total else None,
+        "metrics": metrics,
+        "other": {
+            k: v
+            for k, v in p.items()
+            if k not in ("phase", "stage", "round", "total_rounds", "done", "total", "metrics")
+        },
+    }
+
+
+def cost_view(cost: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the scalar figures, the per-round rows) of a job's cost record."""
+    cost = cost or {}
+    rounds = [r for r in cost.get("rounds") or [] if isinstance(r, dict)]
+    return {k: v for k, v in cost.items() if k != "rounds" and not isinstance(v, dict | list)}, rounds
+
+
+def method_names() -> list[str]:
+    """The registered unlearning methods a retry may choose (imports the library: only when retry is offered)."""
+    from unlearning.methods import METHODS
+
+    return sorted(METHODS)
+
+
+class JobPages(Controller):
+    path = "/jobs"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True)
+    def list_page(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        state = (request.query_params.get("state") or "").strip()
+        raw_pid = (request.query_params.get("proposal_id") or "").strip()
+        proposal_id = int(raw_pid) if raw_pid.isdigit() else None
+        errors: dict[str, str] = {}
+        try:
+            rows = jobs.list_jobs(ctx, state=state or None, proposal_id=proposal_id, limit=200)
+        except InvalidInput as exc:
+            rows, errors = [], field_errors(exc)
+        return page(
+            request,
+            "jobs/list.html",
+            status_code=422 if errors else 200,
+            rows=rows,
+            state=state,
+            proposal_id=proposal_id,
+            states=JOB_STATES,
+            errors=errors,
+        )
+
+    def _detail(
+        self,
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        actor: ActorView,
+        job_id: int,
+        status_code: int = 200,
+        **extra: Any,
+    ) -> Template:
+        job = jobs.get(ctx, job_id)
+        proposal = None
+        if job["proposal_id"] is not None:
+            try:
+                proposal = proposals.get_detail(ctx, job["proposal_id"], actor)
+            except NotFound:
+                proposal = None
+        scalars, rounds = cost_view(job["cost"])
+        actions = job_actions(job, proposal.state if proposal else None, actor)
+        report = job.get("report") or {}
+        return page(
+            request,
+            "jobs/detail.html",
+            status_code=status_code,
+            job=job,
+            proposal=proposal,
+            progress=progress_view(job),
+            final=is_final(job["state"]),
+            cost=scalars,
+            cost_rounds=rounds,
+            tests=report.get("tests") or [],
+            summary=report.get("summary"),
+            actions=actions,
+            methods=method_names() if "retry" in actions else [],
+            poll=POLL_SECONDS,
+            **extra,
+        )
+
+    @get("/{job_id:int}", sync_to_thread=True)
+    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: int) -> Template:
+        return self._detail(request, ctx, actor, job_id)
+
+    @get("/{job_id:int}/progress", sync_to_thread=True)
+    def progress(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: int) -> Template:
+        """The live part of the job's page alone (htmx polls it until the job is final). When the job became
+        final since the page was drawn (``?was=<state>``), htmx reloads the whole page: its actions change."""
+        job = jobs.get(ctx, job_id)
+        final = is_final(job["state"])
+        was = request.query_params.get("was")
+        response = page(
+            request,
+            "jobs/_progress.html",
+            job=job,
+            progress=progress_view(job),
+            final=final,
+            poll=POLL_SECONDS,
+        )
+        if request.headers.get("hx-request") and final and was and was != job["state"]:
+            response.headers["HX-Refresh"] = "true"
+        return response
+
+    @post("/{job_id:int}/cancel", sync_to_thread=True)
+    def cancel(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: int
+    ) -> Template | Redirect:
+        try:
+            jobs.request_cancel(ctx, job_id, actor, form.get("reason"))
+        except InvalidInput as exc:
+            return self._detail(
+                request,
+                ctx,
+                actor,
+                job_id,
+                422,
+                errors={f"cancel.{exc.field or 'reason'}": exc.message},
+                values={f"cancel.{k}": v for k, v in form.values().items()},
+            )
+        return redirect(
+            f"/jobs/{job_id}", flash="Cancellation requested: the job stops at its next round boundary."
+        )
+
+    @post("/{job_id:int}/retry", sync_to_thread=True)
+    def retry(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: int
+    ) -> Template | Redirect:
+        errors: dict[str, str] = {}
+        config: dict[str, Any] | None = None
+        raw = form.raw("method_config").strip()
+        if raw:
+            try:
+                config = json.loads(raw)
+            except ValueError as exc:
+                errors["retry.method_config"] = f"not valid JSON: {exc}"
+            else:
+                if not isinstance(config, dict):
+                    errors["retry.method_config"] = 'a JSON object, e.g. {"repair_rounds": 5}'
+        method = form.get("method") or None
+        if not errors and (method or config):
+            from unlearning.methods import get_method
+
+            job = jobs.get(ctx, job_id)
+            try:  # the settings the worker will use: unknown methods or settings are refused here
+                get_method(method or job["spec"].get("method") or "", config or {})
+            except ValueError as exc:
+                errors["retry.method" if method and "unknown" in str(exc) else "retry.method_config"] = str(
+                    exc
+                )
+        if not errors:
+            try:
+                jobs.retry(ctx, job_id, actor, config, method)
+            except InvalidInput as exc:
+                errors[f"retry.{exc.field or 'method_config'}"] = exc.message
+            else:
+                return redirect(f"/jobs/{job_id}", flash="The job is queued again with these settings.")
+        return self._detail(
+            request,
+            ctx,
+            actor,
+            job_id,
+            422,
+            errors=errors,
+            values={f"retry.{k}": v for k, v in form.values().items()},
+        )

@@ -1,0 +1,142 @@
+"""Model versions: the registry as a lineage tree, and a version's page with its state, lineage, the
+verification report (the per-test verdict table, and the report's HTML with its plots embedded), the release
+gate's verdict with its reasons, and the release action for those the registry allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.response import Redirect, Template
+
+from governance.domain.errors import InvalidInput, NotFound
+from governance.domain.registry import ModelState
+from governance.domain.review import ActorView
+from governance.domain.roles import Role
+from governance.registry_schemas import ModelVersionPublic
+from governance.services import gate, jobs, registry
+from governance.services.context import Ctx
+from governance.web.ui.render import field_errors, page, redirect
+
+MODEL_STATES = [s.value for s in ModelState]
+RELEASABLE = {ModelState.CANDIDATE.value, ModelState.VERIFIED.value}
+
+
+def may_release(actor: ActorView, state: str, verdict: str) -> bool:
+    """``registry.release``'s rule: an admin, a version not yet released or rejected, and the gate's allow."""
+    return Role.ADMIN in actor.roles and state in RELEASABLE and verdict == "allow"
+
+
+def lineage_tree(rows: list[ModelVersionPublic]) -> list[dict[str, Any]]:
+    """The versions as a forest: ``{"v": version, "children": [...]}``, roots (and orphans) first, newest
+    children first. Each version appears once."""
+    by_version = {r.version: r for r in rows}
+    children: dict[str | None, list[ModelVersionPublic]] = {}
+    for r in rows:
+        parent = r.parent_version if r.parent_version in by_version else None
+        children.setdefault(parent, []).append(r)
+
+    def build(r: ModelVersionPublic, seen: set[str]) -> dict[str, Any]:
+        seen = seen | {r.version}
+        kids = [c for c in children.get(r.version, []) if c.version not in seen]
+        return {"v": r, "children": [build(c, seen) for c in kids]}
+
+    roots = sorted(children.get(None, []), key=lambda r: r.created_at)
+    return [build(r, set()) for r in roots]
+
+
+class ModelPages(Controller):
+    path = "/models"
+    include_in_schema = False
+
+    @get("/", sync_to_thread=True)
+    def list_page(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
+        state = (request.query_params.get("state") or "").strip()
+        errors: dict[str, str] = {}
+        if state and state not in MODEL_STATES:
+            errors["state"] = f"one of {', '.join(MODEL_STATES)}"
+            state = ""
+        raw_pid = (request.query_params.get("proposal_id") or "").strip()
+        proposal_id = int(raw_pid) if raw_pid.isdigit() else None
+        rows = registry.list_versions(ctx, limit=500)
+        filtered = bool(state or proposal_id)
+        shown = [
+            r
+            for r in rows
+            if (not state or r.state == state) and (proposal_id is None or r.proposal_id == proposal_id)
+        ]
+        return page(
+            request,
+            "models/list.html",
+            status_code=422 if errors else 200,
+            rows=shown,
+            tree=[] if filtered else lineage_tree(rows),
+            state=state,
+            proposal_id=proposal_id,
+            states=MODEL_STATES,
+            errors=errors,
+        )
+
+    def _detail(
+        self,
+        request: Request[Any, Any, Any],
+        ctx: Ctx,
+        actor: ActorView,
+        version: str,
+        status_code: int = 200,
+        **extra: Any,
+    ) -> Template:
+        m = registry.get_version(ctx, version)
+        verdict, reasons, covered = gate.preview(ctx, version)
+        children = [r for r in registry.list_versions(ctx, limit=500) if r.parent_version == version]
+        job = None
+        if m.job_id and m.job_id.startswith("job-") and m.job_id[4:].isdigit():
+            try:
+                job = jobs.get(ctx, int(m.job_id[4:]))
+            except NotFound:
+                job = None
+        report = m.report or {}
+        return page(
+            request,
+            "models/detail.html",
+            status_code=status_code,
+            m=m,
+            report=report,
+            tests=report.get("tests") or [],
+            regressions=report.get("regressions") or [],
+            verdict=verdict,
+            reasons=reasons,
+            covered=covered,
+            children=children,
+            job=job,
+            may_release=may_release(actor, m.state, verdict),
+            **extra,
+        )
+
+    @get("/{version:str}", sync_to_thread=True)
+    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: str) -> Template:
+        return self._detail(request, ctx, actor, version)
+
+    @get("/{version:str}/report", sync_to_thread=True, media_type=MediaType.HTML)
+    def report(self, ctx: Ctx, actor: ActorView, version: str) -> Response[str]:
+        """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
+        from unlearning.verification import render_html
+
+        html = render_html(registry.report_of(ctx, version))
+        # shown in a sandboxed frame of this site only
+        headers = {
+            "Content-Security-Policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+            )
+        }
+        return Response(html, media_type=MediaType.HTML, headers={**headers, "X-Frame-Options": "SAMEORIGIN"})
+
+    @post("/{version:str}/release", sync_to_thread=True)
+    def release(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: str
+    ) -> Template | Redirect:
+        try:
+            registry.release(ctx, actor, version)
+        except InvalidInput as exc:
+            return self._detail(request, ctx, actor, version, 422, errors=field_errors(exc))
+        return redirect(f"/models/{version}", flash=f"{version} is released.")
