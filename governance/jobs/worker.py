@@ -169,6 +169,17 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
     return removed
 
 
+def _task_of(ctx: Ctx, version: str | None) -> str | None:
+    """The task a model version belongs to (its manifest says), for the registry."""
+    import json
+
+    manifest = ctx.settings.artifact_dir / "versions" / str(version) / "manifest.json"
+    try:
+        return str(json.loads(manifest.read_text())["task"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class Worker:
     def __init__(
         self,
@@ -272,6 +283,7 @@ class Worker:
                 )
                 return
             result = res.to_dict()
+            result.setdefault("task", _task_of(self.ctx, result.get("model_version")))
             jobs.start_verification(self.ctx, claim.job_id, self.name, result)
         if self.stopping.is_set():
             jobs.release(self.ctx, claim.job_id, self.name)

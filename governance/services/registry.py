@@ -383,10 +383,11 @@ def attach_report(ctx: Ctx, actor: ActorView, version: str, report: dict[str, An
 
 
 def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
-    """Release a verified version; refused unless the gate's verdict is allow (whoever asks)."""
+    """Release a verified version (the council or an admin); refused unless the gate's verdict is allow."""
     from governance.services import gate
 
-    _require_operator(actor)
+    if not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
+        raise PermissionDenied("only the council or an admin releases a model version")
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
         adopt_jobs(s, now)
@@ -405,7 +406,27 @@ def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
             payload={"content_hash": row.content_hash, "reasons": reasons},
             at=now,
         )
+        _release_proposal(ctx, s, row, actor, now)
         return to_public(s, row)
+
+
+def _release_proposal(ctx: Ctx, s: Session, row: ModelVersionRow, actor: ActorView, now: datetime) -> None:
+    """The proposal that produced a released version is released too, and the release goes out as a webhook."""
+    from governance.domain.proposals import Action, ProposalState
+    from governance.domain.review import decide
+    from governance.services import events, proposals
+
+    if row.proposal_id is not None:
+        p = proposals._load(s, row.proposal_id, lock=True)
+        if p.state == ProposalState.VERIFIED.value:
+            view = proposals._view(s, p, actor, Action.RELEASE)
+            proposals._apply(s, ctx, p, actor, decide(view, actor, Action.RELEASE, now, ctx.policy), now)
+    events.emit(
+        s,
+        "release",
+        {"version": row.version, "content_hash": row.content_hash, "proposal_id": row.proposal_id},
+        now,
+    )
 
 
 def reject(ctx: Ctx, actor: ActorView, version: str, reason: str) -> ModelVersionPublic:
