@@ -89,5 +89,64 @@ def gate(
     ctx.exit(EXIT[body["verdict"]])
 
 
+@click.group("release")
+def release() -> None:
+    """Provenance bundles of model versions (fetch over the API; check offline)."""
+
+
+@release.command("bundle")
+@click.argument("version")
+@click.option(
+    "--server", envvar="COMMONS_API_URL", default=DEFAULT_URL, show_default=True, help="or COMMONS_API_URL"
+)
+@click.option("--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (or COMMONS_API_TOKEN)")
+@click.option(
+    "--out", "out_file", type=click.Path(dir_okay=False), default=None, help="write here (default: stdout)"
+)
+@click.pass_context
+def bundle(ctx: click.Context, version: str, server: str, token: str | None, out_file: str | None) -> None:
+    """Fetch the provenance bundle of VERSION (JSON)."""
+    http = (
+        ctx.find_root().obj
+        if isinstance(ctx.find_root().obj, httpx.Client)
+        else httpx.Client(base_url=server, timeout=60.0)
+    )
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        r = http.get(f"/api/v1/releases/{version}/bundle", headers=headers)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the Commons service: {exc}") from None
+    if r.status_code >= 400:
+        raise click.ClickException(f"HTTP {r.status_code}: {r.text}")
+    text = json.dumps(r.json(), indent=2, sort_keys=True) + "\n"
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"bundle of {version} written to {out_file}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@release.command("verify-bundle")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--key", "key_text", default=None, help="the log's verifier key you trust (default: the bundle's own)"
+)
+def verify_bundle_cmd(bundle_file: str, key_text: str | None) -> None:
+    """Check a provenance bundle offline: signed checkpoint, inclusion proofs, claims against the log."""
+    from governance.bundle_verify import verify_bundle
+
+    with open(bundle_file, encoding="utf-8") as fh:
+        data = json.load(fh)
+    problems = verify_bundle(data, key_text)
+    if problems:
+        for p in problems:
+            click.echo(f"FAIL: {p}", err=True)
+        raise SystemExit(1)
+    entries = len((data.get("audit") or {}).get("entries") or [])
+    verdict = (data.get("verdict") or {}).get("verdict")
+    click.echo(f"OK: {entries} audit entries proven against the signed checkpoint; verdict {verdict}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(gate())

@@ -353,3 +353,42 @@ def test_base_versions_and_job_versions_enter_the_registry(
     assert adopted["state"] == "verified" and adopted["proposal_id"] == pid and adopted["kind"] == "unlearn"
     assert adopted["parent_version"] == mv("base")
     assert verdict(client, community["ann"], "job")["verdict"] == "allow"
+
+
+def test_provenance_bundle_checks_offline_and_detects_tampering(
+    client: Client, ctx: Ctx, community: dict[str, Person], tmp_path: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from governance.bundle_verify import verify_bundle
+    from governance.gate_cli import release
+
+    admin, ann = community["admin"], community["ann"]
+    pid = proposal_in_state(ctx, community["bob"], "verified")
+    register(client, admin, "b1", proposal_id=pid, parent_version=mv("base"))
+    attach(client, admin, "b1", report("b1", passed=True))
+    r = client.get(f"/api/v1/releases/{mv('b1')}/bundle", headers=ann.auth)
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["verdict"]["verdict"] == "allow" and b["artifacts"]["after"]["content_hash"] == h("b1")
+    assert b["proposals"][0]["id"] == pid and "tally" in b["proposals"][0]
+    assert b["report"]["policy_hash"] == policy_hash(TESTS)
+    assert verify_bundle(b) == []
+    forged = json.loads(json.dumps(b))
+    forged["verdict"]["verdict"] = "deny"
+    assert any("audit log's last verdict" in p for p in verify_bundle(forged))
+    altered = json.loads(json.dumps(b))
+    altered["audit"]["entries"][0]["entry"]["payload"]["content_hash"] = h("evil")
+    assert any("altered" in p for p in verify_bundle(altered))
+    swapped = json.loads(json.dumps(b))
+    swapped["report"]["candidate_hash"] = h("other")
+    assert any("another model" in p for p in verify_bundle(swapped))
+
+    out = tmp_path / "bundle.json"
+    run = CliRunner()
+    res = run.invoke(release, ["bundle", mv("b1"), "--token", ann.token, "--out", str(out)], obj=client)
+    assert res.exit_code == 0, res.output
+    res = run.invoke(release, ["verify-bundle", str(out)])
+    assert res.exit_code == 0 and res.stdout.startswith("OK:")
+    out.write_text(json.dumps(forged))
+    assert run.invoke(release, ["verify-bundle", str(out)]).exit_code == 1

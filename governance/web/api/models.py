@@ -95,3 +95,12 @@ class ReleaseController(Controller):
         acceptance-test and regression results, a signed audit checkpoint and inclusion proofs. Recorded in
         the audit log. ``commons gate VERSION`` exits 0 / 1 / 2 on allow / deny / pending."""
         return gate.verdict(ctx, version, actor)
+
+    @get("/{version:str}/bundle", sync_to_thread=True)
+    def bundle(self, ctx: Ctx, actor: ActorView, version: str) -> dict[str, Any]:
+        """The provenance bundle: proposal, tally, council decisions, job config, artifact hashes before and
+        after, verification report, verdict, and audit entries with inclusion proofs against a signed
+        checkpoint. Check it offline with ``commons release verify-bundle FILE``."""
+        from governance.services import bundle
+
+        return bundle.build(ctx, version, actor)
