@@ -68,6 +68,7 @@ class LazyGroup(click.Group):
         "audit": ("governance.audit.cli", "audit"),
         "model": ("unlearning.cli", "model"),
         "gate": ("governance.gate_cli", "gate"),
+        "release": ("governance.gate_cli", "release"),
         "verify": ("unlearning.verification.cli", "verify"),
     }
 
