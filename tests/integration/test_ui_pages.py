@@ -665,7 +665,7 @@ def test_model_pages_show_lineage_report_verdict_and_release(
 ) -> None:
     ids = populate(ctx, community, clock)
     version = ids["version"]
-    token = sign_in(client, ctx, community["coun1"].id, "coun1")
+    token = sign_in(client, ctx, community["rev1"].id, "rev1")
     tree = client.get("/models").text
     assert (
         tree.index(mv("base")) < tree.index(version) and 'class="tree"' in tree
@@ -674,22 +674,23 @@ def test_model_pages_show_lineage_report_verdict_and_release(
     assert "Verdict: <strong>allow</strong>" in page
     assert "forget_accuracy_gap" in page and "verdict-pass" in page  # the per-test verdict table
     assert f'src="/models/{version}/report"' in page  # the report with its plots, embedded
-    assert f"/models/{version}/release" not in page  # the registry lets admins release, not the council
+    assert f"/models/{version}/release" not in page  # the council or an admin releases, not a reviewer
     report_page = client.get(f"/models/{version}/report")
     assert report_page.status_code == 200 and "<script" not in report_page.text
     assert "frame-ancestors 'self'" in report_page.headers["content-security-policy"]
     r = client.post(f"/models/{version}/release", data={"csrf_token": token})
-    assert r.status_code == 403
+    assert r.status_code == 403 and "only the council or an admin" in r.text
     assert registry.get_version(ctx, version).state == "verified"
+
+    token = sign_in(client, ctx, community["coun1"].id, "coun1")
     dashboard = client.get("/").text
     assert version in dashboard.split('id="h-release"')[1] and "gate: allow" in dashboard
-
-    token = sign_in(client, ctx, community["admin"].id, "admin")
     page = client.get(f"/models/{version}").text
     assert f"/models/{version}/release" in page
     r = client.post(f"/models/{version}/release", data={"csrf_token": token})
     assert r.status_code == 200 and "is released" in r.text
     assert registry.get_version(ctx, version).state == "released"
+    assert proposals.get_detail(ctx, ids["verified_proposal_id"]).state == "released"
     r = client.post(f"/models/{version}/release", data={"csrf_token": token})
     assert r.status_code == 409  # a released version never changes
     assert client.get(f"/models/{mv('nothing')}").status_code == 404

@@ -41,7 +41,9 @@
     const body = note.slice(0, split + 1);
     const lines = body.split("\n");
     if (toHex(b64(lines[2])) !== rootHex) return "the checkpoint names a different root";
-    const [name, kid, keyB64] = verifierKey.split("+");
+    // name+kid+key: the base64 key may itself contain "+", so split at the first two only
+    const [name, kid, ...rest] = verifierKey.split("+");
+    const keyB64 = rest.join("+");
     const key = b64(keyB64).slice(1);
     for (const line of note.slice(split + 2).split("\n")) {
       if (!line.startsWith("\u2014 " + name + " ")) continue;

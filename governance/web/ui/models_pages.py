@@ -23,8 +23,9 @@ RELEASABLE = {ModelState.CANDIDATE.value, ModelState.VERIFIED.value}
 
 
 def may_release(actor: ActorView, state: str, verdict: str) -> bool:
-    """``registry.release``'s rule: an admin, a version not yet released or rejected, and the gate's allow."""
-    return Role.ADMIN in actor.roles and state in RELEASABLE and verdict == "allow"
+    """``registry.release``'s rule: the council or an admin, a version not yet released or rejected, and the
+    gate's allow."""
+    return bool({Role.COUNCIL, Role.ADMIN} & actor.roles) and state in RELEASABLE and verdict == "allow"
 
 
 def lineage_tree(rows: list[ModelVersionPublic]) -> list[dict[str, Any]]:
