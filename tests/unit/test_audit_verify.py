@@ -188,3 +188,27 @@ def test_spliced_lines_equal_serialised_lines() -> None:
         assert entry_line_raw(entry.to_bytes(), leaf, entry.seq, reveal) == entry_line(
             entry.to_json(), leaf, reveal
         )
+
+
+def test_parallel_chunk_hashing_verifies_and_names_the_first_bad_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large exports hash whole chunks in worker processes; the verdict and the blame stay the same."""
+    from governance.audit import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN_CHUNKS", 2)
+    n = 3 * verify_module.CHUNK + 7
+    data = export_of(n, reveal=False)
+    assert verify_module.verify_export(data).tree_size == n
+    parts = lines(data)
+    for seq in (5, verify_module.CHUNK + 11, 2 * verify_module.CHUNK + 1):
+        line = parts[seq + 1]
+        i = line.index(b'"action":"') + 11
+        forged = [
+            *parts[: seq + 1],
+            line[:i] + (b"X" if line[i : i + 1] != b"X" else b"Y") + line[i + 1 :],
+            *parts[seq + 2 :],
+        ]
+        with pytest.raises(VerificationFailed) as info:
+            verify_module.verify_export(join(forged))
+        assert info.value.seq == seq
