@@ -180,12 +180,13 @@ def webhook() -> None:
 @webhook.command("add")
 @click.argument("url")
 @click.option("--event", "events_", multiple=True, required=True, help="repeatable, e.g. --event release")
+@click.option("--secret", default=None, help="the signing secret (16+ characters; default: a random one)")
 @_domain_errors
-def webhook_add(url: str, events_: tuple[str, ...]) -> None:
+def webhook_add(url: str, events_: tuple[str, ...], secret: str | None) -> None:
     """Register a URL; prints its signing secret once."""
     from governance.services import events
 
-    h = events.add_webhook(_ctx(), url, list(events_))
+    h = events.add_webhook(_ctx(), url, list(events_), secret=secret)
     click.echo(h["secret"])
     click.echo(f"webhook {h['id']} -> {h['url']} ({', '.join(h['events'])}): store the secret now", err=True)
 
@@ -321,8 +322,13 @@ def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
         click.echo(f"release verdict for {job['model_version']}: {verdict.verdict}")
         for reason in verdict.reasons:
             click.echo(f"  - {reason}")
-        if verdict.report_url:
-            click.echo(f"report: {verdict.report_url}")
+        if report:
+            from unlearning.verification import render_html
+
+            path = (ctx.settings.data_dir / "reports" / f"{job['model_version']}.html").resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_html(report))
+            click.echo(f"report: {path}  (served at {verdict.report_url})")
 
 
 @main.group()

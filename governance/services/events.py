@@ -202,14 +202,19 @@ def _require_operator(actor: ActorView | None) -> None:
         raise PermissionDenied("only an admin (or the operator's CLI) manages webhooks")
 
 
-def add_webhook(ctx: Ctx, url: str, events: list[str], actor: ActorView | None = None) -> dict[str, Any]:
-    """Register a webhook; returns it with its signing secret (shown once)."""
+def add_webhook(
+    ctx: Ctx, url: str, events: list[str], actor: ActorView | None = None, secret: str | None = None
+) -> dict[str, Any]:
+    """Register a webhook with the operator's secret (or a random one); returns it with the secret (shown
+    once)."""
     _require_operator(actor)
+    if secret is not None and not 16 <= len(secret) <= 200:
+        raise InvalidInput("a webhook secret has 16 to 200 characters", field="secret")
     url = url.strip()
     if not url.startswith(("http://", "https://")) or len(url) > 2000 or " " in url:
         raise InvalidInput("the webhook URL must be an http(s) URL", field="url")
     subscribed = parse_events(events)
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    secret = secret or "whsec_" + secrets.token_urlsafe(32)
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
         h = Webhook(

@@ -115,7 +115,16 @@ def test_webhook_management_is_validated_and_admin_only(ctx: Ctx, community: dic
         events.add_webhook(ctx, "https://ci.example/hook", ["release", "party"], community["admin"].actor)
     with pytest.raises(InvalidInput, match="http"):
         events.add_webhook(ctx, "ftp://ci.example/hook", ["release"], community["admin"].actor)
-    assert events.list_webhooks(ctx, community["admin"].actor) == []
+    with pytest.raises(InvalidInput, match="16 to 200"):
+        events.add_webhook(
+            ctx, "https://ci.example/hook", ["release"], community["admin"].actor, secret="short"
+        )
+    own = events.add_webhook(
+        ctx, "https://ci.example/h", ["release"], community["admin"].actor, secret="s" * 20
+    )
+    assert own["secret"] == "s" * 20
+    events.remove_webhook(ctx, own["id"], community["admin"].actor)
+    assert [h["active"] for h in events.list_webhooks(ctx, community["admin"].actor)] == [False]
 
 
 def test_unreachable_receiver_is_retried_then_given_up(

@@ -33,6 +33,7 @@ class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(max_length=2000)
     events: list[str]
+    secret: str | None = Field(default=None, description="16-200 characters; omit for a random one")
 
 
 def _jsonable(value: Any) -> str:
@@ -105,7 +106,7 @@ class WebhookController(Controller):
     @post("/", sync_to_thread=True)
     def add(self, ctx: Ctx, actor: ActorView, data: WebhookIn) -> dict[str, Any]:
         """Admins register a URL and the events it receives; the signing secret is in this response only."""
-        return events.add_webhook(ctx, data.url, data.events, actor)
+        return events.add_webhook(ctx, data.url, data.events, actor, secret=data.secret)
 
     @delete("/{webhook_id:int}", status_code=204, sync_to_thread=True)
     def remove(self, ctx: Ctx, actor: ActorView, webhook_id: int) -> None:
