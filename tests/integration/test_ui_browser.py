@@ -265,6 +265,7 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
     plots = mod.page.frame_locator("iframe.report").locator("svg")
     expect(plots.first).to_be_visible()  # the HTML report's plots, embedded
     expect(mod.page.get_by_role("button", name=re.compile("^Release"))).to_have_count(0)  # the council does
+    mod.page.locator("iframe.report").scroll_into_view_if_needed()
     shot(mod.page, "model-version")
     version = mod.page.url.rsplit("/", 1)[1]
     mod.close()

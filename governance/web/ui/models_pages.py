@@ -123,7 +123,10 @@ class ModelPages(Controller):
         """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
         from unlearning.verification import render_html
 
-        html = render_html(registry.report_of(ctx, version))
+        m = registry.get_version(ctx, version)  # adopts the versions of finished jobs first
+        if m.report is None:
+            raise NotFound(f"model version {version} has no verification report yet")
+        html = render_html(m.report)
         # shown in a sandboxed frame of this site only
         headers = {
             "Content-Security-Policy": (
