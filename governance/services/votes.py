@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -27,7 +27,7 @@ from governance.db.engine import write_session
 from governance.db.models import CurrentVote, Elector, Proposal, VoteRecord
 from governance.domain.errors import DomainError, NotAuthenticated
 from governance.domain.proposals import Action
-from governance.domain.review import ActorView, decide
+from governance.domain.review import SYSTEM, ActorView, decide
 from governance.domain.voting import VoteChoice, parse_vote
 from governance.schemas import VotePublic
 from governance.services import members
@@ -119,8 +119,17 @@ def _cast_on_proposal(
             )
         ).all()
     )
-    base = proposals._view(s, p, _actor(requests[idxs[0]]), Action.VOTE)
-    turnout = base.turnout
+    # the snapshot without per-actor queries (EDIT loads nothing extra); sizes in one round trip
+    electorate_size, turnout = s.exec(
+        select(
+            select(func.count()).select_from(Elector).where(Elector.proposal_id == pid).scalar_subquery(),
+            select(func.count())
+            .select_from(CurrentVote)
+            .where(CurrentVote.proposal_id == pid)
+            .scalar_subquery(),
+        )
+    ).one()
+    base = replace(proposals._view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:
@@ -159,9 +168,7 @@ def _cast_on_proposal(
         }
         for i, _ in accepted
     ]
-    ids = s.scalars(
-        insert(VoteRecord).returning(col(VoteRecord.id), sort_by_parameter_order=True), rows
-    ).all()
+    ids = s.connection().execute(_INSERT_RECORDS, rows).scalars().all()
     latest: dict[int, dict[str, Any]] = {}
     for row, rid in zip(rows, ids, strict=True):
         latest[row["member_id"]] = {
@@ -204,12 +211,15 @@ def _actor(r: VoteRequest) -> ActorView:
     return r.actor
 
 
-def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace each member's current vote; the primary key keeps one per member and proposal."""
-    table = CurrentVote.__table__  # type: ignore[attr-defined]
-    dialect = s.get_bind().dialect.name
-    stmt: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
+_RECORD_TABLE = VoteRecord.__table__  # type: ignore[attr-defined]
+_CURRENT_TABLE = CurrentVote.__table__  # type: ignore[attr-defined]
+# Core statements, built once: the vote path runs them for every batch
+_INSERT_RECORDS = insert(_RECORD_TABLE).returning(_RECORD_TABLE.c.id, sort_by_parameter_order=True)
+
+
+def _upsert(dialect: Any) -> Any:
+    stmt: Any = dialect.insert(_CURRENT_TABLE)
+    return stmt.on_conflict_do_update(
         index_elements=["proposal_id", "member_id"],
         set_={
             "record_id": stmt.excluded.record_id,
@@ -217,9 +227,17 @@ def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
             "cast_at": stmt.excluded.cast_at,
         },
     )
-    s.execute(stmt, rows)
 
 
+_UPSERT_CURRENT = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+
+
+def _upsert_current(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace each member's current vote; the primary key keeps one per member and proposal."""
+    s.connection().execute(_UPSERT_CURRENT[s.get_bind().dialect.name], rows)
+
+
+_WRITER_LOCK = threading.Lock()  # inline batches and thread batches never write at once
 Resolve = Callable[[VotePublic | None, BaseException | None], None]
 
 
@@ -228,8 +246,9 @@ class VoteBatcher:
     being written. Callers wait on a thread future (``cast``) or an asyncio future (``cast_async``); the
     async path lets the vote endpoint run on the event loop without a thread per request."""
 
-    def __init__(self, ctx: Ctx, max_batch: int = 128) -> None:
-        self.ctx, self.max_batch = ctx, max_batch
+    def __init__(self, ctx: Ctx, max_batch: int = 128, inline: bool = False) -> None:
+        self.ctx, self.max_batch, self.inline = ctx, max_batch, inline
+        self._pending: list[tuple[VoteRequest, asyncio.Future[VotePublic]]] = []
         self._queue: queue.SimpleQueue[tuple[VoteRequest, Resolve] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -250,6 +269,13 @@ class VoteBatcher:
     async def cast_async(self, request: VoteRequest) -> VotePublic:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[VotePublic] = loop.create_future()
+        if self.inline:
+            # SQLite: write the votes that arrived in this turn of the event loop right here, in one batch,
+            # without handing them to a thread (no GIL hand-offs between the loop and a writer thread)
+            self._pending.append((request, fut))
+            if len(self._pending) == 1:
+                loop.call_soon(self._drain_inline)
+            return await fut
 
         def settle(vote: VotePublic | None, error: BaseException | None) -> None:
             if fut.done():
@@ -264,6 +290,25 @@ class VoteBatcher:
 
         self._submit(request, resolve)
         return await fut
+
+    def _drain_inline(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            with _WRITER_LOCK:
+                outcomes = cast_votes(self.ctx, [req for req, _ in batch])
+        except Exception as exc:
+            log.warning("vote batch of %d failed: %s", len(batch), exc)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), out in zip(batch, outcomes, strict=True):
+            if fut.done():
+                continue
+            if out.error is not None:
+                fut.set_exception(out.error)
+            else:
+                fut.set_result(out.vote)  # type: ignore[arg-type]
 
     def _submit(self, request: VoteRequest, resolve: Resolve) -> None:
         with self._lock:
@@ -293,7 +338,8 @@ class VoteBatcher:
                     break
                 batch.append(nxt)
             try:
-                outcomes = cast_votes(self.ctx, [req for req, _ in batch])
+                with _WRITER_LOCK:
+                    outcomes = cast_votes(self.ctx, [req for req, _ in batch])
             except BaseException as exc:  # the transaction failed: nothing of this batch was written
                 log.warning("vote batch of %d failed: %s", len(batch), exc)
                 for _, resolve in batch:

@@ -90,7 +90,8 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or make_engine(settings.effective_database_url)
     ctx = Ctx.create(engine, settings, clock)
-    ctx.vote_batcher = VoteBatcher(ctx)  # group commit for concurrent votes
+    # group commit for concurrent votes; on SQLite the batch is written on the event loop itself
+    ctx.vote_batcher = VoteBatcher(ctx, inline=engine.dialect.name == "sqlite")
     services: list[Any] = []
     if background:
         from governance.jobs.webhooks import Deliverer
