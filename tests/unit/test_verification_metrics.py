@@ -253,4 +253,9 @@ def test_report_round_trips_and_renders_without_external_resources() -> None:
     assert again.candidate_hash == rep.candidate_hash and again.tests == rep.tests
     page = render_html(rep)
     assert "FAIL: mia_auc (fail)" in page and "<svg" in page and "<script" not in page
+    import re
+    import xml.etree.ElementTree as ET
+
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        ET.fromstring(svg)  # every plot is well-formed SVG
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
