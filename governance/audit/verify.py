@@ -155,7 +155,7 @@ def verify_export(
     frontier = merkle.Frontier()
     revealed = 0
     pairs = list(itertools.pairwise(bounds))
-    roots = {} if strict else _parallel_chunk_roots(body, pairs)
+    roots = {} if strict else _parallel_chunk_roots(data if isinstance(data, bytes) else None, body, pairs)
     for start, end in pairs:
         root = roots.get(start)
         if root is not None:  # a whole chunk, checked and hashed by a worker process
@@ -197,18 +197,24 @@ def verify_export(
 
 
 PARALLEL_MIN_CHUNKS = 32
-_SHARED_LINES: list[bytes] = []  # the export's lines, inherited by the forked worker processes
+# The export's bytes and where each line starts, inherited by the forked worker processes. One bytes object
+# (not a million line objects): a child touching it copies one refcount's page, not the whole export.
+_SHARED: tuple[bytes, list[int]] = (b"", [])
 
 
 def _chunk_root(bounds: tuple[int, int]) -> tuple[int, bytes | None]:
     """In a worker: the root of one whole chunk if every line takes the fast path, else None (the main
     process then checks that chunk line by line, in order, and names the first bad entry)."""
     start, end = bounds
-    leaves, bad = _fast_leaves(_SHARED_LINES[start:end], start)
+    data, offsets = _SHARED
+    block = data[offsets[start] : offsets[end] - 1].split(b"\n")
+    leaves, bad = _fast_leaves(block, start)
     return start, (None if bad else merkle.perfect_root(leaves))
 
 
-def _parallel_chunk_roots(body: list[bytes], pairs: list[tuple[int, int]]) -> dict[int, bytes | None]:
+def _parallel_chunk_roots(
+    data: bytes | None, body: list[bytes], pairs: list[tuple[int, int]]
+) -> dict[int, bytes | None]:
     """Hash whole aligned chunks on every core (a large export only: forking costs a few ms). Leaf hashing
     is independent per chunk, so the work splits cleanly; the frontier is then folded in order."""
     import multiprocessing
@@ -216,15 +222,22 @@ def _parallel_chunk_roots(body: list[bytes], pairs: list[tuple[int, int]]) -> di
 
     full = [(a, b) for a, b in pairs if b - a == CHUNK and a % CHUNK == 0]
     cores = min(os.cpu_count() or 1, 8)
-    if cores < 2 or len(full) < PARALLEL_MIN_CHUNKS or "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        data is None
+        or cores < 2
+        or len(full) < PARALLEL_MIN_CHUNKS
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         return {}
-    global _SHARED_LINES
-    _SHARED_LINES = body
+    global _SHARED
+    # byte offset of each body line within ``data`` (the header line comes first)
+    offsets = list(itertools.accumulate((len(line) + 1 for line in body), initial=data.index(b"\n") + 1))
+    _SHARED = (data, offsets)
     try:
         with multiprocessing.get_context("fork").Pool(cores) as pool:
             return dict(pool.imap(_chunk_root, full, chunksize=8))
     finally:
-        _SHARED_LINES = []
+        _SHARED = (b"", [])
 
 
 def _fast_leaves(block: list[bytes], start: int) -> tuple[list[bytes], list[int]]:
