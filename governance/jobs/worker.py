@@ -116,6 +116,14 @@ def default_verifier(
         if getattr(ref, "status", None) != "succeeded":
             raise RuntimeError(f"the retrained reference failed: {getattr(ref, 'error', None)}")
         reference_version, reference_cost = ref.model_version, ref.to_dict().get("cost")
+    from governance.db.engine import read_session
+    from governance.services import registry
+    from unlearning.verification import RegressionCheck
+
+    with read_session(ctx.engine) as s:  # earlier approved unlearnings of the lineage are re-verified too
+        regressions = [
+            RegressionCheck(**c) for c in registry.regression_checks_from(s, result.get("parent_version"))
+        ]
     spec = VerifySpec(
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
@@ -126,6 +134,7 @@ def default_verifier(
         reference_version=reference_version,
         job_cost=result.get("cost"),
         reference_cost=reference_cost,
+        regressions=regressions,
         proposal_id=claim.proposal_id,
         job_id=f"job-{claim.job_id}",
     )
