@@ -58,11 +58,26 @@ def audit() -> None:
 )
 @click.option("--key", "key_text", help="The verifier key you trust (text or a file holding it).")
 @click.option("--strict", is_flag=True, help="Also check that every entry is a well-formed version-1 entry.")
-def verify(export_file: str, old_checkpoint: str | None, key_text: str | None, strict: bool) -> None:
+@click.option(
+    "--bundle",
+    is_flag=True,
+    help="EXPORT is a release's provenance bundle (`commons release bundle`): check its checkpoint, "
+    "inclusion proofs and claims instead.",
+)
+def verify(
+    export_file: str, old_checkpoint: str | None, key_text: str | None, strict: bool, bundle: bool
+) -> None:
     """Verify an export offline: signatures, every entry, the root, and consistency with OLD_CHECKPOINT.
 
     Exits 0 when everything verifies, 1 naming the first bad entry otherwise.
     """
+    if bundle:
+        from governance.gate_cli import verify_bundle_cmd
+
+        if key_text and Path(key_text).is_file():
+            key_text = Path(key_text).read_text()
+        click.get_current_context().invoke(verify_bundle_cmd, bundle_file=export_file, key_text=key_text)
+        return
     data = _read(export_file)
     against = _checkpoint_text(_read(old_checkpoint)) if old_checkpoint else None
     trusted = None

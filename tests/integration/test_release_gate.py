@@ -390,5 +390,10 @@ def test_provenance_bundle_checks_offline_and_detects_tampering(
     assert res.exit_code == 0, res.output
     res = run.invoke(release, ["verify-bundle", str(out)])
     assert res.exit_code == 0 and res.stdout.startswith("OK:")
+    from governance.audit.cli import audit
+
+    res = run.invoke(audit, ["verify", "--bundle", str(out)])  # the same check, as the issue names it
+    assert res.exit_code == 0 and res.stdout.startswith("OK:"), res.output
     out.write_text(json.dumps(forged))
     assert run.invoke(release, ["verify-bundle", str(out)]).exit_code == 1
+    assert run.invoke(audit, ["verify", "--bundle", str(out)]).exit_code == 1
