@@ -1,12 +1,13 @@
 """The verification report as one self-contained HTML page: a verdict line, the acceptance tests with why each
 passed or failed, the regression checks, every metric for original / candidate / reference, and inline SVG
-plots (membership-inference ROC curves, forget vs held-out loss distributions, per-node utility, canary
-exposure). No scripts, no external files, no plotting library: the SVG is written here.
+plots drawn with matplotlib and inlined as SVG (membership-inference ROC curves, forget vs held-out loss
+distributions, per-node utility, canary exposure). No scripts, no external files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -26,99 +27,75 @@ def _fmt(x: Any) -> str:
     return escape(str(x))
 
 
-def _svg(body: str, title: str) -> str:
-    return (
-        f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-        f'viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">'
-        f'<rect width="{W}" height="{H}" fill="#fff" stroke="#d0d7de"/>{body}</svg>'
-        f"<figcaption>{escape(title)}</figcaption></figure>"
-    )
+def _figure(draw: Callable[[Any], None], title: str, xlabel: str = "", ylabel: str = "") -> str:
+    """One plot drawn with matplotlib (Agg) and inlined as SVG text: no image files, no scripts."""
+    import io
 
+    import matplotlib
 
-def _axes(xlabel: str, ylabel: str, ymax: float) -> str:
-    x0, y0, x1, y1 = PAD, H - PAD, W - 10, 10
-    return (
-        f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#333"/>'
-        f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#333"/>'
-        f'<text x="{(x0 + x1) / 2}" y="{H - 6}" font-size="11" text-anchor="middle">{escape(xlabel)}</text>'
-        f'<text x="10" y="{(y0 + y1) / 2}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 10 {(y0 + y1) / 2})">{escape(ylabel)}</text>'
-        f'<text x="{x0 - 4}" y="{y1 + 8}" font-size="9" text-anchor="end">{ymax:.3g}</text>'
-        f'<text x="{x0 - 4}" y="{y0}" font-size="9" text-anchor="end">0</text>'
-    )
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
 
-
-def _legend(roles: Sequence[str]) -> str:
-    out = []
-    for i, r in enumerate(roles):
-        out.append(
-            f'<rect x="{W - 95}" y="{14 + 14 * i}" width="10" height="10" fill="{COLOURS.get(r, "#000")}"/>'
-            f'<text x="{W - 80}" y="{23 + 14 * i}" font-size="10">{escape(r)}</text>'
-        )
-    return "".join(out)
+    fig = Figure(figsize=(W / 72, H / 72), dpi=72)
+    ax = fig.add_subplot()
+    draw(ax)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})  # no timestamp: the same report, the same page
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE: the SVG is inlined in HTML
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)  # matplotlib's RDF credits
+    return f'<figure role="img" aria-label="{escape(title)}">{svg}<figcaption>{escape(title)}</figcaption></figure>'
 
 
 def roc_svg(curves: dict[str, list[list[float]]], aucs: dict[str, float]) -> str:
-    sx, sy = (W - 10 - PAD), (H - PAD - 10)
-    body = [_axes("false-positive rate", "true-positive rate", 1.0)]
-    body.append(f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="10" stroke="#ccc" stroke-dasharray="4"/>')
-    for role, pts in curves.items():
-        path = " ".join(f"{PAD + f * sx:.1f},{H - PAD - t * sy:.1f}" for f, t in pts)
-        body.append(
-            f'<polyline points="{path}" fill="none" stroke="{COLOURS.get(role, "#000")}" stroke-width="2"/>'
-        )
+    def draw(ax: Any) -> None:
+        ax.plot([0, 1], [0, 1], color="#cccccc", linestyle="--", linewidth=1)
+        for role, pts in curves.items():
+            ax.plot(
+                [f for f, _ in pts],
+                [t for _, t in pts],
+                color=COLOURS.get(role, "#000000"),
+                linewidth=2,
+                label=f"{role} (AUC {aucs.get(role, float('nan')):.3f})",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+
     labels = [f"{r} (AUC {aucs.get(r, float('nan')):.3f})" for r in curves]
-    body.append(_legend(list(curves)))
-    return _svg("".join(body), "Membership inference (loss attack) ROC: " + ", ".join(labels))
+    return _figure(
+        draw,
+        "Membership inference (loss attack) ROC: " + ", ".join(labels),
+        "false-positive rate",
+        "true-positive rate",
+    )
 
 
 def bars_svg(groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> str:
-    vals = [v for s in series.values() for v in s if v is not None]
-    ymax = max([*vals, 1e-9])
-    n_series = max(1, len(series))
-    gw = (W - 10 - PAD) / max(1, len(groups))
-    bw = gw * 0.8 / n_series
-    body = [_axes("", ylabel, ymax)]
-    for gi, g in enumerate(groups):
-        x = PAD + gi * gw
-        body.append(
-            f'<text x="{x + gw / 2:.1f}" y="{H - PAD + 12}" font-size="9" text-anchor="middle">{escape(g)}</text>'
-        )
-        for si, (role, vs) in enumerate(series.items()):
-            v = vs[gi] if gi < len(vs) else None
-            if v is None:
-                continue
-            h = max(0.0, v) / ymax * (H - PAD - 10)
-            body.append(
-                f'<rect x="{x + gw * 0.1 + si * bw:.1f}" y="{H - PAD - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-                f'fill="{COLOURS.get(role, "#888")}"><title>{escape(role)} {escape(g)}: {v:.4g}</title></rect>'
-            )
-    body.append(_legend(list(series)))
-    return _svg("".join(body), title)
+    def draw(ax: Any) -> None:
+        n = max(1, len(series))
+        width = 0.8 / n
+        for si, (role, values) in enumerate(series.items()):
+            xs = [gi + si * width - 0.4 + width / 2 for gi in range(len(groups))]
+            ys = [v if v is not None else 0.0 for v in (list(values) + [None] * len(groups))[: len(groups)]]
+            ax.bar(xs, ys, width=width, color=COLOURS.get(role, "#888888"), label=role)
+        ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0)
+
+    return _figure(draw, title, "", ylabel)
 
 
 def hist_svg(edges: list[float], forget: list[int], heldout: list[int], title: str) -> str:
-    n = len(forget)
-    ftot, htot = max(1, sum(forget)), max(1, sum(heldout))
-    fs = [c / ftot for c in forget]
-    hs = [c / htot for c in heldout]
-    ymax = max([*fs, *hs, 1e-9])
-    bw = (W - 10 - PAD) / max(1, n)
-    body = [_axes(f"per-example loss ({edges[0]:.2g} to {edges[-1]:.2g})", "share of examples", ymax)]
-    for i in range(n):
-        for share, colour in ((hs[i], "#1f77b4"), (fs[i], "#d62728")):
-            h = share / ymax * (H - PAD - 10)
-            body.append(
-                f'<rect x="{PAD + i * bw:.1f}" y="{H - PAD - h:.1f}" width="{bw:.1f}" height="{h:.1f}" '
-                f'fill="{colour}" fill-opacity="0.45"/>'
-            )
-    body.append(
-        f'<rect x="{W - 95}" y="14" width="10" height="10" fill="#d62728" fill-opacity="0.45"/>'
-        f'<text x="{W - 80}" y="23" font-size="10">forget</text>'
-        f'<rect x="{W - 95}" y="28" width="10" height="10" fill="#1f77b4" fill-opacity="0.45"/>'
-        f'<text x="{W - 80}" y="37" font-size="10">held-out</text>'
-    )
-    return _svg("".join(body), title)
+    def draw(ax: Any) -> None:
+        for counts, colour, label in ((heldout, "#1f77b4", "held-out"), (forget, "#d62728", "forget")):
+            total = max(1, sum(counts))
+            ax.stairs([c / total for c in counts], edges, fill=True, alpha=0.45, color=colour, label=label)
+
+    return _figure(draw, title, f"per-example loss ({edges[0]:.2g} to {edges[-1]:.2g})", "share of examples")
 
 
 def _plots(r: dict[str, Any]) -> list[str]:
