@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
-import uvicorn
-from litestar import Litestar
 from sqlmodel import select
 
 from governance.db.engine import read_session
@@ -22,28 +15,6 @@ from governance.schemas import ProposalCreate
 from governance.services import proposals
 from governance.services.context import Ctx
 from tests.conftest import Person, add_person
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def live_url(app: Litestar) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_concurrent_votes_and_changes(ctx: Ctx, live_url: str, community: dict[str, Person]) -> None:
