@@ -138,6 +138,10 @@ def verify_export(
     if isinstance(data, bytes):
         if not data.endswith(b"\n"):
             raise VerificationFailed("the export does not end with a newline (truncated or altered)")
+        if not strict and against is None:
+            quick = _parallel_verify(data, trusted_key)
+            if quick is not None:  # every entry checked on the fast path and the signed root matched
+                return quick
         lines = data[:-1].split(b"\n")
     else:
         lines = list(data)
@@ -154,13 +158,7 @@ def verify_export(
     bounds = sorted({*range(0, count, CHUNK), count, *([check_at] if check_at else [])})
     frontier = merkle.Frontier()
     revealed = 0
-    pairs = list(itertools.pairwise(bounds))
-    roots = {} if strict else _parallel_chunk_roots(data if isinstance(data, bytes) else None, body, pairs)
-    for start, end in pairs:
-        root = roots.get(start)
-        if root is not None:  # a whole chunk, checked and hashed by a worker process
-            frontier.add_subtree(CHUNK_LEVEL, root)
-            continue
+    for start, end in itertools.pairwise(bounds):
         block = body[start:end]
         leaves, bad = _fast_leaves(block, start) if not strict else ([b""] * len(block), range(len(block)))
         for i in bad:  # in order, so the first bad entry is the one named
@@ -196,48 +194,87 @@ def verify_export(
     )
 
 
-PARALLEL_MIN_CHUNKS = 32
-# The export's bytes and where each line starts, inherited by the forked worker processes. One bytes object
-# (not a million line objects): a child touching it copies one refcount's page, not the whole export.
-_SHARED: tuple[bytes, list[int]] = (b"", [])
+PARALLEL_MIN_ENTRIES = 32 * CHUNK
+_SHARED = b""  # the export, inherited by the forked worker processes (one object: no copy-on-write storm)
 
 
-def _chunk_root(bounds: tuple[int, int]) -> tuple[int, bytes | None]:
-    """In a worker: the root of one whole chunk if every line takes the fast path, else None (the main
-    process then checks that chunk line by line, in order, and names the first bad entry)."""
-    start, end = bounds
-    data, offsets = _SHARED
-    block = data[offsets[start] : offsets[end] - 1].split(b"\n")
-    leaves, bad = _fast_leaves(block, start)
-    return start, (None if bad else merkle.perfect_root(leaves))
+def _range_summary(job: tuple[int, int, int]) -> tuple[list[bytes], list[bytes], list[bytes], bool]:
+    """In a worker: the lines of bytes ``[a, b)``, whose first line is entry ``first``. Returns the leaves up to
+    the first chunk boundary, the roots of the whole chunks, the leaves after the last boundary, and whether
+    every line took the fast path (if not, the caller verifies line by line to name the first bad entry)."""
+    a, b, first = job
+    lines = _SHARED[a:b].split(b"\n")
+    n = len(lines)
+    head = min(n, (-first) % CHUNK)
+    whole = (n - head) // CHUNK
+    head_leaves, bad = _fast_leaves(lines[:head], first)
+    if bad:
+        return [], [], [], False
+    roots = []
+    for k in range(whole):
+        lo = head + k * CHUNK
+        leaves, bad = _fast_leaves(lines[lo : lo + CHUNK], first + lo)
+        if bad:
+            return [], [], [], False
+        roots.append(merkle.perfect_root(leaves))
+    tail_leaves, bad = _fast_leaves(lines[head + whole * CHUNK :], first + head + whole * CHUNK)
+    return head_leaves, roots, tail_leaves, not bad
 
 
-def _parallel_chunk_roots(
-    data: bytes | None, body: list[bytes], pairs: list[tuple[int, int]]
-) -> dict[int, bytes | None]:
-    """Hash whole aligned chunks on every core (a large export only: forking costs a few ms). Leaf hashing
-    is independent per chunk, so the work splits cleanly; the frontier is then folded in order."""
+def _parallel_verify(data: bytes, trusted_key: VerifierKey | None) -> VerifyResult | None:
+    """Verify a large export on every core: each worker hashes a byte range of whole lines. Returns None when
+    it does not apply (small export, one core) or when anything is off, so that the caller's line-by-line
+    pass finds and names the first bad entry."""
     import multiprocessing
     import os
 
-    full = [(a, b) for a, b in pairs if b - a == CHUNK and a % CHUNK == 0]
     cores = min(os.cpu_count() or 1, 8)
-    if (
-        data is None
-        or cores < 2
-        or len(full) < PARALLEL_MIN_CHUNKS
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
-        return {}
+    if cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    body_start = data.index(b"\n") + 1
+    header, _key, checkpoint = _header(data[: body_start - 1], trusted_key)
+    end = len(data) - 1  # the final newline
+    count = data.count(b"\n", body_start) if end >= body_start else 0
+    if count != checkpoint.size or count < PARALLEL_MIN_ENTRIES:
+        return None
+    cuts = [body_start]
+    for k in range(1, cores):  # split at the newline after each share of the bytes
+        nl = data.find(b"\n", body_start + (end - body_start) * k // cores)
+        if nl < 0 or nl + 1 >= end or nl + 1 <= cuts[-1]:
+            break
+        cuts.append(nl + 1)
+    cuts.append(end + 1)
+    jobs, first = [], 0
+    for a, b in itertools.pairwise(cuts):
+        jobs.append((a, b - 1, first))  # b - 1: without the range's last newline
+        first += data.count(b"\n", a, b)
     global _SHARED
-    # byte offset of each body line within ``data`` (the header line comes first)
-    offsets = list(itertools.accumulate((len(line) + 1 for line in body), initial=data.index(b"\n") + 1))
-    _SHARED = (data, offsets)
+    _SHARED = data
     try:
-        with multiprocessing.get_context("fork").Pool(cores) as pool:
-            return dict(pool.imap(_chunk_root, full, chunksize=8))
+        with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+            parts = pool.map(_range_summary, jobs)
     finally:
-        _SHARED = (b"", [])
+        _SHARED = b""
+    frontier = merkle.Frontier()
+    for head, roots, tail, fine in parts:
+        if not fine:
+            return None
+        for leaf in head:
+            frontier.add(leaf)
+        for root in roots:
+            frontier.add_subtree(CHUNK_LEVEL, root)
+        for leaf in tail:
+            frontier.add(leaf)
+    if frontier.size != checkpoint.size or frontier.root() != checkpoint.root_hash:
+        return None
+    return VerifyResult(
+        origin=checkpoint.origin,
+        tree_size=checkpoint.size,
+        root_hash=checkpoint.root_hash,
+        public_key=header["public_key"],
+        checked_against=None,
+        revealed=0,
+    )
 
 
 def _fast_leaves(block: list[bytes], start: int) -> tuple[list[bytes], list[int]]:

@@ -196,7 +196,7 @@ def test_parallel_chunk_hashing_verifies_and_names_the_first_bad_entry(
     """Large exports hash whole chunks in worker processes; the verdict and the blame stay the same."""
     from governance.audit import verify as verify_module
 
-    monkeypatch.setattr(verify_module, "PARALLEL_MIN_CHUNKS", 2)
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN_ENTRIES", 2 * verify_module.CHUNK)
     n = 3 * verify_module.CHUNK + 7
     data = export_of(n, reveal=False)
     assert verify_module.verify_export(data).tree_size == n
