@@ -8,6 +8,7 @@ model trained federatedly on them, and proposals in different states.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -142,6 +143,7 @@ def train_base_model(ctx: Ctx, *, size: str, say: Say, progress: Any = None) -> 
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
         base_version=init.version,
         rounds=cfg["rounds"],
+        num_threads=min(2, os.cpu_count() or 1),  # nothing else runs while the demo is created
     )
     result = run_job(spec, progress, threading.Event())
     if result.status != "succeeded" or result.model_version is None:
