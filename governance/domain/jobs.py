@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from governance.domain.errors import InvalidInput, InvalidTransition
+from governance.domain.roles import Role
 
 
 class JobState(StrEnum):
@@ -52,6 +53,18 @@ def claimable(state: JobState, lease_expires_at: datetime | None, now: datetime)
     if state is JobState.QUEUED:
         return True
     return state in LEASED_STATES and (lease_expires_at is None or lease_expires_at <= now)
+
+
+def may_cancel(state: JobState, roles: frozenset[Role]) -> bool:
+    """The council or an admin may cancel a job that has not finished."""
+    return bool({Role.COUNCIL, Role.ADMIN} & roles) and state not in FINAL_JOB_STATES
+
+
+def may_retry(state: JobState, verification_failed: bool, roles: frozenset[Role]) -> bool:
+    """A reviewer may retry a failed job, or one whose candidate failed verification."""
+    return Role.REVIEWER in roles and (
+        state is JobState.FAILED or (state is JobState.SUCCEEDED and verification_failed)
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from sqlmodel import Session, col, select
 from governance.db.engine import read_session, write_session
 from governance.db.models import DataSource, Job, JobAttempt, Proposal
 from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from governance.domain.jobs import FINAL_JOB_STATES, LEASED_STATES, JobState, check_job_transition
+from governance.domain.jobs import (
+    FINAL_JOB_STATES,
+    LEASED_STATES,
+    JobState,
+    check_job_transition,
+    may_cancel,
+    may_retry,
+)
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import SYSTEM, ActorView, decide
 from governance.domain.roles import Role
@@ -349,7 +356,7 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a cancellation needs a reason", field="reason")
-    if not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
+    if not may_cancel(JobState.QUEUED, actor.roles):
         raise PermissionDenied("only the council or an admin may cancel a job")
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
@@ -405,11 +412,8 @@ def retry(
         job = s.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None:
             raise NotFound(f"no job {job_id}")
-        verification_failed = (
-            job.state == JobState.SUCCEEDED.value
-            and _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED
-        )
-        if job.state != JobState.FAILED.value and not verification_failed:
+        verification_failed = _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED
+        if not may_retry(JobState(job.state), verification_failed, actor.roles):
             raise Conflict(
                 f"only a failed job (or one whose verification failed) can be retried; this one is {job.state}"
             )

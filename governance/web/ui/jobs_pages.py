@@ -12,10 +12,9 @@ from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
 from governance.domain.errors import InvalidInput, NotFound
-from governance.domain.jobs import FINAL_JOB_STATES, JobState
+from governance.domain.jobs import FINAL_JOB_STATES, JobState, may_cancel, may_retry
 from governance.domain.proposals import ProposalState
 from governance.domain.review import ActorView
-from governance.domain.roles import Role
 from governance.services import jobs, proposals
 from governance.services.context import Ctx
 from governance.web.ui.render import Form, field_errors, page, redirect
@@ -29,14 +28,12 @@ def is_final(state: str) -> bool:
 
 
 def job_actions(job: dict[str, Any], proposal_state: str | None, actor: ActorView) -> set[str]:
-    """What the viewer may do with this job now: the rules of ``jobs.request_cancel`` and ``jobs.retry``."""
+    """What the viewer may do with this job now (the domain's rules, which the services enforce)."""
+    state = JobState(job["state"])
     out = set()
-    if {Role.COUNCIL, Role.ADMIN} & actor.roles and not is_final(job["state"]):
+    if may_cancel(state, actor.roles):
         out.add("cancel")
-    verification_failed = (
-        job["state"] == JobState.SUCCEEDED.value and proposal_state == ProposalState.VERIFICATION_FAILED.value
-    )
-    if Role.REVIEWER in actor.roles and (job["state"] == JobState.FAILED.value or verification_failed):
+    if may_retry(state, proposal_state == ProposalState.VERIFICATION_FAILED.value, actor.roles):
         out.add("retry")
     return out
 
