@@ -106,26 +106,24 @@ def serve(host: str | None, port: int | None, demo: bool | None) -> None:
     """Run the service: upgrade the database to the latest schema, then serve the API and the UI."""
     import uvicorn
 
-    from governance.db.migrate import upgrade
     from governance.web.app import create_app
 
     s = _settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(s.effective_database_url)
+    ctx = _ctx()  # upgrades the database to the latest schema
     if demo is not False:
-        _offer_demo(demo)
+        _offer_demo(ctx, demo)
     host, port = host or s.host, port or s.port
     click.echo(f"Commons on http://{host}:{port}  (database: {_redact(s.effective_database_url)})")
-    uvicorn.run(create_app(s, background=True), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(s, engine=ctx.engine, background=True), host=host, port=port, log_level="warning")
 
 
-def _offer_demo(asked: bool | None) -> None:
+def _offer_demo(ctx: Any, asked: bool | None) -> None:
     """First start on an empty database: offer the demo community (asked only in an interactive terminal)."""
     import os
 
     from governance import demo as demo_mod
 
-    ctx = _ctx()
     if not demo_mod.is_empty(ctx):
         return
     interactive = sys.stdin.isatty() and not os.environ.get("CI")
@@ -138,7 +136,7 @@ def _offer_demo(asked: bool | None) -> None:
             default=True,
         ):
             return
-    _create_demo(reset=False, yes=True, size="default")
+    _create_demo(reset=False, yes=True, size="default", ctx=ctx)
 
 
 def _redact(url: str) -> str:
@@ -244,10 +242,10 @@ def demo(click_ctx: click.Context, reset: bool, yes: bool, size: str) -> None:
     _create_demo(reset=reset, yes=yes, size=size)
 
 
-def _create_demo(*, reset: bool, yes: bool, size: str) -> Any:
+def _create_demo(*, reset: bool, yes: bool, size: str, ctx: Any = None) -> Any:
     from governance import demo as demo_mod
 
-    ctx = _ctx()
+    ctx = ctx or _ctx()
     if reset:
         if not yes and not click.confirm("Drop the database, the dataset and every model version?"):
             raise click.Abort()
