@@ -17,7 +17,9 @@ What it cannot tell: whether others were shown the same log. Members compare che
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
+import operator
 from binascii import hexlify
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ FAST_LEAF = b',"leaf_hash":"'
 FAST_SEQ = b'","seq":'
 CHUNK_LEVEL = 12
 CHUNK = 1 << CHUNK_LEVEL
+NL = b"\n"
+HEX_SLICES = [slice(64 * i, 64 * i + 64) for i in range(CHUNK)]
 
 
 class VerificationFailed(Exception):
@@ -198,33 +202,48 @@ PARALLEL_MIN_ENTRIES = 32 * CHUNK
 _SHARED = b""  # the export, inherited by the forked worker processes (one object: no copy-on-write storm)
 
 
-def _range_summary(job: tuple[int, int, int]) -> tuple[list[bytes], list[bytes], list[bytes], bool]:
-    """In a worker: the lines of bytes ``[a, b)``, whose first line is entry ``first``. Returns the leaves up to
-    the first chunk boundary, the roots of the whole chunks, the leaves after the last boundary, and whether
-    every line took the fast path (if not, the caller verifies line by line to name the first bad entry)."""
-    a, b, first = job
-    lines = _SHARED[a:b].split(b"\n")
+def _first_seq(line: bytes) -> int | None:
+    """The sequence number a fast-path line ends with (``..."seq":N}\n``), or None."""
+    at = line.rfind(FAST_SEQ)
+    try:
+        return int(line[at + len(FAST_SEQ) : -2]) if at > 0 and line.endswith(b"}\n") else None
+    except ValueError:
+        return None
+
+
+def _range_summary(job: tuple[int, int]) -> tuple[int, int, list[bytes], list[bytes], list[bytes], bool]:
+    """In a worker: the whole lines of bytes ``[a, b)``. Returns the sequence number the first line claims,
+    the number of lines, the leaves up to the first chunk boundary, the roots of the whole chunks, the leaves
+    after the last boundary, and whether every line took the fast path (if not, the caller verifies line by
+    line to name the first bad entry). The caller checks that the claimed first numbers chain up."""
+    a, b = job
+    stream = io.BytesIO(_SHARED)  # shares the buffer: the lines are read without copying the range first
+    stream.seek(a)
+    lines = stream.readlines(b - a)  # exactly the lines of [a, b): both ends are line starts
+    first = _first_seq(lines[0]) if lines else None
+    if first is None:
+        return 0, 0, [], [], [], False
     n = len(lines)
     head = min(n, (-first) % CHUNK)
     whole = (n - head) // CHUNK
-    head_leaves, bad = _fast_leaves(lines[:head], first)
+    head_leaves, bad = _fast_leaves(lines[:head], first, NL)
     if bad:
-        return [], [], [], False
+        return first, n, [], [], [], False
     roots = []
     for k in range(whole):
         lo = head + k * CHUNK
-        leaves, bad = _fast_leaves(lines[lo : lo + CHUNK], first + lo)
+        leaves, bad = _fast_leaves(lines[lo : lo + CHUNK], first + lo, NL)
         if bad:
-            return [], [], [], False
+            return first, n, [], [], [], False
         roots.append(merkle.perfect_root(leaves))
-    tail_leaves, bad = _fast_leaves(lines[head + whole * CHUNK :], first + head + whole * CHUNK)
-    return head_leaves, roots, tail_leaves, not bad
+    tail_leaves, bad = _fast_leaves(lines[head + whole * CHUNK :], first + head + whole * CHUNK, NL)
+    return first, n, head_leaves, roots, tail_leaves, not bad
 
 
 def _parallel_verify(data: bytes, trusted_key: VerifierKey | None) -> VerifyResult | None:
-    """Verify a large export on every core: each worker hashes a byte range of whole lines. Returns None when
-    it does not apply (small export, one core) or when anything is off, so that the caller's line-by-line
-    pass finds and names the first bad entry."""
+    """Verify a large export on every core: each worker reads and hashes a byte range of whole lines. Returns
+    None when it does not apply (small export, one core) or when anything is off, so that the caller's
+    line-by-line pass finds and names the first bad entry."""
     import multiprocessing
     import os
 
@@ -233,31 +252,26 @@ def _parallel_verify(data: bytes, trusted_key: VerifierKey | None) -> VerifyResu
         return None
     body_start = data.index(b"\n") + 1
     header, _key, checkpoint = _header(data[: body_start - 1], trusted_key)
-    end = len(data) - 1  # the final newline
-    count = data.count(b"\n", body_start) if end >= body_start else 0
-    if count != checkpoint.size or count < PARALLEL_MIN_ENTRIES:
+    end = len(data)
+    if checkpoint.size < PARALLEL_MIN_ENTRIES or end <= body_start:
         return None
     cuts = [body_start]
-    for k in range(1, cores):  # split at the newline after each share of the bytes
+    for k in range(1, cores):  # split after the newline that follows each share of the bytes
         nl = data.find(b"\n", body_start + (end - body_start) * k // cores)
         if nl < 0 or nl + 1 >= end or nl + 1 <= cuts[-1]:
             break
         cuts.append(nl + 1)
-    cuts.append(end + 1)
-    jobs, first = [], 0
-    for a, b in itertools.pairwise(cuts):
-        jobs.append((a, b - 1, first))  # b - 1: without the range's last newline
-        first += data.count(b"\n", a, b)
+    cuts.append(end)
     global _SHARED
     _SHARED = data
     try:
-        with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
-            parts = pool.map(_range_summary, jobs)
+        with multiprocessing.get_context("fork").Pool(len(cuts) - 1) as pool:
+            parts = pool.map(_range_summary, itertools.pairwise(cuts))
     finally:
         _SHARED = b""
     frontier = merkle.Frontier()
-    for head, roots, tail, fine in parts:
-        if not fine:
+    for first, n, head, roots, tail, fine in parts:
+        if not fine or first != frontier.size:  # a range that does not start where the last one ended
             return None
         for leaf in head:
             frontier.add(leaf)
@@ -265,6 +279,8 @@ def _parallel_verify(data: bytes, trusted_key: VerifierKey | None) -> VerifyResu
             frontier.add_subtree(CHUNK_LEVEL, root)
         for leaf in tail:
             frontier.add(leaf)
+        if frontier.size != first + n:
+            return None
     if frontier.size != checkpoint.size or frontier.root() != checkpoint.root_hash:
         return None
     return VerifyResult(
@@ -277,15 +293,42 @@ def _parallel_verify(data: bytes, trusted_key: VerifierKey | None) -> VerifyResu
     )
 
 
-def _fast_leaves(block: list[bytes], start: int) -> tuple[list[bytes], list[int]]:
-    """Leaf hashes of entry lines that are exactly ``{"entry":E,"leaf_hash":"H","seq":N}`` for their own E:
-    the only free bytes of such a line are E, and the signed root covers E. Returns the leaves and the
-    indices of the other lines (reveals, or anything wrong), which need the thorough check."""
+def _fast_leaves(block: list[bytes], start: int, end: bytes = b"") -> tuple[list[bytes], list[int]]:
+    """Leaf hashes of entry lines that are exactly ``{"entry":E,"leaf_hash":"H","seq":N}`` (then ``end``) for
+    their own E: the only free bytes of such a line are E, and the signed root covers E. Returns the leaves
+    and the indices of the other lines (reveals, or anything wrong), which need the thorough check."""
+    n = len(block)
+    digits = len(b"%d" % start)
+    if n and digits == len(b"%d" % (start + n - 1)) and n <= CHUNK:
+        leaves = _uniform_leaves(block, start, len(FAST_LEAF) + 64 + len(FAST_SEQ) + digits + 1 + len(end), end)
+        if leaves is not None:
+            return leaves, []
+    return _line_leaves(block, start, end)
+
+
+def _uniform_leaves(block: list[bytes], start: int, tail: int, end: bytes) -> list[bytes] | None:
+    """``_fast_leaves`` for a block whose sequence numbers have one length, so every line's fixed part has
+    ``tail`` bytes after E: the checks are a few comparisons of joined bytes instead of one per line (in
+    Python, per-line work costs more than the hashing). None if any line is not on the fast path."""
+    sha256, n = hashlib.sha256, len(block)
+    entry = slice(FAST_START, -tail)
+    leaves = [sha256(b"\x00" + line[entry]).digest() for line in block]
+    hexes = hexlify(b"".join(leaves))
+    expected = [FAST_LEAF] * (3 * n)  # what must follow each E: the leaf hash of E and the line's number
+    expected[1::3] = map(hexes.__getitem__, HEX_SLICES[:n])
+    expected[2::3] = map((FAST_SEQ + b"%d}" + end).__mod__, range(start, start + n))
+    tails = b"".join(map(operator.getitem, block, itertools.repeat(slice(-tail, None))))
+    heads = b"".join(map(operator.getitem, block, itertools.repeat(slice(0, FAST_START))))
+    return leaves if tails == b"".join(expected) and heads == FAST_PREFIX * n else None
+
+
+def _line_leaves(block: list[bytes], start: int, end: bytes) -> tuple[list[bytes], list[int]]:
+    """``_fast_leaves`` line by line, naming the lines that are not on the fast path."""
     sha256 = hashlib.sha256
     cuts = [line.rfind(FAST_LEAF) for line in block]
     leaves = [sha256(b"\x00" + line[FAST_START:cut]).digest() for line, cut in zip(block, cuts, strict=True)]
     tails = [
-        b"%s%s%s%d}" % (FAST_LEAF, hexlify(leaf), FAST_SEQ, seq)
+        b"%s%s%s%d}%s" % (FAST_LEAF, hexlify(leaf), FAST_SEQ, seq, end)
         for leaf, seq in zip(leaves, range(start, start + len(block)), strict=True)
     ]
     bad = [

@@ -212,3 +212,38 @@ def test_parallel_chunk_hashing_verifies_and_names_the_first_bad_entry(
         with pytest.raises(VerificationFailed) as info:
             verify_module.verify_export(join(forged))
         assert info.value.seq == seq
+
+
+def test_parallel_ranges_must_chain_and_every_redundant_field_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker takes the number its first line claims; renumbering a whole range (so that it is consistent
+    in itself) or altering one line's leaf hash or number is still caught, and the first bad entry named."""
+    from governance.audit import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "PARALLEL_MIN_ENTRIES", 2 * verify_module.CHUNK)
+    n = 3 * verify_module.CHUNK + 7  # the numbers cross 9999 -> 10000 inside a chunk
+    data = export_of(n, reveal=False)
+    parts = lines(data)
+    body_start = data.index(b"\n") + 1
+    middle = data.find(b"\n", body_start + (len(data) - body_start) // 2) + 1
+    second = data.count(b"\n", body_start, middle)  # the first entry of the second worker's range
+
+    def renumber(line: bytes, seq: int) -> bytes:
+        at = line.rindex(b'"seq":')
+        return line[:at] + b'"seq":%d}' % seq
+
+    shifted = parts[: second + 1] + [renumber(line, i + 1) for i, line in enumerate(parts[second + 1 :], second)]
+    with pytest.raises(VerificationFailed) as info:
+        verify_module.verify_export(join(shifted))
+    assert info.value.seq == second
+
+    for seq in (0, 9999, second - 1, second, n - 1):
+        line = parts[seq + 1]
+        i = line.index(b'"leaf_hash":"') + 20
+        flipped = line[:i] + (b"0" if line[i : i + 1] != b"0" else b"1") + line[i + 1 :]
+        for forged_line in (flipped, renumber(line, seq + 2)):
+            forged = [*parts[: seq + 1], forged_line, *parts[seq + 2 :]]
+            with pytest.raises(VerificationFailed) as info:
+                verify_module.verify_export(join(forged))
+            assert info.value.seq == seq
