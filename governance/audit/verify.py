@@ -300,7 +300,9 @@ def _fast_leaves(block: list[bytes], start: int, end: bytes = b"") -> tuple[list
     n = len(block)
     digits = len(b"%d" % start)
     if n and digits == len(b"%d" % (start + n - 1)) and n <= CHUNK:
-        leaves = _uniform_leaves(block, start, len(FAST_LEAF) + 64 + len(FAST_SEQ) + digits + 1 + len(end), end)
+        leaves = _uniform_leaves(
+            block, start, len(FAST_LEAF) + 64 + len(FAST_SEQ) + digits + 1 + len(end), end
+        )
         if leaves is not None:
             return leaves, []
     return _line_leaves(block, start, end)

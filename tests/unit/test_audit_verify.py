@@ -233,7 +233,9 @@ def test_parallel_ranges_must_chain_and_every_redundant_field_is_checked(
         at = line.rindex(b'"seq":')
         return line[:at] + b'"seq":%d}' % seq
 
-    shifted = parts[: second + 1] + [renumber(line, i + 1) for i, line in enumerate(parts[second + 1 :], second)]
+    shifted = parts[: second + 1] + [
+        renumber(line, i + 1) for i, line in enumerate(parts[second + 1 :], second)
+    ]
     with pytest.raises(VerificationFailed) as info:
         verify_module.verify_export(join(shifted))
     assert info.value.seq == second
