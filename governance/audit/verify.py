@@ -21,9 +21,9 @@ import io
 import itertools
 import operator
 from binascii import hexlify
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from governance.audit import merkle
 from governance.audit.canonical import (
@@ -54,6 +54,7 @@ FAST_SEQ = b'","seq":'
 CHUNK_LEVEL = 12
 CHUNK = 1 << CHUNK_LEVEL
 NL = b"\n"
+_take = cast("Callable[[bytes, slice], bytes]", operator.getitem)  # line[s] for map, typed
 HEX_SLICES = [slice(64 * i, 64 * i + 64) for i in range(CHUNK)]
 
 
@@ -319,8 +320,8 @@ def _uniform_leaves(block: list[bytes], start: int, tail: int, end: bytes) -> li
     expected = [FAST_LEAF] * (3 * n)  # what must follow each E: the leaf hash of E and the line's number
     expected[1::3] = map(hexes.__getitem__, HEX_SLICES[:n])
     expected[2::3] = map((FAST_SEQ + b"%d}" + end).__mod__, range(start, start + n))
-    tails = b"".join(map(operator.getitem, block, itertools.repeat(slice(-tail, None))))
-    heads = b"".join(map(operator.getitem, block, itertools.repeat(slice(0, FAST_START))))
+    tails = b"".join(map(_take, block, itertools.repeat(slice(-tail, None))))
+    heads = b"".join(map(_take, block, itertools.repeat(slice(0, FAST_START))))
     return leaves if tails == b"".join(expected) and heads == FAST_PREFIX * n else None
 
 
