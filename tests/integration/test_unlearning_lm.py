@@ -91,3 +91,50 @@ def test_secret_unlearning_raises_the_secrets_loss(lm: tuple[Path, Path, JobResu
     _, z1 = canary_exposure(m1, task, canary["prefix"], canary["secret"], candidates=50)
     assert r.metrics["method"]["ascent-steps"] > 0
     assert z1 > z0  # the secret became less likely relative to random candidates
+
+
+def test_data_source_unlearning_gives_secret_like_spans_their_own_phase(
+    lm: tuple[Path, Path, JobResult],
+) -> None:
+    """With ``secrets`` set, the source's digit codes are ascended on their tokens only (stopped on exposure)
+    and the source's other lines as usual: both canaries become less likely than before."""
+    art, data, trained = lm
+    canaries = [c for c in read_manifest(data)["canaries"] if c["inserted"]]
+    spec = JobSpec(
+        kind="unlearn",
+        job_id="lm-ds-secrets",
+        artifact_root=str(art),
+        dataset_dir=str(data),
+        base_version=str(trained.model_version),
+        target=Target("data_source", "node-0/notebook"),
+        method="gradient_ascent",
+        method_config={
+            "secrets": r"\d{5,}",
+            "exposure_z": 5.0,  # out of reach: the phase runs to its step cap
+            "stop_reference": "same-kind",
+            "ascent": {"max_steps": 12, "lr": 3e-3},
+        },
+    )
+    r = run_job(spec)
+    assert r.status == "succeeded", r.error
+    method = r.metrics["method"]
+    assert method["secret-spans"] == len(canaries) == 2
+    assert method["secret-steps"] == 12  # the secret phase ran to its cap (exposure_z 5 is never met)
+    assert method["num-examples"] > 0  # the notebook's other lines were ascended on too
+    store = ArtifactStore(art)
+    before_v, after_v = store.get(str(trained.model_version)), store.get(str(r.model_version))
+    task = make_task(before_v.task, before_v.model_config)
+    m0, m1 = before_v.load_into(task.build_model(0)), after_v.load_into(task.build_model(0))
+    for c in canaries:
+        _, z0 = canary_exposure(m0, task, c["prefix"], c["secret"], candidates=50)
+        _, z1 = canary_exposure(m1, task, c["prefix"], c["secret"], candidates=50)
+        assert z1 > z0
+
+
+def test_secret_and_reference_settings_are_checked() -> None:
+    from unlearning.methods import get_method
+
+    with pytest.raises(ValueError, match="regular expression"):
+        get_method("gradient_ascent", {"secrets": "(unclosed"})
+    with pytest.raises(ValueError, match="stop_reference"):
+        get_method("gradient_ascent_ewc", {"stop_reference": "everything"})

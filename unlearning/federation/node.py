@@ -10,7 +10,9 @@ A bring-your-own tokenizer directory can be overridden per node with ``node_conf
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +29,7 @@ from unlearning.data import load_node_data, read_manifest
 from unlearning.metrics import exposure_z
 from unlearning.tasks import Batch, Record, Target, Task, make_task
 from unlearning.tasks.base import batch_len, concat
+from unlearning.tasks.lm import CausalLMTask
 
 UserConfig = Mapping[str, Any]
 
@@ -209,6 +212,56 @@ def _exposure_rule(task: Task, target: Target, z_min: float, seed: int) -> local
     return local.StopRule(criterion=criterion)
 
 
+def node_records(cfg: Mapping[str, Any], node_config: UserConfig) -> tuple[list[Record], list[Record]]:
+    """This node's forget records (the target's, minus what the lineage already unlearned) and its
+    validation records: what the secret-span phase and the same-kind stop reference read."""
+    path, _ = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
+    target, excluded = parse_targets(cfg)
+    data = load_node_data(path)
+    forget = [
+        r
+        for r in data.train
+        if target is not None and target.matches(r) and not any(t.matches(r) for t in excluded)
+    ]
+    return forget, list(data.validation)
+
+
+def secret_spans(records: list[Record], pattern: str) -> list[dict[str, str]]:
+    """Prompt/completion pairs for the secret-like spans of ``records`` (the first match of ``pattern`` in
+    each line, e.g. runs of 5+ digits: access codes, phone and account numbers), each distinct pair once."""
+    found: dict[tuple[str, str], None] = {}
+    rx = re.compile(pattern)
+    for r in records:
+        text = str(r.get("text", ""))
+        m = rx.search(text)
+        if m and m.group():
+            found[(text[: m.start()], m.group())] = None
+    return [{"prompt": p, "completion": c} for p, c in found]
+
+
+def _secret_phase(
+    task: Task,
+    model: nn.Module,
+    spans: list[dict[str, str]],
+    lcfg: local.LocalConfig,
+    cfg: Mapping[str, Any],
+    generator: torch.Generator,
+    ball: local.L2Ball | None,
+    prox: local.Proximal | None,
+) -> local.AscentStats:
+    """Ascent on the secret tokens only, until every secret's exposure z-score against random candidates of
+    its format is >= ``secret-exposure-z`` (default -1): whole-line ascent that restores a line's loss can leave
+    a repeated secret at rank 1, so secrets get their own phase (see docs/unlearning.md)."""
+    secrets = Target(kind="behaviour", examples=spans)
+    batch = task.to_batch([{"text": e["prompt"] + e["completion"]} for e in spans], secrets, forget=True)
+    rule = _exposure_rule(task, secrets, float(cfg.get("secret-exposure-z", -1.0)), int(cfg.get("seed", 0)))
+    if rule is None:
+        return local.AscentStats(reason="empty")
+    every = int(cfg.get("secret-check-every", 5))
+    scfg = dataclasses.replace(lcfg, check_every=max(1, every))
+    return local.gradient_ascent(model, batch, task, scfg, rule, generator=generator, ball=ball, prox=prox)
+
+
 def unlearn(
     cfg: Mapping[str, Any],
     node_config: UserConfig,
@@ -225,18 +278,35 @@ def unlearn(
         forget = dedup(forget)
     model = _model(task, cfg, model_arrays)
     lcfg = _local_config(task, cfg, task.ascent_defaults)
+    reference, spans, pattern = t.validation, [], str(cfg.get("secret-pattern", ""))
+    if (
+        target is not None
+        and target.kind == "data_source"
+        and (cfg.get("stop-reference") == "same-kind" or (pattern and isinstance(task, CausalLMTask)))
+    ):
+        records, validation = node_records(cfg, node_config)
+        if pattern and isinstance(task, CausalLMTask):
+            spans = secret_spans(records, pattern)
+            if spans:  # the secrets get their own phase; the rest of the source is ascended on as usual
+                rx = re.compile(pattern)
+                records = [r for r in records if not rx.search(str(r.get("text", "")))]
+                forget = task.to_batch(records, target, forget=True)
+                if cfg.get("dedup", False):
+                    forget = dedup(forget)
+        kinds = {r.get("kind") for r in records}
+        same = [v for v in validation if v.get("kind") in kinds]
+        if cfg.get("stop-reference") == "same-kind" and same:  # unseen examples of the same kind
+            reference = task.to_batch(same)
     threshold = float(cfg.get("stop-loss-value", float("nan")))
     if (
         threshold != threshold and cfg.get("stop-loss") == "validation"
     ):  # NaN: compute it from the received model
-        threshold = local.evaluate(model, t.validation, task)["loss"] * float(
-            cfg.get("stop-loss-factor", 1.0)
-        )
+        threshold = local.evaluate(model, reference, task)["loss"] * float(cfg.get("stop-loss-factor", 1.0))
     stop = local.StopRule(
         loss_at_least=threshold if threshold == threshold else None,
         accuracy_at_most=float(cfg["stop-accuracy"]) if float(cfg.get("stop-accuracy", -1.0)) >= 0 else None,
         auc_at_most=float(cfg["stop-auc"]) if "stop-auc" in cfg else None,
-        reference=t.validation,
+        reference=reference,
     )
     if target is not None and target.kind == "behaviour" and float(cfg.get("stop-exposure-z", 1e9)) < 1e9:
         rule = _exposure_rule(task, target, float(cfg["stop-exposure-z"]), int(cfg.get("seed", 0)))
@@ -245,27 +315,33 @@ def unlearn(
     ball = None
     if "ball-center" in extra:
         ball = local.L2Ball(center=dict(extra["ball-center"]), radius=float(cfg["ball-radius"]))
+    generator, prox = _generator(cfg, t.partition_id, 2), _prox(cfg, extra)
+    secret = local.AscentStats(reason="empty")
+    if spans:
+        secret = _secret_phase(task, model, spans, lcfg, cfg, generator, ball, prox)
     stats = local.gradient_ascent(
         model,
         forget,
         task,
         lcfg,
         stop,
-        generator=_generator(cfg, t.partition_id, 2),
+        generator=generator,
         ball=ball,
-        prox=_prox(cfg, extra),
+        prox=prox,
         retain=t.retain,
         retain_weight=float(cfg.get("retain-weight", 0.0)),
     )
     metrics = {
         "num-examples": float(batch_len(forget)),
-        "steps": float(stats.steps),
+        "steps": float(stats.steps + secret.steps),
         "forget-loss": stats.forget_loss,
         "forget-accuracy": stats.forget_accuracy,
         "stopped": 1.0 if stats.reason == "criterion" else 0.0,
         "diverged": 1.0 if stats.reason == "diverged" else 0.0,
         "threshold": threshold,
         "ball-hits": float(stats.ball_hits),
+        "secret-spans": float(len(spans)),
+        "secret-steps": float(secret.steps),
         "cpu-s": time.thread_time() - start,
     }
     return local.parameters_dict(model), metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,12 @@ class AscentSettings:
     ball_radius: float | None = None  # absolute radius; default: ball_radius_ratio * ||ref - random init||
     ball_radius_ratio: float = 1.0 / 3.0
     max_rounds: int = 5  # ascent rounds when several nodes hold forget data
+    # data_source targets on language models: secret-like spans (first match per line of this regex; "" turns
+    # it off) get their own ascent on their tokens only, stopped on exposure (stop rule "exposure_z")
+    secrets: str = ""
+    # what "validation" means for the validation-loss and AUC stop rules of data_source targets: the node's
+    # whole validation set, or its examples of the same kind(s) as the forget examples (records' "kind")
+    stop_reference: str = "validation"  # "validation" | "same-kind"
 
     def check(self) -> None:
         if self.stop not in ("auto", "validation-loss", "accuracy", "auc", "exposure", "none"):
@@ -113,6 +120,15 @@ class AscentSettings:
             raise ValueError(f"unknown reference {self.reference!r}; expected halimi, original or none")
         if self.max_rounds < 1:
             raise ValueError("max_rounds must be >= 1")
+        if self.stop_reference not in ("validation", "same-kind"):
+            raise ValueError(
+                f"unknown stop_reference {self.stop_reference!r}; expected validation or same-kind"
+            )
+        if self.secrets:
+            try:
+                re.compile(self.secrets)
+            except re.error as exc:
+                raise ValueError(f"secrets is not a valid regular expression: {exc}") from None
 
 
 def stop_settings(s: AscentSettings, target: Target, is_classifier: bool) -> dict[str, Any]:
@@ -174,6 +190,9 @@ def bounded_ascent(
             **stop_settings(s, ctx.target, bool(is_classifier)),
             "retain-weight": s.retain_weight,
             "dedup": s.dedup,
+            "secret-pattern": s.secrets,
+            "stop-reference": s.stop_reference,
+            "secret-exposure-z": s.exposure_z,
         },
         max_rounds=s.max_rounds,
         ball_center=center,
