@@ -168,6 +168,43 @@ class TrainStats:
     loss: float = float("nan")  # mean training loss over the steps
 
 
+@dataclass
+class Guard:
+    """Keeps forgotten examples forgotten while a node trains on its retained data (repair rounds): a hinge
+    that pushes up every sampled ``forget`` example whose loss is below ``cap`` = ``factor`` x the mean loss
+    of ``reference`` (unseen examples of the same kind) at the current model, and every secret span (tokens of
+    the span only) whose loss is below ``secret_cap`` (chance for a digit: ln 10). Examples already as
+    unfamiliar as unseen ones cost nothing, so the guard only stops re-learning; it never ascends further.
+    (No library offers this: it is the joint "gradient difference" objective with a per-example cap.)"""
+
+    forget: Batch
+    reference: Batch
+    weight: float = 1.0
+    factor: float = 1.0
+    secrets: Batch | None = None
+    secret_cap: float = math.log(10)
+    refresh_every: int = 5
+    cap: float = float("nan")
+    # per-example floors (e.g. the losses right after the ascent): no example may become more familiar than
+    # its floor either, so repair keeps each example as forgotten as the ascent left it
+    floor: Tensor | None = None
+    secret_floor: Tensor | None = None
+
+    def loss(self, model: nn.Module, task: Task, step: int, size: int, generator: torch.Generator) -> Tensor:
+        if step % self.refresh_every == 0 or self.cap != self.cap:
+            with torch.no_grad():
+                self.cap = self.factor * float(per_example(model, self.reference, task)[0].mean())
+        idx = torch.randint(0, batch_len(self.forget), (size,), generator=generator)
+        cap: float | Tensor = self.cap if self.floor is None else self.floor[idx].clamp(min=self.cap)
+        term = torch.relu(cap - task.per_example_loss(model, take(self.forget, idx))).mean()
+        if self.secrets is not None and batch_len(self.secrets):
+            secret_cap: float | Tensor = self.secret_cap
+            if self.secret_floor is not None:
+                secret_cap = self.secret_floor.clamp(min=self.secret_cap)
+            term = term + torch.relu(secret_cap - task.per_example_loss(model, self.secrets)).mean()
+        return self.weight * term
+
+
 def train(
     model: nn.Module,
     data: Batch,
@@ -176,8 +213,10 @@ def train(
     *,
     generator: torch.Generator,
     prox: Proximal | None = None,
+    guard: Guard | None = None,
 ) -> TrainStats:
-    """Local training (descent) for ``cfg.steps`` steps or ``cfg.epochs`` passes, with optional EWC prox."""
+    """Local training (descent) for ``cfg.steps`` steps or ``cfg.epochs`` passes, with optional EWC prox and
+    an optional :class:`Guard` term that keeps forgotten examples forgotten."""
     n = batch_len(data)
     if n == 0:
         return TrainStats()
@@ -193,6 +232,8 @@ def train(
             break
         with autocast(cfg.bf16):
             loss = task.per_example_loss(model, take(data, idx)).mean()
+            if guard is not None:
+                loss = loss + guard.loss(model, task, step, len(idx), generator)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         if cfg.clip:

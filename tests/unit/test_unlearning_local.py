@@ -142,3 +142,25 @@ def test_dedup_keeps_distinct_examples() -> None:
     x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])
     out = dedup({"x": x, "y": torch.tensor([0, 0, 1])})
     assert out["x"].tolist() == [[1.0, 2.0], [3.0, 4.0]] and out["y"].tolist() == [0, 1]
+
+
+def test_guard_costs_nothing_for_forgotten_examples_and_stops_relearning() -> None:
+    """The repair guard is zero while every forget example is at least as unfamiliar as the reference, and
+    training on data that includes the forget examples re-learns them less with it than without it."""
+    task, forget = _task_and_data(32)
+    _, reference = _task_and_data(48)
+    model = task.build_model(0)
+    g = torch.Generator().manual_seed(0)
+    high = local.Guard(forget=forget, reference=reference, factor=1e-6)  # cap ~0: nothing is below it
+    assert float(high.loss(model, task, 0, 16, g)) == 0.0
+    low = local.Guard(forget=forget, reference=reference, factor=100.0)  # cap far above every loss
+    assert float(low.loss(model, task, 0, 16, g)) > 0.0
+
+    cfg = local.LocalConfig(lr=0.1, momentum=0.9, steps=80, batch_size=16)
+    after = {}
+    for weight in (0.0, 3.0):
+        model = task.build_model(0)
+        guard = local.Guard(forget=forget, reference=reference, weight=weight) if weight else None
+        local.train(model, forget, task, cfg, generator=torch.Generator().manual_seed(1), guard=guard)
+        after[weight] = local.evaluate(model, forget, task)["loss"]
+    assert after[3.0] > after[0.0] + 0.1

@@ -153,6 +153,7 @@ def train(
     t = node_tensors(cfg, node_config, task)
     data = t.full if cfg.get("use") == "all" else t.retain
     model = _model(task, cfg, model_arrays)
+    guard = _guard(task, t, cfg, node_config, extra) if float(cfg.get("guard-weight", 0.0)) > 0 else None
     stats = local.train(
         model,
         data,
@@ -160,10 +161,58 @@ def train(
         _local_config(task, cfg, task.train_defaults),
         generator=_generator(cfg, t.partition_id, 1),
         prox=_prox(cfg, extra),
+        guard=guard,
     )
     metrics = {"num-examples": float(batch_len(data)), "train-loss": stats.loss, "steps": float(stats.steps)}
+    if guard is not None:
+        metrics["guard-cap"] = guard.cap
     metrics["cpu-s"] = time.thread_time() - start
     return local.parameters_dict(model), metrics
+
+
+def _guard(
+    task: Task,
+    t: NodeTensors,
+    cfg: Mapping[str, Any],
+    node_config: UserConfig,
+    extra: Mapping[str, Mapping[str, Tensor]],
+) -> local.Guard | None:
+    """The repair guard of a node that holds the (data-source) target: its forget lines against its unseen
+    validation lines of the same kind, and its secret spans at chance level (see :class:`local.Guard`); with
+    the repair's anchor (the unlearned model) each example is also held at its loss there."""
+    target, _ = parse_targets(cfg)
+    if target is None or target.kind != "data_source" or batch_len(t.forget) == 0:
+        return None
+    records, validation = node_records(cfg, node_config)
+    pattern, secrets = str(cfg.get("secret-pattern", "")), None
+    if pattern and isinstance(task, CausalLMTask):
+        spans = [e for e in secret_spans(records, pattern) if e["completion"].isdigit()]
+        if spans:
+            rx = re.compile(pattern)
+            records = [r for r in records if not rx.search(str(r.get("text", "")))]
+            secrets = task.to_batch(
+                [{"text": e["prompt"] + e["completion"]} for e in spans],
+                Target(kind="behaviour", examples=spans),
+                forget=True,
+            )
+    kinds = {r.get("kind") for r in records}
+    same = [v for v in validation if v.get("kind") in kinds] or validation
+    if not records or not same:
+        return None
+    guard = local.Guard(
+        forget=dedup(task.to_batch(records, target, forget=True)),
+        reference=task.to_batch(same),
+        weight=float(cfg["guard-weight"]),
+        factor=float(cfg.get("guard-factor", 1.0)),
+        secrets=secrets,
+    )
+    if "anchor" in extra and cfg.get("guard-floor", "anchor") == "anchor":
+        unlearned = _model(task, cfg, extra["anchor"])
+        with torch.no_grad():
+            guard.floor = local.per_example(unlearned, guard.forget, task)[0]
+            if secrets is not None:
+                guard.secret_floor = local.per_example(unlearned, secrets, task)[0]
+    return guard
 
 
 def _model(task: Task, cfg: Mapping[str, Any], arrays: Mapping[str, Tensor]) -> nn.Module:

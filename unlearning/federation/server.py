@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,9 +182,11 @@ class Federation:
         fisher: ArrayRecord | None = None,
         lam: float = 0.0,
         nodes: Sequence[NodeInfo] | None = None,
+        guard: Mapping[str, Any] | None = None,
     ) -> ArrayRecord:
         """``rounds`` FedAvg rounds of local training (on retained data, or ``use="all"``), optionally with
-        the EWC proximal step towards ``anchor`` weighted by ``fisher``."""
+        the EWC proximal step towards ``anchor`` weighted by ``fisher``, and ``guard`` settings (the
+        holders' repair guard, see unlearning.local.Guard)."""
         chosen = [
             n
             for n in (nodes if nodes is not None else self.nodes)
@@ -193,7 +195,7 @@ class Federation:
         if not chosen:
             raise NodeFailure(f"no node has data for {phase}")
         for r in range(1, rounds + 1):
-            extra: dict[str, Any] = {"local": local, "use": use}
+            extra: dict[str, Any] = {"local": local, "use": use, **(guard or {})}
             if anchor is not None and fisher is not None:
                 extra["ewc-lambda"] = float(lam)
             msgs = []

@@ -31,6 +31,13 @@ class GradientAscentEWCConfig(AscentSettings):
     repair_fisher: str = "forget"  # "forget" | "retain" | "none" (none = plain FedAvg repair)
     repair_anchor: str = "unlearned"  # "unlearned" | "original"
     fisher_examples: int = 64
+    # > 0: during repair the holders also keep each forget example at least as unfamiliar as their unseen
+    # validation examples of its kind (x repair_guard_factor), and secret spans at chance (a hinge, weight this)
+    repair_guard: float = 0.0
+    repair_guard_factor: float = 1.0
+    repair_guard_floor: str = (
+        "anchor"  # "anchor": also hold each example at its loss after the ascent | "none"
+    )
 
     def check(self) -> None:
         super().check()
@@ -39,11 +46,14 @@ class GradientAscentEWCConfig(AscentSettings):
             ("repair_fisher", self.repair_fisher, ("retain", "forget", "none")),
             ("ascent_anchor", self.ascent_anchor, ("original",)),
             ("repair_anchor", self.repair_anchor, ("unlearned", "original")),
+            ("repair_guard_floor", self.repair_guard_floor, ("anchor", "none")),
         ):
             if value not in allowed:
                 raise ValueError(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
         if self.repair_rounds < 0:
             raise ValueError("repair_rounds must be >= 0")
+        if self.repair_guard < 0 or self.repair_guard_factor <= 0:
+            raise ValueError("repair_guard must be >= 0 and repair_guard_factor > 0")
 
 
 @register
@@ -93,6 +103,16 @@ class GradientAscentEWC(UnlearningMethod):
             anchor=anchor if repair_fisher is not None else None,
             fisher=repair_fisher,
             lam=repair_lambda,
+            guard=(
+                {
+                    "guard-weight": c.repair_guard,
+                    "guard-factor": c.repair_guard_factor,
+                    "guard-floor": c.repair_guard_floor,
+                    "secret-pattern": c.secrets,
+                }
+                if c.repair_guard > 0
+                else None
+            ),
         )
         details.update(
             {
