@@ -39,9 +39,18 @@ torch.set_num_threads(1)
 METHODS = ["gradient_ascent", "gradient_ascent_ewc", "retrain"]
 # variants benchmarked beside the defaults: name -> (method, method_config)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "gradient_ascent_ewc, stop=auc": (
+    # the LM without its data-source defaults (CausalLMTask.method_defaults): what session 1 measured
+    "gradient_ascent_ewc, generic settings": (
         "gradient_ascent_ewc",
-        {"stop": "auc", "auc": 0.55, "retain_weight": 1.0, "dedup": True, "ascent": {"max_steps": 400}},
+        {
+            "secrets": "",
+            "stop_reference": "validation",
+            "dedup": False,
+            "retain_weight": 0.0,
+            "stop": "auto",
+            "ascent": {"max_steps": 200},
+            "repair_guard": 0.0,
+        },
     ),
 }
 
@@ -95,7 +104,9 @@ def digits_eval(
     }
 
 
-def digits_scenario(kind: str, work: Path, seed: int = 0) -> dict[str, Any]:
+def digits_scenario(
+    kind: str, work: Path, seed: int = 0, variants: dict[str, tuple[str, dict[str, Any]]] | None = None
+) -> dict[str, Any]:
     data, root = work / f"{kind}-data", work / f"{kind}-art"
     if kind == "digits-client":
         init_dataset("digits", data, nodes=5, partition="dirichlet", alpha=1.0, seed=seed, noise=0.4)
@@ -129,8 +140,19 @@ def digits_scenario(kind: str, work: Path, seed: int = 0) -> dict[str, Any]:
         rows["original"]["test acc (class 7)"] = float(
             per_example(model, task.to_batch(mia_n), task)[1].mean()
         )
-    for m in METHODS:
-        r = job(root, data, str(trained.model_version), m, kind="unlearn", method=m, target=target, seed=seed)
+    runs = variants if variants is not None else {m: (m, {}) for m in METHODS}
+    for i, (m, (method, config)) in enumerate(runs.items()):
+        r = job(
+            root,
+            data,
+            str(trained.model_version),
+            f"m{i}",
+            kind="unlearn",
+            method=method,
+            target=target,
+            method_config=config,
+            seed=seed,
+        )
         task, model = load(root, str(r.model_version))
         rows[m] = {
             **digits_eval(task, model, forget, test_eval, mia_m, mia_n),
@@ -252,7 +274,7 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["digits-client", "digits-class", "lm-source"], action="append")
-    ap.add_argument("--lm-rounds", type=int, default=30)
+    ap.add_argument("--lm-rounds", type=int, default=45)
     ap.add_argument("--lm-steps", type=int, default=10)
     ap.add_argument("--lm-size", default="default")
     ap.add_argument("--lm-methods", nargs="*", help="LM rows to run (default: the methods and the variants)")

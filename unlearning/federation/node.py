@@ -177,11 +177,11 @@ def _guard(
     node_config: UserConfig,
     extra: Mapping[str, Mapping[str, Tensor]],
 ) -> local.Guard | None:
-    """The repair guard of a node that holds the (data-source) target: its forget lines against its unseen
-    validation lines of the same kind, and its secret spans at chance level (see :class:`local.Guard`); with
+    """The repair guard of a node that holds forget data (data source or category): its forget examples
+    against its unseen validation examples of the same kind (records' ``kind``; else all of them), and its secret spans at chance level (see :class:`local.Guard`); with
     the repair's anchor (the unlearned model) each example is also held at its loss there."""
     target, _ = parse_targets(cfg)
-    if target is None or target.kind != "data_source" or batch_len(t.forget) == 0:
+    if target is None or target.kind == "behaviour" or batch_len(t.forget) == 0:
         return None
     records, validation = node_records(cfg, node_config)
     pattern, secrets = str(cfg.get("secret-pattern", "")), None

@@ -383,6 +383,7 @@ def execute_job(
     from unlearning.artifacts import ArtifactStore
     from unlearning.federation.protocol import load_record, model_record
     from unlearning.methods import MethodContext, get_method
+    from unlearning.methods.base import with_defaults
     from unlearning.tasks import make_task
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -421,7 +422,8 @@ def execute_job(
                 result.metrics["after"] = fed.evaluate(arrays, None)
         else:
             assert spec.target is not None  # validated by JobSpec.validate
-            method = get_method(spec.method, spec.method_config)
+            defaults = task.method_defaults.get(spec.target.kind, {})
+            method = get_method(spec.method, with_defaults(spec.method, defaults, spec.method_config))
             fed.discover(spec.target)
             if spec.evaluate:
                 result.metrics["before"] = fed.evaluate(arrays, spec.target, "evaluate-before")

@@ -54,6 +54,21 @@ class MethodContext:
     load_init: Callable[[], ArrayRecord]  # the initial (untrained) model of the lineage, for retraining
 
 
+def with_defaults(name: str, defaults: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` over the ``defaults`` that method ``name`` knows (``ascent`` merged key by key)."""
+    cls = METHODS.get(name)
+    if cls is None:
+        return dict(config)
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    merged = {k: v for k, v in defaults.items() if k in known}
+    for key, value in config.items():
+        if key == "ascent" and isinstance(value, Mapping) and isinstance(merged.get("ascent"), Mapping):
+            merged["ascent"] = {**merged["ascent"], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 C = TypeVar("C")
 
 

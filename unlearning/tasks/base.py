@@ -118,6 +118,9 @@ class Task(ABC):
     #: defaults for local training and for ascent; methods and job specs override them
     train_defaults: dict[str, Any] = {}
     ascent_defaults: dict[str, Any] = {}
+    #: unlearning-method settings by target kind, under a job's own ``method_config`` (a method takes the
+    #: settings it knows; ``ascent`` is merged key by key); the values are the ones bench/unlearning.py chose
+    method_defaults: dict[str, dict[str, Any]] = {}
 
     def __init__(self, model_config: dict[str, Any]) -> None:
         self.model_config = model_config
