@@ -85,7 +85,7 @@ def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
         out.open_count = len(rows)
         for p in rows:
             pub = proposals.to_public(p)
-            view = proposals._view(s, p, actor, None)
+            view = proposals.proposal_view(s, p, actor, None)
             if p.proposer_id == actor.member_id:
                 (out.drafts if p.state == S.DRAFT.value else out.mine_open).append(pub)
             if allowed(view, actor, Action.TRIAGE_APPROVE, now) or allowed(

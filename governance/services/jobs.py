@@ -144,10 +144,10 @@ def _advance_proposal(
 
     if job.proposal_id is None:
         return
-    p = proposals._load(s, job.proposal_id, lock=True)
-    view = proposals._view(s, p, actor, action)
+    p = proposals.load_proposal(s, job.proposal_id, lock=True)
+    view = proposals.proposal_view(s, p, actor, action)
     d = decide(view, actor, action, now, ctx.policy)
-    proposals._apply(s, ctx, p, actor, d, now)
+    proposals.apply_decision(s, ctx, p, actor, d, now)
 
 
 def _proposal_state(s: Session, job: Job) -> ProposalState | None:
@@ -381,21 +381,21 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
         if job.state == JobState.CANCELLED.value:
             _job_event(s, job, "job.cancelled", now, {})
         if job.proposal_id is not None:
-            p = proposals._load(s, job.proposal_id, lock=True)
+            p = proposals.load_proposal(s, job.proposal_id, lock=True)
             if ProposalState(p.state) in (
                 ProposalState.JOB_QUEUED,
                 ProposalState.UNLEARNING,
                 ProposalState.VERIFYING,
             ):
                 d = decide(
-                    proposals._view(s, p, actor, Action.CANCEL),
+                    proposals.proposal_view(s, p, actor, Action.CANCEL),
                     actor,
                     Action.CANCEL,
                     now,
                     ctx.policy,
                     reason=reason,
                 )
-                proposals._apply(s, ctx, p, actor, d, now)
+                proposals.apply_decision(s, ctx, p, actor, d, now)
         return public(job)
 
 

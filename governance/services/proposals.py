@@ -97,7 +97,10 @@ def to_public(p: Proposal) -> ProposalPublic:
     )
 
 
-def _load(s: Session, proposal_id: int, lock: bool = False) -> Proposal:
+def load_proposal(s: Session, proposal_id: int, lock: bool = False) -> Proposal:
+    """The proposal row (``lock``: FOR UPDATE, before a decision changes it); NotFound if there is none.
+    With :func:`proposal_view` and :func:`apply_decision` this is the small public API through which the
+    other services (votes, jobs, registry) move a proposal, always inside their own transaction."""
     q = select(Proposal).where(Proposal.id == proposal_id)
     if lock:
         q = q.with_for_update()
@@ -111,7 +114,7 @@ def _count(s: Session, q: Any) -> int:
     return int(s.exec(select(func.count()).select_from(q.subquery())).one())
 
 
-def _view(s: Session, p: Proposal, actor: ActorView, action: Action | None) -> ProposalView:
+def proposal_view(s: Session, p: Proposal, actor: ActorView, action: Action | None) -> ProposalView:
     """The domain's snapshot of a proposal, loading only what ``action`` needs (None: everything)."""
     assert p.id is not None
     full = action is None
@@ -190,7 +193,9 @@ def _tally(s: Session, p: Proposal, ctx: Ctx) -> Tally:
 # ---------------------------------------------------------------- the one way state changes
 
 
-def _apply(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decision, now: datetime) -> None:
+def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decision, now: datetime) -> None:
+    """Apply a domain decision to ``p`` in the caller's transaction: its updates, its events (audited in the
+    same transaction), the job it enqueues and the notifications it sends."""
     assert p.id is not None
     from_state = p.state
     for key, value in d.updates.items():
@@ -228,17 +233,19 @@ def _apply(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decision, now
             elif d.to_state in TERMINAL_STATES and ds.consent_state == ConsentState.WITHDRAWAL_PENDING:
                 ds.consent_state = ConsentState.GRANTED
             s.add(ds)
-    _record_events(s, p.id, actor.member_id, d.events, now)
+    record_events(s, p.id, actor.member_id, d.events, now)
     if p.state != from_state:
         events.proposal_changed(s, p, from_state, now)
     if d.to_state is S.APPROVED and p.kind == ProposalKind.UNLEARNING.value:
         # approval enqueues the unlearning job in the same transaction
         jobs.enqueue_for_proposal(s, ctx, p, now)
-        queued = decide(_view(s, p, SYSTEM, Action.QUEUE_JOB), SYSTEM, Action.QUEUE_JOB, now, ctx.policy)
-        _apply(s, ctx, p, SYSTEM, queued, now)
+        queued = decide(
+            proposal_view(s, p, SYSTEM, Action.QUEUE_JOB), SYSTEM, Action.QUEUE_JOB, now, ctx.policy
+        )
+        apply_decision(s, ctx, p, SYSTEM, queued, now)
 
 
-def _record_events(
+def record_events(
     s: Session,
     proposal_id: int,
     actor_id: int | None,
@@ -246,6 +253,7 @@ def _record_events(
     now: datetime,
     sensitive: dict[str, str] | None = None,
 ) -> None:
+    """Store ``events`` in the proposal's history and append each to the audit log (same transaction)."""
     for i, e in enumerate(events):
         payload: dict[str, Any] = {k: jsonable(v) for k, v in e.payload.items()}
         secret = sensitive if i == 0 else None
@@ -285,13 +293,13 @@ def _act(
 ) -> Proposal:
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
-        p = _load(s, proposal_id, lock=True)
-        view = _view(s, p, actor, action)
+        p = load_proposal(s, proposal_id, lock=True)
+        view = proposal_view(s, p, actor, action)
         t = _tally(s, p, ctx) if action is Action.CLOSE_VOTE else None
         d = decide(view, actor, action, now, ctx.policy, reason=reason, tally=t)
         if before is not None:
             before(s, p, view, now)
-        _apply(s, ctx, p, actor, d, now)
+        apply_decision(s, ctx, p, actor, d, now)
         return p
 
 
@@ -339,7 +347,7 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
         sensitive = {"rationale": p.rationale, "evidence": p.evidence}
         if p.target and p.target.get("kind") == TargetKind.BEHAVIOUR.value:
             sensitive["target"] = json.dumps(p.target, sort_keys=True)
-        _record_events(
+        record_events(
             s, p.id, actor.member_id, [Event("created", None, S.DRAFT.value, payload)], now, sensitive
         )
     if data.submit:
@@ -536,20 +544,21 @@ def sweep(ctx: Ctx, proposal_id: int | None = None) -> list[tuple[int, str]]:
         due = [
             (p.id, a)
             for p in s.exec(q).all()
-            if p.id is not None and (a := due_action(_view(s, p, SYSTEM, Action.EXPIRE), now)) is not None
+            if p.id is not None
+            and (a := due_action(proposal_view(s, p, SYSTEM, Action.EXPIRE), now)) is not None
         ]
     done: list[tuple[int, str]] = []
     for pid, _ in due:
         # re-check inside the write transaction: another worker may have taken it already
         with write_session(ctx.engine) as s:
-            p = _load(s, pid, lock=True)
-            action = due_action(_view(s, p, SYSTEM, Action.EXPIRE), now)
+            p = load_proposal(s, pid, lock=True)
+            action = due_action(proposal_view(s, p, SYSTEM, Action.EXPIRE), now)
             if action is None:
                 continue
-            view = _view(s, p, SYSTEM, action)
+            view = proposal_view(s, p, SYSTEM, action)
             t = _tally(s, p, ctx) if action is Action.CLOSE_VOTE else None
             d = decide(view, SYSTEM, action, now, ctx.policy, tally=t)
-            _apply(s, ctx, p, SYSTEM, d, now)
+            apply_decision(s, ctx, p, SYSTEM, d, now)
             done.append((pid, action.value))
     return done
 
@@ -612,7 +621,7 @@ def _tally_public(s: Session, ctx: Ctx, p: Proposal) -> TallyPublic | None:
 def get_tally(ctx: Ctx, proposal_id: int) -> TallyPublic:
     sweep(ctx, proposal_id)
     with read_session(ctx.engine) as s:
-        p = _load(s, proposal_id)
+        p = load_proposal(s, proposal_id)
         t = _tally_public(s, ctx, p)
         if t is None:
             raise Conflict("voting has not opened on this proposal")
@@ -623,7 +632,7 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
     sweep(ctx, proposal_id)
     now = ctx.clock.now()
     with read_session(ctx.engine) as s:
-        p = _load(s, proposal_id)
+        p = load_proposal(s, proposal_id)
         history = s.exec(
             select(ProposalEvent)
             .where(ProposalEvent.proposal_id == proposal_id)
@@ -642,7 +651,7 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
         conflicts = s.exec(select(ConflictRow.member_id).where(ConflictRow.proposal_id == proposal_id)).all()
         actions: list[str] = []
         if viewer is not None and viewer.member_id is not None:
-            view = _view(s, p, viewer, None)
+            view = proposal_view(s, p, viewer, None)
             actions = [a.value for a in Action if allowed(view, viewer, a, now)]
         return ProposalDetail(
             **to_public(p).model_dump(),
@@ -676,7 +685,7 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
 def list_votes(ctx: Ctx, proposal_id: int, history: bool = False) -> list[VotePublic]:
     """Current votes (or the whole append-only history); withheld while a secret tally's vote is open."""
     with read_session(ctx.engine) as s:
-        p = _load(s, proposal_id)
+        p = load_proposal(s, proposal_id)
         if p.secret_tally and p.state == S.VOTING.value:
             raise PermissionDenied("this vote is secret until it closes")
         q = select(VoteRecord).where(VoteRecord.proposal_id == proposal_id).order_by(col(VoteRecord.id))

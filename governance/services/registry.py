@@ -417,10 +417,12 @@ def _release_proposal(ctx: Ctx, s: Session, row: ModelVersionRow, actor: ActorVi
     from governance.services import events, proposals
 
     if row.proposal_id is not None:
-        p = proposals._load(s, row.proposal_id, lock=True)
+        p = proposals.load_proposal(s, row.proposal_id, lock=True)
         if p.state == ProposalState.VERIFIED.value:
-            view = proposals._view(s, p, actor, Action.RELEASE)
-            proposals._apply(s, ctx, p, actor, decide(view, actor, Action.RELEASE, now, ctx.policy), now)
+            view = proposals.proposal_view(s, p, actor, Action.RELEASE)
+            proposals.apply_decision(
+                s, ctx, p, actor, decide(view, actor, Action.RELEASE, now, ctx.policy), now
+            )
     events.emit(
         s,
         "release",

@@ -101,7 +101,7 @@ def _cast_on_proposal(
     proposals: Any,
 ) -> None:
     try:
-        p: Proposal = proposals._load(s, pid, lock=True)
+        p: Proposal = proposals.load_proposal(s, pid, lock=True)
     except DomainError as exc:
         for i in idxs:
             outcomes[i].error = exc
@@ -129,7 +129,7 @@ def _cast_on_proposal(
             .scalar_subquery(),
         )
     ).one()
-    base = replace(proposals._view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
+    base = replace(proposals.proposal_view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:
@@ -203,7 +203,7 @@ def _cast_on_proposal(
         p.updated_at = now
         s.add(p)
         assert p.id is not None
-        proposals._record_events(s, p.id, None, events, now)
+        proposals.record_events(s, p.id, None, events, now)
 
 
 def _actor(r: VoteRequest) -> ActorView:
