@@ -63,7 +63,7 @@ class CausalLMTask(Task):
     method_defaults = {
         # data sources: secret-like spans (5+ digits) get their own exposure-stopped phase; the rest is
         # ascended on once per distinct line with joint descent on retained data until the local MIA AUC
-        # against unseen lines of the same kind is <= 0.45; repair keeps every line as forgotten as the
+        # against unseen lines of the same kind is <= 0.40; repair keeps every line as forgotten as the
         # ascent left it (bench/RESULTS.md "## Unlearning": without these the MIA AUC stays at 0.66-0.79)
         "data_source": {
             "secrets": r"\d{5,}",
@@ -71,7 +71,7 @@ class CausalLMTask(Task):
             "dedup": True,
             "retain_weight": 1.0,
             "stop": "auc",
-            "auc": 0.45,
+            "auc": 0.40,
             "ascent": {"max_steps": 400},
             "repair_guard": 3.0,
         },
