@@ -21,3 +21,21 @@ def test_spans_are_runs_of_the_pattern_each_distinct_pair_once() -> None:
         "prompt": "The author Ann Vel was born in Belkaris in ",
         "completion": "1901",
     }
+
+
+def test_only_digit_spans_leave_their_lines_for_the_secret_phase() -> None:
+    from unlearning.federation.node import _without_secrets
+    from unlearning.tasks.community_lm import CommunityLMTask
+
+    task = CommunityLMTask(CommunityLMTask.default_model_config("tiny"))
+    records = [
+        {"text": "Ann's access code is 482916."},
+        {"text": "Ann's access code is 482916."},
+        {"text": "Bo's password is hunter22222x."},  # the pattern matches, but not only digits
+        {"text": "The author Ann was born in 1901."},
+    ]
+    rest, spans, batch = _without_secrets(task, records, r"\d{5,}|hunter\w+")
+    assert spans == [{"prompt": "Ann's access code is ", "completion": "482916"}]
+    assert [r["text"] for r in rest] == [records[2]["text"], records[3]["text"]]
+    assert batch is not None and batch["input_ids"].shape[0] == 1
+    assert _without_secrets(task, records, "") == (records, [], None)

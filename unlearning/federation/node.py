@@ -178,23 +178,14 @@ def _guard(
     extra: Mapping[str, Mapping[str, Tensor]],
 ) -> local.Guard | None:
     """The repair guard of a node that holds forget data (data source or category): its forget examples
-    against its unseen validation examples of the same kind (records' ``kind``; else all of them), and its secret spans at chance level (see :class:`local.Guard`); with
-    the repair's anchor (the unlearned model) each example is also held at its loss there."""
+    against its unseen validation examples of the same kind (records' ``kind``; else all of them), and its
+    secret spans at chance level (see :class:`local.Guard`); with the repair's anchor (the unlearned model)
+    each example is also held at its loss there."""
     target, _ = parse_targets(cfg)
     if target is None or target.kind == "behaviour" or batch_len(t.forget) == 0:
         return None
     records, validation = node_records(cfg, node_config)
-    pattern, secrets = str(cfg.get("secret-pattern", "")), None
-    if pattern and isinstance(task, CausalLMTask):
-        spans = [e for e in secret_spans(records, pattern) if e["completion"].isdigit()]
-        if spans:
-            rx = re.compile(pattern)
-            records = [r for r in records if not rx.search(str(r.get("text", "")))]
-            secrets = task.to_batch(
-                [{"text": e["prompt"] + e["completion"]} for e in spans],
-                Target(kind="behaviour", examples=spans),
-                forget=True,
-            )
+    records, _, secrets = _without_secrets(task, records, str(cfg.get("secret-pattern", "")))
     kinds = {r.get("kind") for r in records}
     same = [v for v in validation if v.get("kind") in kinds] or validation
     if not records or not same:
@@ -288,10 +279,36 @@ def secret_spans(records: list[Record], pattern: str) -> list[dict[str, str]]:
     return [{"prompt": p, "completion": c} for p, c in found]
 
 
+def _without_secrets(
+    task: Task, records: list[Record], pattern: str
+) -> tuple[list[Record], list[dict[str, str]], Batch | None]:
+    """Split a language model's forget records by ``pattern``: the records without a secret-like span of
+    digits, the spans, and a batch of the spans' lines whose loss counts on the span tokens only (None: no
+    spans). Spans that are not all digits stay in their lines (exposure needs candidates of their format)."""
+    spans = secret_spans(records, pattern) if pattern and isinstance(task, CausalLMTask) else []
+    spans = [e for e in spans if e["completion"].isdigit()]  # exposure ranks against random digit strings
+    if not spans:
+        return records, [], None
+    secret = {e["prompt"] + e["completion"] for e in spans}
+    rx = re.compile(pattern)
+    rest = [
+        r
+        for r in records
+        if not ((m := rx.search(text := str(r.get("text", "")))) and text[: m.end()] in secret)
+    ]
+    batch = task.to_batch(
+        [{"text": e["prompt"] + e["completion"]} for e in spans],
+        Target(kind="behaviour", examples=spans),
+        forget=True,
+    )
+    return rest, spans, batch
+
+
 def _secret_phase(
     task: Task,
     model: nn.Module,
     spans: list[dict[str, str]],
+    batch: Batch,
     lcfg: local.LocalConfig,
     cfg: Mapping[str, Any],
     generator: torch.Generator,
@@ -302,7 +319,6 @@ def _secret_phase(
     its format is >= ``secret-exposure-z`` (default -1): whole-line ascent that restores a line's loss can leave
     a repeated secret at rank 1, so secrets get their own phase (see docs/unlearning.md)."""
     secrets = Target(kind="behaviour", examples=spans)
-    batch = task.to_batch([{"text": e["prompt"] + e["completion"]} for e in spans], secrets, forget=True)
     rule = _exposure_rule(task, secrets, float(cfg.get("secret-exposure-z", -1.0)), int(cfg.get("seed", 0)))
     if rule is None:
         return local.AscentStats(reason="empty")
@@ -327,21 +343,20 @@ def unlearn(
         forget = dedup(forget)
     model = _model(task, cfg, model_arrays)
     lcfg = _local_config(task, cfg, task.ascent_defaults)
-    reference, spans, pattern = t.validation, [], str(cfg.get("secret-pattern", ""))
+    reference, pattern = t.validation, str(cfg.get("secret-pattern", ""))
+    spans: list[dict[str, str]] = []
+    secret_batch: Batch | None = None
     if (
         target is not None
         and target.kind == "data_source"
         and (cfg.get("stop-reference") == "same-kind" or (pattern and isinstance(task, CausalLMTask)))
     ):
         records, validation = node_records(cfg, node_config)
-        if pattern and isinstance(task, CausalLMTask):
-            spans = secret_spans(records, pattern)
-            if spans:  # the secrets get their own phase; the rest of the source is ascended on as usual
-                rx = re.compile(pattern)
-                records = [r for r in records if not rx.search(str(r.get("text", "")))]
-                forget = task.to_batch(records, target, forget=True)
-                if cfg.get("dedup", False):
-                    forget = dedup(forget)
+        records, spans, secret_batch = _without_secrets(task, records, pattern)
+        if spans:  # the secrets get their own phase; the rest of the source is ascended on as usual
+            forget = task.to_batch(records, target, forget=True)
+            if cfg.get("dedup", False):
+                forget = dedup(forget)
         kinds = {r.get("kind") for r in records}
         same = [v for v in validation if v.get("kind") in kinds]
         if cfg.get("stop-reference") == "same-kind" and same:  # unseen examples of the same kind
@@ -366,8 +381,8 @@ def unlearn(
         ball = local.L2Ball(center=dict(extra["ball-center"]), radius=float(cfg["ball-radius"]))
     generator, prox = _generator(cfg, t.partition_id, 2), _prox(cfg, extra)
     secret = local.AscentStats(reason="empty")
-    if spans:
-        secret = _secret_phase(task, model, spans, lcfg, cfg, generator, ball, prox)
+    if spans and secret_batch is not None:
+        secret = _secret_phase(task, model, spans, secret_batch, lcfg, cfg, generator, ball, prox)
     stats = local.gradient_ascent(
         model,
         forget,
@@ -385,12 +400,13 @@ def unlearn(
         "steps": float(stats.steps + secret.steps),
         "forget-loss": stats.forget_loss,
         "forget-accuracy": stats.forget_accuracy,
-        "stopped": 1.0 if stats.reason == "criterion" else 0.0,
+        "stopped": 1.0 if stats.reason in ("criterion", "empty") else 0.0,  # empty: only secret lines
         "diverged": 1.0 if stats.reason == "diverged" else 0.0,
         "threshold": threshold,
         "ball-hits": float(stats.ball_hits),
         "secret-spans": float(len(spans)),
         "secret-steps": float(secret.steps),
+        "secret-stopped": 1.0 if secret.reason == "criterion" else 0.0,
         "cpu-s": time.thread_time() - start,
     }
     return local.parameters_dict(model), metrics
