@@ -122,7 +122,8 @@ class AscentSettings:
     ball_radius_ratio: float = 1.0 / 3.0
     max_rounds: int = 5  # ascent rounds when several nodes hold forget data
     # data_source targets on language models: secret-like spans (first match per line of this regex; "" turns
-    # it off) get their own ascent on their tokens only, stopped on exposure (stop rule "exposure_z")
+    # it off; all-digit matches) get their own ascent on their tokens only, stopped when every one's exposure
+    # z-score against random candidates is >= exposure_z
     secrets: str = ""
     # what "validation" means for the validation-loss and AUC stop rules of data_source targets: the node's
     # whole validation set, or its examples of the same kind(s) as the forget examples (records' "kind")

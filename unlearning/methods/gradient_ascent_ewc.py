@@ -35,9 +35,8 @@ class GradientAscentEWCConfig(AscentSettings):
     # validation examples of its kind (x repair_guard_factor), and secret spans at chance (a hinge, weight this)
     repair_guard: float = 0.0
     repair_guard_factor: float = 1.0
-    repair_guard_floor: str = (
-        "anchor"  # "anchor": also hold each example at its loss after the ascent | "none"
-    )
+    # "anchor": also hold each example at its loss right after the ascent | "none"
+    repair_guard_floor: str = "anchor"
 
     def check(self) -> None:
         super().check()

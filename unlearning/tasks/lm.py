@@ -64,7 +64,8 @@ class CausalLMTask(Task):
         # data sources: secret-like spans (5+ digits) get their own exposure-stopped phase; the rest is
         # ascended on once per distinct line with joint descent on retained data until the local MIA AUC
         # against unseen lines of the same kind is <= 0.40; repair keeps every line as forgotten as the
-        # ascent left it (bench/RESULTS.md "## Unlearning": without these the MIA AUC stays at 0.66-0.79)
+        # ascent left it (bench/RESULTS.md "## Unlearning": without them the MIA AUC stays at 0.81
+        # against retraining's 0.38 and repeated canaries at 10 bits)
         "data_source": {
             "secrets": r"\d{5,}",
             "stop_reference": "same-kind",
