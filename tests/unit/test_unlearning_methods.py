@@ -77,3 +77,15 @@ def test_task_defaults_sit_under_the_jobs_own_settings() -> None:
     assert mine["ascent"] == {"max_steps": 400, "lr": 1e-3}  # merged key by key
     assert "secrets" not in with_defaults("retrain", defaults, {})  # a method takes what it knows
     assert with_defaults("gradient_ascent", {}, {"stop": "none"}) == {"stop": "none"}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"secrets": 5}, {"repair_guard": "x"}, {"max_rounds": "3"}, {"dedup": 1}, {"repair_guard_factor": None}],
+)
+def test_settings_of_the_wrong_type_are_refused_by_name(config: dict[str, object]) -> None:
+    from unlearning.methods import get_method
+
+    key = next(iter(config))
+    with pytest.raises(ValueError, match=f"setting '{key}' of method gradient_ascent_ewc must be"):
+        get_method("gradient_ascent_ewc", config)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +74,22 @@ def with_defaults(name: str, defaults: Mapping[str, Any], config: Mapping[str, A
 C = TypeVar("C")
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a setting's annotation (int for float, never bool for a number)."""
+    if hint is Any:
+        return True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if hint is type(None):
+        return value is None
+    if origin is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)
+
+
 def parse_config(cls: type[C], data: Mapping[str, Any], method: str) -> C:
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
@@ -79,6 +97,11 @@ def parse_config(cls: type[C], data: Mapping[str, Any], method: str) -> C:
         raise ValueError(
             f"unknown setting(s) for method {method}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _fits(value, hints[key]):
+            want = getattr(hints[key], "__name__", None) or str(hints[key])
+            raise ValueError(f"setting {key!r} of method {method} must be {want} (got {value!r})")
     return cls(**data)
 
 
