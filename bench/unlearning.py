@@ -74,6 +74,35 @@ def job(root: Path, data: Path, base: str, job_id: str, **kw: Any) -> JobResult:
     return r
 
 
+def unlearn(
+    root: Path,
+    data: Path,
+    base: str,
+    job_id: str,
+    method: str,
+    config: dict[str, Any],
+    target: Target,
+    seed: int,
+) -> tuple[JobResult, Task, torch.nn.Module]:
+    """One unlearning job on ``base``; returns its result and the unlearned model, loaded."""
+    r = job(
+        root,
+        data,
+        base,
+        job_id,
+        kind="unlearn",
+        method=method,
+        target=target,
+        method_config=config,
+        seed=seed,
+    )
+    return (r, *load(root, str(r.model_version)))
+
+
+def cost_cells(r: JobResult) -> dict[str, float]:
+    return {"cpu s": r.cost.cpu_s, "work s": work_s(r), "steps": r.cost.optimizer_steps}
+
+
 def all_train(data: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for n in read_manifest(data)["nodes"]:
@@ -130,36 +159,17 @@ def digits_scenario(
         test_eval = [r for r in test if not target.matches(r)]  # utility on the other classes
     rows: dict[str, dict[str, float]] = {}
     task, model = load(root, str(trained.model_version))
-    rows["original"] = {
-        **digits_eval(task, model, forget, test_eval, mia_m, mia_n),
-        "cpu s": trained.cost.cpu_s,
-        "work s": work_s(trained),
-        "steps": trained.cost.optimizer_steps,
-    }
+    rows["original"] = {**digits_eval(task, model, forget, test_eval, mia_m, mia_n), **cost_cells(trained)}
     if kind == "digits-class":
         rows["original"]["test acc (class 7)"] = float(
             per_example(model, task.to_batch(mia_n), task)[1].mean()
         )
     runs = variants if variants is not None else {m: (m, {}) for m in METHODS}
     for i, (m, (method, config)) in enumerate(runs.items()):
-        r = job(
-            root,
-            data,
-            str(trained.model_version),
-            f"m{i}",
-            kind="unlearn",
-            method=method,
-            target=target,
-            method_config=config,
-            seed=seed,
+        r, task, model = unlearn(
+            root, data, str(trained.model_version), f"m{i}", method, config, target, seed
         )
-        task, model = load(root, str(r.model_version))
-        rows[m] = {
-            **digits_eval(task, model, forget, test_eval, mia_m, mia_n),
-            "cpu s": r.cost.cpu_s,
-            "work s": work_s(r),
-            "steps": r.cost.optimizer_steps,
-        }
+        rows[m] = {**digits_eval(task, model, forget, test_eval, mia_m, mia_n), **cost_cells(r)}
         if kind == "digits-class":
             rows[m]["test acc (class 7)"] = float(per_example(model, task.to_batch(mia_n), task)[1].mean())
         rows[m]["details"] = {k: v for k, v in r.metrics.get("method", {}).items() if isinstance(v, float)}  # type: ignore[assignment]
@@ -222,32 +232,13 @@ def lm_scenario(
     canaries = manifest["canaries"]
     rows: dict[str, dict[str, float]] = {}
     task, model = load(root, str(trained.model_version))
-    rows["original"] = {
-        **lm_eval(task, model, forget, retain, held, canaries),
-        "cpu s": trained.cost.cpu_s,
-        "work s": work_s(trained),
-        "steps": trained.cost.optimizer_steps,
-    }
+    rows["original"] = {**lm_eval(task, model, forget, retain, held, canaries), **cost_cells(trained)}
     for i, m in enumerate(methods if methods is not None else [*METHODS, *VARIANTS]):
         method, config = VARIANTS.get(m, (m, {}))
-        r = job(
-            root,
-            data,
-            str(trained.model_version),
-            f"m{i}",
-            kind="unlearn",
-            method=method,
-            target=target,
-            method_config=config,
-            seed=seed,
+        r, task, model = unlearn(
+            root, data, str(trained.model_version), f"m{i}", method, config, target, seed
         )
-        task, model = load(root, str(r.model_version))
-        rows[m] = {
-            **lm_eval(task, model, forget, retain, held, canaries),
-            "cpu s": r.cost.cpu_s,
-            "work s": work_s(r),
-            "steps": r.cost.optimizer_steps,
-        }
+        rows[m] = {**lm_eval(task, model, forget, retain, held, canaries), **cost_cells(r)}
         rows[m]["details"] = {k: v for k, v in r.metrics.get("method", {}).items() if isinstance(v, float)}  # type: ignore[assignment]
     return {"rows": rows, "train_s": train_s}
 

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,19 +48,41 @@ def lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, JobResult]
     return base / "art", base / "data", r
 
 
-def test_data_source_unlearning(lm: tuple[Path, Path, JobResult]) -> None:
+def _unlearn(lm: tuple[Path, Path, JobResult], job_id: str, target: Target, **kw: Any) -> JobResult:
+    """Run an unlearning job on the trained tiny LM; it must succeed."""
     art, data, trained = lm
     spec = JobSpec(
         kind="unlearn",
-        job_id="lm-ds",
+        job_id=job_id,
         artifact_root=str(art),
         dataset_dir=str(data),
         base_version=str(trained.model_version),
-        target=Target("data_source", "node-0/notebook"),
-        method_config={"repair_rounds": 1, "ascent": {"max_steps": 20}},
+        target=target,
+        **kw,
     )
     r = run_job(spec)
     assert r.status == "succeeded", r.error
+    return r
+
+
+def _before_after(
+    art: Path, trained: JobResult, r: JobResult
+) -> tuple[Any, torch.nn.Module, torch.nn.Module]:
+    """The task and the models before and after the job ``r``."""
+    store = ArtifactStore(art)
+    before_v, after_v = store.get(str(trained.model_version)), store.get(str(r.model_version))
+    task = make_task(before_v.task, before_v.model_config)
+    return task, before_v.load_into(task.build_model(0)), after_v.load_into(task.build_model(0))
+
+
+def test_data_source_unlearning(lm: tuple[Path, Path, JobResult]) -> None:
+    art, _, _ = lm
+    r = _unlearn(
+        lm,
+        "lm-ds",
+        Target("data_source", "node-0/notebook"),
+        method_config={"repair_rounds": 1, "ascent": {"max_steps": 20}},
+    )
     assert r.metrics["before"]["nodes"]["0"]["num-forget"] > 0
     assert "forget-loss" not in r.metrics["after"]["nodes"]["1"]  # only node 0 holds the source
     v = ArtifactStore(art).get(str(r.model_version))
@@ -70,23 +93,15 @@ def test_secret_unlearning_raises_the_secrets_loss(lm: tuple[Path, Path, JobResu
     art, data, trained = lm
     canary = next(c for c in read_manifest(data)["canaries"] if c["inserted"])
     target = Target("behaviour", examples=[{"prompt": canary["prefix"], "completion": canary["secret"]}])
-    spec = JobSpec(
-        kind="unlearn",
-        job_id="lm-secret",
-        artifact_root=str(art),
-        dataset_dir=str(data),
-        base_version=str(trained.model_version),
-        target=target,
+    r = _unlearn(
+        lm,
+        "lm-secret",
+        target,
         method="gradient_ascent",
         method_config={"ascent": {"max_steps": 15, "lr": 3e-3}, "exposure_z": 5.0},
     )
-    r = run_job(spec)
-    assert r.status == "succeeded", r.error
     assert r.metrics["method"]["holders"] == 1.0  # node 0 holds the canary lines
-    store = ArtifactStore(art)
-    before_v, after_v = store.get(str(trained.model_version)), store.get(str(r.model_version))
-    task = make_task(before_v.task, before_v.model_config)
-    m0, m1 = before_v.load_into(task.build_model(0)), after_v.load_into(task.build_model(0))
+    task, m0, m1 = _before_after(art, trained, r)
     _, z0 = canary_exposure(m0, task, canary["prefix"], canary["secret"], candidates=50)
     _, z1 = canary_exposure(m1, task, canary["prefix"], canary["secret"], candidates=50)
     assert r.metrics["method"]["ascent-steps"] > 0
@@ -100,13 +115,10 @@ def test_data_source_unlearning_gives_secret_like_spans_their_own_phase(
     and the source's other lines as usual: both canaries become less likely than before."""
     art, data, trained = lm
     canaries = [c for c in read_manifest(data)["canaries"] if c["inserted"]]
-    spec = JobSpec(
-        kind="unlearn",
-        job_id="lm-ds-secrets",
-        artifact_root=str(art),
-        dataset_dir=str(data),
-        base_version=str(trained.model_version),
-        target=Target("data_source", "node-0/notebook"),
+    r = _unlearn(
+        lm,
+        "lm-ds-secrets",
+        Target("data_source", "node-0/notebook"),
         method="gradient_ascent",
         method_config={
             "secrets": r"\d{5,}",
@@ -115,16 +127,11 @@ def test_data_source_unlearning_gives_secret_like_spans_their_own_phase(
             "ascent": {"max_steps": 12, "lr": 3e-3},
         },
     )
-    r = run_job(spec)
-    assert r.status == "succeeded", r.error
     method = r.metrics["method"]
     assert method["secret-spans"] == len(canaries) == 2
     assert method["secret-steps"] == 12  # the secret phase ran to its cap (exposure_z 5 is never met)
     assert method["num-examples"] > 0  # the notebook's other lines were ascended on too
-    store = ArtifactStore(art)
-    before_v, after_v = store.get(str(trained.model_version)), store.get(str(r.model_version))
-    task = make_task(before_v.task, before_v.model_config)
-    m0, m1 = before_v.load_into(task.build_model(0)), after_v.load_into(task.build_model(0))
+    task, m0, m1 = _before_after(art, trained, r)
     for c in canaries:
         _, z0 = canary_exposure(m0, task, c["prefix"], c["secret"], candidates=50)
         _, z1 = canary_exposure(m1, task, c["prefix"], c["secret"], candidates=50)
