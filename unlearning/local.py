@@ -145,8 +145,9 @@ def per_example(model: nn.Module, batch: Batch, task: Task, chunk: int = 128) ->
     n = batch_len(batch)
     for i in range(0, n, chunk):
         part = take(batch, slice(i, i + chunk))
-        losses.append(task.per_example_loss(model, part).float())
-        correct.append(task.per_example_correct(model, part).float())
+        loss, hit = task.per_example_stats(model, part)
+        losses.append(loss.float())
+        correct.append(hit.float())
     model.train(was)
     if not losses:
         return torch.zeros(0), torch.zeros(0)

@@ -39,3 +39,30 @@ def test_only_digit_spans_leave_their_lines_for_the_secret_phase() -> None:
     assert [r["text"] for r in rest] == [records[2]["text"], records[3]["text"]]
     assert batch is not None and batch["input_ids"].shape[0] == 1
     assert _without_secrets(task, records, "") == (records, [], None)
+
+
+def test_node_models_are_fresh_copies_holding_the_message_arrays() -> None:
+    import json
+
+    import torch
+
+    from unlearning.federation.node import _model
+    from unlearning.local import parameters_dict
+    from unlearning.tasks.community_lm import CommunityLMTask
+
+    config = CommunityLMTask.default_model_config("tiny")
+    task = CommunityLMTask(config)
+    cfg = {"model-config": json.dumps(config, sort_keys=True), "seed": 0}
+    built = task.build_model(5)
+    arrays = parameters_dict(built)
+    first = _model(task, cfg, arrays)
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)  # a node trains its copy in place
+    second = _model(task, cfg, arrays)
+    assert second is not first
+    for name, p in second.named_parameters():
+        assert torch.equal(p, arrays[name]), name
+    batch = task.to_batch([{"text": "a line"}])
+    with torch.no_grad():
+        assert torch.equal(task.per_example_loss(second, batch), task.per_example_loss(built, batch))

@@ -95,3 +95,20 @@ def test_build_model_is_seeded() -> None:
     a, b, c = task.build_model(1), task.build_model(1), task.build_model(2)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("name", ["community-lm", "digits"])
+def test_per_example_stats_equal_the_separate_loss_and_accuracy(name: str) -> None:
+    if name == "digits":
+        task = make_task("digits", {"kind": "mlp", "inputs": 64, "hidden": [8], "classes": 10})
+        records = [{"x": [float(i % 7)] * 64, "label": i % 10} for i in range(12)]
+    else:
+        task = make_task("community-lm", CommunityLMTask.default_model_config("tiny"))
+        records = [{"text": f"line {i} of the notebook, code {i * 7919}"} for i in range(12)]
+    model = task.build_model(3).eval()
+    batch = task.to_batch(records)
+    loss, correct = task.per_example_stats(model, batch)
+    with torch.no_grad():
+        assert torch.allclose(loss, task.per_example_loss(model, batch))
+        assert torch.equal(correct, task.per_example_correct(model, batch))
+    assert loss.shape == correct.shape == (12,) and bool((correct >= 0).all() and (correct <= 1).all())

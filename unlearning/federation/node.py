@@ -206,10 +206,31 @@ def _guard(
     return guard
 
 
+_templates: OrderedDict[tuple[str, str, int], nn.Module] = OrderedDict()
+
+
 def _model(task: Task, cfg: Mapping[str, Any], arrays: Mapping[str, Tensor]) -> nn.Module:
+    """A model of the job's architecture holding ``arrays``: a copy of a cached, freshly built template
+    (building a transformers model from its config costs about as much as an LM training step, and every
+    message needs one; the arrays overwrite every parameter, see protocol.load_record)."""
+    from copy import deepcopy
+
     from unlearning.federation.protocol import load_record
 
-    model = task.build_model(int(cfg.get("seed", 0)))
+    seed = int(cfg.get("seed", 0))
+    key = (task.name, str(cfg["model-config"]), seed)
+    with _lock:
+        template = _templates.get(key)
+        if template is not None:
+            _templates.move_to_end(key)
+    if template is None:
+        template = task.build_model(seed)
+        with _lock:
+            _templates[key] = template
+            while len(_templates) > 4:
+                _templates.popitem(last=False)
+    with _lock:
+        model = deepcopy(template)
     return load_record(model, arrays)
 
 

@@ -148,6 +148,10 @@ class Task(ABC):
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
         """Accuracy of every example in [0, 1], shape [B] (LM: next-token accuracy over counted tokens)."""
 
+    def per_example_stats(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Both of the above; tasks override it to run the model once instead of twice."""
+        return self.per_example_loss(model, batch), self.per_example_correct(model, batch)
+
     def behaviour_batch(self, target: Target) -> Batch | None:
         """The proposal's own prompt/completion examples as a batch (LM tasks only)."""
         return None

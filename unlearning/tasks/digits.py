@@ -81,6 +81,11 @@ class DigitsTask(Task):
         out: Tensor = (model(batch["x"]).argmax(-1) == batch["y"]).float()
         return out
 
+    def per_example_stats(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        logits = model(batch["x"])
+        loss = nn.functional.cross_entropy(logits, batch["y"], reduction="none")
+        return loss, (logits.argmax(-1) == batch["y"]).float()
+
 
 def generate_digits(
     root: Path,

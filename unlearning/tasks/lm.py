@@ -134,24 +134,36 @@ class CausalLMTask(Task):
         recs = [{"text": ex.get("prompt", "") + ex["completion"]} for ex in target.examples]
         return self.to_batch(recs, target, forget=True)
 
+    def _logits(self, model: nn.Module, batch: Batch) -> Tensor:
+        out: Tensor = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return out[:, :-1]  # position t predicts token t + 1
+
     def per_example_loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, :-1].float()  # [B, L-1, V]
-        labels = batch["labels"][:, 1:]  # [B, L-1]
-        nll = nn.functional.cross_entropy(
-            logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
-        )
-        count = (labels != IGNORE).sum(1).clamp(min=1)
-        out: Tensor = nll.sum(1) / count
-        return out
+        return _mean_nll(self._logits(model, batch), batch["labels"][:, 1:])
 
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        labels = batch["labels"][:, 1:]
-        mask = labels != IGNORE
-        hit = (logits.argmax(-1) == labels) & mask
-        out: Tensor = hit.sum(1).float() / mask.sum(1).clamp(min=1).float()
-        return out
+        return _accuracy(self._logits(model, batch), batch["labels"][:, 1:])
+
+    def per_example_stats(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        logits, labels = self._logits(model, batch), batch["labels"][:, 1:]
+        return _mean_nll(logits, labels), _accuracy(logits, labels)
+
+
+def _mean_nll(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean next-token NLL over each row's counted tokens: [B, L, V] logits, [B, L] labels -> [B]."""
+    nll = nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
+    )
+    count = (labels != IGNORE).sum(1).clamp(min=1)
+    out: Tensor = nll.sum(1) / count
+    return out
+
+
+def _accuracy(logits: Tensor, labels: Tensor) -> Tensor:
+    mask = labels != IGNORE
+    hit = (logits.argmax(-1) == labels) & mask
+    out: Tensor = hit.sum(1).float() / mask.sum(1).clamp(min=1).float()
+    return out
 
 
 def pad_batch(encoded: Sequence[tuple[list[int], list[int]]]) -> Batch:
