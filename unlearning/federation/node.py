@@ -261,14 +261,17 @@ def _exposure_rule(task: Task, target: Target, z_min: float, seed: int) -> local
     if not secrets:
         return None
 
+    order = list(secrets)  # the secret that failed last is checked first: a failing check costs one secret
+
     def criterion(model: nn.Module) -> bool:
-        return all(
-            exposure_z(
+        for i, ex in enumerate(order):
+            z = exposure_z(
                 model, task, ex.get("prompt", ""), ex["completion"].rstrip("."), candidates=100, seed=seed
             )
-            >= z_min
-            for ex in secrets
-        )
+            if z < z_min:
+                order.insert(0, order.pop(i))
+                return False
+        return True
 
     return local.StopRule(criterion=criterion)
 
