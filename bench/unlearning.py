@@ -278,6 +278,7 @@ def main() -> None:
         "--write", action="store_true", help="replace the ## Unlearning section of bench/RESULTS.md"
     )
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--seed", type=int, default=0, help="data, model and job seed (the tables use 0)")
     args = ap.parse_args()
     which = args.only or ["digits-client", "digits-class", "lm-source"]
     results: dict[str, Any] = {}
@@ -286,10 +287,11 @@ def main() -> None:
         for name in which:
             t0 = time.perf_counter()
             if name.startswith("digits"):
-                results[name] = digits_scenario(name, work)
+                results[name] = digits_scenario(name, work, seed=args.seed)
             else:
                 results[name] = lm_scenario(
                     work,
+                    seed=args.seed,
                     rounds=args.lm_rounds,
                     steps=args.lm_steps,
                     size=args.lm_size,
