@@ -49,7 +49,11 @@ class DigitsTask(Task):
         # a forgotten class: longer repair at a lower learning rate brings the other classes back while the
         # guard holds every forget example at its loss after the ascent (bench/RESULTS.md "## Unlearning":
         # 0.925 -> 0.959 on the other classes with seed 0, retraining 0.963; seeds 1 and 2 within 0.5 points)
-        "category": {"repair_guard": 3.0, "repair_local": {"epochs": 5.0, "lr": 0.02}, "repair_fisher": "none"},
+        "category": {
+            "repair_guard": 3.0,
+            "repair_local": {"epochs": 5.0, "lr": 0.02},
+            "repair_fisher": "none",
+        },
     }
     train_defaults = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 5.0}
     ascent_defaults = {"optimizer": "sgd", "lr": 3e-3, "momentum": 0.0, "batch_size": 32, "max_steps": 400}
