@@ -63,7 +63,7 @@ class CausalLMTask(Task):
     method_defaults = {
         # data sources: secret-like spans (5+ digits) get their own exposure-stopped phase; the rest is
         # ascended on once per distinct line with joint descent on retained data until the local MIA AUC
-        # against unseen lines of the same kind is <= 0.42; two short repair rounds keep every line as
+        # against unseen lines of the same kind is <= 0.45; two short repair rounds keep every line as
         # forgotten as the ascent left it (bench/RESULTS.md "## Unlearning": without them the MIA AUC stays at
         # 0.81 against retraining's 0.38 and repeated canaries at 10 bits). The cost settings (learning rate,
         # checks every 2 steps, a ball around the original model instead of the Halimi reference's extra local
@@ -74,7 +74,7 @@ class CausalLMTask(Task):
             "dedup": True,
             "retain_weight": 1.0,
             "stop": "auc",
-            "auc": 0.42,
+            "auc": 0.45,
             "ascent": {"max_steps": 400, "lr": 2.5e-4, "check_every": 2},
             "reference": "original",
             "fisher_examples": 32,
