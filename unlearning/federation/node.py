@@ -16,10 +16,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -44,8 +44,26 @@ class NodeTensors:
     n_train: int
 
 
-_cache: OrderedDict[tuple[str, ...], NodeTensors] = OrderedDict()
 _lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _cached(cache: OrderedDict[Any, T], key: Any, make: Callable[[], T], limit: int) -> T:
+    """``cache[key]``, made by ``make()`` (outside the lock: it reads files or builds models) on a miss; the
+    least recently used entries beyond ``limit`` are dropped."""
+    with _lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _lock:
+        cache[key] = value
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return value
+
+
+_cache: OrderedDict[tuple[str, ...], NodeTensors] = OrderedDict()
 
 
 def data_path(node_config: UserConfig, hint: str | None) -> tuple[Path, int]:
@@ -83,28 +101,23 @@ def node_tensors(cfg: Mapping[str, Any], node_config: UserConfig, task: Task) ->
         str(cfg.get("target", "")),
         str(cfg.get("excluded", "")),
     )
-    with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    target, excluded = parse_targets(cfg)
-    data = load_node_data(path)
-    kept: list[Record] = [r for r in data.train if not any(t.matches(r) for t in excluded)]
-    forget = [r for r in kept if target is not None and target.matches(r)]
-    retain = [r for r in kept if not (target is not None and target.matches(r))]
-    tensors = NodeTensors(
-        partition_id=pid,
-        retain=task.to_batch(retain),
-        full=task.to_batch(kept),
-        forget=task.to_batch(forget, target, forget=True),
-        validation=task.to_batch(data.validation),
-        n_train=len(kept),
-    )
-    with _lock:
-        _cache[key] = tensors
-        while len(_cache) > 8:
-            _cache.popitem(last=False)
-    return tensors
+
+    def make() -> NodeTensors:
+        target, excluded = parse_targets(cfg)
+        data = load_node_data(path)
+        kept: list[Record] = [r for r in data.train if not any(t.matches(r) for t in excluded)]
+        forget = [r for r in kept if target is not None and target.matches(r)]
+        retain = [r for r in kept if not (target is not None and target.matches(r))]
+        return NodeTensors(
+            partition_id=pid,
+            retain=task.to_batch(retain),
+            full=task.to_batch(kept),
+            forget=task.to_batch(forget, target, forget=True),
+            validation=task.to_batch(data.validation),
+            n_train=len(kept),
+        )
+
+    return _cached(_cache, key, make, 8)
 
 
 def _generator(cfg: Mapping[str, Any], pid: int, salt: int) -> torch.Generator:
@@ -219,19 +232,8 @@ def _model(task: Task, cfg: Mapping[str, Any], arrays: Mapping[str, Tensor]) -> 
 
     seed = int(cfg.get("seed", 0))
     key = (task.name, str(cfg["model-config"]), seed)
-    with _lock:
-        template = _templates.get(key)
-        if template is not None:
-            _templates.move_to_end(key)
-    if template is None:
-        template = task.build_model(seed)
-        with _lock:
-            _templates[key] = template
-            while len(_templates) > 4:
-                _templates.popitem(last=False)
-    with _lock:
-        model = deepcopy(template)
-    return load_record(model, arrays)
+    template = _cached(_templates, key, lambda: task.build_model(seed), 4)
+    return load_record(deepcopy(template), arrays)  # the template itself is never changed
 
 
 def _forget_batch(task: Task, t: NodeTensors, target: Target | None, include_examples: bool) -> Batch:
