@@ -50,16 +50,17 @@ class ArtifactIntegrityError(ArtifactError, ValueError):
 
 
 def library_versions() -> dict[str, str]:
-    import flwr
     import safetensors
     import transformers
+
+    from unlearning.federation.protocol import library_versions as federation_versions
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "safetensors": safetensors.__version__,
-        "flwr": flwr.__version__ if hasattr(flwr, "__version__") else "unknown",
+        **federation_versions(),
     }
 
 

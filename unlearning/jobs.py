@@ -35,7 +35,7 @@ class JobSpecError(ValueError):
 @dataclass
 class JobSpec:
     """Everything a job needs; JSON-serialisable (``to_json`` / ``from_json``) so it can travel as Flower
-    run config (``job-spec``) to a ServerApp started by ``flwr run`` or the Control API."""
+    run config (``job-spec``) to a ServerApp started by Flower's command line or its Control API."""
 
     kind: str  # "train" | "unlearn"
     job_id: str  # the service's job id; also names the result file and is recorded in the new version

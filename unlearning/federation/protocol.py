@@ -6,6 +6,9 @@ settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC),
 Replies carry ``arrays`` (or ``fisher``) and one MetricRecord ``metrics`` whose ``num-examples`` weights the
 aggregation. No record ever holds examples, texts, labels or file contents: only parameters, Fisher diagonals,
 counts, losses and accuracies (tests/integration/test_unlearning_wire.py checks every message).
+
+This is also the adapter between Flower's records and the rest of ``unlearning``, which sees parameters as
+plain tensors (``dict[str, Tensor]``): :func:`to_record` and :func:`from_record` are the only conversions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Mapping
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import (
+    Grid as Grid,  # where a ServerApp sends its messages (any runtime's); for annotations
+)
 from torch import Tensor, nn
 
 # message types (<category>.<action>, Flower's Message API)
@@ -51,11 +57,6 @@ def from_record(record: ArrayRecord) -> dict[str, Tensor]:
     return dict(record.to_torch_state_dict())
 
 
-def model_record(model: nn.Module) -> ArrayRecord:
-    """The model's trainable parameters (tied weights once)."""
-    return to_record({n: p for n, p in model.named_parameters()})
-
-
 @torch.no_grad()
 def load_record(model: nn.Module, record: ArrayRecord | Mapping[str, Tensor]) -> nn.Module:
     tensors = from_record(record) if isinstance(record, ArrayRecord) else dict(record)
@@ -66,6 +67,13 @@ def load_record(model: nn.Module, record: ArrayRecord | Mapping[str, Tensor]) ->
     for name, p in params.items():
         p.copy_(tensors[name].to(p.dtype).reshape(p.shape))
     return model
+
+
+def library_versions() -> dict[str, str]:
+    """The federation library's version, for the provenance of model versions and reports."""
+    import flwr
+
+    return {"flwr": flwr.__version__ if hasattr(flwr, "__version__") else "unknown"}
 
 
 def content_size(message: Message) -> int:

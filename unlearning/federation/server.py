@@ -1,7 +1,9 @@
 """The server side of every job, written once against Flower's ``Grid`` (any runtime: in-process, simulation,
 deployment). :class:`Federation` holds the job's message conventions, accounting, progress and cancellation;
 its methods are the federated building blocks (FedAvg rounds, federated Fisher, federated bounded ascent, the
-Halimi reference, federated evaluation) that the unlearning methods compose. :func:`execute_job` runs a
+Halimi reference, federated evaluation) that the unlearning methods compose: it implements
+:class:`unlearning.methods.blocks.FederationBlocks`, taking and returning parameters as tensors (``Params``) and
+turning them into ArrayRecords only for the messages. :func:`execute_job` runs a
 :class:`~unlearning.jobs.JobSpec` end to end and returns a :class:`~unlearning.jobs.JobResult`.
 """
 
@@ -23,6 +25,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from unlearning.federation import protocol as P
 from unlearning.jobs import JobCost, JobResult, JobSpec, ProgressCallback, ProgressEvent, RoundCost
+from unlearning.methods.blocks import Params
 from unlearning.tasks import Target, Task
 
 log = logging.getLogger("unlearning.federation")
@@ -82,6 +85,10 @@ class Federation:
         self.progress, self.cancel = progress, cancel
         self.cost = JobCost()
         self.nodes: list[NodeInfo] = []
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
 
     # ---- messages -------------------------------------------------------------------------------------
     def config(self, target: Target | None, round_: int = 0, **extra: Any) -> ConfigRecord:
@@ -171,19 +178,19 @@ class Federation:
 
     def fedavg(
         self,
-        arrays: ArrayRecord,
+        params: Params,
         rounds: int,
         phase: str,
         local: dict[str, Any],
         *,
         target: Target | None = None,
         use: str = "retain",
-        anchor: ArrayRecord | None = None,
-        fisher: ArrayRecord | None = None,
+        anchor: Params | None = None,
+        fisher: Params | None = None,
         lam: float = 0.0,
         nodes: Sequence[NodeInfo] | None = None,
         guard: Mapping[str, Any] | None = None,
-    ) -> ArrayRecord:
+    ) -> Params:
         """``rounds`` FedAvg rounds of local training (on retained data, or ``use="all"``), optionally with
         the EWC proximal step towards ``anchor`` weighted by ``fisher``, and ``guard`` settings (the
         holders' repair guard, see unlearning.local.Guard)."""
@@ -194,30 +201,30 @@ class Federation:
         ]
         if not chosen:
             raise NodeFailure(f"no node has data for {phase}")
+        arrays = P.to_record(params)
+        ewc = _ewc_records(anchor, fisher)
         for r in range(1, rounds + 1):
             extra: dict[str, Any] = {"local": local, "use": use, **(guard or {})}
             if anchor is not None and fisher is not None:
                 extra["ewc-lambda"] = float(lam)
             msgs = []
             for n in chosen:
-                records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra)}
-                if anchor is not None and fisher is not None:
-                    records[P.ANCHOR], records[P.FISHER_ARRAYS] = anchor, fisher
+                records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra), **ewc}
                 msgs.append(self.message(n, P.TRAIN, phase, r, records))
             replies = self.exchange(phase, r, rounds, msgs)
             arrays = aggregate(replies, P.ARRAYS)
-        return arrays
+        return P.from_record(arrays)
 
     def fisher(
         self,
-        arrays: ArrayRecord,
+        params: Params,
         which: str,
         target: Target | None,
         *,
         examples: int = 64,
         phase: str = "fisher",
         include_examples: Iterable[int] = (),
-    ) -> ArrayRecord | None:
+    ) -> Params | None:
         """Federated diagonal Fisher of the ``which`` ("retain" | "forget") data, averaged by examples and
         normalised to mean 1. None when no node holds such data."""
         inc = set(include_examples)
@@ -227,6 +234,7 @@ class Federation:
             chosen = [n for n in self.nodes if n.n_retain]
         if not chosen:
             return None
+        arrays = P.to_record(params)
         msgs = [
             self.message(
                 n,
@@ -253,8 +261,7 @@ class Federation:
             return None
         from unlearning.local import normalise_fisher
 
-        agg = P.from_record(aggregate(replies, P.FISHER_ARRAYS))
-        return P.to_record(normalise_fisher(agg))
+        return normalise_fisher(P.from_record(aggregate(replies, P.FISHER_ARRAYS)))
 
     def holders(self, target: Target) -> tuple[list[NodeInfo], set[int]]:
         """Nodes that run the ascent, and those of them that add the proposal's behaviour examples."""
@@ -268,7 +275,7 @@ class Federation:
             raise NodeFailure(f"no node holds data of the target {target.kind} {target.value!r}".rstrip())
         return holders, include
 
-    def halimi_reference(self, arrays: ArrayRecord, target: Target, local: dict[str, Any]) -> ArrayRecord:
+    def halimi_reference(self, params: Params, target: Target, local: dict[str, Any]) -> Params:
         """w_ref = (n * w_global - n_t * w_t) / (n - n_t): the global model with the holders' contribution
         removed, where w_t is the holders' local model after one local round (Halimi et al. 2022). Falls
         back to the global model when every node holds forget data."""
@@ -276,28 +283,24 @@ class Federation:
         n_all = sum(n.n_train for n in self.nodes)
         n_t = sum(n.n_train for n in holders)
         if n_all - n_t <= 0:
-            return arrays
-        w_t = P.from_record(
-            self.fedavg(arrays, 1, "reference", local, target=target, use="all", nodes=holders)
-        )
-        g = P.from_record(arrays)
-        ref = {k: (n_all * g[k] - n_t * w_t[k]) / (n_all - n_t) for k in g}
-        return P.to_record(ref)
+            return params
+        w_t = self.fedavg(params, 1, "reference", local, target=target, use="all", nodes=holders)
+        return {k: (n_all * g - n_t * w_t[k]) / (n_all - n_t) for k, g in params.items()}
 
     def ascent(
         self,
-        arrays: ArrayRecord,
+        params: Params,
         target: Target,
         local: dict[str, Any],
         stop: dict[str, Any],
         *,
         max_rounds: int = 5,
-        ball_center: ArrayRecord | None = None,
+        ball_center: Params | None = None,
         ball_radius: float = math.inf,
-        anchor: ArrayRecord | None = None,
-        fisher: ArrayRecord | None = None,
+        anchor: Params | None = None,
+        fisher: Params | None = None,
         lam: float = 0.0,
-    ) -> tuple[ArrayRecord, dict[str, float]]:
+    ) -> tuple[Params, dict[str, float]]:
         """Federated bounded gradient ascent. Holders ascend locally until their stop rule holds (checked
         every step); with several holders the results are averaged (weighted by forget examples) and the
         loop repeats until every holder is already satisfied on the received model, or ``max_rounds``."""
@@ -306,21 +309,26 @@ class Federation:
         summary: dict[str, float] = {}
         steps_total = 0.0
         rounds = 1 if len(holders) == 1 else max_rounds
+        arrays = P.to_record(params)
+        ball = ball_center if math.isfinite(ball_radius) else None
+        extras = _ewc_records(anchor, fisher)  # sent with every instruction, with the ball's centre
+        if ball is not None:
+            extras = {P.BALL_CENTER: P.to_record(ball), **extras}
         for r in range(1, rounds + 1):
             msgs = []
             for n in holders:
                 extra: dict[str, Any] = {"local": local, "include-examples": n.node_id in include, **stop}
                 if n.node_id in thresholds:
                     extra["stop-loss-value"] = thresholds[n.node_id]
-                if ball_center is not None and math.isfinite(ball_radius):
+                if ball is not None:
                     extra["ball-radius"] = float(ball_radius)
                 if anchor is not None and fisher is not None:
                     extra["ewc-lambda"] = float(lam)
-                records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra)}
-                if ball_center is not None and math.isfinite(ball_radius):
-                    records[P.BALL_CENTER] = ball_center
-                if anchor is not None and fisher is not None:
-                    records[P.ANCHOR], records[P.FISHER_ARRAYS] = anchor, fisher
+                records: dict[str, Any] = {
+                    P.ARRAYS: arrays,
+                    P.CONFIG: self.config(target, r, **extra),
+                    **extras,
+                }
                 msgs.append(self.message(n, P.UNLEARN, "ascent", r, records))
             replies = self.exchange("ascent", r, rounds, msgs)
             for n, rep in zip(holders, replies, strict=True):
@@ -337,10 +345,11 @@ class Federation:
         summary["ascent-steps"] = steps_total
         summary["ascent-rounds"] = float(r)
         summary["holders"] = float(len(holders))
-        return arrays, summary
+        return P.from_record(arrays), summary
 
-    def evaluate(self, arrays: ArrayRecord, target: Target | None, phase: str = "evaluate") -> dict[str, Any]:
+    def evaluate(self, params: Params, target: Target | None, phase: str = "evaluate") -> dict[str, Any]:
         """Every node evaluates on its local validation data: per node, the weighted mean, the worst node."""
+        arrays = P.to_record(params)
         msgs = [
             self.message(n, P.EVALUATE, phase, 1, {P.ARRAYS: arrays, P.CONFIG: self.config(target, 0)})
             for n in self.nodes
@@ -354,6 +363,13 @@ class Federation:
             "node-by-loss": float(max(per_node, key=lambda k: per_node[k]["val-loss"])),
         }
         return {"nodes": per_node, "mean": weighted_summary(replies), "worst": worst}
+
+
+def _ewc_records(anchor: Params | None, fisher: Params | None) -> dict[str, ArrayRecord]:
+    """The EWC records of a message (``anchor`` and ``fisher``), or none unless both are given."""
+    if anchor is None or fisher is None:
+        return {}
+    return {P.ANCHOR: P.to_record(anchor), P.FISHER_ARRAYS: P.to_record(fisher)}
 
 
 def aggregate(replies: Sequence[Message], key: str) -> ArrayRecord:
@@ -381,7 +397,8 @@ def execute_job(
 ) -> JobResult:
     """Run ``spec`` on ``grid``; never raises for job failures (see JobResult.status)."""
     from unlearning.artifacts import ArtifactStore
-    from unlearning.federation.protocol import load_record, model_record
+    from unlearning.federation.protocol import load_record
+    from unlearning.local import parameters_dict
     from unlearning.methods import MethodContext, get_method
     from unlearning.methods.base import with_defaults
     from unlearning.tasks import make_task
@@ -406,10 +423,10 @@ def execute_job(
         lineage: dict[str, Any] = dict(base.manifest.get("training", {}))
         excluded = [Target(**t) for t in lineage.get("excluded", [])]
         fed = Federation(grid, spec, task, base.model_config, excluded, progress, cancel)
-        arrays = model_record(model)
+        params = parameters_dict(model)
         if spec.kind == "train":
             fed.discover(None)
-            arrays = fed.fedavg(arrays, spec.rounds, "train", spec.local)
+            params = fed.fedavg(params, spec.rounds, "train", spec.local)
             training = {
                 **lineage,
                 "kind": "train",
@@ -419,25 +436,25 @@ def execute_job(
                 "excluded": lineage.get("excluded", []),
             }
             if spec.evaluate:
-                result.metrics["after"] = fed.evaluate(arrays, None)
+                result.metrics["after"] = fed.evaluate(params, None)
         else:
             assert spec.target is not None  # validated by JobSpec.validate
             defaults = task.method_defaults.get(spec.target.kind, {})
             method = get_method(spec.method, with_defaults(spec.method, defaults, spec.method_config))
             fed.discover(spec.target)
             if spec.evaluate:
-                result.metrics["before"] = fed.evaluate(arrays, spec.target, "evaluate-before")
+                result.metrics["before"] = fed.evaluate(params, spec.target, "evaluate-before")
 
-            def load_init() -> ArrayRecord:
+            def load_init() -> Params:
                 init = lineage.get("init")
                 if not init:
                     raise ValueError("the base version's lineage has no init version to retrain from")
-                return model_record(store.get(str(init)).load_into(task.build_model(spec.seed)))
+                return parameters_dict(store.get(str(init)).load_into(task.build_model(spec.seed)))
 
             ctx = MethodContext(
-                fed=fed, target=spec.target, original=arrays, lineage=lineage, load_init=load_init
+                fed=fed, target=spec.target, original=params, lineage=lineage, load_init=load_init
             )
-            arrays, details = method.run(ctx)
+            params, details = method.run(ctx)
             result.metrics["method"] = details
             training = {
                 **lineage,
@@ -445,8 +462,8 @@ def execute_job(
                 "unlearning": {"method": spec.method, "config": spec.method_config, "target": result.target},
             }
             if spec.evaluate:
-                result.metrics["after"] = fed.evaluate(arrays, spec.target)
-        load_record(model, arrays)
+                result.metrics["after"] = fed.evaluate(params, spec.target)
+        load_record(model, params)
         tokenizer = getattr(task, "tokenizer", None)
         version = store.put(
             model=model,

@@ -1,7 +1,7 @@
 """The plug-in interface of unlearning methods: a class with a ``name``, a ``Config`` dataclass (settings
 are data: unknown keys raise ``ValueError``), registered with :func:`register`, looked up by
-:func:`get_method`. A method's ``run`` composes the federated building blocks of
-:class:`~unlearning.federation.server.Federation` and returns the unlearned arrays plus details.
+:func:`get_method`. A method's ``run`` composes the federated building blocks declared in
+:mod:`unlearning.methods.blocks` (``ctx.fed``) and returns the unlearned parameters plus details.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from flwr.app import ArrayRecord
-
+from unlearning.methods.blocks import FederationBlocks, Params
 from unlearning.tasks import Target
-
-if TYPE_CHECKING:
-    from unlearning.federation.server import Federation
 
 METHODS: dict[str, type[UnlearningMethod]] = {}
 
@@ -49,11 +45,11 @@ def get_method(name: str, config: Mapping[str, Any] | None = None) -> Unlearning
 
 @dataclass
 class MethodContext:
-    fed: Federation
+    fed: FederationBlocks
     target: Target
-    original: ArrayRecord  # the pre-unlearning global model
+    original: Params  # the pre-unlearning global model
     lineage: dict[str, Any]  # the base version's training section (rounds, local settings, init version)
-    load_init: Callable[[], ArrayRecord]  # the initial (untrained) model of the lineage, for retraining
+    load_init: Callable[[], Params]  # the initial (untrained) model of the lineage, for retraining
 
 
 def with_defaults(name: str, defaults: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,8 +112,8 @@ class UnlearningMethod(ABC):
             check()
 
     @abstractmethod
-    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
-        """Unlearn ``ctx.target`` from ``ctx.original``; returns (arrays, details for the job result)."""
+    def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
+        """Unlearn ``ctx.target`` from ``ctx.original``; returns (parameters, details for the job result)."""
 
 
 # ---- shared settings and steps -------------------------------------------------------------------------
@@ -197,16 +193,15 @@ def bounded_ascent(
     ctx: MethodContext,
     s: AscentSettings,
     *,
-    anchor: ArrayRecord | None = None,
-    fisher: ArrayRecord | None = None,
+    anchor: Params | None = None,
+    fisher: Params | None = None,
     lam: float = 0.0,
-) -> tuple[ArrayRecord, dict[str, Any]]:
+) -> tuple[Params, dict[str, Any]]:
     """Reference + L2 ball, then federated ascent with the stop rule (and optional EWC prox)."""
     from unlearning import local
-    from unlearning.federation import protocol as P
 
     fed = ctx.fed
-    center: ArrayRecord | None = None
+    center: Params | None = None
     radius = math.inf
     details: dict[str, Any] = {}
     if s.reference != "none":
@@ -217,8 +212,8 @@ def bounded_ascent(
         if s.ball_radius is not None:
             radius = float(s.ball_radius)
         else:
-            rand = local.parameters_dict(fed.task.build_model(fed.spec.seed + 7919))
-            radius = s.ball_radius_ratio * local.distance(P.from_record(center), rand)
+            rand = local.parameters_dict(fed.task.build_model(fed.seed + 7919))
+            radius = s.ball_radius_ratio * local.distance(center, rand)
         details["ball-radius"] = radius
     is_classifier = fed.task.is_classifier
     arrays, summary = fed.ascent(
@@ -241,5 +236,5 @@ def bounded_ascent(
         lam=lam,
     )
     details.update(summary)
-    details["moved"] = local.distance(P.from_record(arrays), P.from_record(ctx.original))
+    details["moved"] = local.distance(arrays, ctx.original)
     return arrays, details

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flwr.app import ArrayRecord
-
 from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.methods.blocks import Params
 
 
 @dataclass
@@ -29,7 +28,7 @@ class EWC(UnlearningMethod):
     name = "ewc"
     Config = EWCConfig
 
-    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+    def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
         c: EWCConfig = self.config
         fisher = ctx.fed.fisher(ctx.original, "retain", ctx.target, examples=c.fisher_examples)
         lam = c.ewc_lambda if c.ewc_lambda is not None else ctx.fed.task.ewc_defaults["ascent"]

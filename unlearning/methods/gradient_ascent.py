@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flwr.app import ArrayRecord
-
 from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.methods.blocks import Params
 
 
 @dataclass
@@ -26,5 +25,5 @@ class GradientAscent(UnlearningMethod):
     name = "gradient_ascent"
     Config = GradientAscentConfig
 
-    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+    def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
         return bounded_ascent(ctx, self.config)

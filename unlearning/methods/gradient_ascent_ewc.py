@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord
-
 from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.methods.blocks import Params
 
 
 @dataclass
@@ -60,7 +59,7 @@ class GradientAscentEWC(UnlearningMethod):
     name = "gradient_ascent_ewc"
     Config = GradientAscentEWCConfig
 
-    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+    def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
         c: GradientAscentEWCConfig = self.config
         fed = ctx.fed
         _, include = fed.holders(ctx.target)

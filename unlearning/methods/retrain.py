@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord
-
 from unlearning.methods.base import MethodContext, UnlearningMethod, register
+from unlearning.methods.blocks import Params
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Retrain(UnlearningMethod):
     name = "retrain"
     Config = RetrainConfig
 
-    def run(self, ctx: MethodContext) -> tuple[ArrayRecord, dict[str, Any]]:
+    def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
         c: RetrainConfig = self.config
         rounds = c.rounds if c.rounds is not None else int(ctx.lineage.get("rounds", 0))
         if rounds < 1:

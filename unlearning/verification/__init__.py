@@ -28,8 +28,7 @@ from unlearning.verification.spec import (
 )
 
 if TYPE_CHECKING:
-    from flwr.serverapp import Grid
-
+    from unlearning.federation.protocol import Grid
     from unlearning.verification.spec import VerifyProgressCallback
 
 

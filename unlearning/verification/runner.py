@@ -8,10 +8,9 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from flwr.serverapp import Grid
 from torch import nn
 
 from unlearning.artifacts import ArtifactStore, ModelVersion, library_versions
@@ -35,6 +34,9 @@ from unlearning.verification.spec import (
     policy_passes,
 )
 from unlearning.verification.utility import excluded_for, federated_utility
+
+if TYPE_CHECKING:
+    from unlearning.federation.protocol import Grid
 
 log = logging.getLogger("unlearning.verification")
 

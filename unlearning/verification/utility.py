@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flwr.serverapp import Grid
 from torch import nn
 
 from unlearning.tasks.base import Target, Task
 from unlearning.verification.registry import Verification, metric, not_applicable, result, unmeasured
 from unlearning.verification.spec import VerifySpec
+
+if TYPE_CHECKING:
+    from unlearning.federation.protocol import Grid
 
 
 def federated_utility(
@@ -34,9 +36,9 @@ def federated_utility(
     grid: Grid | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Federated evaluation of each model on every node ({role: {"nodes", "mean", "worst", "bytes"}})."""
-    from unlearning.federation.protocol import model_record
     from unlearning.federation.server import Federation
     from unlearning.jobs import JobSpec
+    from unlearning.local import parameters_dict
 
     if grid is None:
         if spec.runtime != "in-process":
@@ -61,7 +63,7 @@ def federated_utility(
     out: dict[str, dict[str, Any]] = {}
     for role, model in models.items():
         before = fed.cost.bytes_sent
-        ev = fed.evaluate(model_record(model), target, phase=f"verify-{role}")
+        ev = fed.evaluate(parameters_dict(model), target, phase=f"verify-{role}")
         ev["bytes"] = fed.cost.bytes_sent - before
         out[role] = ev
     return out
