@@ -22,8 +22,10 @@ def run_job(
     no model version). An invalid spec raises :class:`~unlearning.jobs.JobSpecError`; failures while running
     return ``status="failed"`` with ``error``. See :mod:`unlearning.jobs` for the fields.
     """
+    from unlearning.federation import register_runtimes
     from unlearning.federation.runtimes import RUNTIMES
 
+    register_runtimes()
     spec.validate()
     try:
         runtime = RUNTIMES[spec.runtime]

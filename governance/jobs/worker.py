@@ -55,9 +55,7 @@ def run_unlearning(
 ) -> Any:
     """Build the library's JobSpec from the job row and run it (the default runner)."""
     from unlearning import JobSpec, Target, run_job
-    from unlearning.federation import flower_runtimes
 
-    flower_runtimes.register()
     spec = claim.spec
     base = spec.get("base_version")
     if not base:

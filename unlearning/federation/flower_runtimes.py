@@ -1,6 +1,7 @@
-"""The ``simulation`` and ``deployment`` runtimes of ``run_job``: a JobSpec in, a JobResult out, like
-``in-process``, but with the Flower apps run by Flower's simulation engine (a subprocess per job) or by a
-SuperLink and its SuperNodes (the Deployment Engine).
+"""The runtimes of ``run_job`` (registered by :func:`unlearning.federation.register_runtimes`): a JobSpec in,
+a JobResult out. ``in-process`` (the default, no Ray) runs the unmodified apps on a LocalGrid in the caller's
+thread; ``simulation`` and ``deployment`` run the same apps by Flower's simulation engine (a subprocess per
+job) or by a SuperLink and its SuperNodes (the Deployment Engine).
 
 Both hand the job to the module-level ServerApp as run config ``job-spec`` (the JobSpec as JSON, with its
 paths made absolute). The ServerApp writes the JobResult to ``<artifact_root>/jobs/<job_id>/result.json``
@@ -149,6 +150,29 @@ def _cancelled(cancel: threading.Event | None) -> Callable[[], bool]:
     return (lambda: False) if cancel is None else cancel.is_set
 
 
+def run_in_process(
+    spec: JobSpec, progress: ProgressCallback | None, cancel: threading.Event | None
+) -> JobResult:
+    """The ``in-process`` runtime: the unmodified ServerApp and ClientApp on a :class:`LocalGrid` in this
+    thread."""
+    from flwr.app import Context, RecordDict
+    from flwr.common.constant import SUPERLINK_NODE_ID
+
+    from unlearning.federation.apps import build_client_app, build_server_app
+    from unlearning.federation.local_grid import LOCAL_RUN_ID, LocalGrid
+
+    grid = LocalGrid.for_dataset(build_client_app(), Path(spec.dataset_dir))
+    sink: list[JobResult] = []
+    app = build_server_app(spec, progress=progress, cancel=cancel, sink=sink)
+    app(
+        grid,
+        Context(
+            run_id=LOCAL_RUN_ID, node_id=SUPERLINK_NODE_ID, node_config={}, state=RecordDict(), run_config={}
+        ),
+    )
+    return sink[0]
+
+
 def run_in_simulation(
     spec: JobSpec, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
 ) -> JobResult:
@@ -237,11 +261,3 @@ def run_on_superlink(
             "clientapp_s": round(state.clientapp_seconds, 3),
         },
     )
-
-
-def register() -> None:
-    """Make ``simulation`` and ``deployment`` available to ``run_job`` (``JobSpec.runtime``)."""
-    from unlearning.federation.runtimes import register_runtime
-
-    register_runtime("simulation", run_in_simulation)
-    register_runtime("deployment", run_on_superlink)
