@@ -106,7 +106,7 @@ def approve(h: Harness, label: str) -> int:
     """A proposal taken to approval by the real services (review periods shortened to a second)."""
     from governance.demo import fast_policy_settings
     from governance.schemas import ProposalCreate
-    from governance.services import proposals
+    from governance.services import lifecycle, proposals
 
     fast = fast_policy_settings(h.ctx, 1.0)
     pid = proposals.create(
@@ -120,11 +120,11 @@ def approve(h: Harness, label: str) -> int:
     for m in ("m1", "m2", "rev"):
         proposals.vote(fast, pid, h.people[m], "approve", None)
     time.sleep(1.2)
-    proposals.sweep(fast, pid)
+    lifecycle.sweep(fast, pid)
     for c in ("c1", "c2"):
         proposals.council(fast, pid, h.people[c], "ratify", None)
     time.sleep(1.2)
-    proposals.sweep(fast, pid)
+    lifecycle.sweep(fast, pid)
     return pid
 
 

@@ -22,7 +22,7 @@ from governance.db.engine import read_session
 from governance.db.models import Member
 from governance.domain.review import ActorView
 from governance.schemas import DataSourceCreate, MemberCreate, ProposalCreate
-from governance.services import data_sources, members, proposals
+from governance.services import data_sources, lifecycle, members, proposals
 from governance.services.context import Ctx
 
 DEMO_PASSWORD = "commons-demo"
@@ -155,9 +155,9 @@ def train_base_model(ctx: Ctx, *, size: str, say: Say, progress: Any = None) -> 
 
 def release_base(ctx: Ctx, version: str, parent: str | None) -> None:
     """Record the base version in the model registry as released, so that jobs start from it."""
-    from governance.services import registry
+    from governance.services import gate
 
-    registry.register_base_version(ctx, version, parent=parent)
+    gate.register_base_version(ctx, version, parent=parent)
 
 
 def _sample_proposals(ctx: Ctx, demo: DemoCommunity) -> None:
@@ -257,12 +257,12 @@ def walk(
         proposals.vote(fast, pid, p[h], "approve", None)
     say(f"#{pid} 6 members voted approve; waiting {wait:.0f} s for the vote to close")
     time.sleep(wait + 0.5)
-    proposals.sweep(fast, pid)
+    lifecycle.sweep(fast, pid)
     for c in ("dmitri", "esme"):
         proposals.council(fast, pid, p[c], "ratify", None)
     say(f"#{pid} ratified by the council; appeal window of {wait:.0f} s")
     time.sleep(wait + 0.5)
-    proposals.sweep(fast, pid)
+    lifecycle.sweep(fast, pid)
     state = proposals.get_detail(fast, pid).state
     say(f"#{pid} {state}")
     if state != "job_queued":

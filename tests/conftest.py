@@ -12,7 +12,7 @@ os.environ.setdefault("COMMONS_SECRET_KEY", "test-secret-key-not-for-production-
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from governance.db.migrate import upgrade
 from governance.domain.clock import FixedClock
 from governance.domain.review import ActorView
 from governance.schemas import MemberCreate
-from governance.services import members
+from governance.services import lifecycle, members
 from governance.services.context import Ctx
 from governance.settings import Settings
 
@@ -138,6 +138,21 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def ctx(engine: Engine, settings: Settings, clock: FixedClock) -> Ctx:
     return Ctx.create(engine, settings, clock)
+
+
+PassTime = Callable[..., list[tuple[int, str]]]
+
+
+@pytest.fixture
+def pass_time(ctx: Ctx, clock: FixedClock) -> PassTime:
+    """Time passes (``pass_time(days=7)``) and the service's deadline sweeper runs, as it does every 30 s in
+    ``commons serve``: reads never close a vote themselves. Returns what the sweep did."""
+
+    def advance(**delta: float) -> list[tuple[int, str]]:
+        clock.advance(**delta)
+        return lifecycle.sweep(ctx)
+
+    return advance
 
 
 @dataclass

@@ -21,7 +21,7 @@ from governance.db.models import CurrentVote, Member, MemberRole, Proposal, Prop
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import ActorView, allowed
 from governance.schemas import ProposalPublic, VotePublic
-from governance.services import proposals
+from governance.services import lifecycle, proposals
 from governance.services.context import Ctx
 
 S = ProposalState
@@ -72,7 +72,6 @@ class Dashboard:
 
 def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
     """Open proposals, sorted into what the domain allows this member to do with each."""
-    proposals.sweep(ctx)  # close whatever a passed deadline made due, so the lists are current
     now = ctx.clock.now()
     out = Dashboard()
     with read_session(ctx.engine) as s:
@@ -85,7 +84,7 @@ def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
         out.open_count = len(rows)
         for p in rows:
             pub = proposals.to_public(p)
-            view = proposals.proposal_view(s, p, actor, None)
+            view = lifecycle.proposal_view(s, p, actor, None)
             if p.proposer_id == actor.member_id:
                 (out.drafts if p.state == S.DRAFT.value else out.mine_open).append(pub)
             if allowed(view, actor, Action.TRIAGE_APPROVE, now) or allowed(

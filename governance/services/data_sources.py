@@ -11,12 +11,7 @@ from governance.domain.review import ActorView
 from governance.schemas import DataSourceCreate, DataSourcePublic, ProposalPublic
 from governance.services.audit import record
 from governance.services.context import Ctx
-
-
-class ConsentState:
-    GRANTED = "granted"
-    WITHDRAWAL_PENDING = "withdrawal_pending"
-    WITHDRAWN = "withdrawn"
+from governance.services.proposals import to_public
 
 
 def public(d: DataSource) -> DataSourcePublic:
@@ -82,8 +77,6 @@ def list_all(
 
 
 def proposals_targeting(ctx: Ctx, data_source_id: int) -> list[ProposalPublic]:
-    from governance.services.proposals import to_public
-
     with read_session(ctx.engine) as s:
         if s.get(DataSource, data_source_id) is None:
             raise NotFound(f"no data source {data_source_id}")

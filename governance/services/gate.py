@@ -2,6 +2,9 @@
 the version covers, each acceptance test's result, the regression results, the latest signed audit checkpoint
 and inclusion proofs of the verdict's audit entries. Every verdict is itself recorded in the audit log.
 
+Releasing lives here too (:func:`release`): a version is released only on an allow verdict, and its proposal
+moves to released in the same transaction.
+
 The decision is the domain's (:func:`governance.domain.registry.decide_verdict`); this module gathers the
 facts: the version's row, the newest report computed on this exact model (content hash) under the policy
 its proposal's members voted on (policy hash), and the regression obligations of its lineage.
@@ -9,6 +12,7 @@ its proposal's members voted on (policy hash), and the regression obligations of
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlmodel import Session
@@ -18,31 +22,35 @@ from governance.audit.keys import checkpoint_json
 from governance.db.engine import read_session, write_session
 from governance.db.models import Proposal
 from governance.db.registry import ModelVersionRow, VerificationReportRow
-from governance.domain.metrics import known_metrics, register_metric
-from governance.domain.registry import ModelState, Obligation, ReportFacts, VersionFacts, decide_verdict
-from governance.domain.review import ActorView
-from governance.registry_schemas import ProposalCovered, VerdictPublic
-from governance.services import registry
+from governance.domain.errors import Conflict, NotFound, PermissionDenied
+from governance.domain.proposals import Action, ProposalState
+from governance.domain.registry import (
+    ModelAction,
+    ModelState,
+    Obligation,
+    ReportFacts,
+    VersionFacts,
+    decide_verdict,
+    transition,
+)
+from governance.domain.review import SYSTEM, ActorView
+from governance.domain.roles import Role
+from governance.registry_schemas import ModelVersionCreate, ModelVersionPublic, ProposalCovered, VerdictPublic
+from governance.services import events, lifecycle, registry
 from governance.services.audit import record
 from governance.services.context import Ctx
+from unlearning import contract
 
 MAX_PROOFS = 20
 
 
 def policy_hash(tests: list[dict[str, Any]]) -> str:
-    from unlearning.verification.spec import policy_hash as _hash
-
-    return _hash(tests)
+    """The hash of the acceptance tests a proposal's members voted on, as reports carry it (the contract's)."""
+    return contract.policy_hash(tests)
 
 
 def sync_metric_names() -> None:
-    """Register every verification metric with the governance registry (names acceptance tests may use)."""
-    from unlearning.verification.catalog import CATALOG
-
-    known = known_metrics()
-    for name, m in CATALOG.items():
-        if name not in known:
-            register_metric(name, m.description, m.target_kinds)
+    """Nothing left to do: the service reads the one metric catalogue, :data:`unlearning.contract.METRICS`."""
 
 
 def _facts(
@@ -109,7 +117,6 @@ def verdict(ctx: Ctx, version: str, actor: ActorView | None = None) -> VerdictPu
     """Decide, record the verdict in the audit log, and return it with a checkpoint and inclusion proofs."""
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
-        registry.adopt_jobs(s, now)
         row = registry.get_row(s, version)
         facts, report, covered = _facts(s, row)
         decision, reasons = decide_verdict(facts, report)
@@ -170,3 +177,67 @@ def preview(ctx: Ctx, version: str) -> tuple[str, list[str], list[ProposalCovere
         facts, report, covered = _facts(s, registry.get_row(s, version))
     decision, reasons = decide_verdict(facts, report)
     return decision.value, reasons, covered
+
+
+# ---------------------------------------------------------------- releasing: a release is an allow verdict
+
+
+def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
+    """Release a verified version (the council or an admin); refused unless the gate's verdict is allow. The
+    proposal that produced it moves to released in the same transaction, so the two never disagree."""
+    if not actor.is_system and not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
+        raise PermissionDenied("only the council or an admin releases a model version")
+    now = ctx.clock.now()
+    with write_session(ctx.engine) as s:
+        row = registry.get_row(s, version, lock=True)
+        transition(ModelState(row.state), ModelAction.RELEASE)  # raises for a candidate, failed, rejected...
+        verdict, reasons = decide(s, row)
+        if verdict != "allow":
+            raise Conflict(f"release of {version} refused: the gate says {verdict}: {'; '.join(reasons)}")
+        row.state, row.released_at, row.updated_at = ModelState.RELEASED.value, now, now
+        s.add(row)
+        record(
+            s,
+            actor=actor.member_id,
+            action="model.released",
+            subject=registry.subject(version),
+            payload={"content_hash": row.content_hash, "reasons": reasons},
+            at=now,
+        )
+        if row.proposal_id is not None and _state_of(s, row.proposal_id) == ProposalState.VERIFIED.value:
+            lifecycle.advance(s, ctx, row.proposal_id, actor, Action.RELEASE, now)
+        events.emit(
+            s,
+            "release",
+            {"version": row.version, "content_hash": row.content_hash, "proposal_id": row.proposal_id},
+            now,
+        )
+        return registry.to_public(s, row)
+
+
+def _state_of(s: Session, proposal_id: int) -> str | None:
+    p = s.get(Proposal, proposal_id)
+    return p.state if p is not None else None
+
+
+def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> ModelVersionPublic:
+    """Register a trained base version from the artifact store and release it (operators and ``commons demo``):
+    a version that serves no proposal and whose lineage forgot nothing has no unlearning obligation."""
+    manifest_path = ctx.settings.artifact_dir / "versions" / version / "manifest.json"
+    if not manifest_path.is_file():
+        raise NotFound(f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}")
+    manifest = json.loads(manifest_path.read_text())
+    kind = str((manifest.get("training") or {}).get("kind") or "train")
+    data = ModelVersionCreate(
+        version=version,
+        content_hash=str(manifest["content_hash"]),
+        parent_version=parent if parent is not None else manifest.get("parent"),
+        task=str(manifest.get("task", "unknown")),
+        kind=kind if kind in ("init", "train", "unlearn") else "train",
+        job_id=manifest.get("job_id"),
+    )
+    with write_session(ctx.engine) as s:
+        row = registry.register(s, data, actor=None, now=ctx.clock.now(), details={"base": True})
+        if row.state == ModelState.RELEASED.value:
+            return registry.to_public(s, row)
+    return release(ctx, SYSTEM, version)

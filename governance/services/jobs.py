@@ -1,5 +1,6 @@
 """Durable unlearning jobs: enqueue on approval, claim with a lease, heartbeat, progress, verification,
-completion, failure and retry, cancellation. Workers (governance/jobs/worker.py) call these; each is one
+completion, failure and retry, cancellation. Workers (governance/jobs/worker.py) call these
+(the job is queued on approval by :mod:`governance.services.job_queue`); each is one
 transaction, and each job event is appended to the audit log and queued for webhooks in that transaction.
 
 Claims: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks a job no other worker is claiming; on
@@ -19,23 +20,25 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from governance.db.engine import read_session, write_session
-from governance.db.models import DataSource, Job, JobAttempt, Proposal
+from governance.db.models import Job, JobAttempt, Proposal
 from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from governance.domain.jobs import (
     FINAL_JOB_STATES,
     LEASED_STATES,
     JobState,
     check_job_transition,
+    check_method_settings,
     may_cancel,
     may_retry,
 )
 from governance.domain.proposals import Action, ProposalState
-from governance.domain.review import SYSTEM, ActorView, decide
+from governance.domain.review import SYSTEM, ActorView
 from governance.domain.roles import Role
-from governance.services import registry
+from governance.services import lifecycle, registry
 from governance.services.audit import record
 from governance.services.context import Ctx
-from governance.services.events import emit
+from governance.services.job_queue import job_event
+from unlearning.contract import DEFAULT_METHOD
 
 
 class LeaseLost(Conflict):
@@ -82,72 +85,12 @@ def public(j: Job) -> dict[str, Any]:
 # -- the proposal side ---------------------------------------------------------------------------------------
 
 
-def _federation_target(s: Session, p: Proposal) -> dict[str, Any]:
-    """The proposal's target in the unlearning library's terms (unlearning.Target)."""
-    t = p.target or {}
-    if p.target_kind == "data_source":
-        ds = s.get(DataSource, p.data_source_id)
-        if ds is None:
-            raise NotFound(f"data source {p.data_source_id} is gone")
-        return {"kind": "data_source", "value": ds.name if "/" in ds.name else f"{ds.node_id}/{ds.name}"}
-    if p.target_kind == "category":
-        return {"kind": "category", "value": t.get("category", "")}
-    return {"kind": "behaviour", "examples": list(t.get("examples") or []), "pattern": t.get("pattern")}
-
-
-def base_version(s: Session, ctx: Ctx) -> str | None:
-    """The version unlearning starts from: the latest released one, else the configured base version."""
-    latest = registry.latest_released_version(s)
-    if latest:
-        return latest
-    return ctx.settings.base_model_version
-
-
-def enqueue_for_proposal(s: Session, ctx: Ctx, p: Proposal, now: datetime) -> Job:
-    """Queue the unlearning job of an approved proposal, in the approval's transaction."""
-    assert p.id is not None
-    spec = {
-        "kind": "unlearn",
-        "base_version": base_version(s, ctx),
-        "target": _federation_target(s, p),
-        "method": ctx.settings.unlearning_method,
-        "method_config": {},
-        "runtime": ctx.settings.execution_mode,
-    }
-    job = Job(
-        proposal_id=p.id,
-        kind="unlearn",
-        state=JobState.QUEUED.value,
-        spec=spec,
-        acceptance_tests=list(p.acceptance_tests),
-        max_attempts=ctx.settings.job_max_attempts,
-        created_at=now,
-    )
-    s.add(job)
-    s.flush()
-    _job_event(s, job, "job.queued", now, {"spec": spec})
-    return job
-
-
-def _job_event(s: Session, job: Job, event: str, now: datetime, extra: dict[str, Any] | None = None) -> None:
-    payload = {"job_id": job.id, "proposal_id": job.proposal_id, "state": job.state, "attempt": job.attempt}
-    payload.update(extra or {})
-    record(s, actor=None, action=event, subject=f"job:{job.id}", payload=payload, at=now)
-    emit(s, event, payload, now)
-
-
 def _advance_proposal(
     s: Session, ctx: Ctx, job: Job, action: Action, now: datetime, actor: ActorView = SYSTEM
 ) -> None:
-    """Move the job's proposal along the lifecycle (no-op if it is already there, e.g. on a re-claim)."""
-    from governance.services import proposals
-
-    if job.proposal_id is None:
-        return
-    p = proposals.load_proposal(s, job.proposal_id, lock=True)
-    view = proposals.proposal_view(s, p, actor, action)
-    d = decide(view, actor, action, now, ctx.policy)
-    proposals.apply_decision(s, ctx, p, actor, d, now)
+    """Move the job's proposal along the lifecycle, in the job change's transaction."""
+    if job.proposal_id is not None:
+        lifecycle.advance(s, ctx, job.proposal_id, actor, action, now)
 
 
 def _proposal_state(s: Session, job: Job) -> ProposalState | None:
@@ -198,7 +141,7 @@ def claim(ctx: Ctx, worker: str) -> Claim | None:
         s.flush()
         if _proposal_state(s, job) is ProposalState.JOB_QUEUED:
             _advance_proposal(s, ctx, job, Action.START_JOB, now)
-        _job_event(s, job, "job.started", now, {"worker": worker, "resumed": resumed})
+        job_event(s, job, "job.started", now, {"worker": worker, "resumed": resumed})
         return Claim(
             job.id,
             job.attempt,
@@ -241,7 +184,7 @@ def record_milestone(ctx: Ctx, job_id: int, worker: str, progress: dict[str, Any
         job = _owned(s, job_id, worker, now)
         job.progress = progress
         s.add(job)
-        _job_event(s, job, "job.progress", now, {"progress": progress})
+        job_event(s, job, "job.progress", now, {"progress": progress})
 
 
 def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any]) -> None:
@@ -259,7 +202,7 @@ def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any
         registry.register_from_job(s, job, now)  # the candidate enters the model registry
         if _proposal_state(s, job) is ProposalState.UNLEARNING:
             _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
-        _job_event(s, job, "job.finished", now, {"model_version": job.model_version})
+        job_event(s, job, "job.finished", now, {"model_version": job.model_version})
 
 
 def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed: bool) -> None:
@@ -282,7 +225,7 @@ def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed:
             _advance_proposal(
                 s, ctx, job, Action.PASS_VERIFICATION if passed else Action.FAIL_VERIFICATION, now
             )
-        _job_event(s, job, "verification.result", now, {"model_version": job.model_version, "passed": passed})
+        job_event(s, job, "verification.result", now, {"model_version": job.model_version, "passed": passed})
 
 
 def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str) -> str:
@@ -296,14 +239,14 @@ def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str) -> str:
         if job.attempt < job.max_attempts:
             job.state = JobState.QUEUED.value
             s.add(job)
-            _job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": True})
+            job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": True})
             return job.state
         job.state = JobState.FAILED.value
         job.finished_at = now
         s.add(job)
         if _proposal_state(s, job) in (ProposalState.UNLEARNING, ProposalState.VERIFYING):
             _advance_proposal(s, ctx, job, Action.FAIL_VERIFICATION, now)
-        _job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": False})
+        job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": False})
         return job.state
 
 
@@ -320,7 +263,7 @@ def release(ctx: Ctx, job_id: int, worker: str) -> None:
         job.lease_owner, job.lease_expires_at = None, now  # verifying + expired lease: claimable at once
         s.add(job)
         _finish_attempt(s, job, "released", None, now)
-        _job_event(s, job, "job.released", now, {"worker": worker})
+        job_event(s, job, "job.released", now, {"worker": worker})
 
 
 def mark_cancelled(ctx: Ctx, job_id: int, worker: str) -> None:
@@ -333,7 +276,7 @@ def mark_cancelled(ctx: Ctx, job_id: int, worker: str) -> None:
         job.lease_owner = job.lease_expires_at = None
         s.add(job)
         _finish_attempt(s, job, "cancelled", job.cancel_reason, now)
-        _job_event(s, job, "job.cancelled", now, {"reason": job.cancel_reason})
+        job_event(s, job, "job.cancelled", now, {"reason": job.cancel_reason})
 
 
 def _finish_attempt(s: Session, job: Job, outcome: str, error: str | None, now: datetime) -> None:
@@ -351,8 +294,6 @@ def _finish_attempt(s: Session, job: Job, outcome: str, error: str | None, now: 
 def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict[str, Any]:
     """Council or admin: stop the job at its next round boundary (a queued job is cancelled at once) and
     cancel its proposal, recording why."""
-    from governance.services import proposals
-
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a cancellation needs a reason", field="reason")
@@ -379,23 +320,13 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
             at=now,
         )
         if job.state == JobState.CANCELLED.value:
-            _job_event(s, job, "job.cancelled", now, {})
-        if job.proposal_id is not None:
-            p = proposals.load_proposal(s, job.proposal_id, lock=True)
-            if ProposalState(p.state) in (
-                ProposalState.JOB_QUEUED,
-                ProposalState.UNLEARNING,
-                ProposalState.VERIFYING,
-            ):
-                d = decide(
-                    proposals.proposal_view(s, p, actor, Action.CANCEL),
-                    actor,
-                    Action.CANCEL,
-                    now,
-                    ctx.policy,
-                    reason=reason,
-                )
-                proposals.apply_decision(s, ctx, p, actor, d, now)
+            job_event(s, job, "job.cancelled", now, {})
+        if job.proposal_id is not None and _proposal_state(s, job) in (
+            ProposalState.JOB_QUEUED,
+            ProposalState.UNLEARNING,
+            ProposalState.VERIFYING,
+        ):
+            lifecycle.advance(s, ctx, job.proposal_id, actor, Action.CANCEL, now, reason=reason)
         return public(job)
 
 
@@ -422,6 +353,8 @@ def retry(
             spec["method"] = method
         if method_config is not None:
             spec["method_config"] = method_config
+        # the settings the worker will use: unknown methods or settings are refused here (API and UI alike)
+        check_method_settings(spec.get("method") or DEFAULT_METHOD, spec.get("method_config") or {})
         job.spec = spec
         job.state = JobState.QUEUED.value
         job.max_attempts = job.attempt + ctx.settings.job_max_attempts
@@ -442,7 +375,7 @@ def retry(
         )
         if _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED:
             _advance_proposal(s, ctx, job, Action.RETRY_JOB, now, actor)
-        _job_event(s, job, "job.queued", now, {"retry": True})
+        job_event(s, job, "job.queued", now, {"retry": True})
         return public(job)
 
 

@@ -2,15 +2,14 @@
 and reject. Every change is audited in its own transaction (``model:<version>`` is the audit subject).
 
 In-session functions (``register``, ``record_report``, ``register_from_job``) let the job orchestration
-register a version and its report inside its own transactions; the ``ctx`` functions are the API's.
-Versions produced by jobs are also adopted lazily (``adopt_jobs``), so the registry and the gate see every
-job's model even when nothing registered it explicitly.
+register a version and its report inside its own transactions (a job's model enters the registry in the very
+transaction that records the job's result, so reads never need to "adopt" anything); the ``ctx`` functions
+are the API's. Releasing is the gate's (:mod:`governance.services.gate`): a release is a verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -188,23 +187,6 @@ def _has_report(s: Session, version: str, candidate_hash: str) -> bool:
     return s.exec(q).first() is not None
 
 
-def adopt_jobs(s: Session, now: datetime) -> int:
-    """Register every job's model version (and report) that the registry does not have yet."""
-    has_report = (
-        select(VerificationReportRow.id)
-        .where(VerificationReportRow.model_version == Job.model_version)
-        .exists()
-    )
-    q = select(Job).where(col(Job.model_version).is_not(None), ~has_report).order_by(col(Job.id))
-    n = 0
-    for job in s.exec(q).all():
-        row = s.get(ModelVersionRow, job.model_version)
-        stale = row is None or bool(job.report)
-        if stale and register_from_job(s, job, now) is not None:
-            n += 1
-    return n
-
-
 def latest_report(
     s: Session, row: ModelVersionRow, policy_hash: str | None = None
 ) -> VerificationReportRow | None:
@@ -328,8 +310,6 @@ def to_public(s: Session, row: ModelVersionRow) -> ModelVersionPublic:
 def list_versions(
     ctx: Ctx, *, state: str | None = None, proposal_id: int | None = None, limit: int = 100, offset: int = 0
 ) -> list[ModelVersionPublic]:
-    with write_session(ctx.engine) as s:
-        adopt_jobs(s, ctx.clock.now())
     with read_session(ctx.engine) as s:
         q = select(ModelVersionRow)
         if state is not None:
@@ -345,8 +325,6 @@ def list_versions(
 
 
 def get_version(ctx: Ctx, version: str) -> ModelVersionDetail:
-    with write_session(ctx.engine) as s:
-        adopt_jobs(s, ctx.clock.now())
     with read_session(ctx.engine) as s:
         row = get_row(s, version)
         rep = latest_report(s, row)
@@ -382,55 +360,6 @@ def attach_report(ctx: Ctx, actor: ActorView, version: str, report: dict[str, An
         return to_public(s, get_row(s, version))
 
 
-def release(ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
-    """Release a verified version (the council or an admin); refused unless the gate's verdict is allow."""
-    from governance.services import gate
-
-    if not actor.is_system and not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
-        raise PermissionDenied("only the council or an admin releases a model version")
-    now = ctx.clock.now()
-    with write_session(ctx.engine) as s:
-        adopt_jobs(s, now)
-        row = get_row(s, version, lock=True)
-        transition(ModelState(row.state), ModelAction.RELEASE)  # raises for a candidate, failed, rejected...
-        verdict, reasons = gate.decide(s, row)
-        if verdict != "allow":
-            raise Conflict(f"release of {version} refused: the gate says {verdict}: {'; '.join(reasons)}")
-        row.state, row.released_at, row.updated_at = ModelState.RELEASED.value, now, now
-        s.add(row)
-        record(
-            s,
-            actor=actor.member_id,
-            action="model.released",
-            subject=subject(version),
-            payload={"content_hash": row.content_hash, "reasons": reasons},
-            at=now,
-        )
-        _release_proposal(ctx, s, row, actor, now)
-        return to_public(s, row)
-
-
-def _release_proposal(ctx: Ctx, s: Session, row: ModelVersionRow, actor: ActorView, now: datetime) -> None:
-    """The proposal that produced a released version is released too, and the release goes out as a webhook."""
-    from governance.domain.proposals import Action, ProposalState
-    from governance.domain.review import decide
-    from governance.services import events, proposals
-
-    if row.proposal_id is not None:
-        p = proposals.load_proposal(s, row.proposal_id, lock=True)
-        if p.state == ProposalState.VERIFIED.value:
-            view = proposals.proposal_view(s, p, actor, Action.RELEASE)
-            proposals.apply_decision(
-                s, ctx, p, actor, decide(view, actor, Action.RELEASE, now, ctx.policy), now
-            )
-    events.emit(
-        s,
-        "release",
-        {"version": row.version, "content_hash": row.content_hash, "proposal_id": row.proposal_id},
-        now,
-    )
-
-
 def reject(ctx: Ctx, actor: ActorView, version: str, reason: str) -> ModelVersionPublic:
     _require_operator(actor)
     now = ctx.clock.now()
@@ -448,32 +377,3 @@ def reject(ctx: Ctx, actor: ActorView, version: str, reason: str) -> ModelVersio
             at=now,
         )
         return to_public(s, row)
-
-
-def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> ModelVersionPublic:
-    """Register a trained base version from the artifact store and release it (operators and ``commons demo``):
-    a version that serves no proposal and whose lineage forgot nothing has no unlearning obligation."""
-    manifest_path = ctx.settings.artifact_dir / "versions" / version / "manifest.json"
-    if not manifest_path.is_file():
-        raise NotFound(f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}")
-    manifest = json.loads(manifest_path.read_text())
-    kind = str((manifest.get("training") or {}).get("kind") or "train")
-    data = ModelVersionCreate(
-        version=version,
-        content_hash=str(manifest["content_hash"]),
-        parent_version=parent if parent is not None else manifest.get("parent"),
-        task=str(manifest.get("task", "unknown")),
-        kind=kind if kind in ("init", "train", "unlearn") else "train",
-        job_id=manifest.get("job_id"),
-    )
-    now = ctx.clock.now()
-    with write_session(ctx.engine) as s:
-        register(s, data, actor=None, now=now, details={"base": True})
-    if get_version(ctx, version).state == ModelState.RELEASED.value:
-        return to_public_ctx(ctx, version)
-    return release(ctx, ActorView(None), version)
-
-
-def to_public_ctx(ctx: Ctx, version: str) -> ModelVersionPublic:
-    with read_session(ctx.engine) as s:
-        return to_public(s, get_row(s, version))

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert
@@ -30,7 +31,7 @@ from governance.domain.proposals import Action
 from governance.domain.review import SYSTEM, ActorView, decide
 from governance.domain.voting import VoteChoice, parse_vote
 from governance.schemas import VotePublic
-from governance.services import members
+from governance.services import lifecycle, members
 from governance.services.audit import entry, record_many
 from governance.services.context import Ctx
 
@@ -55,8 +56,6 @@ class VoteOutcome:
 
 
 def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
-    from governance.services import proposals  # the proposal loader and event writer live there
-
     now = ctx.clock.now()
     requests = list(requests)  # token requests get their actor filled in
     outcomes = [VoteOutcome() for _ in requests]
@@ -85,7 +84,7 @@ def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
                         requests[i] = replace(r, actor=actor)
         for pid, idxs in by_proposal.items():
             if idxs:
-                _cast_on_proposal(s, ctx, pid, idxs, requests, parsed, outcomes, now, proposals)
+                _cast_on_proposal(s, ctx, pid, idxs, requests, parsed, outcomes, now)
     return outcomes
 
 
@@ -97,11 +96,10 @@ def _cast_on_proposal(
     requests: list[VoteRequest],
     parsed: dict[int, tuple[VoteChoice, str | None]],
     outcomes: list[VoteOutcome],
-    now: Any,
-    proposals: Any,
+    now: datetime,
 ) -> None:
     try:
-        p: Proposal = proposals.load_proposal(s, pid, lock=True)
+        p: Proposal = lifecycle.load_proposal(s, pid, lock=True)
     except DomainError as exc:
         for i in idxs:
             outcomes[i].error = exc
@@ -129,7 +127,7 @@ def _cast_on_proposal(
             .scalar_subquery(),
         )
     ).one()
-    base = replace(proposals.proposal_view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
+    base = replace(lifecycle.proposal_view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:
@@ -158,7 +156,7 @@ def _cast_on_proposal(
         events.extend(d.events[1:])  # the vote itself is recorded below, with its choice
     if not accepted:
         return
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "proposal_id": pid,
             "member_id": _actor(requests[i]).member_id,
@@ -203,7 +201,7 @@ def _cast_on_proposal(
         p.updated_at = now
         s.add(p)
         assert p.id is not None
-        proposals.record_events(s, p.id, None, events, now)
+        lifecycle.record_events(s, p.id, None, events, now)
 
 
 def _actor(r: VoteRequest) -> ActorView:

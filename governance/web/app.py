@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from governance.db.engine import make_engine
 from governance.domain.clock import Clock
-from governance.services import events, proposals
+from governance.services import events, lifecycle
 from governance.services.context import Ctx
 from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
@@ -50,7 +50,7 @@ class DeadlineSweeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                for pid, action in proposals.sweep(self.ctx):
+                for pid, action in lifecycle.sweep(self.ctx):
                     log.info("proposal %s: %s (deadline passed)", pid, action)
                 events.remind_voters(self.ctx)
             except Exception:  # keep sweeping; the next pass retries

@@ -13,7 +13,7 @@ from governance.audit import log as audit_log
 from governance.db.engine import read_session
 from governance.domain.clock import FixedClock
 from governance.services.context import Ctx
-from tests.conftest import Person, add_person
+from tests.conftest import PassTime, Person, add_person
 
 Client = TestClient[Litestar]
 
@@ -59,7 +59,11 @@ def to_voting(client: Client, p: dict[str, Any], people: dict[str, Person]) -> N
 
 
 def test_full_lifecycle_to_approved(
-    client: Client, community: dict[str, Person], clock: FixedClock, ctx: Ctx
+    client: Client,
+    community: dict[str, Person],
+    clock: FixedClock,
+    ctx: Ctx,
+    pass_time: PassTime,
 ) -> None:
     people = community
     src = register_source(client, people["ann"])
@@ -111,7 +115,7 @@ def test_full_lifecycle_to_approved(
     history = ok(client.get(f"/api/v1/proposals/{p['id']}/votes?history=true", headers=people["ann"].auth))
     assert len(history) == 7
 
-    clock.advance(days=7, seconds=1)
+    pass_time(days=7, seconds=1)
     detail = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["ann"].auth))
     assert detail["state"] == "council_review"
     assert detail["vote_outcome"] == "passed"
@@ -131,7 +135,7 @@ def test_full_lifecycle_to_approved(
         )
     )
     assert r["state"] == "appeal_window" and r["pending_outcome"] == "approved"
-    clock.advance(days=3, seconds=1)
+    pass_time(days=3, seconds=1)
     detail = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["bob"].auth))
     assert detail["state"] == "job_queued"  # approval enqueues the unlearning job in the same transaction
     actions = [e["action"] for e in detail["history"]]
@@ -211,7 +215,9 @@ def test_consent_withdrawal_fast_track(client: Client, community: dict[str, Pers
     )
 
 
-def test_election_grants_the_role(client: Client, community: dict[str, Person], clock: FixedClock) -> None:
+def test_election_grants_the_role(
+    client: Client, community: dict[str, Person], clock: FixedClock, pass_time: PassTime
+) -> None:
     people = community
     p = new_proposal(
         client,
@@ -235,7 +241,7 @@ def test_election_grants_the_role(client: Client, community: dict[str, Person], 
                 f"/api/v1/proposals/{p['id']}/votes", json={"choice": "approve"}, headers=people[h].auth
             )
         )
-    clock.advance(days=8)
+    pass_time(days=8)
     assert ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["ann"].auth))["state"] == "approved"
     me = ok(client.get("/api/v1/members/me", headers=people["ann"].auth))
     assert "reviewer" in me["roles"]
@@ -261,7 +267,10 @@ def test_electorate_is_frozen_and_secret_tally_hidden(
 
 
 def test_block_goes_to_council_veto_appeal_and_final_word(
-    client: Client, community: dict[str, Person], clock: FixedClock
+    client: Client,
+    community: dict[str, Person],
+    clock: FixedClock,
+    pass_time: PassTime,
 ) -> None:
     people = community
     p = new_proposal(client, people["bob"])
@@ -273,7 +282,7 @@ def test_block_goes_to_council_veto_appeal_and_final_word(
             headers=people["cat"].auth,
         )
     )
-    clock.advance(days=8)
+    pass_time(days=8)
     d = ok(client.get(f"/api/v1/proposals/{p['id']}", headers=people["bob"].auth))
     assert d["state"] == "council_review" and d["block_on_record"] and d["vote_outcome"] == "blocked"
     r = client.post(
@@ -304,9 +313,11 @@ def test_block_goes_to_council_veto_appeal_and_final_word(
     assert r.status_code == 409
 
 
-def test_expiry_when_nobody_triages(client: Client, community: dict[str, Person], clock: FixedClock) -> None:
+def test_expiry_when_nobody_triages(
+    client: Client, community: dict[str, Person], clock: FixedClock, pass_time: PassTime
+) -> None:
     p = new_proposal(client, community["bob"])
-    clock.advance(days=7, seconds=1)
+    pass_time(days=7, seconds=1)
     assert ok(client.get(f"/api/v1/proposals/{p['id']}", headers=community["bob"].auth))["state"] == "expired"
 
 

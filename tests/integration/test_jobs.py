@@ -13,7 +13,7 @@ import pytest
 from governance.domain.clock import FixedClock
 from governance.jobs.worker import Worker
 from governance.schemas import ProposalCreate
-from governance.services import jobs, proposals
+from governance.services import jobs, lifecycle, proposals
 from governance.services.context import Ctx
 from tests.conftest import Person
 from unlearning import JobResult
@@ -32,11 +32,11 @@ def approved_proposal(
     for h in ("ann", "cat", "dan", "bob", "rev3", "admin"):
         proposals.vote(ctx, p.id, people[h].actor, "approve", None)
     clock.advance(days=7, seconds=1)
-    proposals.sweep(ctx)
+    lifecycle.sweep(ctx)
     for c in ("coun1", "coun2"):
         proposals.council(ctx, p.id, people[c].actor, "ratify", None)
     clock.advance(days=3, seconds=1)
-    proposals.sweep(ctx)
+    lifecycle.sweep(ctx)
     assert proposals.get_detail(ctx, p.id).state == "job_queued"
     return p.id
 

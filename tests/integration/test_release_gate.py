@@ -324,7 +324,7 @@ def test_base_versions_and_job_versions_enter_the_registry(
     client: Client, ctx: Ctx, community: dict[str, Person]
 ) -> None:
     from governance.db.models import Job
-    from governance.services import registry
+    from governance.services import gate, jobs
 
     vdir = ctx.settings.artifact_dir / "versions" / mv("base")
     vdir.mkdir(parents=True)
@@ -333,21 +333,24 @@ def test_base_versions_and_job_versions_enter_the_registry(
             {"content_hash": h("base"), "task": "digits", "parent": None, "training": {"kind": "train"}}
         )
     )
-    released = registry.register_base_version(ctx, mv("base"))
+    released = gate.register_base_version(ctx, mv("base"))
     assert released.state == "released" and released.content_hash == h("base")
-    pid = proposal_in_state(ctx, community["bob"], "verified")
+    # a job's model and report enter the registry when the worker records them, not when someone reads
+    pid = proposal_in_state(ctx, community["bob"], "job_queued")
     with write_session(ctx.engine) as s:
         s.add(
             Job(
                 proposal_id=pid,
-                state="succeeded",
+                state="queued",
                 spec={"target": {"kind": "category", "value": "7"}},
                 acceptance_tests=TESTS,
-                model_version=mv("job"),
-                result={"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")},
-                report=report("job", passed=True),
             )
         )
+    claim = jobs.claim(ctx, "w1")
+    assert claim is not None and claim.proposal_id == pid
+    result = {"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")}
+    jobs.start_verification(ctx, claim.job_id, "w1", result)
+    jobs.complete(ctx, claim.job_id, "w1", report("job", passed=True), passed=True)
     models = client.get("/api/v1/models", headers=community["ann"].auth).json()
     adopted = next(m for m in models if m["version"] == mv("job"))
     assert adopted["state"] == "verified" and adopted["proposal_id"] == pid and adopted["kind"] == "unlearn"

@@ -17,7 +17,7 @@ from governance.jobs.worker import Worker
 from governance.services import events
 from governance.services.context import Ctx
 from governance.settings import Settings
-from tests.conftest import Person
+from tests.conftest import PassTime, Person
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,7 @@ def test_proposal_to_release(
     client: TestClient[Litestar],
     community: dict[str, Person],
     clock: FixedClock,
+    pass_time: PassTime,
 ) -> None:
     ctx.settings = spine_settings
     app_ctx: Ctx = client.app.state.ctx
@@ -95,11 +96,11 @@ def test_proposal_to_release(
         ok(client.post(f"/api/v1/proposals/{pid}/triage", json={"decision": "approve"}, headers=p[r].auth))
     for h in ("ann", "bob", "cat", "dan", "rev3", "admin"):
         ok(client.post(f"/api/v1/proposals/{pid}/votes", json={"choice": "approve"}, headers=p[h].auth))
-    clock.advance(days=7, seconds=1)
+    pass_time(days=7, seconds=1)
     ok(client.get(f"/api/v1/proposals/{pid}", headers=p["bob"].auth))
     for c in ("coun1", "coun2"):
         ok(client.post(f"/api/v1/proposals/{pid}/council", json={"decision": "ratify"}, headers=p[c].auth))
-    clock.advance(days=3, seconds=1)
+    pass_time(days=3, seconds=1)
     assert ok(client.get(f"/api/v1/proposals/{pid}", headers=p["bob"].auth))["state"] == "job_queued"
     (job,) = ok(client.get(f"/api/v1/jobs?proposal_id={pid}", headers=p["bob"].auth))
     assert job["spec"]["base_version"] == spine_settings.base_model_version

@@ -27,7 +27,7 @@ from governance.schemas import ProposalCreate
 from governance.services import auth, jobs, proposals, registry
 from governance.services.context import Ctx
 from governance.settings import Settings
-from tests.conftest import Person
+from tests.conftest import PassTime, Person
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
@@ -131,6 +131,7 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
     community: dict[str, Person],
     clock: FixedClock,
     digits_federation: str,
+    pass_time: PassTime,
 ) -> None:
     from playwright.sync_api import expect
 
@@ -181,7 +182,7 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
         proposals.vote(ctx, pid, community[handle].actor, "approve", None)
 
     # the vote closes when its deadline passes; the council ratifies
-    clock.advance(days=8)
+    pass_time(days=8)
     coun = Session(browser, live_url, ctx, community["coun1"])
     expect(coun.page.get_by_role("region", name="Council decisions pending")).to_contain_text(
         "Forget the digit 7"
@@ -198,7 +199,7 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
     coun.close()
 
     # nobody appeals: when the window closes the proposal is approved
-    clock.advance(days=4)
+    pass_time(days=4)
     page.goto(f"/proposals/{pid}")
     # (approved, or already job queued: the job queue picks approved proposals up)
     expect(page.locator(".meta .state")).to_have_text(re.compile("approved|job queued"))

@@ -19,7 +19,17 @@ from governance.db.models import Job, Notification, Proposal
 from governance.domain.clock import FixedClock
 from governance.registry_schemas import ModelVersionCreate
 from governance.schemas import DataSourceCreate, MemberCreate, ProposalCreate
-from governance.services import auth, comments, data_sources, events, jobs, members, proposals, registry
+from governance.services import (
+    auth,
+    comments,
+    data_sources,
+    events,
+    jobs,
+    lifecycle,
+    members,
+    proposals,
+    registry,
+)
 from governance.services.context import Ctx
 from governance.web.ui import PAGES
 from tests.conftest import Person
@@ -104,7 +114,7 @@ def populate(ctx: Ctx, people: dict[str, Person], clock: FixedClock) -> dict[str
     for name in ("ann", "bob", "cat", "dan", "rev1", "rev2"):
         proposals.vote(ctx, election.id, people[name].actor, "approve", None)
     clock.advance(days=8)
-    proposals.sweep(ctx)  # the election closes and passes: dan is a reviewer by election
+    lifecycle.sweep(ctx)  # the election closes and passes: dan is a reviewer by election
     behaviour = proposals.create(
         ctx,
         ProposalCreate(
@@ -256,6 +266,7 @@ def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
         )
         s.add_all([ok, failed, running])
         s.flush()
+        registry.register_from_job(s, ok, now)  # what the worker does when the job records its result
         s.add(
             Notification(
                 member_id=people["admin"].id,

@@ -78,7 +78,7 @@ class ModelController(Controller):
     @post("/{version:str}/release", sync_to_thread=True)
     def release(self, ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
         """Release a verified version (refused unless the gate allows it)."""
-        return registry.release(ctx, actor, version)
+        return gate.release(ctx, actor, version)
 
     @post("/{version:str}/reject", sync_to_thread=True)
     def reject(self, ctx: Ctx, actor: ActorView, version: str, data: ReasonIn) -> ModelVersionPublic:

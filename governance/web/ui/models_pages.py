@@ -23,7 +23,7 @@ RELEASABLE = {ModelState.CANDIDATE.value, ModelState.VERIFIED.value}
 
 
 def may_release(actor: ActorView, state: str, verdict: str) -> bool:
-    """``registry.release``'s rule: the council or an admin, a version not yet released or rejected, and the
+    """``gate.release``'s rule: the council or an admin, a version not yet released or rejected, and the
     gate's allow."""
     return bool({Role.COUNCIL, Role.ADMIN} & actor.roles) and state in RELEASABLE and verdict == "allow"
 
@@ -123,7 +123,7 @@ class ModelPages(Controller):
         """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
         from unlearning.verification import render_html
 
-        m = registry.get_version(ctx, version)  # adopts the versions of finished jobs first
+        m = registry.get_version(ctx, version)
         if m.report is None:
             raise NotFound(f"model version {version} has no verification report yet")
         html = render_html(m.report)
@@ -140,7 +140,7 @@ class ModelPages(Controller):
         self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: str
     ) -> Template | Redirect:
         try:
-            registry.release(ctx, actor, version)
+            gate.release(ctx, actor, version)
         except InvalidInput as exc:
             return self._detail(request, ctx, actor, version, 422, errors=field_errors(exc))
         return redirect(f"/models/{version}", flash=f"{version} is released.")
