@@ -726,3 +726,62 @@ def test_notifications_are_shown_and_marked_read(
     assert client.post(f"/notifications/{n['id']}/read", data={"csrf_token": token}).status_code == 404
     r = client.post("/notifications/read-all", data={"csrf_token": token})
     assert r.status_code == 200 and not events.list_notifications(ctx, community["ann"].id, unread_only=True)
+
+
+def _snapshot(ctx: Ctx) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order."""
+    from sqlalchemy import select as sa_select
+    from sqlmodel import SQLModel
+
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with ctx.engine.connect() as c:
+        for name, table in SQLModel.metadata.tables.items():
+            q = sa_select(table).order_by(*table.primary_key.columns)
+            out[name] = [tuple(row) for row in c.execute(q).all()]
+    return out
+
+
+def _api_get_paths(app: Litestar) -> list[str]:
+    return sorted(
+        r.path for r in app.routes if "GET" in getattr(r, "methods", ()) and r.path.startswith("/api/")
+    )
+
+
+# The one read that writes on purpose: a release verdict is an answer CI acts on, so asking for one appends a
+# ``release.verdict`` entry to the audit log (its inclusion proof comes back with the answer); the bundle
+# carries such a verdict. Nothing else, no table, no proposal or model state, changes on a read.
+RECORDED_READS = ("/api/v1/releases/{version:str}/verdict", "/api/v1/releases/{version:str}/bundle")
+
+
+def test_reads_never_write(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], clock: FixedClock
+) -> None:
+    """A crawl of every GET route of the UI and the API, as admin, past every deadline, changes no table and
+    appends nothing to the audit log but the verdicts it asked for."""
+    from governance.audit import log as audit_log
+    from governance.db.engine import read_session
+
+    ids = populate(ctx, community, clock)
+    sign_in(client, ctx, community["admin"].id, "admin")
+    clock.advance(days=30)  # every open deadline has passed: a read must not be the one to close it
+    api = [p for p in _api_get_paths(client.app) if p not in RECORDED_READS]
+    paths = [_fill(p, ids) for p in UI_PATHS] + [
+        _fill(p, ids).replace("{member_id:int}", str(community["ann"].id)) for p in api
+    ]
+    assert len(paths) > 40
+    headers = community["admin"].auth
+    before = _snapshot(ctx)
+    answered = {p: client.get(p, headers=headers).status_code for p in paths}
+    assert not [p for p, code in answered.items() if code >= 500], answered
+    assert _snapshot(ctx) == before, "a GET changed the database"
+    verdicts = [_fill(p, ids) for p in RECORDED_READS]
+    for p in verdicts:
+        assert client.get(p, headers=headers).status_code == 200
+    after = _snapshot(ctx)
+    for name, rows in after.items():
+        if not name.startswith("audit_"):
+            assert rows == before[name], f"a verdict changed table {name}"
+    with read_session(ctx.engine) as s:
+        new = [e for e in audit_log.entries_for_subject(s, f"model:{ids['version']}")][-len(verdicts) :]
+    assert [e.action for e in new] == ["release.verdict"] * len(verdicts)
+    assert len(after["audit_entry"]) == len(before["audit_entry"]) + len(verdicts)
