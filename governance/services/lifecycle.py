@@ -200,6 +200,26 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
         apply_decision(s, ctx, p, SYSTEM, queued, now)
 
 
+def begin(s: Session, p: Proposal, actor: ActorView, now: datetime, sensitive: dict[str, str]) -> None:
+    """A new proposal enters the lifecycle as a draft: stored, with its ``created`` event (the free texts in
+    ``sensitive`` go to the log as salted hashes)."""
+    p.state = S.DRAFT.value
+    s.add(p)
+    s.flush()
+    assert p.id is not None
+    payload: dict[str, Any] = {
+        "kind": p.kind,
+        "title": p.title,
+        "target_kind": p.target_kind,
+        "data_source_id": p.data_source_id,
+        "acceptance_tests": p.acceptance_tests,
+        "consent_withdrawal": p.consent_withdrawal,
+        "election_role": p.election_role,
+        "election_candidate_id": p.election_candidate_id,
+    }
+    record_events(s, p.id, actor.member_id, [Event("created", None, S.DRAFT.value, payload)], now, sensitive)
+
+
 def record_events(
     s: Session,
     proposal_id: int,

@@ -33,7 +33,6 @@ from governance.domain.errors import Conflict, InvalidInput, PermissionDenied
 from governance.domain.proposals import (
     Action,
     ElectionSpec,
-    Event,
     ProposalKind,
     ProposalState,
     TargetKind,
@@ -103,11 +102,10 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
         raise InvalidInput("kind must be unlearning or election", field="kind") from None
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
-        p = Proposal(
+        p = Proposal(  # its state is the lifecycle's to set
             kind=kind.value,
             title=data.title,
             proposer_id=actor.member_id,
-            state=S.DRAFT.value,
             rationale=data.rationale,
             evidence=data.evidence,
             secret_tally=data.secret_tally,
@@ -119,25 +117,10 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
             _set_election(s, p, data.election, data.target, data.consent_withdrawal)
         else:
             _set_target(s, p, actor, data.target, data.acceptance_tests, data.consent_withdrawal)
-        s.add(p)
-        s.flush()
-        assert p.id is not None
-        payload: dict[str, Any] = {
-            "kind": p.kind,
-            "title": p.title,
-            "target_kind": p.target_kind,
-            "data_source_id": p.data_source_id,
-            "acceptance_tests": p.acceptance_tests,
-            "consent_withdrawal": p.consent_withdrawal,
-            "election_role": p.election_role,
-            "election_candidate_id": p.election_candidate_id,
-        }
         sensitive = {"rationale": p.rationale, "evidence": p.evidence}
         if p.target and p.target.get("kind") == TargetKind.BEHAVIOUR.value:
             sensitive["target"] = json.dumps(p.target, sort_keys=True)
-        lifecycle.record_events(
-            s, p.id, actor.member_id, [Event("created", None, S.DRAFT.value, payload)], now, sensitive
-        )
+        lifecycle.begin(s, p, actor, now, sensitive)
     if data.submit:
         return submit(ctx, p.id, actor)
     return to_public(p)

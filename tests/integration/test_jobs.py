@@ -206,3 +206,37 @@ def test_concurrent_claims_never_share_a_job(
         list(pool.map(grab, [f"w{i}" for i in range(4)]))
     assert len(ids) == 6
     assert sorted(Counter(claimed).values()) == [1] * 6
+
+
+def test_only_the_lifecycle_writes_a_proposals_state(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    """Every write of Proposal.state on the way from filing to release comes from services/lifecycle.py."""
+    import inspect
+
+    from sqlalchemy import event
+
+    from governance.db.models import Proposal
+
+    writers: list[str] = []
+
+    def on_set(target: Any, value: Any, old: Any, initiator: Any) -> None:
+        for frame in inspect.stack()[1:]:
+            path = frame.filename.replace("\\", "/")
+            if "/governance/" in path and "/governance/db/" not in path:
+                writers.append(path.rsplit("/governance/", 1)[1])
+                return
+
+    event.listen(Proposal.state, "set", on_set)
+    try:
+        pid = approved_proposal(ctx, clock, community)
+        w = Worker(ctx, "w1", runner=ok_runner, verifier=verifier(True))
+        assert w.run_once() is True
+        assert proposals.get_detail(ctx, pid).state == "verified"
+        other = approved_proposal(ctx, clock, community, title="Forget ham")
+        (job,) = jobs.list_jobs(ctx, proposal_id=other)
+        jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "changed our minds")
+        assert proposals.get_detail(ctx, other).state == "cancelled"
+    finally:
+        event.remove(Proposal.state, "set", on_set)
+    assert writers and set(writers) == {"services/lifecycle.py"}, Counter(writers)
