@@ -200,10 +200,14 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
         apply_decision(s, ctx, p, SYSTEM, queued, now)
 
 
+def draft(**fields: Any) -> Proposal:
+    """A new, unsaved proposal in the draft state (the use case sets its target, then calls :func:`begin`)."""
+    return Proposal(state=S.DRAFT.value, **fields)
+
+
 def begin(s: Session, p: Proposal, actor: ActorView, now: datetime, sensitive: dict[str, str]) -> None:
-    """A new proposal enters the lifecycle as a draft: stored, with its ``created`` event (the free texts in
-    ``sensitive`` go to the log as salted hashes)."""
-    p.state = S.DRAFT.value
+    """A new draft enters the lifecycle: stored, with its ``created`` event (the free texts in ``sensitive``
+    go to the log as salted hashes)."""
     s.add(p)
     s.flush()
     assert p.id is not None

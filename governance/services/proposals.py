@@ -102,7 +102,7 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
         raise InvalidInput("kind must be unlearning or election", field="kind") from None
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
-        p = Proposal(  # its state is the lifecycle's to set
+        p = lifecycle.draft(
             kind=kind.value,
             title=data.title,
             proposer_id=actor.member_id,
@@ -121,6 +121,7 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
         if p.target and p.target.get("kind") == TargetKind.BEHAVIOUR.value:
             sensitive["target"] = json.dumps(p.target, sort_keys=True)
         lifecycle.begin(s, p, actor, now, sensitive)
+    assert p.id is not None
     if data.submit:
         return submit(ctx, p.id, actor)
     return to_public(p)
