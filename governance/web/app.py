@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -14,7 +13,6 @@ from sqlalchemy.engine import Engine
 
 from governance.db.engine import make_engine
 from governance.domain.clock import Clock
-from governance.services import events, lifecycle
 from governance.services.context import Ctx
 from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
@@ -27,34 +25,13 @@ from governance.web.deps import provide_actor, provide_ctx, provide_session, pro
 from governance.web.errors import EXCEPTION_HANDLERS
 from governance.web.ui import static_router, template_config, ui_router
 
-log = logging.getLogger("commons")
 
+class Background(Protocol):
+    """A service that runs beside the app (governance/service.py composes them): started and stopped with it."""
 
-class DeadlineSweeper:
-    """Closes votes, appeal windows and expired reviews when their deadlines pass (every ``interval`` s)."""
+    def start(self) -> None: ...
 
-    def __init__(self, ctx: Ctx, interval: float = 30.0) -> None:
-        self.ctx, self.interval = ctx, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="commons-deadlines", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                for pid, action in lifecycle.sweep(self.ctx):
-                    log.info("proposal %s: %s (deadline passed)", pid, action)
-                events.remind_voters(self.ctx)
-            except Exception:  # keep sweeping; the next pass retries
-                log.exception("deadline sweep failed")
+    def stop(self) -> None: ...
 
 
 def route_handlers() -> list[Any]:
@@ -83,23 +60,17 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Clock | None = None,
-    background: bool = False,
+    ctx: Ctx | None = None,
+    services: Sequence[Background] = (),
 ) -> Litestar:
-    """Build the app. ``background=True`` also runs the deadline sweeper, the webhook deliverer and (unless
-    ``COMMONS_EMBEDDED_WORKER=false``) one job worker: what ``commons serve`` does."""
-    settings = settings or get_settings()
-    engine = engine or make_engine(settings.effective_database_url)
-    ctx = Ctx.create(engine, settings, clock)
+    """Build the web app over ``ctx`` (or a context of ``settings``, ``engine`` and ``clock``). ``services``
+    start and stop with the app; :func:`governance.service.build` passes the background services."""
+    settings = settings or (ctx.settings if ctx is not None else get_settings())
+    if ctx is None:
+        engine = engine or make_engine(settings.effective_database_url)
+        ctx = Ctx.create(engine, settings, clock)
     # group commit for concurrent votes; on SQLite the batch is written on the event loop itself
-    ctx.vote_batcher = VoteBatcher(ctx, inline=engine.dialect.name == "sqlite")
-    services: list[Any] = []
-    if background:
-        from governance.jobs.webhooks import Deliverer
-        from governance.jobs.worker import Worker
-
-        services = [DeadlineSweeper(ctx), Deliverer(ctx)]
-        if settings.embedded_worker:
-            services.append(Worker(ctx))
+    ctx.vote_batcher = VoteBatcher(ctx, inline=ctx.engine.dialect.name == "sqlite")
 
     def on_startup(app: Litestar) -> None:
         for service in services:
