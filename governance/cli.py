@@ -106,7 +106,7 @@ def serve(host: str | None, port: int | None, demo: bool | None) -> None:
     """Run the service: upgrade the database to the latest schema, then serve the API and the UI."""
     import uvicorn
 
-    from governance.web.app import create_app
+    from governance.service import build
 
     s = _settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,8 @@ def serve(host: str | None, port: int | None, demo: bool | None) -> None:
         _offer_demo(ctx, demo)
     host, port = host or s.host, port or s.port
     click.echo(f"Commons on http://{host}:{port}  (database: {_redact(s.effective_database_url)})")
-    uvicorn.run(create_app(s, engine=ctx.engine, background=True), host=host, port=port, log_level="warning")
+    ctx.engine.dispose()
+    uvicorn.run(build(s), host=host, port=port, log_level="warning")
 
 
 def _offer_demo(ctx: Any, asked: bool | None) -> None:
