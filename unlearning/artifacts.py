@@ -15,6 +15,7 @@ made read-only after writing; :meth:`ArtifactStore.get` re-hashes everything and
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -25,12 +26,13 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from unlearning.data import sha256_file
+
+if TYPE_CHECKING:  # torch is loaded only to write or load weights: the service reads manifests without it
+    import torch
+    from torch import nn
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -51,6 +53,7 @@ class ArtifactIntegrityError(ArtifactError, ValueError):
 
 def library_versions() -> dict[str, str]:
     import safetensors
+    import torch
     import transformers
 
     from unlearning.federation.protocol import library_versions as federation_versions
@@ -216,3 +219,21 @@ class ArtifactStore:
         if not self.versions.is_dir():
             return []
         return sorted(p.name for p in self.versions.iterdir() if p.name.startswith("mv-"))
+
+    def job_of(self, version: str) -> str | None:
+        """The job id a version's manifest names, without verifying the version (None: unreadable)."""
+        try:
+            return str(json.loads((self.path(version) / MANIFEST).read_text()).get("job_id", "")) or None
+        except (OSError, ValueError, ArtifactNotFound):
+            return None
+
+    def discard_jobs(self, job_ids: set[str]) -> builtins.list[str]:
+        """Delete every version written by one of ``job_ids`` (or by its reference retraining, ``<id>-reference``);
+        returns the versions removed. Only for versions that nothing refers to: a dead attempt's output."""
+        removed: builtins.list[str] = []
+        for version in self.list():
+            job = self.job_of(version)
+            if job is not None and job.removesuffix("-reference") in job_ids:
+                shutil.rmtree(self.versions / version, ignore_errors=True)
+                removed.append(version)
+        return removed

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
+from unlearning.contract import DEFAULT_METHOD, Target
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressEvent
-from unlearning.tasks.base import Target
 
 CURRENT = "current.json"
 
@@ -303,9 +303,7 @@ def train(
 
 
 @model.command()
-@click.option(
-    "--method", default="gradient_ascent_ewc", show_default=True, help="A registered unlearning method."
-)
+@click.option("--method", default=DEFAULT_METHOD, show_default=True, help="A registered unlearning method.")
 @click.option(
     "--target", "target_text", required=True, help="data_source:NAME | category:LABEL | behaviour:FILE.jsonl"
 )

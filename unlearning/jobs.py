@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unlearning.tasks.base import Target
+from unlearning.contract import DEFAULT_METHOD, ContractError, Target, validate_method_settings
 
 JOB_KINDS = ("train", "unlearn")
 RUNTIMES = ("in-process",)
@@ -46,7 +46,7 @@ class JobSpec:
     local: dict[str, Any] = field(
         default_factory=dict
     )  # train: LocalConfig overrides (lr, steps, epochs, ...)
-    method: str = "gradient_ascent_ewc"  # unlearn: a registered method name (unlearning.methods.METHODS)
+    method: str = DEFAULT_METHOD  # unlearn: a method name (unlearning.contract.METHOD_SPECS)
     method_config: dict[str, Any] = field(default_factory=dict)  # unlearn: the method's settings
     target: Target | None = None  # unlearn: what to forget
     seed: int = 0  # seeds every node's batch order and the retrain reference
@@ -72,11 +72,11 @@ class JobSpec:
         if self.kind == "unlearn":
             if self.target is None:
                 raise JobSpecError("an unlearn job needs a target")
-            from unlearning.methods import get_method
-
+            if self.target.kind == "behaviour" and not self.target.examples:
+                raise JobSpecError("a behaviour target needs at least one prompt/completion example")
             try:
-                get_method(self.method, self.method_config)
-            except ValueError as exc:
+                validate_method_settings(self.method, self.method_config)
+            except ContractError as exc:
                 raise JobSpecError(str(exc)) from exc
         if not (Path(self.dataset_dir) / "manifest.json").is_file():
             raise JobSpecError(f"no dataset at {self.dataset_dir} (manifest.json missing)")
@@ -85,7 +85,7 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["target"] = json.loads(self.target.to_json()) if self.target is not None else None
+        d["target"] = self.target.to_dict() if self.target is not None else None
         return d
 
     def to_json(self) -> str:
@@ -100,7 +100,7 @@ class JobSpec:
         if unknown:
             raise JobSpecError(f"unknown job spec field(s): {', '.join(unknown)}")
         try:
-            target = Target(**t) if t else None
+            target = Target.from_dict(t) if t else None
             return cls(**d, target=target)
         except (TypeError, ValueError) as exc:
             raise JobSpecError(str(exc)) from exc

@@ -16,9 +16,11 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from governance.domain.errors import InvalidInput, InvalidTransition
 from governance.domain.roles import Role
+from unlearning import contract
 
 
 class JobState(StrEnum):
@@ -65,6 +67,16 @@ def may_retry(state: JobState, verification_failed: bool, roles: frozenset[Role]
     return Role.REVIEWER in roles and (
         state is JobState.FAILED or (state is JobState.SUCCEEDED and verification_failed)
     )
+
+
+def check_method_settings(method: str, settings: Any) -> dict[str, Any]:
+    """A job's unlearning method and its settings, validated once, by the contract: an unknown method is an
+    error of ``method``; an unknown setting, a wrong type or a value out of bounds one of ``method_config``
+    (the message names the setting)."""
+    try:
+        return contract.validate_method_settings(method, settings)
+    except contract.ContractError as exc:
+        raise InvalidInput(exc.message, field=exc.field) from None
 
 
 # -- webhooks --------------------------------------------------------------------------------------------------

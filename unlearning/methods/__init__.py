@@ -1,12 +1,12 @@
 """Unlearning methods, one per module, registered by name (see base.py for the plug-in interface).
 
-``gradient_ascent``, ``ewc``, ``gradient_ascent_ewc`` (the default) and ``retrain``.
+``gradient_ascent``, ``ewc``, ``gradient_ascent_ewc`` (the default) and ``retrain``; their names and settings'
+schema are declared in :mod:`unlearning.contract`.
 """
 
+from unlearning.contract import DEFAULT_METHOD
 from unlearning.methods import ewc, gradient_ascent, gradient_ascent_ewc, retrain
 from unlearning.methods.base import METHODS, MethodContext, UnlearningMethod, get_method, register
-
-DEFAULT_METHOD = "gradient_ascent_ewc"
 
 __all__ = [
     "DEFAULT_METHOD",

@@ -9,18 +9,11 @@ step (stable for any lambda). Early stopping as in gradient_ascent; no L2 ball b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.contract import EWCConfig  # the settings' schema (types, defaults, bounds)
+from unlearning.methods.base import MethodContext, UnlearningMethod, bounded_ascent, register
 from unlearning.methods.blocks import Params
-
-
-@dataclass
-class EWCConfig(AscentSettings):
-    reference: str = "none"
-    ewc_lambda: float | None = None  # penalty weight (Fisher normalised to mean 1); None: the task's default
-    fisher_examples: int = 64  # per node
 
 
 @register

@@ -8,16 +8,11 @@ target (see AscentSettings). No repair rounds. Unbounded ascent always collapses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.contract import GradientAscentConfig  # the settings' schema (types, defaults, bounds)
+from unlearning.methods.base import MethodContext, UnlearningMethod, bounded_ascent, register
 from unlearning.methods.blocks import Params
-
-
-@dataclass
-class GradientAscentConfig(AscentSettings):
-    pass
 
 
 @register

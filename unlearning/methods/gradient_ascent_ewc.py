@@ -12,46 +12,11 @@ must not re-learn what was forgotten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from unlearning.methods.base import AscentSettings, MethodContext, UnlearningMethod, bounded_ascent, register
+from unlearning.contract import GradientAscentEWCConfig  # the settings' schema (types, defaults, bounds)
+from unlearning.methods.base import MethodContext, UnlearningMethod, bounded_ascent, register
 from unlearning.methods.blocks import Params
-
-
-@dataclass
-class GradientAscentEWCConfig(AscentSettings):
-    ascent_lambda: float | None = None  # EWC weight during ascent (0 disables; None: the task's default)
-    ascent_fisher: str = "retain"  # "retain" | "forget" | "none"
-    ascent_anchor: str = "original"
-    repair_rounds: int = 3
-    repair_local: dict[str, Any] = field(default_factory=dict)  # LocalConfig overrides for repair rounds
-    repair_lambda: float | None = None  # EWC weight during repair (None: the task's default)
-    repair_fisher: str = "forget"  # "forget" | "retain" | "none" (none = plain FedAvg repair)
-    repair_anchor: str = "unlearned"  # "unlearned" | "original"
-    fisher_examples: int = 64
-    # > 0: during repair the holders also keep each forget example at least as unfamiliar as their unseen
-    # validation examples of its kind (x repair_guard_factor), and secret spans at chance (a hinge, weight this)
-    repair_guard: float = 0.0
-    repair_guard_factor: float = 1.0
-    # "anchor": also hold each example at its loss right after the ascent | "none"
-    repair_guard_floor: str = "anchor"
-
-    def check(self) -> None:
-        super().check()
-        for key, value, allowed in (
-            ("ascent_fisher", self.ascent_fisher, ("retain", "forget", "none")),
-            ("repair_fisher", self.repair_fisher, ("retain", "forget", "none")),
-            ("ascent_anchor", self.ascent_anchor, ("original",)),
-            ("repair_anchor", self.repair_anchor, ("unlearned", "original")),
-            ("repair_guard_floor", self.repair_guard_floor, ("anchor", "none")),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
-        if self.repair_rounds < 0:
-            raise ValueError("repair_rounds must be >= 0")
-        if self.repair_guard < 0 or self.repair_guard_factor <= 0:
-            raise ValueError("repair_guard must be >= 0 and repair_guard_factor > 0")
 
 
 @register

@@ -6,21 +6,11 @@ Uses the lineage's number of rounds and local settings unless ``rounds`` / ``loc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from unlearning.contract import RetrainConfig  # the settings' schema (types, defaults, bounds)
 from unlearning.methods.base import MethodContext, UnlearningMethod, register
 from unlearning.methods.blocks import Params
-
-
-@dataclass
-class RetrainConfig:
-    rounds: int | None = None
-    local: dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> None:
-        if self.rounds is not None and self.rounds < 1:
-            raise ValueError("rounds must be >= 1")
 
 
 @register

@@ -8,15 +8,14 @@ data), so any node can build the model and load the arrays it receives.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from unlearning.contract import Target as Target  # re-exported: the tasks and verification take it from here
 from unlearning.data import Record
 
 # A batch is a dict of tensors that share their first dimension (examples): digits use {"x", "y"},
@@ -53,55 +52,6 @@ def concat(batches: Sequence[Batch]) -> Batch:
             )
         batches = padded
     return {k: torch.cat([b[k] for b in batches]) for k in keys}
-
-
-@dataclass
-class Target:
-    """What to forget. ``kind`` is ``data_source``, ``category`` or ``behaviour``.
-
-    - ``data_source``: ``value`` is the source name (unique across the federation, e.g. ``node-0/notebook``);
-      the owning node ascends on it.
-    - ``category``: ``value`` is a label (a digit class as a string, or a topic); every node ascends on its
-      local examples of it.
-    - ``behaviour``: ``examples`` are prompt/completion pairs from the proposal; loss is taken on the completion
-      tokens only (for a secret: on the secret's tokens only). Local records whose text contains a
-      completion are added on the nodes that hold them.
-    """
-
-    kind: str
-    value: str = ""
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    KINDS = ("data_source", "category", "behaviour")
-
-    def __post_init__(self) -> None:
-        if self.kind not in self.KINDS:
-            raise ValueError(f"unknown target kind {self.kind!r}; expected one of {', '.join(self.KINDS)}")
-        if self.kind in ("data_source", "category") and not self.value:
-            raise ValueError(f"a {self.kind} target needs a value")
-        if self.kind == "behaviour":
-            if not self.examples:
-                raise ValueError("a behaviour target needs at least one prompt/completion example")
-            for ex in self.examples:
-                if not isinstance(ex.get("completion"), str) or not ex["completion"]:
-                    raise ValueError("every behaviour example needs a non-empty 'completion'")
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "value": self.value, "examples": self.examples}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Target:
-        d = json.loads(text)
-        return cls(kind=d["kind"], value=d.get("value", ""), examples=list(d.get("examples", [])))
-
-    def matches(self, record: Record) -> bool:
-        """Whether a local record belongs to the forget set (behaviour: its text contains a completion)."""
-        if self.kind == "data_source":
-            return bool(record.get("source") == self.value)
-        if self.kind == "category":
-            return record.get("category") is not None and str(record["category"]) == self.value
-        text = record.get("text")
-        return isinstance(text, str) and any(ex["completion"] in text for ex in self.examples)
 
 
 class Task(ABC):

@@ -10,24 +10,15 @@ from typing import Any
 
 import click
 
-# the documented defaults per target kind (the same as governance/domain/proposals.py)
+from unlearning.contract import TARGET_KINDS, default_acceptance_tests
+
+# the documented defaults per target kind (the contract's, as the service's proposals start from them)
 DEFAULT_TESTS: dict[str, list[dict[str, Any]]] = {
-    "data_source": [
-        {"metric": "mia_auc_gap", "comparator": "<=", "threshold": 0.05},
-        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
-        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
-        {"metric": "relearn_recovery", "comparator": "<=", "threshold": 0.5},
-    ],
-    "category": [
-        {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
-        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
-        {"metric": "worst_node_utility_drop", "comparator": "<=", "threshold": 0.1},
-    ],
-    "behaviour": [
-        {"metric": "extraction_rate", "comparator": "<=", "threshold": 0.0},
-        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
-        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
-    ],
+    kind: [
+        {"metric": t.metric, "comparator": t.comparator, "threshold": t.threshold}
+        for t in default_acceptance_tests(kind)
+    ]
+    for kind in TARGET_KINDS
 }
 
 

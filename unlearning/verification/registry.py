@@ -85,7 +85,7 @@ F = TypeVar("F", bound=MetricFn)
 def metric(name: str) -> Callable[[F], F]:
     """Register ``fn`` as the function computing the catalogue metric ``name``."""
     if name not in CATALOG:
-        raise ValueError(f"metric {name!r} is not in the catalogue (unlearning/verification/catalog.py)")
+        raise ValueError(f"metric {name!r} is not in the catalogue (unlearning.contract.METRICS)")
 
     def deco(fn: F) -> F:
         if name in METRIC_FUNCTIONS:

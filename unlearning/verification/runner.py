@@ -51,8 +51,8 @@ def _target(d: dict[str, Any] | None) -> Target | None:
     if not d:
         return None
     try:
-        return Target(kind=d["kind"], value=d.get("value", ""), examples=list(d.get("examples", [])))
-    except (KeyError, ValueError) as exc:
+        return Target.from_dict(d)
+    except ValueError as exc:
         raise VerifySpecError(f"invalid target: {exc}") from exc
 
 

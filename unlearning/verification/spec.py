@@ -1,7 +1,7 @@
 """What verification takes and what it returns: :class:`VerifySpec` in, :class:`VerificationReport` out.
 
-Pure data (no torch): the service imports this module to check a stored report's key against a model version
-and a proposal's acceptance tests, and to re-read a report from JSON.
+Pure data (no torch). The policy hash, the acceptance tests' normal form, the comparators and the report
+format version are the contract's (:mod:`unlearning.contract`) and re-exported here.
 
 The report's key is ``(candidate content hash, policy hash)``: the policy hash covers the acceptance tests
 that were checked (:func:`policy_hash`), the config hash covers every setting that changes a number
@@ -11,15 +11,24 @@ only ever valid for the exact model whose content hash it names.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-REPORT_FORMAT = 1
-COMPARATORS = ("<=", ">=", "<", ">")
+from unlearning.contract import (
+    COMPARATORS,
+    METRICS,
+    REPORT_FORMAT,
+    ContractError,
+    canonical_json,
+    compare,
+    normalise_tests,
+    policy_hash,
+    sha256_json,
+)
+
 PRECISIONS = ("fp32", "bf16")
 
 # statuses of one acceptance test
@@ -30,50 +39,12 @@ class VerifySpecError(ValueError):
     """The verification spec is invalid (raised before any work starts)."""
 
 
-def canonical_json(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def sha256_json(data: Any) -> str:
-    return hashlib.sha256(canonical_json(data)).hexdigest()
-
-
-def normalise_tests(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Acceptance tests as plain, sorted data: ``{metric, comparator, threshold, relative_to_reference}``."""
-    out = []
-    for t in tests:
-        comparator = str(t.get("comparator", ""))
-        if comparator not in COMPARATORS:
-            raise VerifySpecError(f"acceptance test comparator must be one of {', '.join(COMPARATORS)}")
-        threshold = t.get("threshold")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-        ):
-            raise VerifySpecError(f"acceptance test {t.get('metric')!r}: threshold must be a finite number")
-        out.append(
-            {
-                "metric": str(t.get("metric", "")),
-                "comparator": comparator,
-                "threshold": float(threshold),
-                "relative_to_reference": bool(t.get("relative_to_reference", False)),
-            }
-        )
-    return sorted(out, key=lambda d: (d["metric"], d["comparator"], d["threshold"]))
-
-
-def policy_hash(tests: Iterable[Mapping[str, Any]]) -> str:
-    """The hash of a policy: the acceptance tests a proposal's members voted on (order does not matter)."""
-    return sha256_json({"format": REPORT_FORMAT, "tests": normalise_tests(tests)})
-
-
 @dataclass
 class RegressionCheck:
     """An earlier approved unlearning of the candidate's lineage, re-checked on the candidate."""
 
     label: str  # e.g. "proposal 12"
-    target: dict[str, Any]  # unlearning.tasks.Target as JSON ({kind, value, examples})
+    target: dict[str, Any]  # unlearning.contract.Target.to_dict() ({kind, value, examples})
     tests: list[dict[str, Any]]  # that proposal's acceptance tests
     original_version: str  # the version that earlier unlearning started from
     reference_version: str | None = None  # its retrained reference, when one was kept
@@ -120,17 +91,18 @@ class VerifySpec:
             raise VerifySpecError("min_k must be in (0, 1]")
         if self.num_threads < 1:
             raise VerifySpecError("num_threads must be >= 1")
-        normalise_tests(self.tests)
-        for r in self.regressions:
-            normalise_tests(r.tests)
-        from unlearning.verification.catalog import CATALOG
-
+        try:
+            normalise_tests(self.tests)
+            for r in self.regressions:
+                normalise_tests(r.tests)
+        except ContractError as exc:
+            raise VerifySpecError(str(exc)) from exc
         names = [t["metric"] for t in self.tests] + [t["metric"] for r in self.regressions for t in r.tests]
         names += list(self.metrics or [])
-        unknown = sorted({n for n in names if n not in CATALOG})
+        unknown = sorted({n for n in names if n not in METRICS})
         if unknown:
             raise VerifySpecError(
-                f"unknown metric(s) {', '.join(unknown)}; registered metrics: {', '.join(sorted(CATALOG))}"
+                f"unknown metric(s) {', '.join(unknown)}; registered metrics: {', '.join(sorted(METRICS))}"
             )
 
     def settings(self) -> dict[str, Any]:
@@ -230,15 +202,6 @@ class TestOutcome:
         return self.status in (FAIL, UNMEASURED)
 
 
-def _compare(value: float, comparator: str, threshold: float) -> bool:
-    return {
-        "<=": value <= threshold,
-        ">=": value >= threshold,
-        "<": value < threshold,
-        ">": value > threshold,
-    }[comparator]
-
-
 def evaluate_tests(
     tests: Iterable[Mapping[str, Any]], metrics: Mapping[str, Mapping[str, Any]]
 ) -> list[TestOutcome]:
@@ -276,7 +239,7 @@ def evaluate_tests(
         if value is None or not math.isfinite(value):
             out.append(outcome(UNMEASURED, None, m.get("reason") or "no value"))
             continue
-        ok = _compare(float(value), cmp_, thr)
+        ok = compare(float(value), cmp_, thr)
         what = "candidate - reference" if rel else name
         reason = f"{what} = {value:.4g} {'meets' if ok else 'fails'} {cmp_} {thr:g}"
         out.append(outcome(PASS if ok else FAIL, float(value), reason))
@@ -377,3 +340,28 @@ def _finite(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_finite(v) for v in x]
     return x
+
+
+__all__ = [
+    "COMPARATORS",
+    "FAIL",
+    "NOT_APPLICABLE",
+    "PASS",
+    "PRECISIONS",
+    "REPORT_FORMAT",
+    "UNMEASURED",
+    "MetricResult",
+    "RegressionCheck",
+    "RegressionOutcome",
+    "TestOutcome",
+    "VerificationReport",
+    "VerifyProgress",
+    "VerifySpec",
+    "VerifySpecError",
+    "canonical_json",
+    "evaluate_tests",
+    "normalise_tests",
+    "policy_hash",
+    "policy_passes",
+    "sha256_json",
+]

@@ -147,7 +147,7 @@ def excluded_for(lineage: Mapping[str, Any], target: Target | None) -> list[Targ
     own = json.loads(target.to_json()) if target is not None else None
     out = []
     for t in lineage.get("excluded", []):
-        tt = Target(**t)
+        tt = Target.from_dict(t)
         if own is None or json.loads(tt.to_json()) != own:
             out.append(tt)
     return out

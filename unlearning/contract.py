@@ -1,0 +1,778 @@
+"""What crosses between the service (``governance``) and the ML library: pure data, no torch, no Flower.
+
+The service's domain, UI, API and CLI read everything they need to know about unlearning from here; the ML
+library implements it. Nothing in this module imports torch or flwr (a test imports it with both made
+unimportable), so the web process can validate a proposal or a job without loading the ML runtime.
+
+- **Target** (:class:`Target`): what to forget, one shape with ``from_dict`` / ``to_dict``.
+- **Metrics** (:data:`METRICS`, :class:`MetricSpec`, :func:`register_metric`): the catalogue that acceptance
+  tests name; the functions computing them live in :mod:`unlearning.verification` (one per metric).
+- **Acceptance tests** (:data:`COMPARATORS`, :class:`AcceptanceTest`, :func:`check_acceptance_tests`,
+  :func:`default_acceptance_tests`, :func:`normalise_tests`, :func:`policy_hash`) and the report format
+  version (:data:`REPORT_FORMAT`).
+- **Methods** (:data:`METHOD_SPECS`, :class:`MethodSpec`, :func:`register_method_spec`, :data:`DEFAULT_METHOD`,
+  :func:`validate_method_settings`): each method's name and its settings' schema (types, defaults, bounds);
+  the implementations register with :mod:`unlearning.methods` under the same name and take their ``Config``
+  from here.
+
+Errors are :class:`ContractError` (a ``ValueError``) with the offending ``field`` when there is one.
+
+Adding a metric: one :class:`MetricSpec` here (or :func:`register_metric`) plus its function in
+``unlearning/verification/``. Adding a method: a settings dataclass and :func:`register_method_spec` here, the
+implementation in ``unlearning/methods/``. No service, template or API module changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+REPORT_FORMAT = 1  # the verification report's format; part of every policy hash
+
+TARGET_KINDS = ("data_source", "category", "behaviour")
+ALL_TARGETS = frozenset(TARGET_KINDS)
+
+#: acceptance-test comparators, in parsing order ("<=" before "<"), with how the UI reads them
+COMPARATORS: dict[str, str] = {
+    "<=": "at most",
+    ">=": "at least",
+    "<": "below",
+    ">": "above",
+}
+
+
+class ContractError(ValueError):
+    """Data that does not fit the contract. ``field`` names what was wrong (``target.kind``, ``method``...)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# ---- the target ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """What to forget. ``kind`` is ``data_source``, ``category`` or ``behaviour``.
+
+    - ``data_source``: ``value`` is the source name (unique across the federation, e.g. ``node-0/notebook``);
+      the owning node ascends on it.
+    - ``category``: ``value`` is a label (a digit class as a string, or a topic); every node ascends on its
+      local examples of it.
+    - ``behaviour``: ``examples`` are prompt/completion pairs from the proposal; loss is taken on the completion
+      tokens only (for a secret: on the secret's tokens only). Local records whose text contains a
+      completion are added on the nodes that hold them. ``pattern`` (a regular expression) is the proposal's
+      description of the behaviour; it travels with the target, the library unlearns the ``examples``.
+    """
+
+    kind: str
+    value: str = ""
+    examples: list[dict[str, str]] = field(default_factory=list)
+    pattern: str | None = None
+
+    KINDS: typing.ClassVar[tuple[str, ...]] = TARGET_KINDS
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ContractError(
+                f"unknown target kind {self.kind!r}; expected one of {', '.join(TARGET_KINDS)}", "target.kind"
+            )
+        if not isinstance(self.value, str):
+            raise ContractError("a target's value must be a string", "target.value")
+        if self.kind in ("data_source", "category") and not self.value:
+            raise ContractError(f"a {self.kind} target needs a value", "target.value")
+        if not isinstance(self.examples, list):
+            raise ContractError(
+                "behaviour examples must be a list of {prompt, completion}", "target.examples"
+            )
+        for ex in self.examples:
+            if (
+                not isinstance(ex, Mapping)
+                or not isinstance(ex.get("completion"), str)
+                or not ex["completion"]
+            ):
+                raise ContractError(
+                    "every behaviour example needs a non-empty 'completion'", "target.examples"
+                )
+            if not isinstance(ex.get("prompt", ""), str):
+                raise ContractError("a behaviour example's prompt must be a string", "target.examples")
+        if self.pattern is not None:
+            if not isinstance(self.pattern, str) or not self.pattern:
+                raise ContractError("pattern must be a non-empty regular expression", "target.pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ContractError(
+                    f"pattern is not a valid regular expression: {exc}", "target.pattern"
+                ) from None
+        if self.kind == "behaviour" and not self.examples and not self.pattern:
+            raise ContractError("a behaviour target needs examples, a pattern, or both", "target")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{kind, value, examples}`` (and ``pattern`` when there is one): the job spec's and report's form."""
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "value": self.value,
+            "examples": [dict(e) for e in self.examples],
+        }
+        if self.pattern is not None:
+            d["pattern"] = self.pattern
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Target:
+        if not isinstance(data, Mapping):
+            raise ContractError("a target must be an object with kind, value, examples", "target")
+        unknown = sorted(set(data) - {"kind", "value", "examples", "pattern"})
+        if unknown:
+            raise ContractError(f"unknown target field(s): {', '.join(unknown)}", "target")
+        examples = data.get("examples") or []
+        if not isinstance(examples, list):
+            raise ContractError(
+                "behaviour examples must be a list of {prompt, completion}", "target.examples"
+            )
+        return cls(
+            kind=str(data.get("kind", "")),
+            value=data.get("value") or "",
+            examples=[dict(e) if isinstance(e, Mapping) else e for e in examples],
+            pattern=data.get("pattern"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Target:
+        return cls.from_dict(json.loads(text))
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        """Whether a local record belongs to the forget set (behaviour: its text contains a completion)."""
+        if self.kind == "data_source":
+            return bool(record.get("source") == self.value)
+        if self.kind == "category":
+            return record.get("category") is not None and str(record["category"]) == self.value
+        text = record.get("text")
+        return isinstance(text, str) and any(ex["completion"] in text for ex in self.examples)
+
+
+# ---- the metric catalogue --------------------------------------------------------------------------------
+
+FAMILIES = ("forgetting", "privacy", "extraction", "utility", "robustness", "cost")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A verification metric as acceptance tests see it (the function computing it is in verification/)."""
+
+    name: str
+    family: str  # forgetting | privacy | extraction | utility | robustness | cost
+    description: str
+    target_kinds: frozenset[str]  # proposal targets the metric can apply to
+    better: str  # "lower" | "higher" | "closer-to-zero" | ...: what a good candidate shows
+
+
+def _check_new_name(table: Mapping[str, Any], spec: Any, what: str) -> None:
+    """A registered name is a snake_case identifier, taken once (registering the same spec again is a no-op)."""
+    if not _NAME_RE.match(spec.name):
+        raise ContractError(f"{what} names are snake_case identifiers, got {spec.name!r}", what)
+    if spec.name in table and table[spec.name] != spec:
+        raise ContractError(f"{what} {spec.name!r} is already registered", what)
+
+
+#: every metric acceptance tests may name, by name (verification computes exactly these)
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    """Add a metric to the catalogue; names are snake_case and unique, target kinds known."""
+    _check_new_name(METRICS, spec, "metric")
+    if spec.family not in FAMILIES:
+        raise ContractError(
+            f"metric family must be one of {', '.join(FAMILIES)}, got {spec.family!r}", "metric"
+        )
+    if not spec.target_kinds or not spec.target_kinds <= ALL_TARGETS:
+        raise ContractError(f"metric {spec.name!r}: target kinds must be among {', '.join(TARGET_KINDS)}")
+    METRICS[spec.name] = spec
+    return spec
+
+
+def get_metric(name: str) -> MetricSpec:
+    try:
+        return METRICS[name]
+    except KeyError:
+        known = ", ".join(sorted(METRICS))
+        raise ContractError(f"unknown metric {name!r}; known metrics: {known}", "metric") from None
+
+
+_CLASSIFIER_TARGETS = frozenset({"data_source", "category"})
+for _spec in (
+    MetricSpec(
+        "forget_accuracy_gap",
+        "forgetting",
+        "|forget-set accuracy - retrained reference's| (classifier)",
+        _CLASSIFIER_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "forget_perplexity_ratio",
+        "forgetting",
+        "forget-set perplexity of the candidate / the reference's (LM)",
+        ALL_TARGETS,
+        "closer-to-one",
+    ),
+    MetricSpec(
+        "forget_quality",
+        "forgetting",
+        "KS-test p-value between candidate and reference forget-set scores (TOFU)",
+        ALL_TARGETS,
+        "higher",
+    ),
+    MetricSpec(
+        "mia_auc",
+        "privacy",
+        "membership-inference AUC, forget vs held-out (0.5 = no signal)",
+        ALL_TARGETS,
+        "closer-to-reference",
+    ),
+    MetricSpec("mia_auc_gap", "privacy", "|MIA AUC - the reference's MIA AUC|", ALL_TARGETS, "lower"),
+    MetricSpec(
+        "privleak",
+        "privacy",
+        "(AUC_candidate - AUC_reference) / AUC_reference",
+        ALL_TARGETS,
+        "closer-to-zero",
+    ),
+    MetricSpec(
+        "canary_exposure",
+        "extraction",
+        "max Secret Sharer exposure of the target's canaries, in bits",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "extraction_rate",
+        "extraction",
+        "share of canaries / forbidden completions extracted by greedy decoding",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "retained_utility_drop",
+        "utility",
+        "drop of retained-data quality against the original model (weighted mean)",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "worst_node_utility_drop",
+        "utility",
+        "drop of quality on the worst node's local validation data",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "heldout_accuracy_gap",
+        "utility",
+        "|held-out accuracy - the reference's| (classifier)",
+        _CLASSIFIER_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "relearn_recovery",
+        "robustness",
+        "share of forgetting undone by a small relearning fine-tune",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "quantization_recovery",
+        "robustness",
+        "share of forgetting undone by int8 dynamic quantisation",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec("cost_ratio", "cost", "unlearning compute / retraining compute", ALL_TARGETS, "lower"),
+):
+    register_metric(_spec)
+
+
+# ---- acceptance tests and the policy hash ----------------------------------------------------------------
+
+
+def compare(value: float, comparator: str, threshold: float) -> bool:
+    return {
+        "<=": value <= threshold,
+        ">=": value >= threshold,
+        "<": value < threshold,
+        ">": value > threshold,
+    }[comparator]
+
+
+@dataclass(frozen=True)
+class AcceptanceTest:
+    """One test a proposal's members vote on: ``metric comparator threshold`` (optionally relative to the
+    retrained reference: ``candidate - reference``)."""
+
+    metric: str
+    comparator: str
+    threshold: float
+    relative_to_reference: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "comparator": self.comparator,
+            "threshold": self.threshold,
+            "relative_to_reference": self.relative_to_reference,
+        }
+
+    def passes(self, value: float) -> bool:
+        return compare(value, self.comparator, self.threshold)
+
+
+def _finite_number(x: Any) -> typing.TypeGuard[float]:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, ...]:
+    """Validate acceptance tests given as plain data (from a proposal) for a target kind; ``None`` gives the
+    defaults. Every metric must exist and apply to the target kind, each at most once."""
+    if raw is None:
+        return default_acceptance_tests(target_kind)
+    if not isinstance(raw, list) or not raw:
+        raise ContractError("acceptance_tests must be a non-empty list", "acceptance_tests")
+    tests: list[AcceptanceTest] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"acceptance test {i + 1}"
+        if not isinstance(item, dict):
+            raise ContractError(
+                f"{where} must be an object with metric, comparator, threshold", "acceptance_tests"
+            )
+        metric = get_metric(str(item.get("metric")))
+        if str(target_kind) not in metric.target_kinds:
+            raise ContractError(
+                f"{where}: metric {metric.name!r} does not apply to {target_kind} targets", "acceptance_tests"
+            )
+        comparator = item.get("comparator")
+        if comparator not in COMPARATORS:
+            raise ContractError(
+                f"{where}: comparator must be one of {', '.join(COMPARATORS)}", "acceptance_tests"
+            )
+        threshold = item.get("threshold")
+        if not _finite_number(threshold):
+            raise ContractError(f"{where}: threshold must be a finite number", "acceptance_tests")
+        relative = item.get("relative_to_reference", False)
+        if not isinstance(relative, bool):
+            raise ContractError(f"{where}: relative_to_reference must be true or false", "acceptance_tests")
+        if metric.name in seen:
+            raise ContractError(f"{where}: metric {metric.name!r} is listed twice", "acceptance_tests")
+        seen.add(metric.name)
+        tests.append(AcceptanceTest(metric.name, str(comparator), float(threshold), relative))
+    return tuple(tests)
+
+
+_DEFAULT_TESTS: dict[str, tuple[AcceptanceTest, ...]] = {
+    "data_source": (
+        AcceptanceTest("mia_auc_gap", "<=", 0.05),
+        AcceptanceTest("canary_exposure", "<=", 3.0),
+        AcceptanceTest("retained_utility_drop", "<=", 0.05),
+        AcceptanceTest("relearn_recovery", "<=", 0.5),
+    ),
+    "category": (
+        AcceptanceTest("forget_accuracy_gap", "<=", 0.05),
+        AcceptanceTest("retained_utility_drop", "<=", 0.05),
+        AcceptanceTest("worst_node_utility_drop", "<=", 0.1),
+    ),
+    "behaviour": (
+        AcceptanceTest("extraction_rate", "<=", 0.0),
+        AcceptanceTest("canary_exposure", "<=", 3.0),
+        AcceptanceTest("retained_utility_drop", "<=", 0.05),
+    ),
+}
+
+
+def default_acceptance_tests(target_kind: str) -> tuple[AcceptanceTest, ...]:
+    """The documented defaults a proposal starts from (docs/governance.md), by target kind."""
+    try:
+        return _DEFAULT_TESTS[str(target_kind)]
+    except KeyError:
+        raise ContractError(
+            f"unknown target kind {target_kind!r}; expected one of {', '.join(TARGET_KINDS)}", "target.kind"
+        ) from None
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def sha256_json(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def normalise_tests(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Acceptance tests as plain, sorted data: ``{metric, comparator, threshold, relative_to_reference}``."""
+    out = []
+    for t in tests:
+        comparator = str(t.get("comparator", ""))
+        if comparator not in COMPARATORS:
+            raise ContractError(
+                f"acceptance test comparator must be one of {', '.join(COMPARATORS)}", "acceptance_tests"
+            )
+        threshold = t.get("threshold")
+        if not _finite_number(threshold):
+            raise ContractError(
+                f"acceptance test {t.get('metric')!r}: threshold must be a finite number", "acceptance_tests"
+            )
+        out.append(
+            {
+                "metric": str(t.get("metric", "")),
+                "comparator": comparator,
+                "threshold": float(threshold),
+                "relative_to_reference": bool(t.get("relative_to_reference", False)),
+            }
+        )
+    return sorted(out, key=lambda d: (d["metric"], d["comparator"], d["threshold"]))
+
+
+def policy_hash(tests: Iterable[Mapping[str, Any]]) -> str:
+    """The hash of a policy: the acceptance tests a proposal's members voted on (order does not matter)."""
+    return sha256_json({"format": REPORT_FORMAT, "tests": normalise_tests(tests)})
+
+
+# ---- unlearning methods and their settings ---------------------------------------------------------------
+
+DEFAULT_METHOD = "gradient_ascent_ewc"
+
+
+def schema(
+    *,
+    help: str = "",
+    choices: tuple[str, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    regex: bool = False,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """A setting's schema, as dataclass field metadata: ``choices`` (strings), bounds (``ge``/``gt``/``le``;
+    ``None`` values always pass), ``regex`` (must compile; "" allowed), a ``help`` text, a ``title`` for errors."""
+    return {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "regex": regex, "title": title}
+
+
+def setting(default: Any, **kw: Any) -> Any:
+    """A settings field with a scalar default and its :func:`schema` (``field(default_factory=...,
+    metadata=schema(...))`` for mutable defaults)."""
+    return field(default=default, metadata=schema(**kw))
+
+
+_STOP_RULES = ("auto", "validation-loss", "accuracy", "auc", "exposure", "none")
+_FISHERS = ("retain", "forget", "none")
+
+
+@dataclass
+class AscentSettings:
+    """Bounded gradient ascent (shared by gradient_ascent, ewc and gradient_ascent_ewc)."""
+
+    ascent: dict[str, Any] = field(
+        default_factory=dict, metadata=schema(help="LocalConfig overrides (lr, max_steps, batch_size, ...)")
+    )
+    # stop rule: "auto" picks by target kind: data_source -> forget loss >= the node's validation loss of the
+    # original model; category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x
+    # validation (LMs); behaviour -> every digit secret's exposure z-score >= exposure_z (else validation loss)
+    stop: str = setting(
+        "auto", choices=_STOP_RULES, title="stop rule", help="early-stopping rule of the ascent"
+    )
+    auc: float = setting(0.55, help='"auc" stop: local MIA AUC (forget vs local validation losses) <= this')
+    retain_weight: float = setting(
+        0.0, ge=0.0, help="> 0: joint descent on the node's retained data during ascent (GradDiff)"
+    )
+    dedup: bool = setting(False, help="ascend on each distinct forget example once")
+    stop_loss_factor: float = setting(1.0, gt=0.0, help="multiplies the validation loss threshold")
+    category_accuracy: float = setting(0.02, help='"accuracy" stop: forget accuracy <= this')
+    exposure_z: float = setting(-1.0, help='"exposure" stop: every secret\'s exposure z-score >= this')
+    reference: str = setting(
+        "halimi", choices=("halimi", "original", "none"), title="reference", help="L2-ball centre"
+    )
+    ball_radius: float | None = setting(
+        None,
+        ge=0.0,
+        help="absolute L2-ball radius (default: ball_radius_ratio x ||reference - random init||)",
+    )
+    ball_radius_ratio: float = setting(
+        1.0 / 3.0, gt=0.0, help="L2-ball radius relative to the reference's norm"
+    )
+    max_rounds: int = setting(5, ge=1, help="ascent rounds when several nodes hold forget data")
+    # data_source targets on language models: secret-like spans (first match per line of this regex; "" turns
+    # it off; all-digit matches) get their own ascent on their tokens only, stopped when every one's exposure
+    # z-score against random candidates is >= exposure_z
+    secrets: str = setting("", regex=True, help="regex of secret-like spans given their own ascent")
+    # what "validation" means for the validation-loss and AUC stop rules of data_source targets: the node's
+    # whole validation set, or its examples of the same kind(s) as the forget examples (records' "kind")
+    stop_reference: str = setting(
+        "validation",
+        choices=("validation", "same-kind"),
+        title="stop_reference",
+        help="what validation means",
+    )
+
+
+@dataclass
+class GradientAscentConfig(AscentSettings):
+    pass
+
+
+@dataclass
+class EWCConfig(AscentSettings):
+    reference: str = setting(
+        "none", choices=("halimi", "original", "none"), title="reference", help="L2-ball centre"
+    )
+    ewc_lambda: float | None = setting(
+        None, ge=0.0, help="penalty weight (Fisher normalised to mean 1); None: the task's default"
+    )
+    fisher_examples: int = setting(64, ge=1, help="Fisher examples per node")
+
+
+@dataclass
+class GradientAscentEWCConfig(AscentSettings):
+    ascent_lambda: float | None = setting(
+        None, ge=0.0, help="EWC weight during ascent (0 disables; None: the task's default)"
+    )
+    ascent_fisher: str = setting("retain", choices=_FISHERS, help="data of the ascent's Fisher")
+    ascent_anchor: str = setting("original", choices=("original",), help="EWC anchor during ascent")
+    repair_rounds: int = setting(3, ge=0, help="FedAvg repair rounds on retained data after the ascent")
+    repair_local: dict[str, Any] = field(
+        default_factory=dict, metadata=schema(help="LocalConfig overrides for repair rounds")
+    )
+    repair_lambda: float | None = setting(
+        None, ge=0.0, help="EWC weight during repair (None: the task's default)"
+    )
+    repair_fisher: str = setting(
+        "forget", choices=_FISHERS, help='data of the repair\'s Fisher ("none": FedAvg)'
+    )
+    repair_anchor: str = setting(
+        "unlearned", choices=("unlearned", "original"), help="EWC anchor during repair"
+    )
+    fisher_examples: int = setting(64, ge=1, help="Fisher examples per node")
+    # > 0: during repair the holders also keep each forget example at least as unfamiliar as their unseen
+    # validation examples of its kind (x repair_guard_factor), and secret spans at chance (a hinge, weight this)
+    repair_guard: float = setting(0.0, ge=0.0, help="weight of the repair guard (0: off)")
+    repair_guard_factor: float = setting(
+        1.0, gt=0.0, help="the guard's margin over unseen validation examples"
+    )
+    # "anchor": also hold each example at its loss right after the ascent | "none"
+    repair_guard_floor: str = setting(
+        "anchor", choices=("anchor", "none"), help="also hold the post-ascent loss"
+    )
+
+
+@dataclass
+class RetrainConfig:
+    rounds: int | None = setting(None, ge=1, help="FedAvg rounds (default: the lineage's)")
+    local: dict[str, Any] = field(
+        default_factory=dict, metadata=schema(help="LocalConfig overrides (default: the lineage's)")
+    )
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """An unlearning method as the service sees it: its name, what it does, its settings' dataclass (fields
+    made with :func:`setting`; an optional ``check()`` method for rules across fields)."""
+
+    name: str
+    description: str
+    settings: type[Any]
+
+    def schema(self) -> dict[str, Any]:
+        """The settings as JSON-able data: ``{name: {type, nullable, default, choices, minimum, ...}}``."""
+        hints = typing.get_type_hints(self.settings)
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self.settings):
+            m = f.metadata
+            default: Any = None
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            entry: dict[str, Any] = {
+                "type": _type_name(hints[f.name]),
+                "nullable": _fits(None, hints[f.name]),
+                "default": default,
+                "help": m.get("help", ""),
+            }
+            for key, name in (
+                ("choices", "choices"),
+                ("ge", "minimum"),
+                ("gt", "exclusive_minimum"),
+                ("le", "maximum"),
+            ):
+                if m.get(key) is not None:
+                    entry[name] = list(m[key]) if key == "choices" else m[key]
+            out[f.name] = entry
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "settings": self.schema()}
+
+
+#: every unlearning method the service may choose, by name (each has an implementation in unlearning.methods)
+METHOD_SPECS: dict[str, MethodSpec] = {}
+
+
+def register_method_spec(spec: MethodSpec) -> MethodSpec:
+    """Make a method known by name (its implementation registers with :mod:`unlearning.methods`)."""
+    _check_new_name(METHOD_SPECS, spec, "method")
+    if not dataclasses.is_dataclass(spec.settings):
+        raise ContractError(f"method {spec.name!r}: settings must be a dataclass", "method")
+    METHOD_SPECS[spec.name] = spec
+    return spec
+
+
+def method_spec(name: str) -> MethodSpec:
+    try:
+        return METHOD_SPECS[name]
+    except KeyError:
+        raise ContractError(
+            f"unknown unlearning method {name!r}; registered methods: {', '.join(sorted(METHOD_SPECS))}",
+            "method",
+        ) from None
+
+
+def method_names() -> list[str]:
+    return sorted(METHOD_SPECS)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a setting's annotation (int for float, never bool for a number)."""
+    if hint is Any:
+        return True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    origin = typing.get_origin(hint) or hint
+    if hint is type(None):
+        return value is None
+    if origin is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        names = [_type_name(h) for h in typing.get_args(hint) if h is not type(None)]
+        return names[0] if len(names) == 1 else " | ".join(names)
+    origin = typing.get_origin(hint) or hint
+    json_names: dict[Any, str] = {
+        float: "number",
+        int: "integer",
+        bool: "boolean",
+        str: "string",
+        dict: "object",
+        list: "array",
+    }
+    return json_names.get(origin) or str(getattr(origin, "__name__", origin))
+
+
+def _check_setting(method: str, f: dataclasses.Field[Any], hint: Any, value: Any) -> None:
+    key, m = f.name, f.metadata
+    if not _fits(value, hint):
+        want = getattr(hint, "__name__", None) or str(hint)
+        raise ContractError(
+            f"setting {key!r} of method {method} must be {want} (got {value!r})", "method_config"
+        )
+    if value is None:
+        return
+    choices = m.get("choices")
+    if choices is not None and value not in choices:
+        raise ContractError(
+            f"unknown {m.get('title') or 'value'} {value!r} for setting {key!r} of method {method}; "
+            f"expected one of {', '.join(choices)}",
+            "method_config",
+        )
+    for bound, word in ((m.get("ge"), ">="), (m.get("gt"), ">"), (m.get("le"), "<=")):
+        if bound is not None and not compare(value, word, bound):
+            raise ContractError(
+                f"setting {key!r} of method {method} must be {word} {bound:g} (got {value!r})",
+                "method_config",
+            )
+    if m.get("regex") and value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ContractError(
+                f"setting {key!r} of method {method} is not a valid regular expression: {exc}",
+                "method_config",
+            ) from None
+
+
+def parse_method_settings(name: str, settings: Mapping[str, Any] | None = None) -> Any:
+    """Method ``name``'s settings object from plain data (the dataclass of its spec); raises
+    :class:`ContractError` naming the method (``field="method"``) or the setting (``field="method_config"``)."""
+    spec = method_spec(name)
+    settings = {} if settings is None else settings
+    if not isinstance(settings, Mapping):
+        raise ContractError("method_config must be an object", "method_config")
+    fields = {f.name: f for f in dataclasses.fields(spec.settings)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise ContractError(
+            f"unknown setting(s) for method {name}: {', '.join(map(str, unknown))}; known: {', '.join(sorted(fields))}",
+            "method_config",
+        )
+    hints = typing.get_type_hints(spec.settings)
+    for key, value in settings.items():
+        _check_setting(name, fields[key], hints[key], value)
+    obj = spec.settings(**settings)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ContractError:
+            raise
+        except ValueError as exc:
+            raise ContractError(f"settings of method {name}: {exc}", "method_config") from None
+    return obj
+
+
+def validate_method_settings(name: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a job's method and settings (unknown method or setting, wrong type, out of bounds raise
+    :class:`ContractError`); returns the settings as given (defaults are the method's and the task's)."""
+    parse_method_settings(name, settings)
+    return dict(settings or {})
+
+
+for _method in (
+    MethodSpec(
+        "gradient_ascent",
+        "bounded gradient ascent on the forget data (L2 ball around a reference, early stopping); no repair",
+        GradientAscentConfig,
+    ),
+    MethodSpec(
+        "ewc",
+        "gradient ascent with an elastic-weight-consolidation penalty from the retained data's Fisher",
+        EWCConfig,
+    ),
+    MethodSpec(
+        "gradient_ascent_ewc",
+        "bounded gradient ascent with EWC, then federated repair rounds anchored at the unlearned model",
+        GradientAscentEWCConfig,
+    ),
+    MethodSpec(
+        "retrain",
+        "FedAvg from the lineage's initial model without the forget data (the gold-standard reference)",
+        RetrainConfig,
+    ),
+):
+    register_method_spec(_method)
