@@ -150,25 +150,10 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
     nobody refers to; the job's next attempt removes it, so that each job results in exactly one model version
     (the one registered with the job). Versions are otherwise never deleted.
     """
-    import json
-    import shutil
+    from unlearning.artifacts import ArtifactStore
 
-    versions = ctx.settings.artifact_dir / "versions"
-    removed: list[str] = []
     dead = {f"job-{job_id}-a{n}" for n in jobs.dead_attempts(ctx, job_id)}
-    if not versions.is_dir() or not dead:
-        return removed
-    for d in versions.iterdir():
-        manifest = d / "manifest.json"
-        if not d.name.startswith("mv-") or not manifest.is_file():
-            continue
-        try:
-            job_of_version = str(json.loads(manifest.read_text()).get("job_id", ""))
-        except ValueError:
-            continue
-        if job_of_version.removesuffix("-reference") in dead:
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(d.name)
+    removed = ArtifactStore(ctx.settings.artifact_dir).discard_jobs(dead) if dead else []
     if removed:
         log.warning(
             "job %s: removed %d unregistered version(s) of dead attempts: %s", job_id, len(removed), removed
@@ -178,12 +163,13 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
 
 def _task_of(ctx: Ctx, version: str | None) -> str | None:
     """The task a model version belongs to (its manifest says), for the registry."""
-    import json
+    from unlearning.artifacts import ArtifactError, ArtifactStore
 
-    manifest = ctx.settings.artifact_dir / "versions" / str(version) / "manifest.json"
+    if not version:
+        return None
     try:
-        return str(json.loads(manifest.read_text())["task"])
-    except (OSError, ValueError, KeyError):
+        return ArtifactStore(ctx.settings.artifact_dir).get(version).task
+    except ArtifactError:
         return None
 
 

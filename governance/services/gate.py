@@ -12,7 +12,6 @@ its proposal's members voted on (policy hash), and the regression obligations of
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlmodel import Session
@@ -223,10 +222,16 @@ def _state_of(s: Session, proposal_id: int) -> str | None:
 def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> ModelVersionPublic:
     """Register a trained base version from the artifact store and release it (operators and ``commons demo``):
     a version that serves no proposal and whose lineage forgot nothing has no unlearning obligation."""
-    manifest_path = ctx.settings.artifact_dir / "versions" / version / "manifest.json"
-    if not manifest_path.is_file():
-        raise NotFound(f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}")
-    manifest = json.loads(manifest_path.read_text())
+    from unlearning.artifacts import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore
+
+    try:  # the bytes are re-hashed: only a version whose files match its manifest enters the registry
+        manifest = ArtifactStore(ctx.settings.artifact_dir).get(version).manifest
+    except ArtifactNotFound:
+        raise NotFound(
+            f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}"
+        ) from None
+    except ArtifactIntegrityError as exc:
+        raise Conflict(str(exc)) from None
     kind = str((manifest.get("training") or {}).get("kind") or "train")
     data = ModelVersionCreate(
         version=version,

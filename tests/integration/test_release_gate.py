@@ -15,6 +15,7 @@ from sqlmodel import select
 from governance.audit import merkle
 from governance.db.engine import read_session, write_session
 from governance.db.models import Proposal
+from governance.domain.errors import NotFound
 from governance.schemas import ProposalCreate
 from governance.services import proposals
 from governance.services.context import Ctx
@@ -325,16 +326,13 @@ def test_base_versions_and_job_versions_enter_the_registry(
 ) -> None:
     from governance.db.models import Job
     from governance.services import gate, jobs
+    from unlearning import init_model
 
-    vdir = ctx.settings.artifact_dir / "versions" / mv("base")
-    vdir.mkdir(parents=True)
-    (vdir / "manifest.json").write_text(
-        json.dumps(
-            {"content_hash": h("base"), "task": "digits", "parent": None, "training": {"kind": "train"}}
-        )
-    )
-    released = gate.register_base_version(ctx, mv("base"))
-    assert released.state == "released" and released.content_hash == h("base")
+    base = init_model(ctx.settings.artifact_dir, "digits")  # real bytes: the registry re-hashes them
+    with pytest.raises(NotFound):
+        gate.register_base_version(ctx, mv("not-stored"))
+    released = gate.register_base_version(ctx, base.version)
+    assert released.state == "released" and released.content_hash == base.content_hash
     # a job's model and report enter the registry when the worker records them, not when someone reads
     pid = proposal_in_state(ctx, community["bob"], "job_queued")
     with write_session(ctx.engine) as s:
@@ -348,13 +346,13 @@ def test_base_versions_and_job_versions_enter_the_registry(
         )
     claim = jobs.claim(ctx, "w1")
     assert claim is not None and claim.proposal_id == pid
-    result = {"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")}
+    result = {"model_version": mv("job"), "content_hash": h("job"), "parent_version": base.version}
     jobs.start_verification(ctx, claim.job_id, "w1", result)
     jobs.complete(ctx, claim.job_id, "w1", report("job", passed=True), passed=True)
     models = client.get("/api/v1/models", headers=community["ann"].auth).json()
     adopted = next(m for m in models if m["version"] == mv("job"))
     assert adopted["state"] == "verified" and adopted["proposal_id"] == pid and adopted["kind"] == "unlearn"
-    assert adopted["parent_version"] == mv("base")
+    assert adopted["parent_version"] == base.version
     assert verdict(client, community["ann"], "job")["verdict"] == "allow"
 
 
