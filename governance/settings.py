@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from unlearning.contract import DEFAULT_METHOD
+
 DEV_SECRET = "dev-insecure-secret-change-me"
 
 
@@ -65,7 +67,29 @@ class Settings(BaseSettings):
         None,
         description="The model version unlearning jobs start from when no version has been released yet.",
     )
-    unlearning_method: str = Field("gradient_ascent_ewc", description="Default method of unlearning jobs.")
+    flower_superlink: str = Field(
+        "127.0.0.1:9093",
+        description="The SuperLink's Control API address (host:port) for COMMONS_EXECUTION_MODE=deployment.",
+    )
+    flower_root_certificates: Path | None = Field(
+        None, description="CA bundle (PEM) that verifies the SuperLink's TLS certificate."
+    )
+    flower_insecure: bool | None = Field(
+        None,
+        description="Plain HTTP to the SuperLink (default: true unless root certificates are set).",
+    )
+    flower_job_timeout: float = Field(
+        86400, gt=0, description="Seconds a simulation or deployment run may take before it is stopped."
+    )
+    flower_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between two run-status polls of the SuperLink."
+    )
+    simulation_num_cpus: int | None = Field(
+        None, ge=1, description="CPUs Ray may use for simulation ClientApps (default: min(cores, nodes))."
+    )
+    unlearning_method: str = Field(
+        DEFAULT_METHOD, description="Default method of unlearning jobs (a method of unlearning.contract)."
+    )
     job_lease_seconds: float = Field(
         60, gt=1, description="A worker that stops renewing its lease loses the job."
     )

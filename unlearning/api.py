@@ -9,17 +9,25 @@ from typing import Any
 from torch import nn
 
 from unlearning.artifacts import ArtifactStore, ModelVersion
+from unlearning.federation.flower_runtimes import FlowerSettings
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback
+
+__all__ = ["FlowerSettings", "init_dataset", "init_model", "run_job"]
 
 
 def run_job(
-    spec: JobSpec, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    spec: JobSpec,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    flower: FlowerSettings | None = None,
 ) -> JobResult:
     """Run a train or unlearn job and return its result (blocking; call it from a worker thread).
 
     ``progress`` is called after every round of every phase with a :class:`~unlearning.jobs.ProgressEvent`;
     ``cancel`` is checked at every round boundary (a cancelled job returns ``status="cancelled"`` and writes
-    no model version). An invalid spec raises :class:`~unlearning.jobs.JobSpecError`; failures while running
+    no model version). ``flower`` says where the SuperLink is and how long a run may take (the
+    ``simulation`` and ``deployment`` runtimes; None: from the environment, see
+    :class:`~unlearning.federation.flower_runtimes.FlowerSettings`). An invalid spec raises :class:`~unlearning.jobs.JobSpecError`; failures while running
     return ``status="failed"`` with ``error``. See :mod:`unlearning.jobs` for the fields.
     """
     from unlearning.federation import register_runtimes
@@ -33,7 +41,7 @@ def run_job(
         raise JobSpecError(
             f"unknown runtime {spec.runtime!r}; available: {', '.join(sorted(RUNTIMES))}"
         ) from None
-    return runtime(spec, progress, cancel)
+    return runtime(spec, progress, cancel, flower)
 
 
 def init_model(

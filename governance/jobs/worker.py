@@ -28,6 +28,7 @@ from typing import Any
 
 from governance.services import jobs
 from governance.services.context import Ctx
+from governance.settings import Settings
 
 log = logging.getLogger("commons.worker")
 
@@ -50,11 +51,27 @@ class _Live:
     lease_lost: bool = False
 
 
+def flower_settings(settings: Settings) -> Any:
+    """The service's Flower settings in the library's terms (unlearning's FlowerSettings)."""
+    from unlearning.api import FlowerSettings
+
+    certs = settings.flower_root_certificates
+    return FlowerSettings(
+        superlink=settings.flower_superlink,
+        root_certificates=str(certs) if certs is not None else None,
+        insecure=settings.flower_insecure if settings.flower_insecure is not None else certs is None,
+        job_timeout_s=settings.flower_job_timeout,
+        poll_interval_s=settings.flower_poll_interval,
+        simulation_num_cpus=settings.simulation_num_cpus,
+    )
+
+
 def run_unlearning(
     ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event, suffix: str = ""
 ) -> Any:
     """Build the library's JobSpec from the job row and run it (the default runner)."""
-    from unlearning import JobSpec, Target, run_job
+    from unlearning import JobSpec, run_job
+    from unlearning.contract import DEFAULT_METHOD, Target
 
     spec = claim.spec
     base = spec.get("base_version")
@@ -62,22 +79,19 @@ def run_unlearning(
         raise RuntimeError(
             "no base model version: release one, or set COMMONS_BASE_MODEL_VERSION (see `commons demo`)"
         )
-    target = spec["target"]
     job_spec = JobSpec(
         kind="unlearn",
         job_id=f"job-{claim.job_id}-a{claim.attempt}{suffix}",
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
         base_version=base,
-        method=spec.get("method", "gradient_ascent_ewc"),
+        method=spec.get("method") or DEFAULT_METHOD,
         method_config=dict(spec.get("method_config") or {}),
-        target=Target(
-            kind=target["kind"], value=target.get("value", ""), examples=list(target.get("examples", []))
-        ),
+        target=Target.from_dict(spec["target"]),
         seed=int(spec.get("seed", 0)),
         runtime=spec.get("runtime", "in-process"),
     )
-    return run_job(job_spec, progress, cancel)
+    return run_job(job_spec, progress, cancel, flower_settings(ctx.settings))
 
 
 def retrain_reference(

@@ -35,7 +35,7 @@ from unlearning import (
 )
 from unlearning.data import read_manifest
 from unlearning.federation.deployment import DeploymentRunner, FederationError, LocalFederation, RunFailed
-from unlearning.federation.flower_runtimes import FlowerSettings, configure
+from unlearning.federation.flower_runtimes import FlowerSettings
 
 torch.set_num_threads(1)
 
@@ -120,11 +120,9 @@ def federation(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> It
     fed.start(timeout=120)
     pgids = list(fed.pids)  # each process leads its own group; superexec and app processes join it
     print(f"\nfederation up in {time.monotonic() - started:.1f} s at {fed.address}")
-    configure(FlowerSettings(superlink=fed.address, poll_interval_s=0.5, job_timeout_s=300))
     try:
         yield fed
     finally:
-        configure(None)
         fed.stop()
         deadline = time.monotonic() + 20
         while any(_live_members(g) for g in pgids) and time.monotonic() < deadline:
@@ -133,12 +131,21 @@ def federation(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> It
         assert not leftovers, f"processes left running: {leftovers}"
 
 
+def settings_of(fed: LocalFederation) -> FlowerSettings:
+    """What the service passes down from its settings (COMMONS_FLOWER_SUPERLINK, ...)."""
+    return FlowerSettings(superlink=fed.address, poll_interval_s=0.5, job_timeout_s=300)
+
+
 def test_deployment_engine_runs_the_unlearning_job(
     federation: LocalFederation, trained: Trained, reference: JobResult
 ) -> None:
     events: list[ProgressEvent] = []
     started = time.monotonic()
-    result = run_job(unlearn_spec(trained, "unlearn-deployment", "deployment"), events.append)
+    result = run_job(
+        unlearn_spec(trained, "unlearn-deployment", "deployment"),
+        events.append,
+        flower=settings_of(federation),
+    )
     print(f"deployment job: {time.monotonic() - started:.1f} s")
     assert result.status == "succeeded", result.error
     # the same apps over the wire: the same model, byte for byte
@@ -159,7 +166,11 @@ def test_deployment_run_is_cancelled_through_the_control_api(
     cancel = threading.Event()
     cancel.set()  # StopRun at the first poll
     started = time.monotonic()
-    result = run_job(unlearn_spec(trained, "unlearn-cancelled", "deployment"), cancel=cancel)
+    result = run_job(
+        unlearn_spec(trained, "unlearn-cancelled", "deployment"),
+        cancel=cancel,
+        flower=settings_of(federation),
+    )
     assert result.status == "cancelled", result.error
     assert result.model_version is None
     assert time.monotonic() - started < 60

@@ -167,3 +167,26 @@ def test_deployment_runtime_reports_an_unreachable_superlink_as_a_failed_job(tmp
     assert result.status == "failed"
     assert result.error is not None and "not reachable" in result.error
     assert remote_spec(spec).artifact_root == str((tmp_path / "art").resolve())
+
+
+def test_the_service_passes_its_flower_settings_down() -> None:
+    """governance/settings.py is the one place: COMMONS_FLOWER_* become the FlowerSettings a job runs with."""
+    from governance.jobs.worker import flower_settings
+    from governance.settings import Settings
+
+    s = Settings(
+        flower_superlink="link.example:9093",
+        flower_job_timeout=60,
+        flower_poll_interval=0.25,
+        simulation_num_cpus=2,
+    )
+    got = flower_settings(s)
+    assert (got.superlink, got.insecure, got.job_timeout_s, got.poll_interval_s, got.simulation_num_cpus) == (
+        "link.example:9093",
+        True,
+        60,
+        0.25,
+        2,
+    )
+    tls = flower_settings(Settings(flower_root_certificates="/etc/ca.pem"))
+    assert tls.root_certificates == "/etc/ca.pem" and tls.insecure is False

@@ -9,7 +9,9 @@ paths made absolute). The ServerApp writes the JobResult to ``<artifact_root>/jo
 completed. Progress events, when the ServerApp writes them (one JSON object a line, in
 ``<artifact_root>/jobs/<job_id>/progress.jsonl``), are forwarded to the progress callback as they appear.
 
-Settings come from the environment (the service passes its own through ``configure``):
+Settings are a :class:`FlowerSettings`, passed down by the caller (``run_job(..., flower=...)``; the service
+builds it from its own settings, governance/settings.py). The library used on its own (its CLI, the benchmarks)
+reads them from the environment instead (:meth:`FlowerSettings.from_env`):
 
 | variable | default | meaning |
 |---|---|---|
@@ -67,19 +69,6 @@ class FlowerSettings:
             poll_interval_s=float(os.environ.get("COMMONS_FLOWER_POLL_INTERVAL", cls.poll_interval_s)),
             simulation_num_cpus=int(cpus) if cpus else None,
         )
-
-
-_settings: FlowerSettings | None = None
-
-
-def configure(settings: FlowerSettings | None) -> None:
-    """Use ``settings`` instead of the environment (``None``: back to the environment)."""
-    global _settings
-    _settings = settings
-
-
-def current_settings() -> FlowerSettings:
-    return _settings if _settings is not None else FlowerSettings.from_env()
 
 
 def remote_spec(spec: JobSpec) -> JobSpec:
@@ -151,7 +140,10 @@ def _cancelled(cancel: threading.Event | None) -> Callable[[], bool]:
 
 
 def run_in_process(
-    spec: JobSpec, progress: ProgressCallback | None, cancel: threading.Event | None
+    spec: JobSpec,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    settings: FlowerSettings | None = None,
 ) -> JobResult:
     """The ``in-process`` runtime: the unmodified ServerApp and ClientApp on a :class:`LocalGrid` in this
     thread."""
@@ -174,14 +166,17 @@ def run_in_process(
 
 
 def run_in_simulation(
-    spec: JobSpec, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    spec: JobSpec,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    settings: FlowerSettings | None = None,
 ) -> JobResult:
     """The ``simulation`` runtime: Flower's simulation engine (Ray) in a subprocess, one virtual SuperNode
     per node of the dataset (node ``k`` gets ``partition-id=k``)."""
     from unlearning.data import read_manifest
     from unlearning.federation.simulation import SimulationFailed, run_simulation_job
 
-    settings = current_settings()
+    settings = settings or FlowerSettings.from_env()
     remote = remote_spec(spec)
     num_nodes = len(read_manifest(Path(remote.dataset_dir))["nodes"])
     out, prog = _prepare(remote)
@@ -214,14 +209,13 @@ def run_on_superlink(
     spec: JobSpec,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
-    *,
     settings: FlowerSettings | None = None,
 ) -> JobResult:
     """The ``deployment`` runtime: submit the job to the SuperLink (Control API StartRun), poll it until it
     finishes (StopRun on cancel or timeout) and read the result the ServerApp wrote."""
     from unlearning.federation.deployment import DeploymentRunner, FederationError, RunFailed
 
-    settings = settings or current_settings()
+    settings = settings or FlowerSettings.from_env()
     remote = remote_spec(spec)
     out, prog = _prepare(remote)
     tail = ProgressTail(prog, progress)
