@@ -13,6 +13,7 @@ import click
 import httpx
 
 from governance.client import ApiError, CommonsClient
+from unlearning.contract import COMPARATORS
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -555,7 +556,7 @@ def proposal_new(click_ctx: click.Context, /, **o: Any) -> None:
 
 
 def _parse_test(text: str) -> dict[str, Any]:
-    for comparator in ("<=", ">=", "<", ">"):
+    for comparator in COMPARATORS:  # "<=" before "<"
         metric, sep, threshold = text.partition(comparator)
         if sep:
             try:

@@ -12,15 +12,15 @@ functions in governance/domain/review.py decide which of those states follows; n
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from governance.domain.errors import InvalidInput
-from governance.domain.metrics import COMPARATORS, get_metric
 from governance.domain.roles import ELECTED_ROLES, Role
+from unlearning import contract
+from unlearning.contract import AcceptanceTest
 
 
 class ProposalState(StrEnum):
@@ -261,94 +261,18 @@ def parse_target(data: dict[str, Any]) -> Target:
     return Target(kind, examples=tuple(examples), pattern=pattern)
 
 
-@dataclass(frozen=True)
-class AcceptanceTest:
-    metric: str
-    comparator: str
-    threshold: float
-    relative_to_reference: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "comparator": self.comparator,
-            "threshold": self.threshold,
-            "relative_to_reference": self.relative_to_reference,
-        }
-
-    def passes(self, value: float) -> bool:
-        return {
-            "<=": value <= self.threshold,
-            ">=": value >= self.threshold,
-            "<": value < self.threshold,
-            ">": value > self.threshold,
-        }[self.comparator]
-
-
 def parse_acceptance_tests(raw: Any, target_kind: TargetKind) -> tuple[AcceptanceTest, ...]:
-    if raw is None:
-        return default_acceptance_tests(target_kind)
-    if not isinstance(raw, list) or not raw:
-        raise InvalidInput("acceptance_tests must be a non-empty list", field="acceptance_tests")
-    tests: list[AcceptanceTest] = []
-    seen: set[str] = set()
-    for i, item in enumerate(raw):
-        where = f"acceptance test {i + 1}"
-        if not isinstance(item, dict):
-            raise InvalidInput(
-                f"{where} must be an object with metric, comparator, threshold", "acceptance_tests"
-            )
-        metric = get_metric(str(item.get("metric")))
-        if target_kind.value not in metric.target_kinds:
-            raise InvalidInput(
-                f"{where}: metric {metric.name!r} does not apply to {target_kind.value} targets",
-                "acceptance_tests",
-            )
-        comparator = item.get("comparator")
-        if comparator not in COMPARATORS:
-            raise InvalidInput(
-                f"{where}: comparator must be one of {', '.join(COMPARATORS)}", field="acceptance_tests"
-            )
-        threshold = item.get("threshold")
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not math.isfinite(threshold)
-        ):
-            raise InvalidInput(f"{where}: threshold must be a finite number", field="acceptance_tests")
-        relative = item.get("relative_to_reference", False)
-        if not isinstance(relative, bool):
-            raise InvalidInput(f"{where}: relative_to_reference must be true or false", "acceptance_tests")
-        if metric.name in seen:
-            raise InvalidInput(f"{where}: metric {metric.name!r} is listed twice", field="acceptance_tests")
-        seen.add(metric.name)
-        tests.append(AcceptanceTest(metric.name, comparator, float(threshold), relative))
-    return tuple(tests)
-
-
-_DEFAULT_TESTS: dict[TargetKind, tuple[AcceptanceTest, ...]] = {
-    TargetKind.DATA_SOURCE: (
-        AcceptanceTest("mia_auc_gap", "<=", 0.05),
-        AcceptanceTest("canary_exposure", "<=", 3.0),
-        AcceptanceTest("retained_utility_drop", "<=", 0.05),
-        AcceptanceTest("relearn_recovery", "<=", 0.5),
-    ),
-    TargetKind.CATEGORY: (
-        AcceptanceTest("forget_accuracy_gap", "<=", 0.05),
-        AcceptanceTest("retained_utility_drop", "<=", 0.05),
-        AcceptanceTest("worst_node_utility_drop", "<=", 0.1),
-    ),
-    TargetKind.BEHAVIOUR: (
-        AcceptanceTest("extraction_rate", "<=", 0.0),
-        AcceptanceTest("canary_exposure", "<=", 3.0),
-        AcceptanceTest("retained_utility_drop", "<=", 0.05),
-    ),
-}
+    """Validate a proposal's acceptance tests against the metric catalogue (``None``: the target kind's
+    defaults); the rules are the contract's (:func:`unlearning.contract.check_acceptance_tests`)."""
+    try:
+        return contract.check_acceptance_tests(raw, target_kind.value)
+    except contract.ContractError as exc:
+        raise InvalidInput(exc.message, field=exc.field) from None
 
 
 def default_acceptance_tests(target_kind: TargetKind) -> tuple[AcceptanceTest, ...]:
-    """Documented defaults a proposal starts from (docs/governance.md)."""
-    return _DEFAULT_TESTS[target_kind]
+    """Documented defaults a proposal starts from (docs/governance.md; :mod:`unlearning.contract`)."""
+    return contract.default_acceptance_tests(target_kind.value)
 
 
 @dataclass(frozen=True)

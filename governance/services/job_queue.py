@@ -20,19 +20,23 @@ from governance.services import registry
 from governance.services.audit import record
 from governance.services.context import Ctx
 from governance.services.events import emit
+from unlearning.contract import Target
 
 
 def federation_target(s: Session, p: Proposal) -> dict[str, Any]:
-    """The proposal's target in the unlearning library's terms (unlearning.Target)."""
+    """The proposal's target in the unlearning library's terms (:class:`unlearning.contract.Target`: a data
+    source by its federation name, not its registry id), as the job spec stores it (empty fields left out)."""
     t = p.target or {}
     if p.target_kind == "data_source":
         ds = s.get(DataSource, p.data_source_id)
         if ds is None:
             raise NotFound(f"data source {p.data_source_id} is gone")
-        return {"kind": "data_source", "value": ds.name if "/" in ds.name else f"{ds.node_id}/{ds.name}"}
-    if p.target_kind == "category":
-        return {"kind": "category", "value": t.get("category", "")}
-    return {"kind": "behaviour", "examples": list(t.get("examples") or []), "pattern": t.get("pattern")}
+        target = Target("data_source", ds.name if "/" in ds.name else f"{ds.node_id}/{ds.name}")
+    elif p.target_kind == "category":
+        target = Target("category", str(t.get("category", "")))
+    else:
+        target = Target("behaviour", examples=list(t.get("examples") or []), pattern=t.get("pattern"))
+    return {k: v for k, v in target.to_dict().items() if k == "kind" or v}
 
 
 def base_version(s: Session, ctx: Ctx) -> str | None:

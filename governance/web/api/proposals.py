@@ -26,6 +26,7 @@ from governance.schemas import (
 from governance.services import proposals, votes
 from governance.services.context import Ctx
 from governance.web.deps import bearer_token, session_actor
+from unlearning import contract
 
 
 class VoteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -164,4 +165,12 @@ class MetaController(Controller):
             ],
             "comparators": list(COMPARATORS),
             "defaults": {k.value: [t.to_dict() for t in default_acceptance_tests(k)] for k in TargetKind},
+        }
+
+    @get("/methods", sync_to_thread=False)
+    def methods(self) -> dict[str, Any]:
+        """Unlearning methods a job may use, with their settings (type, default, bounds), and the default."""
+        return {
+            "methods": [contract.METHOD_SPECS[name].to_dict() for name in contract.method_names()],
+            "default": contract.DEFAULT_METHOD,
         }

@@ -18,6 +18,7 @@ from governance.domain.review import ActorView
 from governance.services import jobs, proposals
 from governance.services.context import Ctx
 from governance.web.ui.render import Form, field_errors, page, redirect
+from unlearning import contract
 
 JOB_STATES = [s.value for s in JobState]
 POLL_SECONDS = 2
@@ -64,13 +65,6 @@ def cost_view(cost: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[st
     cost = cost or {}
     rounds = [r for r in cost.get("rounds") or [] if isinstance(r, dict)]
     return {k: v for k, v in cost.items() if k != "rounds" and not isinstance(v, dict | list)}, rounds
-
-
-def method_names() -> list[str]:
-    """The registered unlearning methods a retry may choose (imports the library: only when retry is offered)."""
-    from unlearning.methods import METHODS
-
-    return sorted(METHODS)
 
 
 class JobPages(Controller):
@@ -130,7 +124,7 @@ class JobPages(Controller):
             tests=report.get("tests") or [],
             summary=report.get("summary"),
             actions=actions,
-            methods=method_names() if "retry" in actions else [],
+            methods=contract.method_names() if "retry" in actions else [],
             poll=POLL_SECONDS,
             **extra,
         )
@@ -194,18 +188,8 @@ class JobPages(Controller):
                 if not isinstance(config, dict):
                     errors["retry.method_config"] = 'a JSON object, e.g. {"repair_rounds": 5}'
         method = form.get("method") or None
-        if not errors and (method or config):
-            from unlearning.methods import get_method
-
-            job = jobs.get(ctx, job_id)
-            try:  # the settings the worker will use: unknown methods or settings are refused here
-                get_method(method or job["spec"].get("method") or "", config or {})
-            except ValueError as exc:
-                errors["retry.method" if method and "unknown" in str(exc) else "retry.method_config"] = str(
-                    exc
-                )
         if not errors:
-            try:
+            try:  # the service validates the method and its settings (the contract's rules)
                 jobs.retry(ctx, job_id, actor, config, method)
             except InvalidInput as exc:
                 errors[f"retry.{exc.field or 'method_config'}"] = exc.message
