@@ -323,7 +323,7 @@ def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
         for reason in verdict.reasons:
             click.echo(f"  - {reason}")
         if report:
-            from unlearning.verification import render_html
+            from unlearning.api import render_report_html as render_html
 
             path = (ctx.settings.data_dir / "reports" / f"{job['model_version']}.html").resolve()
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ def reset(ctx: Ctx) -> None:
 
 def create(ctx: Ctx, *, size: str = "default", say: Say = print, progress: Any = None) -> DemoCommunity:
     """Create the demo community in an empty database (see the module docstring)."""
-    from unlearning import init_dataset
+    from unlearning.api import init_dataset
 
     if size not in SIZES:
         raise ValueError(f"unknown demo size {size!r}; expected one of {', '.join(SIZES)}")
@@ -130,7 +130,7 @@ def _set_password(ctx: Ctx, member_id: int) -> None:
 
 def train_base_model(ctx: Ctx, *, size: str, say: Say, progress: Any = None) -> str:
     """Initialise the community LM and train it federatedly on the 5 nodes; release it as the base version."""
-    from unlearning import JobSpec, init_model, run_job
+    from unlearning.api import JobSpec, init_model, run_job
 
     cfg = SIZES[size]
     root = ctx.settings.artifact_dir

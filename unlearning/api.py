@@ -1,18 +1,58 @@
-"""The entry points the service (and the CLI) call: :func:`run_job`, :func:`init_model`, :func:`init_dataset`."""
+"""The one entry point the service calls into the ML runtime (with :mod:`unlearning.contract` for the data that
+crosses): run a job (:func:`run_job`), verify a model (:func:`verify`), create a model or a dataset
+(:func:`init_model`, :func:`init_dataset`), read the artifact store (:func:`stored_version`,
+:func:`discard_job_versions`) and render a report (:func:`render_report_html`).
+
+Importing this module loads neither torch nor Flower (each function loads what it needs), so the web process
+can import it for reading the store and rendering reports.
+"""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from unlearning.artifacts import ArtifactStore, ModelVersion
+from unlearning.artifacts import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFound,
+    ArtifactStore,
+    ModelVersion,
+)
 from unlearning.federation.flower_runtimes import FlowerSettings
-from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback
+from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback, ProgressEvent
+from unlearning.verification.spec import (
+    RegressionCheck,
+    VerificationReport,
+    VerifyProgressCallback,
+    VerifySpec,
+)
 
-__all__ = ["FlowerSettings", "init_dataset", "init_model", "run_job"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "ArtifactNotFound",
+    "FlowerSettings",
+    "JobResult",
+    "JobSpec",
+    "JobSpecError",
+    "ModelVersion",
+    "ProgressEvent",
+    "RegressionCheck",
+    "VerificationReport",
+    "VerifySpec",
+    "discard_job_versions",
+    "init_dataset",
+    "init_model",
+    "render_report_html",
+    "run_job",
+    "stored_version",
+    "verify",
+]
 
 
 def run_job(
@@ -111,3 +151,29 @@ def init_dataset(task: str, out_dir: str | Path, **options: Any) -> dict[str, An
     if task == "community-lm":
         return generate_community_corpus(Path(out_dir), **options)
     raise ValueError(f"no generator for task {task!r}; use digits or community-lm (or bring your own JSONL)")
+
+
+def verify(spec: VerifySpec, progress: VerifyProgressCallback | None = None) -> VerificationReport:
+    """Verify a candidate model version against its acceptance tests (see :mod:`unlearning.verification`):
+    the per-example work runs on the nodes; only scores and aggregates come back."""
+    from unlearning.verification import verify as _verify
+
+    return _verify(spec, progress)
+
+
+def render_report_html(report: VerificationReport | dict[str, Any]) -> str:
+    """A verification report as one self-contained HTML page (inline SVG plots, no scripts)."""
+    from unlearning.verification.html import render_html
+
+    return render_html(report)
+
+
+def stored_version(artifact_root: str | Path, version: str) -> ModelVersion:
+    """A model version of the store, its files re-hashed against its manifest; raises
+    :class:`ArtifactNotFound` or :class:`ArtifactIntegrityError`."""
+    return ArtifactStore(artifact_root).get(version)
+
+
+def discard_job_versions(artifact_root: str | Path, job_ids: set[str]) -> list[str]:
+    """Delete the versions written by ``job_ids`` (dead attempts nothing refers to); returns those removed."""
+    return ArtifactStore(artifact_root).discard_jobs(job_ids)

@@ -70,7 +70,7 @@ def run_unlearning(
     ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event, suffix: str = ""
 ) -> Any:
     """Build the library's JobSpec from the job row and run it (the default runner)."""
-    from unlearning import JobSpec, run_job
+    from unlearning.api import JobSpec, run_job
     from unlearning.contract import DEFAULT_METHOD, Target
 
     spec = claim.spec
@@ -116,7 +116,7 @@ def default_verifier(
 ) -> tuple[dict[str, Any], bool]:
     """Verify the candidate against the acceptance tests the members voted on (unlearning.verification),
     with a retrained reference unless ``COMMONS_VERIFY_WITH_REFERENCE=false``."""
-    from unlearning.verification import VerifySpec, verify
+    from unlearning.api import VerifySpec, verify
 
     reference_version = reference_cost = None
     if ctx.settings.verify_with_reference:
@@ -130,7 +130,7 @@ def default_verifier(
         reference_version, reference_cost = ref.model_version, ref.to_dict().get("cost")
     from governance.db.engine import read_session
     from governance.services import registry
-    from unlearning.verification import RegressionCheck
+    from unlearning.api import RegressionCheck
 
     with read_session(ctx.engine) as s:  # earlier approved unlearnings of the lineage are re-verified too
         regressions = [
@@ -164,10 +164,10 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
     nobody refers to; the job's next attempt removes it, so that each job results in exactly one model version
     (the one registered with the job). Versions are otherwise never deleted.
     """
-    from unlearning.artifacts import ArtifactStore
+    from unlearning.api import discard_job_versions
 
     dead = {f"job-{job_id}-a{n}" for n in jobs.dead_attempts(ctx, job_id)}
-    removed = ArtifactStore(ctx.settings.artifact_dir).discard_jobs(dead) if dead else []
+    removed = discard_job_versions(ctx.settings.artifact_dir, dead) if dead else []
     if removed:
         log.warning(
             "job %s: removed %d unregistered version(s) of dead attempts: %s", job_id, len(removed), removed
@@ -177,12 +177,12 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
 
 def _task_of(ctx: Ctx, version: str | None) -> str | None:
     """The task a model version belongs to (its manifest says), for the registry."""
-    from unlearning.artifacts import ArtifactError, ArtifactStore
+    from unlearning.api import ArtifactError, stored_version
 
     if not version:
         return None
     try:
-        return ArtifactStore(ctx.settings.artifact_dir).get(version).task
+        return stored_version(ctx.settings.artifact_dir, version).task
     except ArtifactError:
         return None
 

@@ -222,10 +222,10 @@ def _state_of(s: Session, proposal_id: int) -> str | None:
 def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> ModelVersionPublic:
     """Register a trained base version from the artifact store and release it (operators and ``commons demo``):
     a version that serves no proposal and whose lineage forgot nothing has no unlearning obligation."""
-    from unlearning.artifacts import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore
+    from unlearning.api import ArtifactIntegrityError, ArtifactNotFound, stored_version
 
     try:  # the bytes are re-hashed: only a version whose files match its manifest enters the registry
-        manifest = ArtifactStore(ctx.settings.artifact_dir).get(version).manifest
+        manifest = stored_version(ctx.settings.artifact_dir, version).manifest
     except ArtifactNotFound:
         raise NotFound(
             f"model version {version} is not in the artifact store {ctx.settings.artifact_dir}"

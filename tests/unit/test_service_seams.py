@@ -68,3 +68,40 @@ def test_the_domain_imports_no_framework() -> None:
     for path in sorted((ROOT / "governance" / "domain").glob("*.py")):
         bad = [m for m in _imports(path) if m.startswith(banned)]
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_service_reads_the_library_through_the_contract_and_the_api_only() -> None:
+    allowed = ("unlearning.contract", "unlearning.api")
+    for path in sorted((ROOT / "governance").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = (
+                    [f"unlearning.{a.name}" for a in node.names]
+                    if node.module == "unlearning"
+                    else [node.module]
+                )
+            bad = [n for n in names if n.startswith("unlearning") and not n.startswith(allowed)]
+            assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {bad}"
+
+
+def test_the_web_process_loads_neither_torch_nor_flower(tmp_path: Path) -> None:
+    """The app, its API and UI modules, the contract and the api module are importable and buildable with
+    torch and Flower unimportable (the web process lists methods and metrics from the contract)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["torch"] = None
+sys.modules["flwr"] = None
+from governance.settings import Settings
+from governance.web.app import create_app
+import governance.service, governance.cli, unlearning.api
+create_app(Settings(data_dir={str(tmp_path)!r}, environment="test", secret_key="x" * 40))
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

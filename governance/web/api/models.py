@@ -58,7 +58,7 @@ class ModelController(Controller):
     @get("/{version:str}/report.html", sync_to_thread=True, media_type=MediaType.HTML)
     def report_html(self, ctx: Ctx, actor: ActorView, version: str) -> str:
         """The latest verification report as a self-contained HTML page."""
-        from unlearning.verification.html import render_html
+        from unlearning.api import render_report_html as render_html
 
         return render_html(registry.report_of(ctx, version))
 

@@ -121,7 +121,7 @@ class ModelPages(Controller):
     @get("/{version:str}/report", sync_to_thread=True, media_type=MediaType.HTML)
     def report(self, ctx: Ctx, actor: ActorView, version: str) -> Response[str]:
         """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
-        from unlearning.verification import render_html
+        from unlearning.api import render_report_html as render_html
 
         m = registry.get_version(ctx, version)
         if m.report is None:
