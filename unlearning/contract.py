@@ -1,7 +1,7 @@
 """What crosses between the service (``governance``) and the ML library: pure data, no torch, no Flower.
 
 The service's domain, UI, API and CLI read everything they need to know about unlearning from here; the ML
-library implements it. Nothing in this module imports torch or flwr (a test imports it with both made
+library implements it. Nothing in this module imports torch or Flower (a test imports it with both made
 unimportable), so the web process can validate a proposal or a job without loading the ML runtime.
 
 - **Target** (:class:`Target`): what to forget, one shape with ``from_dict`` / ``to_dict``.

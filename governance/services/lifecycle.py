@@ -153,8 +153,7 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
     same transaction), the job it enqueues and the notifications it sends."""
     assert p.id is not None
     from_state = p.state
-    for key, value in d.updates.items():
-        setattr(p, key, value.value if hasattr(value, "value") else value)
+    apply_updates(p, d.updates)
     p.updated_at = now
     s.add(p)
     if d.open_voting:
@@ -222,6 +221,21 @@ def begin(s: Session, p: Proposal, actor: ActorView, now: datetime, sensitive: d
         "election_candidate_id": p.election_candidate_id,
     }
     record_events(s, p.id, actor.member_id, [Event("created", None, S.DRAFT.value, payload)], now, sensitive)
+
+
+def apply_updates(p: Proposal, updates: dict[str, Any]) -> None:
+    """Set the fields a domain decision changes (enums stored as their values)."""
+    for key, value in updates.items():
+        setattr(p, key, value.value if hasattr(value, "value") else value)
+
+
+def record_vote_events(s: Session, p: Proposal, events: list[Event], now: datetime) -> None:
+    """The events a batch of votes caused besides the votes themselves (a late quorum's deadline extension):
+    votes never change a proposal's state, only its deadline (already set by :func:`apply_updates`)."""
+    assert p.id is not None and all(e.to_state in (None, e.from_state) for e in events)
+    p.updated_at = now
+    s.add(p)
+    record_events(s, p.id, None, events, now)
 
 
 def record_events(

@@ -151,8 +151,8 @@ def _cast_on_proposal(
         if mid not in voted:
             voted.add(mid)
             turnout += 1
-        for key, value in d.updates.items():  # a late quorum extends the deadline (once)
-            setattr(p, key, value)
+        if d.updates:  # a late quorum extends the deadline (once); later votes must see it
+            lifecycle.apply_updates(p, d.updates)
         events.extend(d.events[1:])  # the vote itself is recorded below, with its choice
     if not accepted:
         return
@@ -198,10 +198,7 @@ def _cast_on_proposal(
         )
     record_many(s, audit_entries)
     if events:
-        p.updated_at = now
-        s.add(p)
-        assert p.id is not None
-        lifecycle.record_events(s, p.id, None, events, now)
+        lifecycle.record_vote_events(s, p, events, now)
 
 
 def _actor(r: VoteRequest) -> ActorView:
