@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from unlearning import contract
 from unlearning.contract import DEFAULT_METHOD
 
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -100,6 +101,13 @@ class Settings(BaseSettings):
     )
     embedded_worker: bool = Field(True, description="`commons serve` runs one job worker inside the service.")
     worker_poll_seconds: float = Field(2, gt=0, description="How often an idle worker looks for jobs.")
+
+    @field_validator("unlearning_method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in contract.METHOD_SPECS:
+            raise ValueError(f"unknown unlearning method {value!r}; known: {', '.join(contract.method_names())}")
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

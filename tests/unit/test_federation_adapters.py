@@ -190,3 +190,12 @@ def test_the_service_passes_its_flower_settings_down() -> None:
     )
     tls = flower_settings(Settings(flower_root_certificates="/etc/ca.pem"))
     assert tls.root_certificates == "/etc/ca.pem" and tls.insecure is False
+
+
+def test_an_unknown_default_method_is_refused_at_start() -> None:
+    import pydantic
+
+    from governance.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="unknown unlearning method 'nope'"):
+        Settings(unlearning_method="nope")
