@@ -88,7 +88,7 @@ def task_from_config(cfg: Mapping[str, Any], node_config: UserConfig) -> Task:
 
 def parse_targets(cfg: Mapping[str, Any]) -> tuple[Target | None, list[Target]]:
     target = Target.from_json(str(cfg["target"])) if cfg.get("target") else None
-    excluded = [Target(**t) for t in json.loads(str(cfg.get("excluded", "[]")))]
+    excluded = [Target.from_dict(t) for t in json.loads(str(cfg.get("excluded", "[]")))]
     return target, excluded
 
 

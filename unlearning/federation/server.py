@@ -421,7 +421,7 @@ def execute_job(
         task = make_task(base.task, base.model_config)
         model = base.load_into(task.build_model(spec.seed))
         lineage: dict[str, Any] = dict(base.manifest.get("training", {}))
-        excluded = [Target(**t) for t in lineage.get("excluded", [])]
+        excluded = [Target.from_dict(t) for t in lineage.get("excluded", [])]
         fed = Federation(grid, spec, task, base.model_config, excluded, progress, cancel)
         params = parameters_dict(model)
         if spec.kind == "train":
