@@ -1,5 +1,14 @@
-"""A small JSON API client for the CLI's member commands. It takes an ``httpx.Client`` so that tests can pass
-Litestar's TestClient (the real app, in-process) or an ``httpx.MockTransport``."""
+"""The one JSON API client of the ``commons`` command line: member commands, the release gate, provenance
+bundles and ``commons audit --api`` all call the service through it. It takes an ``httpx.Client`` so that tests
+can pass Litestar's TestClient (the real app, in-process) or an ``httpx.MockTransport``.
+
+Errors (the commands word them for their users)::
+
+    ApiError            the service answered with an HTTP error: status, detail (the body's "detail", else its
+     |                  text), field (the body's "field", if any), text (the raw body)
+     +-- Unreachable    no answer at all: connection refused, timeout (status 0; reason is httpx's message)
+     +-- NotJson        an answer that is not JSON where JSON was expected
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,20 @@ import httpx
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, field: str | None = None, text: str = "") -> None:
         super().__init__(f"{status}: {detail}")
-        self.status, self.detail, self.field = status, detail, field
+        self.status, self.detail, self.field, self.text = status, detail, field, text
+
+
+class Unreachable(ApiError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(0, f"cannot reach the Commons service: {reason}")
+        self.reason = reason
+
+
+class NotJson(ApiError):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(status, "the service answered with something that is not JSON", text=text)
 
 
 class CommonsClient:
@@ -23,18 +43,38 @@ class CommonsClient:
     def connect(cls, base_url: str, token: str | None, timeout: float = 30.0) -> CommonsClient:
         return cls(httpx.Client(base_url=base_url, timeout=timeout), token)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             r = self.http.request(method, path, headers=self.headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach the Commons service: {exc}") from exc
+            raise Unreachable(str(exc)) from exc
         if r.status_code >= 400:
             try:
                 body = r.json()
-                raise ApiError(r.status_code, str(body.get("detail", r.text)), body.get("field"))
             except ValueError:
-                raise ApiError(r.status_code, r.text or r.reason_phrase) from None
-        return r.json() if r.content else None
+                raise ApiError(r.status_code, r.text or r.reason_phrase, text=r.text) from None
+            if not isinstance(body, dict):
+                raise ApiError(r.status_code, r.text, text=r.text)
+            raise ApiError(r.status_code, str(body.get("detail", r.text)), body.get("field"), r.text)
+        return r
+
+    @staticmethod
+    def _json(r: httpx.Response) -> Any:
+        try:
+            return r.json()
+        except ValueError:
+            raise NotJson(r.status_code, r.text) from None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON (None for an empty answer)."""
+        r = self._send(method, path, **kwargs)
+        return self._json(r) if r.content else None
+
+    def _get(self, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON, which must be there."""
+        return self._json(self._send("GET", path, **kwargs))
+
+    # -- members and proposals
 
     def me(self) -> Any:
         return self._call("GET", "/api/v1/members/me")
@@ -57,3 +97,30 @@ class CommonsClient:
 
     def tally(self, proposal_id: int) -> Any:
         return self._call("GET", f"/api/v1/proposals/{proposal_id}/tally")
+
+    # -- releases
+
+    def verdict(self, version: str) -> Any:
+        """The release gate's verdict on a model version."""
+        return self._get(f"/api/v1/releases/{version}/verdict")
+
+    def bundle(self, version: str) -> Any:
+        """The provenance bundle of a model version."""
+        return self._get(f"/api/v1/releases/{version}/bundle")
+
+    # -- the public audit log
+
+    def audit_checkpoint(self) -> Any:
+        return self._get("/api/v1/audit/checkpoint")
+
+    def audit_public_key(self) -> Any:
+        return self._get("/api/v1/audit/public-key")
+
+    def audit_entry(self, seq: int, tree_size: int | None = None) -> Any:
+        """Entry ``seq`` with its inclusion proof against ``tree_size`` (default: the latest) and the checkpoint."""
+        params = {"tree_size": tree_size} if tree_size else {}
+        return self._get(f"/api/v1/audit/entries/{seq}", params=params)
+
+    def audit_export(self) -> bytes:
+        """The full export (JSON Lines), as the service wrote it."""
+        return self._send("GET", "/api/v1/audit/export").content
