@@ -5,5 +5,5 @@ canonical.py   canonical JSON and the versioned entry format
 checkpoint.py  C2SP checkpoints in Ed25519-signed notes; the signing key file
 verify.py      offline verification of an export
 models.py      the tables; log.py appends, erases, proves and exports on the database
-keys.py        origin and signing key from Settings; cli.py is `commons audit`
+keys.py        origin and signing key from Settings (`commons audit` is governance/cli/audit.py)
 """

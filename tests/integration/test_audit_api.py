@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from governance.audit import log, merkle
 from governance.audit.canonical import dumps_plain
 from governance.audit.checkpoint import VerifierKey, open_checkpoint
-from governance.audit.cli import audit
 from governance.audit.verify import verify_export
+from governance.cli.audit import audit
 from governance.db.engine import write_session
 from governance.settings import Settings
 

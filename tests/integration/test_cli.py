@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from governance.cli import ApiContext, main
+from governance.cli import main
+from governance.cli.common import ApiContext
 from governance.client import CommonsClient
 from tests.conftest import Person
 

@@ -304,7 +304,7 @@ def test_report_endpoints(client: Client, ctx: Ctx, community: dict[str, Person]
 def test_commons_gate_against_the_real_app(client: Client, ctx: Ctx, community: dict[str, Person]) -> None:
     from click.testing import CliRunner
 
-    from governance.gate_cli import gate
+    from governance.cli.gate import gate
 
     admin, ann = community["admin"], community["ann"]
     pid = proposal_in_state(ctx, community["bob"], "verified")
@@ -362,7 +362,7 @@ def test_provenance_bundle_checks_offline_and_detects_tampering(
     from click.testing import CliRunner
 
     from governance.bundle_verify import verify_bundle
-    from governance.gate_cli import release
+    from governance.cli.gate import release
 
     admin, ann = community["admin"], community["ann"]
     pid = proposal_in_state(ctx, community["bob"], "verified")
@@ -391,7 +391,7 @@ def test_provenance_bundle_checks_offline_and_detects_tampering(
     assert res.exit_code == 0, res.output
     res = run.invoke(release, ["verify-bundle", str(out)])
     assert res.exit_code == 0 and res.stdout.startswith("OK:")
-    from governance.audit.cli import audit
+    from governance.cli.audit import audit
 
     res = run.invoke(audit, ["verify", "--bundle", str(out)])  # the same check, as the issue names it
     assert res.exit_code == 0 and res.stdout.startswith("OK:"), res.output

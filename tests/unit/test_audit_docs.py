@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from governance.audit.cli import audit
+from governance.cli.audit import audit
 from governance.web.api.audit import AuditController
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()

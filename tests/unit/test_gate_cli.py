@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from governance.gate_cli import gate
+from governance.cli.gate import gate
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -77,7 +77,7 @@ def test_wait_polls_while_pending(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(1)
         return httpx.Response(200, json={"verdict": next(answers), "reasons": []})
 
-    monkeypatch.setattr("governance.gate_cli.time.sleep", lambda s: None)
+    monkeypatch.setattr("governance.cli.gate.time.sleep", lambda s: None)
     r = CliRunner().invoke(gate, ["mv-abc123", "--wait", "100", "--interval", "1"], obj=client(handler))
     assert r.exit_code == 0 and len(calls) == 3
     r = CliRunner().invoke(

@@ -11,16 +11,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
-from sqlmodel import Session
 
 from governance.audit import merkle
 from governance.audit.canonical import dumps_plain
 from governance.audit.checkpoint import CheckpointError, VerifierKey, open_checkpoint
 from governance.audit.verify import VerificationFailed, verify_export
+from governance.cli.common import client_for
+from governance.cli.gate import verify_bundle_cmd
+from governance.client import ApiError, CommonsClient, NotJson, Unreachable
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 def _read(path: str) -> bytes:
@@ -72,8 +77,6 @@ def verify(
     Exits 0 when everything verifies, 1 naming the first bad entry otherwise.
     """
     if bundle:
-        from governance.gate_cli import verify_bundle_cmd
-
         if key_text and Path(key_text).is_file():
             key_text = Path(key_text).read_text()
         click.get_current_context().invoke(verify_bundle_cmd, bundle_file=export_file, key_text=key_text)
@@ -118,27 +121,26 @@ def _db_session() -> Iterator[tuple[Session, Any]]:
         engine.dispose()
 
 
-def _http(api: str | None) -> httpx.Client | None:
-    """The HTTP client for --api: an ``httpx.Client`` given as the click context object (tests pass Litestar's
-    TestClient) or one for the URL; None means read the database."""
-    injected = click.get_current_context().obj
-    if isinstance(injected, httpx.Client):
-        return injected
-    return httpx.Client(base_url=api, timeout=30) if api else None
+def _api_client(api: str | None) -> CommonsClient | None:
+    """The API client for --api: over an ``httpx.Client`` given as the click context object (tests pass
+    Litestar's TestClient) or one for the URL; None means read the database."""
+    ctx = click.get_current_context()
+    if api or isinstance(ctx.obj, httpx.Client):
+        return client_for(ctx, api or "", None, timeout=30)
+    return None
 
 
-def _api_get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
+@contextmanager
+def _api_errors(client: CommonsClient) -> Iterator[None]:
+    """The client's errors as `commons audit` words them: one line, with the status of an HTTP error."""
     try:
-        response = client.get(f"/api/v1/audit{path}", params=params)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {client.base_url}: {exc}") from None
-    if response.status_code != 200:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise click.ClickException(f"{response.status_code}: {detail}")
-    return response
+        yield
+    except Unreachable as exc:
+        raise click.ClickException(f"cannot reach {client.http.base_url}: {exc.reason}") from None
+    except NotJson as exc:
+        raise click.ClickException(exc.detail) from None
+    except ApiError as exc:
+        raise click.ClickException(f"{exc.status}: {exc.detail}") from None
 
 
 @audit.command()
@@ -147,11 +149,11 @@ def _api_get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
 @click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
 def prove(seq: int, tree_size: int | None, api: str | None) -> None:
     """Print entry SEQ with its inclusion proof and the signed checkpoint it leads to (JSON)."""
-    client = _http(api)
+    client = _api_client(api)
     if client is not None:
-        params = {"tree_size": tree_size} if tree_size else {}
-        out = _api_get(client, f"/entries/{seq}", **params).json()
-        key = VerifierKey.parse(_api_get(client, "/public-key").json()["verifier_key"])
+        with _api_errors(client):
+            out = client.audit_entry(seq, tree_size)
+            key = VerifierKey.parse(client.audit_public_key()["verifier_key"])
         origin = None
     else:
         from governance.audit import log
@@ -187,9 +189,11 @@ def prove(seq: int, tree_size: int | None, api: str | None) -> None:
 @click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
 def checkpoint(api: str | None) -> None:
     """Print the latest signed checkpoint; save it to check the log later with `verify --against`."""
-    client = _http(api)
+    client = _api_client(api)
     if client is not None:
-        click.echo(_api_get(client, "/checkpoint").json()["checkpoint"], nl=False)
+        with _api_errors(client):
+            note = client.audit_checkpoint()["checkpoint"]
+        click.echo(note, nl=False)
         return
     from governance.audit import log
     from governance.audit.keys import audit_origin, signing_key
@@ -209,11 +213,12 @@ def checkpoint(api: str | None) -> None:
 )
 def export(out: str, api: str | None, include_sensitive: bool) -> None:
     """Write the full export (JSON Lines) to OUT ('-' for stdout)."""
-    client = _http(api)
+    client = _api_client(api)
     if client is not None:
         if include_sensitive:
             raise click.ClickException("the API never serves sensitive values")
-        data = _api_get(client, "/export").content
+        with _api_errors(client):
+            data = client.audit_export()
     else:
         from governance.audit import log
         from governance.audit.keys import audit_origin, signing_key

@@ -1,58 +1,57 @@
 """``commons gate VERSION``: the release gate for CI pipelines. Asks the service for the verdict over HTTP
 (``GET /api/v1/releases/{version}/verdict``) and exits 0 allow, 1 deny, 2 pending, 3 error (server
 unreachable, unknown version, bad token), with a one-line reason on stderr and, with ``--json``, the full
-verdict on stdout. Imports neither torch nor the database: it runs anywhere httpx does.
+verdict on stdout. ``commons release bundle`` fetches a version's provenance bundle; ``verify-bundle`` checks
+one offline. Imports neither torch nor the database: it runs anywhere httpx does.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 import click
-import httpx
+
+from governance.cli.common import client_for
+from governance.client import ApiError, CommonsClient, NotJson, Unreachable
 
 EXIT = {"allow": 0, "deny": 1, "pending": 2}
 ERROR = 3
 DEFAULT_URL = "http://127.0.0.1:8000"
+_HTTP_WORDS = {401: "bad or missing token", 403: "forbidden", 404: "unknown model version"}
+
+server_option = click.option(
+    "--server", envvar="COMMONS_API_URL", default=DEFAULT_URL, show_default=True, help="or COMMONS_API_URL"
+)
+token_option = click.option(
+    "--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (or COMMONS_API_TOKEN)"
+)
 
 
 class GateError(Exception):
     pass
 
 
-def fetch_verdict(http: httpx.Client, version: str, token: str | None) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def fetch_verdict(client: CommonsClient, version: str) -> dict[str, Any]:
+    """The verdict on ``version``; every failure is a GateError with its one-line reason."""
     try:
-        r = http.get(f"/api/v1/releases/{version}/verdict", headers=headers)
-    except httpx.HTTPError as exc:
-        raise GateError(f"cannot reach the Commons service: {exc}") from exc
-    if r.status_code >= 400:
-        try:
-            detail = str(r.json().get("detail", r.text))
-        except ValueError:
-            detail = r.text or r.reason_phrase
-        what = {401: "bad or missing token", 403: "forbidden", 404: "unknown model version"}.get(
-            r.status_code, "error"
-        )
-        raise GateError(f"{what} (HTTP {r.status_code}): {detail}")
-    try:
-        body: dict[str, Any] = r.json()
-    except ValueError as exc:
-        raise GateError("the service answered with something that is not JSON") from exc
-    if body.get("verdict") not in EXIT:
-        raise GateError(f"the service answered with an unknown verdict {body.get('verdict')!r}")
-    return body
+        body = client.verdict(version)
+    except (Unreachable, NotJson) as exc:
+        raise GateError(exc.detail) from exc
+    except ApiError as exc:
+        what = _HTTP_WORDS.get(exc.status, "error")
+        raise GateError(f"{what} (HTTP {exc.status}): {exc.detail}") from exc
+    verdict = body.get("verdict") if isinstance(body, dict) else None
+    if verdict not in EXIT:
+        raise GateError(f"the service answered with an unknown verdict {verdict!r}")
+    return dict(body)
 
 
 @click.command("gate")
 @click.argument("version")
-@click.option(
-    "--server", envvar="COMMONS_API_URL", default=DEFAULT_URL, show_default=True, help="or COMMONS_API_URL"
-)
-@click.option("--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (or COMMONS_API_TOKEN)")
+@server_option
+@token_option
 @click.option(
     "--wait", type=click.FloatRange(min=0), default=0.0, help="keep asking while pending, this many seconds"
 )
@@ -71,11 +70,11 @@ def gate(
     as_json: bool,
 ) -> None:
     """May model VERSION be released? Exit 0 allow, 1 deny, 2 pending, 3 error."""
-    http = ctx.obj if isinstance(ctx.obj, httpx.Client) else httpx.Client(base_url=server, timeout=30.0)
+    client = client_for(ctx, server, token, timeout=30.0)
     deadline = time.monotonic() + wait
     try:
         while True:
-            body = fetch_verdict(http, version, token)
+            body = fetch_verdict(client, version)
             if body["verdict"] != "pending" or time.monotonic() + interval > deadline:
                 break
             time.sleep(interval)
@@ -96,29 +95,22 @@ def release() -> None:
 
 @release.command("bundle")
 @click.argument("version")
-@click.option(
-    "--server", envvar="COMMONS_API_URL", default=DEFAULT_URL, show_default=True, help="or COMMONS_API_URL"
-)
-@click.option("--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (or COMMONS_API_TOKEN)")
+@server_option
+@token_option
 @click.option(
     "--out", "out_file", type=click.Path(dir_okay=False), default=None, help="write here (default: stdout)"
 )
 @click.pass_context
 def bundle(ctx: click.Context, version: str, server: str, token: str | None, out_file: str | None) -> None:
     """Fetch the provenance bundle of VERSION (JSON)."""
-    http = (
-        ctx.find_root().obj
-        if isinstance(ctx.find_root().obj, httpx.Client)
-        else httpx.Client(base_url=server, timeout=60.0)
-    )
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = client_for(ctx, server, token, timeout=60.0)
     try:
-        r = http.get(f"/api/v1/releases/{version}/bundle", headers=headers)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the Commons service: {exc}") from None
-    if r.status_code >= 400:
-        raise click.ClickException(f"HTTP {r.status_code}: {r.text}")
-    text = json.dumps(r.json(), indent=2, sort_keys=True) + "\n"
+        data = client.bundle(version)
+    except ApiError as exc:  # unreachable or not JSON: the client's words; an HTTP error: its raw body
+        raise click.ClickException(
+            exc.detail if exc.status < 400 else f"HTTP {exc.status}: {exc.text}"
+        ) from None
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if out_file:
         with open(out_file, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -146,7 +138,3 @@ def verify_bundle_cmd(bundle_file: str, key_text: str | None) -> None:
     entries = len((data.get("audit") or {}).get("entries") or [])
     verdict = (data.get("verdict") or {}).get("verdict")
     click.echo(f"OK: {entries} audit entries proven against the signed checkpoint; verdict {verdict}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(gate())

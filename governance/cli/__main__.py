@@ -1,0 +1,5 @@
+"""``python -m governance.cli``: the ``commons`` command line."""
+
+from governance.cli import main
+
+main()
