@@ -106,7 +106,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_method(cls, value: str) -> str:
         if value not in contract.METHOD_SPECS:
-            raise ValueError(f"unknown unlearning method {value!r}; known: {', '.join(contract.method_names())}")
+            raise ValueError(
+                f"unknown unlearning method {value!r}; known: {', '.join(contract.method_names())}"
+            )
         return value
 
     @model_validator(mode="after")
