@@ -1,0 +1,29 @@
+"""release trust: signed reports, overrides, signed releases (placeholder: filled in by the work on issue 15)
+
+Revision ID: 0003
+Revises: registry_0001
+Create Date: 2026-12-05 08:00:00.000000
+
+"""
+from typing import Sequence, Union
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+import sqlmodel  # noqa: F401  (autogenerate writes sqlmodel.sql.sqltypes.AutoString)
+
+import governance.db.types  # noqa: F401
+
+
+# revision identifiers, used by Alembic.
+revision: str = '0003'
+down_revision: Union[str, Sequence[str], None] = 'registry_0001'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
