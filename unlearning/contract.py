@@ -465,10 +465,21 @@ def schema(
     le: float | None = None,
     regex: bool = False,
     title: str | None = None,
+    local: bool = False,
 ) -> dict[str, Any]:
     """A setting's schema, as dataclass field metadata: ``choices`` (strings), bounds (``ge``/``gt``/``le``;
-    ``None`` values always pass), ``regex`` (must compile; "" allowed), a ``help`` text, a ``title`` for errors."""
-    return {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "regex": regex, "title": title}
+    ``None`` values always pass; numbers must be finite), ``regex`` (must compile; "" allowed), a ``help``
+    text, a ``title`` for errors; ``local``: an object of local-optimisation overrides (:data:`LOCAL_SETTINGS`)."""
+    return {
+        "help": help,
+        "choices": choices,
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "regex": regex,
+        "title": title,
+        "local": local,
+    }
 
 
 def setting(default: Any, **kw: Any) -> Any:
@@ -478,6 +489,36 @@ def setting(default: Any, **kw: Any) -> Any:
 
 
 _STOP_RULES = ("auto", "validation-loss", "accuracy", "auc", "exposure", "none")
+# bounds that keep a job's settings from running away (or from being a denial of service)
+_MAX_ROUNDS = 100
+_MAX_EXAMPLES = 100_000
+_MAX_WEIGHT = 1e6
+_MAX_STEPS = 1_000_000
+
+
+@dataclass
+class LocalSettings:
+    """One node's local optimisation, as a method's ``ascent`` / ``repair_local`` / ``local`` overrides name
+    it (the fields of :class:`unlearning.local.LocalConfig`, with their bounds; a test keeps the two alike)."""
+
+    optimizer: str = setting("sgd", choices=("sgd", "adamw"), title="optimizer")
+    lr: float = setting(0.05, gt=0.0, le=10.0, help="learning rate")
+    momentum: float = setting(0.0, ge=0.0, le=1.0, help="SGD momentum")
+    betas: list[float] = field(
+        default_factory=lambda: [0.9, 0.999], metadata=schema(help="AdamW betas: two numbers in [0, 1)")
+    )
+    weight_decay: float = setting(0.0, ge=0.0, le=1.0)
+    batch_size: int = setting(32, ge=1, le=4096)
+    epochs: float | None = setting(None, gt=0.0, le=1000.0, help="training length in passes over the data")
+    steps: int | None = setting(None, ge=1, le=_MAX_STEPS, help="training length in optimizer steps")
+    max_steps: int = setting(200, ge=1, le=_MAX_STEPS, help="ascent: hard cap on steps")
+    check_every: int = setting(
+        1, ge=1, le=_MAX_STEPS, help="ascent: evaluate the stop rule every this many steps"
+    )
+    clip: float | None = setting(None, gt=0.0, le=_MAX_WEIGHT, help="gradient-norm clip")
+    bf16: bool = setting(False, help="bfloat16 autocast on CPU")
+
+
 _FISHERS = ("retain", "forget", "none")
 
 
@@ -486,7 +527,8 @@ class AscentSettings:
     """Bounded gradient ascent (shared by gradient_ascent, ewc and gradient_ascent_ewc)."""
 
     ascent: dict[str, Any] = field(
-        default_factory=dict, metadata=schema(help="LocalConfig overrides (lr, max_steps, batch_size, ...)")
+        default_factory=dict,
+        metadata=schema(help="LocalConfig overrides (lr, max_steps, batch_size, ...)", local=True),
     )
     # stop rule: "auto" picks by target kind: data_source -> forget loss >= the node's validation loss of the
     # original model; category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x
@@ -494,26 +536,36 @@ class AscentSettings:
     stop: str = setting(
         "auto", choices=_STOP_RULES, title="stop rule", help="early-stopping rule of the ascent"
     )
-    auc: float = setting(0.55, help='"auc" stop: local MIA AUC (forget vs local validation losses) <= this')
+    auc: float = setting(
+        0.55, ge=0.0, le=1.0, help='"auc" stop: local MIA AUC (forget vs local validation losses) <= this'
+    )
     retain_weight: float = setting(
-        0.0, ge=0.0, help="> 0: joint descent on the node's retained data during ascent (GradDiff)"
+        0.0,
+        ge=0.0,
+        le=_MAX_WEIGHT,
+        help="> 0: joint descent on the node's retained data during ascent (GradDiff)",
     )
     dedup: bool = setting(False, help="ascend on each distinct forget example once")
-    stop_loss_factor: float = setting(1.0, gt=0.0, help="multiplies the validation loss threshold")
-    category_accuracy: float = setting(0.02, help='"accuracy" stop: forget accuracy <= this')
-    exposure_z: float = setting(-1.0, help='"exposure" stop: every secret\'s exposure z-score >= this')
+    stop_loss_factor: float = setting(1.0, gt=0.0, le=100.0, help="multiplies the validation loss threshold")
+    category_accuracy: float = setting(0.02, ge=0.0, le=1.0, help='"accuracy" stop: forget accuracy <= this')
+    exposure_z: float = setting(
+        -1.0, ge=-1000.0, le=1000.0, help='"exposure" stop: every secret\'s exposure z-score >= this'
+    )
     reference: str = setting(
         "halimi", choices=("halimi", "original", "none"), title="reference", help="L2-ball centre"
     )
     ball_radius: float | None = setting(
         None,
         ge=0.0,
+        le=_MAX_WEIGHT,
         help="absolute L2-ball radius (default: ball_radius_ratio x ||reference - random init||)",
     )
     ball_radius_ratio: float = setting(
-        1.0 / 3.0, gt=0.0, help="L2-ball radius relative to the reference's norm"
+        1.0 / 3.0, gt=0.0, le=100.0, help="L2-ball radius relative to the reference's norm"
     )
-    max_rounds: int = setting(5, ge=1, help="ascent rounds when several nodes hold forget data")
+    max_rounds: int = setting(
+        5, ge=1, le=_MAX_ROUNDS, help="ascent rounds when several nodes hold forget data"
+    )
     # data_source targets on language models: secret-like spans (first match per line of this regex; "" turns
     # it off; all-digit matches) get their own ascent on their tokens only, stopped when every one's exposure
     # z-score against random candidates is >= exposure_z
@@ -539,24 +591,29 @@ class EWCConfig(AscentSettings):
         "none", choices=("halimi", "original", "none"), title="reference", help="L2-ball centre"
     )
     ewc_lambda: float | None = setting(
-        None, ge=0.0, help="penalty weight (Fisher normalised to mean 1); None: the task's default"
+        None,
+        ge=0.0,
+        le=_MAX_WEIGHT,
+        help="penalty weight (Fisher normalised to mean 1); None: the task's default",
     )
-    fisher_examples: int = setting(64, ge=1, help="Fisher examples per node")
+    fisher_examples: int = setting(64, ge=1, le=_MAX_EXAMPLES, help="Fisher examples per node")
 
 
 @dataclass
 class GradientAscentEWCConfig(AscentSettings):
     ascent_lambda: float | None = setting(
-        None, ge=0.0, help="EWC weight during ascent (0 disables; None: the task's default)"
+        None, ge=0.0, le=_MAX_WEIGHT, help="EWC weight during ascent (0 disables; None: the task's default)"
     )
     ascent_fisher: str = setting("retain", choices=_FISHERS, help="data of the ascent's Fisher")
     ascent_anchor: str = setting("original", choices=("original",), help="EWC anchor during ascent")
-    repair_rounds: int = setting(3, ge=0, help="FedAvg repair rounds on retained data after the ascent")
+    repair_rounds: int = setting(
+        3, ge=0, le=_MAX_ROUNDS, help="FedAvg repair rounds on retained data after the ascent"
+    )
     repair_local: dict[str, Any] = field(
-        default_factory=dict, metadata=schema(help="LocalConfig overrides for repair rounds")
+        default_factory=dict, metadata=schema(help="LocalConfig overrides for repair rounds", local=True)
     )
     repair_lambda: float | None = setting(
-        None, ge=0.0, help="EWC weight during repair (None: the task's default)"
+        None, ge=0.0, le=_MAX_WEIGHT, help="EWC weight during repair (None: the task's default)"
     )
     repair_fisher: str = setting(
         "forget", choices=_FISHERS, help='data of the repair\'s Fisher ("none": FedAvg)'
@@ -564,12 +621,12 @@ class GradientAscentEWCConfig(AscentSettings):
     repair_anchor: str = setting(
         "unlearned", choices=("unlearned", "original"), help="EWC anchor during repair"
     )
-    fisher_examples: int = setting(64, ge=1, help="Fisher examples per node")
+    fisher_examples: int = setting(64, ge=1, le=_MAX_EXAMPLES, help="Fisher examples per node")
     # > 0: during repair the holders also keep each forget example at least as unfamiliar as their unseen
     # validation examples of its kind (x repair_guard_factor), and secret spans at chance (a hinge, weight this)
-    repair_guard: float = setting(0.0, ge=0.0, help="weight of the repair guard (0: off)")
+    repair_guard: float = setting(0.0, ge=0.0, le=_MAX_WEIGHT, help="weight of the repair guard (0: off)")
     repair_guard_factor: float = setting(
-        1.0, gt=0.0, help="the guard's margin over unseen validation examples"
+        1.0, gt=0.0, le=100.0, help="the guard's margin over unseen validation examples"
     )
     # "anchor": also hold each example at its loss right after the ascent | "none"
     repair_guard_floor: str = setting(
@@ -579,9 +636,10 @@ class GradientAscentEWCConfig(AscentSettings):
 
 @dataclass
 class RetrainConfig:
-    rounds: int | None = setting(None, ge=1, help="FedAvg rounds (default: the lineage's)")
+    rounds: int | None = setting(None, ge=1, le=1000, help="FedAvg rounds (default: the lineage's)")
     local: dict[str, Any] = field(
-        default_factory=dict, metadata=schema(help="LocalConfig overrides (default: the lineage's)")
+        default_factory=dict,
+        metadata=schema(help="LocalConfig overrides (default: the lineage's)", local=True),
     )
 
 
@@ -694,6 +752,11 @@ def _check_setting(method: str, f: dataclasses.Field[Any], hint: Any, value: Any
         )
     if value is None:
         return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ContractError(f"setting {key!r} of method {method} must be a finite number", "method_config")
+    if m.get("local"):
+        _check_local(method, key, value)
+        return
     choices = m.get("choices")
     if choices is not None and value not in choices:
         raise ContractError(
@@ -715,6 +778,33 @@ def _check_setting(method: str, f: dataclasses.Field[Any], hint: Any, value: Any
                 f"setting {key!r} of method {method} is not a valid regular expression: {exc}",
                 "method_config",
             ) from None
+
+
+def _check_local(method: str, key: str, value: Mapping[str, Any]) -> None:
+    """A method's local-optimisation overrides: only :class:`LocalSettings`' fields, each within its bounds."""
+    fields = {f.name: f for f in dataclasses.fields(LocalSettings)}
+    unknown = sorted(map(str, set(value) - set(fields)))
+    if unknown:
+        raise ContractError(
+            f"unknown local setting(s) in {key!r} of method {method}: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(fields))}",
+            "method_config",
+        )
+    hints = typing.get_type_hints(LocalSettings)
+    where = f"{method} ({key})"
+    for name, v in value.items():
+        if name == "betas":
+            ok = (
+                isinstance(v, list | tuple)
+                and len(v) == 2
+                and all(_fits(b, float) and 0.0 <= b < 1.0 for b in v)
+            )
+            if not ok:
+                raise ContractError(
+                    f"setting 'betas' of {where} must be two numbers in [0, 1)", "method_config"
+                )
+            continue
+        _check_setting(where, fields[name], hints[name], v)
 
 
 def parse_method_settings(name: str, settings: Mapping[str, Any] | None = None) -> Any:

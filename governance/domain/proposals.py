@@ -104,6 +104,10 @@ class Rule:
 
 S = ProposalState
 _OPEN = (S.DRAFT, S.SUBMITTED, S.TRIAGE, S.VOTING, S.COUNCIL_REVIEW, S.APPEAL_WINDOW)
+# approved and not closed: its job may be queued, running or done; cancelling it now undoes an approval
+APPROVED_STATES = frozenset(
+    {S.APPROVED, S.JOB_QUEUED, S.UNLEARNING, S.VERIFYING, S.VERIFIED, S.VERIFICATION_FAILED}
+)
 
 
 def _rule(who: Actor, *to: ProposalState) -> Rule:
@@ -146,17 +150,13 @@ for _state in (S.SUBMITTED, S.TRIAGE, S.VOTING, S.COUNCIL_REVIEW):
     TRANSITIONS[(_state, Action.DECLARE_CONFLICT)] = _rule(Actor.MEMBER, _state)
 for _state in (S.SUBMITTED, S.TRIAGE, S.COUNCIL_REVIEW):
     TRANSITIONS[(_state, Action.EXPIRE)] = _rule(Actor.SYSTEM, S.EXPIRED)
-for _state in (
-    *_OPEN,
-    S.APPROVED,
-    S.JOB_QUEUED,
-    S.UNLEARNING,
-    S.VERIFYING,
-    S.VERIFIED,
-    S.VERIFICATION_FAILED,
-):
-    # emergency cancel by the council (ratified afterwards) or an operator
+for _state in _OPEN:
+    # emergency cancel by one council member (ratified afterwards) or an operator, neither of them recused
     TRANSITIONS[(_state, Action.CANCEL)] = _rule(Actor.COUNCIL_OR_ADMIN, S.CANCELLED)
+for _state in APPROVED_STATES:
+    # undoing an approval needs what the approval needed: a majority of the council members not recused, each
+    # member's support recorded (the proposal stays where it is until the majority is reached)
+    TRANSITIONS[(_state, Action.CANCEL)] = _rule(Actor.COUNCIL, _state, S.CANCELLED)
 
 
 class ProposalKind(StrEnum):

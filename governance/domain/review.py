@@ -14,6 +14,7 @@ from typing import Any
 
 from governance.domain.errors import InvalidInput, InvalidTransition, PermissionDenied
 from governance.domain.proposals import (
+    APPROVED_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     Action,
@@ -29,6 +30,9 @@ from governance.domain.voting import Outcome, Tally, VotingRules, extended_deadl
 
 S = ProposalState
 MAX_REASON = 4000
+# council members' support for cancelling an approved proposal is stored beside their ratify/veto decisions,
+# in a round of its own (council rounds count up from 0, so this one never mixes with them)
+CANCEL_ROUND = -1
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class ProposalView:
     council_members: frozenset[int] = frozenset()  # council at the time of the decision
     council_ratify: frozenset[int] = frozenset()  # decisions in the current council round
     council_veto: frozenset[int] = frozenset()
+    council_cancel: frozenset[int] = frozenset()  # support for cancelling an approved proposal (CANCEL_ROUND)
     council_round: int = 0
     council_deadline: datetime | None = None
     pending_outcome: PendingOutcome | None = None
@@ -98,10 +103,15 @@ class Decision:
     open_voting: bool = False  # freeze the electorate now
     grant_role: bool = False  # an election passed
     withdraw_consent: bool = False  # a consent withdrawal was approved
+    cancel_support: bool = False  # record the actor's support for cancelling an approved proposal
 
 
 def recusal_reason(view: ProposalView, member_id: int) -> str | None:
-    """Why this member may not triage or ratify this proposal, or None."""
+    """Why this member may not take any review action on this proposal, or None.
+
+    Recusal covers every action a role gives: triage, ratify, veto, cancel (a proposal or its job), appeal
+    as a reviewer, retry its job, release its model. It does not cover what every member may do as a member
+    (vote, declare a conflict) nor the proposer's own actions (edit, submit, withdraw, appeal)."""
     if member_id == view.proposer_id:
         return "the proposer may not review their own proposal"
     if view.target_owner_id is not None and member_id == view.target_owner_id:
@@ -139,11 +149,16 @@ def _authorise(view: ProposalView, actor: ActorView, action: Action, rule: Rule)
         if not view.actor_is_elector:
             raise PermissionDenied("you are not in this vote's electorate (frozen when voting opened)")
     elif who is Actor.APPELLANT:
-        if mid != view.proposer_id and Role.REVIEWER not in actor.roles:
-            raise PermissionDenied("only the proposer or a reviewer may appeal")
+        if mid != view.proposer_id:
+            if Role.REVIEWER not in actor.roles:
+                raise PermissionDenied("only the proposer or a reviewer may appeal")
+            if reason := recusal_reason(view, mid):
+                raise PermissionDenied(f"recused: {reason}")
     elif who is Actor.COUNCIL_OR_ADMIN:
         if not ({Role.COUNCIL, Role.ADMIN} & actor.roles):
             raise PermissionDenied(f"only the council or an admin may {action.value}")
+        if reason := recusal_reason(view, mid):
+            raise PermissionDenied(f"recused: {reason}")
     elif who is Actor.MEMBER and Role.MEMBER not in actor.roles:
         raise PermissionDenied(f"only members may {action.value}")
 
@@ -182,6 +197,8 @@ def _check_specifics(view: ProposalView, actor: ActorView, action: Action, now: 
         raise InvalidTransition("you already approved this proposal in triage")
     if action in (Action.RATIFY, Action.VETO) and mid in (view.council_ratify | view.council_veto):
         raise InvalidTransition("you already decided on this proposal in this council round")
+    if action is Action.CANCEL and view.state in APPROVED_STATES and mid in view.council_cancel:
+        raise InvalidTransition("you already support cancelling this proposal; it needs a council majority")
     if action is Action.APPEAL:
         if view.appealed:
             raise InvalidTransition("this proposal was already appealed once")
@@ -360,6 +377,8 @@ def _apply(
         return Decision(S.EXPIRED, updates={"closed_at": now})
     if action is Action.CANCEL:
         _reason(reason, "a cancellation")
+        if view.state in APPROVED_STATES:
+            return _cancel_approved(view, actor, now)
         return Decision(S.CANCELLED, updates={"closed_at": now})
     # orchestration transitions: the table names the single next state
     (to,) = TRANSITIONS[(view.state, action)].to
@@ -375,8 +394,7 @@ def _council(
     assert mid is not None
     ratify = view.council_ratify | ({mid} if action is Action.RATIFY else set())
     veto = view.council_veto | ({mid} if action is Action.VETO else set())
-    eligible = {m for m in view.council_members if recusal_reason(view, m) is None} | {mid}
-    majority = len(eligible) // 2 + 1
+    eligible_count, majority = _majority(view, mid)
     if len(ratify) < majority and len(veto) < majority:
         return Decision(S.COUNCIL_REVIEW)  # recorded; no majority yet
     upheld = len(ratify) >= majority
@@ -393,7 +411,34 @@ def _council(
             "council_decided",
             S.COUNCIL_REVIEW.value,
             d.to_state.value,
-            {"ratify": sorted(ratify), "veto": sorted(veto), "eligible": len(eligible), "upheld": upheld},
+            {"ratify": sorted(ratify), "veto": sorted(veto), "eligible": eligible_count, "upheld": upheld},
+        )
+    )
+    return d
+
+
+def _majority(view: ProposalView, mid: int) -> tuple[int, int]:
+    """How many council members are eligible (not recused; the actor counts) and how many make a majority."""
+    eligible = {m for m in view.council_members if recusal_reason(view, m) is None} | {mid}
+    return len(eligible), len(eligible) // 2 + 1
+
+
+def _cancel_approved(view: ProposalView, actor: ActorView, now: datetime) -> Decision:
+    """Cancelling an approved proposal undoes what the council ratified: each council member's support is
+    recorded, and the proposal (and its job) is cancelled once a majority of the eligible council supports it."""
+    mid = actor.member_id
+    assert mid is not None
+    support = view.council_cancel | {mid}
+    eligible, majority = _majority(view, mid)
+    done = len(support) >= majority
+    d = Decision(S.CANCELLED, updates={"closed_at": now}) if done else Decision(view.state)
+    d.cancel_support = True
+    d.events.append(
+        Event(
+            "cancel_supported",
+            view.state.value,
+            d.to_state.value,
+            {"support": sorted(support), "eligible": eligible, "needed": majority, "cancelled": done},
         )
     )
     return d

@@ -292,8 +292,11 @@ def _finish_attempt(s: Session, job: Job, outcome: str, error: str | None, now: 
 
 
 def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict[str, Any]:
-    """Council or admin: stop the job at its next round boundary (a queued job is cancelled at once) and
-    cancel its proposal, recording why."""
+    """Stop the job at its next round boundary (a queued job is cancelled at once) and cancel its proposal,
+    recording why. A job that serves a proposal carries out an approval, so cancelling it is cancelling the
+    approved proposal: the domain's rules apply (no recused member; a council majority, each member's support
+    recorded; until the majority is reached the job runs on and the answer says ``"cancellation":
+    "supported"``). A job of no proposal (a verification run) is stopped by one council member or admin."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a cancellation needs a reason", field="reason")
@@ -306,6 +309,14 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
             raise NotFound(f"no job {job_id}")
         if JobState(job.state) in FINAL_JOB_STATES:
             raise Conflict(f"the job is already {job.state}")
+        if job.proposal_id is not None and _proposal_state(s, job) in (
+            ProposalState.JOB_QUEUED,
+            ProposalState.UNLEARNING,
+            ProposalState.VERIFYING,
+        ):
+            p = lifecycle.advance(s, ctx, job.proposal_id, actor, Action.CANCEL, now, reason=reason)
+            if p.state != ProposalState.CANCELLED.value:
+                return {**public(job), "cancellation": "supported"}
         job.cancel_requested, job.cancel_reason = True, reason
         if job.state == JobState.QUEUED.value:
             job.state, job.finished_at = JobState.CANCELLED.value, now
@@ -321,13 +332,7 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
         )
         if job.state == JobState.CANCELLED.value:
             job_event(s, job, "job.cancelled", now, {})
-        if job.proposal_id is not None and _proposal_state(s, job) in (
-            ProposalState.JOB_QUEUED,
-            ProposalState.UNLEARNING,
-            ProposalState.VERIFYING,
-        ):
-            lifecycle.advance(s, ctx, job.proposal_id, actor, Action.CANCEL, now, reason=reason)
-        return public(job)
+        return {**public(job), "cancellation": "requested"}
 
 
 def retry(

@@ -43,7 +43,15 @@ from governance.domain.proposals import (
     ProposalKind,
     ProposalState,
 )
-from governance.domain.review import SYSTEM, ActorView, Decision, ProposalView, decide, due_action
+from governance.domain.review import (
+    CANCEL_ROUND,
+    SYSTEM,
+    ActorView,
+    Decision,
+    ProposalView,
+    decide,
+    due_action,
+)
 from governance.domain.roles import Role
 from governance.domain.voting import Tally, VoteChoice, tally
 from governance.services import events, job_queue
@@ -72,15 +80,19 @@ def proposal_view(s: Session, p: Proposal, actor: ActorView, action: Action | No
     """The domain's snapshot of a proposal, loading only what ``action`` needs (None: everything)."""
     assert p.id is not None
     full = action is None
-    needs_review = full or action in (
+    needs_review = full or action in (  # every action a role gives: recusal covers them all
         Action.TRIAGE_APPROVE,
         Action.TRIAGE_REJECT,
         Action.RATIFY,
         Action.VETO,
         Action.DECLARE_CONFLICT,
+        Action.CANCEL,
+        Action.APPEAL,
+        Action.RETRY_JOB,
+        Action.RELEASE,
     )
     needs_vote = full or action in (Action.VOTE, Action.CLOSE_VOTE)
-    needs_council = full or action in (Action.RATIFY, Action.VETO)
+    needs_council = full or action in (Action.RATIFY, Action.VETO, Action.CANCEL)
     kw: dict[str, Any] = {}
     if needs_review:
         owner = None
@@ -118,6 +130,13 @@ def proposal_view(s: Session, p: Proposal, actor: ActorView, action: Action | No
         ).all()
         kw["council_ratify"] = frozenset(m for m, d in rows if d == "ratify")
         kw["council_veto"] = frozenset(m for m, d in rows if d == "veto")
+        kw["council_cancel"] = frozenset(
+            s.exec(
+                select(CouncilDecision.member_id).where(
+                    CouncilDecision.proposal_id == p.id, CouncilDecision.round == CANCEL_ROUND
+                )
+            ).all()
+        )
     return ProposalView(
         id=p.id,
         kind=ProposalKind(p.kind),
@@ -187,6 +206,19 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
             elif d.to_state in TERMINAL_STATES and ds.consent_state == ConsentState.WITHDRAWAL_PENDING:
                 ds.consent_state = ConsentState.GRANTED.value
             s.add(ds)
+    if d.cancel_support and actor.member_id is not None:
+        # one row per council member supporting the cancellation of an approved proposal (the majority counts)
+        reason = d.events[0].payload.get("reason") if d.events else None
+        s.add(
+            CouncilDecision(
+                proposal_id=p.id,
+                round=CANCEL_ROUND,
+                member_id=actor.member_id,
+                decision="cancel",
+                reason=str(reason) if reason else None,
+                at=now,
+            )
+        )
     record_events(s, p.id, actor.member_id, d.events, now)
     if p.state != from_state:
         events.proposal_changed(s, p, from_state, now)

@@ -146,7 +146,15 @@ def test_cancel_stops_at_a_round_boundary(ctx: Ctx, clock: FixedClock, community
     assert started.wait(10)
     with pytest.raises(Exception, match="council or an admin"):
         jobs.request_cancel(ctx, job["id"], community["ann"].actor, "no")
-    jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "the member withdrew the request")
+    with pytest.raises(Exception, match="council"):  # an admin alone cannot undo an approval
+        jobs.request_cancel(ctx, job["id"], community["admin"].actor, "no")
+    # cancelling an approved proposal's job needs a council majority (2 of 3): the first only supports it
+    first = jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "the member withdrew the request")
+    assert first["cancellation"] == "supported" and not first["cancel_requested"]
+    assert proposals.get_detail(ctx, pid).state != "cancelled"
+    with pytest.raises(Exception, match="already support"):
+        jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "again")
+    jobs.request_cancel(ctx, job["id"], community["coun2"].actor, "the member withdrew the request")
     t.join(timeout=20)
     done = jobs.get(ctx, job["id"])
     assert done["state"] == "cancelled" and done["cancel_reason"] == "the member withdrew the request"
@@ -236,6 +244,7 @@ def test_only_the_lifecycle_writes_a_proposals_state(
         other = approved_proposal(ctx, clock, community, title="Forget ham")
         (job,) = jobs.list_jobs(ctx, proposal_id=other)
         jobs.request_cancel(ctx, job["id"], community["coun1"].actor, "changed our minds")
+        jobs.request_cancel(ctx, job["id"], community["coun2"].actor, "changed our minds")
         assert proposals.get_detail(ctx, other).state == "cancelled"
     finally:
         event.remove(Proposal.state, "set", on_set)

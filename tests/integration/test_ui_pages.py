@@ -647,6 +647,13 @@ def test_job_pages_show_progress_and_offer_only_allowed_actions(
     r = client.post(
         f"/jobs/{ids['running_job_id']}/cancel", data={"reason": "wrong target", "csrf_token": token}
     )
+    # the job carries out an approval: undoing it takes a council majority, each member's support recorded
+    assert r.status_code == 200 and "Your support for cancelling is recorded" in r.text
+    assert not jobs.get(ctx, ids["running_job_id"])["cancel_requested"]
+    token = sign_in(client, ctx, community["coun2"].id, "coun2")
+    r = client.post(
+        f"/jobs/{ids['running_job_id']}/cancel", data={"reason": "wrong target", "csrf_token": token}
+    )
     assert r.status_code == 200 and "Cancellation requested" in r.text
     assert jobs.get(ctx, ids["running_job_id"])["cancel_requested"]
 

@@ -133,6 +133,7 @@ def test_default_method_and_specs() -> None:
         "default": 3,
         "help": schema["repair_rounds"]["help"],
         "minimum": 0,
+        "maximum": 100,
     }
     assert schema["stop"]["choices"][0] == "auto" and schema["ascent_lambda"]["nullable"]
 

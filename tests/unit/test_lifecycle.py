@@ -10,6 +10,7 @@ import pytest
 
 from governance.domain.errors import InvalidInput, InvalidTransition, PermissionDenied
 from governance.domain.proposals import (
+    APPROVED_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     Action,
@@ -143,6 +144,49 @@ def test_recusal_proposer_owner_and_declared_conflict(member: int) -> None:
     cv = view(ProposalState.COUNCIL_REVIEW, target_owner_id=8, conflicts=frozenset({9}))
     with pytest.raises(PermissionDenied, match="recused"):
         decide(cv, reviewer, Action.RATIFY, NOW, POLICY)
+
+
+@pytest.mark.parametrize(
+    "state", [ProposalState.TRIAGE, ProposalState.COUNCIL_REVIEW, ProposalState.UNLEARNING]
+)
+def test_recusal_covers_cancel(state: ProposalState) -> None:
+    # a council member (even an admin too) who owns the targeted data source cannot cancel it, before or
+    # after approval, any more than ratify or veto it
+    owner = ActorView(8, M | {Role.COUNCIL, Role.ADMIN})
+    v = view(state, target_owner_id=8, council_members=frozenset({8, 11, 12}))
+    with pytest.raises(PermissionDenied, match="recused"):
+        decide(v, owner, Action.CANCEL, NOW, POLICY, reason="mine")
+    appealing = view(ProposalState.APPEAL_WINDOW, target_owner_id=REVIEWER)
+    with pytest.raises(PermissionDenied, match="recused"):
+        decide(appealing, ACTORS[Actor.APPELLANT], Action.APPEAL, NOW, POLICY, reason="mine")
+
+
+def test_before_approval_one_council_member_or_admin_cancels() -> None:
+    v = view(ProposalState.VOTING, council_members=frozenset({11, 12, 13}))
+    d = decide(v, ActorView(11, M | {Role.COUNCIL}), Action.CANCEL, NOW, POLICY, reason="spam")
+    assert d.to_state is ProposalState.CANCELLED and not d.cancel_support
+    d = decide(v, ACTORS[Actor.COUNCIL_OR_ADMIN], Action.CANCEL, NOW, POLICY, reason="spam")
+    assert d.to_state is ProposalState.CANCELLED
+
+
+@pytest.mark.parametrize("state", sorted(APPROVED_STATES))
+def test_cancelling_an_approved_proposal_needs_a_council_majority(state: ProposalState) -> None:
+    council = frozenset({8, 11, 12, 13})  # 8 owns the target: 3 eligible, majority 2
+    c = {i: ActorView(i, M | {Role.COUNCIL}) for i in council}
+    v = view(state, target_owner_id=8, council_members=council)
+    with pytest.raises(PermissionDenied, match="council"):  # an admin alone cannot undo an approval
+        decide(v, ACTORS[Actor.COUNCIL_OR_ADMIN], Action.CANCEL, NOW, POLICY, reason="x")
+    with pytest.raises(InvalidInput, match="reason"):
+        decide(v, c[11], Action.CANCEL, NOW, POLICY, reason=" ")
+    d = decide(v, c[11], Action.CANCEL, NOW, POLICY, reason="wrong target")
+    assert d.to_state is state and d.cancel_support and "state" not in d.updates  # recorded, not yet
+    assert d.events[-1].payload == {"support": [11], "eligible": 3, "needed": 2, "cancelled": False}
+    v = view(state, target_owner_id=8, council_members=council, council_cancel=frozenset({11}))
+    with pytest.raises(InvalidTransition, match="already support"):
+        decide(v, c[11], Action.CANCEL, NOW, POLICY, reason="again")
+    d = decide(v, c[12], Action.CANCEL, NOW, POLICY, reason="agreed")
+    assert d.to_state is ProposalState.CANCELLED and d.updates["state"] is ProposalState.CANCELLED
+    assert d.events[-1].payload["cancelled"] is True
 
 
 def test_election_candidate_cannot_review_own_election() -> None:

@@ -157,7 +157,7 @@ class JobPages(Controller):
         self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: int
     ) -> Template | Redirect:
         try:
-            jobs.request_cancel(ctx, job_id, actor, form.get("reason"))
+            done = jobs.request_cancel(ctx, job_id, actor, form.get("reason"))
         except InvalidInput as exc:
             return self._detail(
                 request,
@@ -168,9 +168,13 @@ class JobPages(Controller):
                 errors={f"cancel.{exc.field or 'reason'}": exc.message},
                 values={f"cancel.{k}": v for k, v in form.values().items()},
             )
-        return redirect(
-            f"/jobs/{job_id}", flash="Cancellation requested: the job stops at its next round boundary."
-        )
+        if done.get("cancellation") == "supported":
+            flash = (
+                "Your support for cancelling is recorded: a council majority cancels an approved proposal."
+            )
+        else:
+            flash = "Cancellation requested: the job stops at its next round boundary."
+        return redirect(f"/jobs/{job_id}", flash=flash)
 
     @post("/{job_id:int}/retry", sync_to_thread=True)
     def retry(

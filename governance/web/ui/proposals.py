@@ -313,7 +313,7 @@ class ProposalPages(Controller):
         if call is None:
             raise NotFoundException(f"there is no action {action!r}")
         try:
-            call(ctx, proposal_id, actor, form)
+            result = call(ctx, proposal_id, actor, form)
         except InvalidInput as exc:  # shown next to the field of that action's form
             errors = {f"{action}.{exc.field or 'reason'}": exc.message}
             return self._detail(
@@ -325,7 +325,12 @@ class ProposalPages(Controller):
                 errors=errors,
                 values={f"{action}.{k}": v for k, v in form.values().items()},
             )
-        return redirect(f"/proposals/{proposal_id}", flash=DONE[action])
+        flash = DONE[action]
+        if action == "cancel" and getattr(result, "state", None) != "cancelled":
+            flash = (
+                "Your support for cancelling is recorded: a council majority cancels an approved proposal."
+            )
+        return redirect(f"/proposals/{proposal_id}", flash=flash)
 
     @post("/{proposal_id:int}/comments", sync_to_thread=True)
     def comment(
