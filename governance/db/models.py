@@ -283,3 +283,29 @@ class Notification(SQLModel, table=True):
     dedupe_key: str = Field(max_length=200)
     created_at: datetime = _ts(default_factory=utcnow)
     read_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class UiSession(SQLModel, table=True):
+    """A browser signed in to the web UI: its cookie carries a random token, this row the token's hash.
+    Signing out deletes the row, so a copied cookie dies with the session; a new password ends every session
+    (``password_fp`` no longer matches)."""
+
+    __tablename__ = "ui_session"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    password_fp: str = Field(max_length=16)
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+
+
+class LoginAttempt(SQLModel, table=True):
+    """A failed sign-in, kept for the limits' window (per handle, per address, overall): the limits hold
+    across restarts and across the processes of one deployment."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_at", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(max_length=64, index=True)
+    address: str = Field(max_length=64, index=True)
+    at: datetime = _ts(default_factory=utcnow)

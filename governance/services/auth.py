@@ -2,24 +2,29 @@
 
 Passwords are hashed with argon2id (argon2-cffi) into ``member.password_hash``; ``commons member password``
 sets one, a member changes their own on their page, and an admin's invitation link lets a new member choose
-one. A session remembers the member and a fingerprint of their password hash, so setting a new password ends
-every other session. ``LoginLimiter`` refuses sign-in after repeated failures per handle and address.
+one. A session is a row (``ui_session``) that the browser's cookie names by a random token: signing out
+deletes it, so a copied cookie dies with the session; it remembers a fingerprint of the member's password
+hash, so setting a new password ends every other session. ``LoginLimiter`` refuses sign-in after repeated
+failures per handle, per address and overall; the failures are rows (``login_attempt``), so the limits hold
+across restarts and across the processes of one deployment.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlmodel import select
+from sqlalchemy import delete
+from sqlmodel import col, select
 
+from governance.db.base import utcnow
 from governance.db.engine import read_session, write_session
-from governance.db.models import Member
+from governance.db.models import LoginAttempt, Member, UiSession
 from governance.domain.errors import InvalidInput, NotFound, PermissionDenied
 from governance.domain.review import ActorView
 from governance.services.audit import record
@@ -124,15 +129,65 @@ class SessionMember:
     actor: ActorView
     handle: str
     display_name: str
+    session_key: str = ""  # the session's token hash: what the CSRF token is bound to
 
 
-def session_member(ctx: Ctx, member_id: int, fp: str) -> SessionMember | None:
-    """Who a session stands for, or None when the member left or their password changed since."""
+SESSION_LIFETIME = timedelta(days=7)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(ctx: Ctx, grant: SignedIn) -> str:
+    """A new server-side session for a member who just signed in; returns the token the cookie carries.
+    Sessions live on wall-clock time (not the community's clock): they are security bookkeeping."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with write_session(ctx.engine) as s:
+        # a member's expired sessions go when they sign in again
+        s.connection().execute(
+            delete(UiSession).where(
+                col(UiSession.member_id) == grant.member_id, col(UiSession.expires_at) <= now
+            )
+        )
+        s.add(
+            UiSession(
+                token_hash=_token_hash(token),
+                member_id=grant.member_id,
+                password_fp=grant.fingerprint,
+                created_at=now,
+                expires_at=now + SESSION_LIFETIME,
+            )
+        )
+    return token
+
+
+def end_session(ctx: Ctx, token: str) -> None:
+    """Sign out: the session's row goes, so its cookie (and any copy of it) no longer signs anyone in."""
+    with write_session(ctx.engine) as s:
+        s.connection().execute(delete(UiSession).where(col(UiSession.token_hash) == _token_hash(token)))
+
+
+def session_member(ctx: Ctx, token: str) -> SessionMember | None:
+    """Who a session's token stands for, or None: no such session (signed out, forged), expired, the member
+    left, or their password changed since."""
+    key = _token_hash(token)
     with read_session(ctx.engine) as s:
-        m = s.get(Member, member_id)
-        if m is None or not m.active or not m.password_hash or fingerprint(m.password_hash) != fp:
+        row = s.exec(select(UiSession).where(UiSession.token_hash == key)).first()
+        if row is None or row.expires_at <= utcnow():
             return None
-        return SessionMember(ActorView(member_id, roles_of(s, member_id)), m.handle, m.display_name)
+        m = s.get(Member, row.member_id)
+        if (
+            m is None
+            or not m.active
+            or not m.password_hash
+            or fingerprint(m.password_hash) != row.password_fp
+        ):
+            return None
+        return SessionMember(
+            ActorView(row.member_id, roles_of(s, row.member_id)), m.handle, m.display_name, key
+        )
 
 
 def invitation_fingerprint(ctx: Ctx, member_id: int) -> str:
@@ -145,36 +200,46 @@ def invitation_fingerprint(ctx: Ctx, member_id: int) -> str:
 
 
 class LoginLimiter:
-    """At most ``max_failures`` failed sign-ins per key (handle and address) in ``window``; in memory."""
+    """Failed sign-ins in the last ``window``: at most ``per_handle`` for one handle, ``per_address`` from one
+    address, ``overall`` in all (a slow, wide guessing run). Stored as ``login_attempt`` rows, on the
+    community's clock (``ctx.clock``), so the limits survive a restart."""
 
-    def __init__(self, max_failures: int = 5, window: timedelta = timedelta(minutes=15)) -> None:
-        self.max_failures, self.window = max_failures, window
-        self._failures: dict[str, list[datetime]] = {}
-        self._lock = threading.Lock()
+    def __init__(
+        self,
+        ctx: Ctx,
+        per_handle: int = 5,
+        per_address: int = 20,
+        overall: int = 500,
+        window: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.ctx, self.window = ctx, window
+        self.per_handle, self.per_address, self.overall = per_handle, per_address, overall
 
-    def _recent(self, key: str, now: datetime) -> list[datetime]:
-        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if kept:
-            self._failures[key] = kept
-        else:
-            self._failures.pop(key, None)
-        return kept
+    def retry_after(self, handle: str, address: str, now: datetime) -> timedelta | None:
+        """How long to wait before trying again, or None when this handle and address may try now."""
+        since = now - self.window
+        handle, address = handle[:64], address[:64]
+        with read_session(self.ctx.engine) as s:
+            recent = select(LoginAttempt.at).where(col(LoginAttempt.at) > since)
+            waits: list[datetime] = []
+            for q, limit in (
+                (recent.where(LoginAttempt.handle == handle), self.per_handle),
+                (recent.where(LoginAttempt.address == address), self.per_address),
+                (recent, self.overall),
+            ):
+                # the limit-th most recent failure: once it leaves the window, one more try is allowed
+                at = s.exec(q.order_by(col(LoginAttempt.at).desc()).offset(limit - 1).limit(1)).first()
+                if at is not None:
+                    waits.append(at + self.window)
+        return max(waits) - now if waits else None
 
-    def retry_after(self, key: str, now: datetime) -> timedelta | None:
-        """How long this key must wait before trying again, or None when it may try now."""
-        with self._lock:
-            recent = self._recent(key, now)
-            if len(recent) < self.max_failures:
-                return None
-            return recent[-self.max_failures] + self.window - now
+    def failed(self, handle: str, address: str, now: datetime) -> None:
+        with write_session(self.ctx.engine) as s:
+            s.add(LoginAttempt(handle=handle[:64], address=address[:64], at=now))
+            # the table holds one window: older rows are dropped as new ones come
+            s.connection().execute(delete(LoginAttempt).where(col(LoginAttempt.at) <= now - self.window))
 
-    def failed(self, key: str, now: datetime) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:  # bound the memory a flood of handles can take
-                for k in list(self._failures):
-                    self._recent(k, now)
-            self._failures.setdefault(key, []).append(now)
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+    def succeeded(self, handle: str, address: str) -> None:
+        """A right password clears this handle's failures (the address's and the overall ones stay)."""
+        with write_session(self.ctx.engine) as s:
+            s.connection().execute(delete(LoginAttempt).where(col(LoginAttempt.handle) == handle[:64]))

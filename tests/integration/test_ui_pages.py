@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import TestClient
 
+from governance.audit.keys import trusted_verifier
 from governance.db.engine import write_session
 from governance.db.models import Job, Notification, Proposal
 from governance.domain.clock import FixedClock
@@ -31,8 +32,10 @@ from governance.services import (
     registry,
 )
 from governance.services.context import Ctx
+from governance.web.app import create_app
 from governance.web.ui import PAGES
 from tests.conftest import Person
+from tests.trust import signed
 
 PASSWORD = "a long enough password"
 HASH = "ab" * 32
@@ -70,7 +73,7 @@ def csrf_of(html: str) -> str:
 
 
 def sign_in(client: TestClient[Litestar], ctx: Ctx, member_id: int, handle: str) -> str:
-    """Sign in through the form; returns the CSRF token the browser's forms carry."""
+    """Sign in through the form; returns the CSRF token the browser's forms carry in the new session."""
     auth.set_password(ctx, member_id, PASSWORD)
     client.cookies.clear()
     token = csrf_of(client.get("/login").text)
@@ -80,7 +83,7 @@ def sign_in(client: TestClient[Litestar], ctx: Ctx, member_id: int, handle: str)
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
-    return token
+    return csrf_of(client.get("/me").text)  # the token is bound to the session: a new one after signing in
 
 
 def error_of(html: str, field: str) -> str | None:
@@ -233,7 +236,7 @@ def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
             attempt=1,
             model_version=mv("job"),
             result={"model_version": mv("job"), "content_hash": h("job"), "parent_version": mv("base")},
-            report=report("job", passed=True),
+            report=signed(ctx, report("job", passed=True)),  # as the verifying worker signs it
             cost={"wall_s": 2.5, "optimizer_steps": 373, "rounds": [{"phase": "ascent", "round": 1}]},
             progress={
                 "phase": "evaluate",
@@ -266,7 +269,8 @@ def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
         )
         s.add_all([ok, failed, running])
         s.flush()
-        registry.register_from_job(s, ok, now)  # what the worker does when the job records its result
+        # what the worker does when the job records its result
+        registry.register_from_job(s, ok, now, trusted_verifier(ctx.settings))
         s.add(
             Notification(
                 member_id=people["admin"].id,
@@ -368,7 +372,9 @@ def test_anonymous_visitors_are_sent_to_sign_in_but_may_read_the_audit_log(
     assert client.get("/login").status_code == 200
 
 
-def test_sign_in_errors_rate_limit_and_sign_out(client: TestClient[Litestar], ctx: Ctx) -> None:
+def test_sign_in_errors_rate_limit_and_sign_out(
+    client: TestClient[Litestar], ctx: Ctx, clock: FixedClock
+) -> None:
     m = members.add_member(ctx, MemberCreate(handle="zoe", display_name="Zoe"))
     auth.set_password(ctx, m.id, PASSWORD)
     token = csrf_of(client.get("/login").text)
@@ -379,7 +385,12 @@ def test_sign_in_errors_rate_limit_and_sign_out(client: TestClient[Litestar], ct
         assert r.status_code == 401 and "do not match" in r.text
     r = client.post("/login", data={"handle": "zoe", "password": PASSWORD, "csrf_token": token})
     assert r.status_code == 429 and "Too many failed attempts" in r.text  # even the right password waits
-    client.app.state.pop("commons_login_limiter")  # a fresh limiter: the window has passed
+    # the failures are rows: a restarted service (a new app over the same database) still refuses
+    with TestClient(create_app(ctx=ctx)) as restarted:
+        fresh = csrf_of(restarted.get("/login").text)
+        r = restarted.post("/login", data={"handle": "zoe", "password": PASSWORD, "csrf_token": fresh})
+        assert r.status_code == 429
+    clock.advance(minutes=16)  # the window has passed
     r = client.post(
         "/login", data={"handle": "zoe", "password": PASSWORD, "csrf_token": token}, follow_redirects=False
     )
@@ -387,8 +398,36 @@ def test_sign_in_errors_rate_limit_and_sign_out(client: TestClient[Litestar], ct
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert client.get("/me").status_code == 200
+    r = client.post("/logout", data={"csrf_token": token})  # a token from before signing in: refused
+    assert r.status_code == 403
+    token = csrf_of(client.get("/me").text)
     client.post("/logout", data={"csrf_token": token})
     assert client.get("/me", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(client: TestClient[Litestar], ctx: Ctx) -> None:
+    m = members.add_member(ctx, MemberCreate(handle="zoe", display_name="Zoe"))
+    token = sign_in(client, ctx, m.id, "zoe")
+    copied = {k: client.cookies[k] for k in ("commons_session", "commons_csrf")}
+    client.post("/logout", data={"csrf_token": token})
+    with TestClient(client.app) as thief:  # a copy of the cookie, taken before the sign-out
+        thief.cookies.update(copied)
+        assert thief.get("/me", follow_redirects=False).status_code == 303
+        assert thief.get("/api/v1/members/me").status_code == 401
+
+
+def test_sign_in_limits_per_address_and_overall(ctx: Ctx, clock: FixedClock) -> None:
+    limiter = auth.LoginLimiter(ctx, per_handle=3, per_address=5, overall=8)
+    now = clock.now()
+    for i in range(5):  # one address trying many handles
+        limiter.failed(f"h{i}", "10.0.0.1", now)
+    assert limiter.retry_after("someone-else", "10.0.0.1", now) is not None
+    assert limiter.retry_after("someone-else", "10.0.0.2", now) is None
+    for i in range(3):  # many addresses, few tries each: the overall limit
+        limiter.failed(f"x{i}", f"10.0.1.{i}", now)
+    assert limiter.retry_after("fresh", "10.0.2.1", now) is not None
+    clock.advance(minutes=16)
+    assert limiter.retry_after("fresh", "10.0.2.1", clock.now()) is None
 
 
 def test_a_new_password_ends_other_sessions(client: TestClient[Litestar], ctx: Ctx) -> None:

@@ -12,22 +12,13 @@ from governance.domain.errors import InvalidInput
 from governance.services import auth
 from governance.services.context import Ctx
 from governance.web.ui.render import Form, field_errors, page, redirect, safe_next, viewer
-from governance.web.ui.security import (
-    clear_session_cookie,
-    read_invitation,
-    session_cookie,
-)
-
-_limiter_key = "commons_login_limiter"
+from governance.web.ui.security import end_session, read_invitation, session_cookie
 
 
 def limiter(request: Request[Any, Any, Any]) -> auth.LoginLimiter:
-    state = request.app.state
-    found = state.get(_limiter_key)
-    if found is None:
-        found = state.setdefault(_limiter_key, auth.LoginLimiter())
-    assert isinstance(found, auth.LoginLimiter)
-    return found
+    """The sign-in limits (their state is in the database, so a restart does not reset them)."""
+    ctx: Ctx = request.app.state.ctx
+    return auth.LoginLimiter(ctx)
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -49,9 +40,9 @@ class AuthPages(Controller):
     def login(self, request: Request[Any, Any, Any], ctx: Ctx, form: Form) -> Template | Redirect:
         handle, password = form.get("handle").lower(), form.raw("password")
         target = safe_next(form.get("next"))
-        key = f"{handle}|{client_address(request)}"
+        address = client_address(request)
         now = ctx.clock.now()
-        wait = limiter(request).retry_after(key, now)
+        wait = limiter(request).retry_after(handle, address, now)
         if wait is not None:
             minutes = max(1, math.ceil(wait.total_seconds() / 60))
             return page(
@@ -73,7 +64,7 @@ class AuthPages(Controller):
             )
         grant = auth.login(ctx, handle, password)
         if grant is None:
-            limiter(request).failed(key, now)
+            limiter(request).failed(handle, address, now)
             return page(
                 request,
                 "login.html",
@@ -82,12 +73,12 @@ class AuthPages(Controller):
                 values={"handle": handle},
                 errors={"_form": "That handle and password do not match a member with a password."},
             )
-        limiter(request).succeeded(key)
+        limiter(request).succeeded(handle, address)
         return redirect(target, cookies=[session_cookie(request, grant)])
 
-    @post("/logout", sync_to_thread=False)
-    def logout(self) -> Redirect:
-        return redirect("/login", flash="You are signed out.", cookies=[clear_session_cookie()])
+    @post("/logout", sync_to_thread=True)
+    def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        return redirect("/login", flash="You are signed out.", cookies=[end_session(request)])
 
     @get("/password/set", sync_to_thread=True)
     def password_form(self, request: Request[Any, Any, Any], ctx: Ctx, token: str = "") -> Template:

@@ -1,13 +1,14 @@
 """Sessions and CSRF for the web UI.
 
-- The session is a cookie (HttpOnly, SameSite=Lax, Secure over https) holding the member id, a fingerprint of
-  their password hash and the time it was issued, signed with HMAC-SHA256 under ``Settings.secret_key``.
-  Setting a new password changes the fingerprint, which ends every session of that member; signing out clears
-  the cookie; a session lasts ``SESSION_SECONDS``.
+- The session lives on the server (a ``ui_session`` row, governance/services/auth.py); its cookie (HttpOnly,
+  SameSite=Lax, Secure over https) carries only a random token whose hash names the row. Signing out deletes
+  the row, so the cookie, and any copy of it, is dead; setting a new password ends every session of that
+  member; a session lasts ``SESSION_SECONDS``.
 - ``session_middleware`` turns a valid session into ``scope["commons_actor"]`` (an ``ActorView``), the same
   actor ``governance.web.deps.provide_actor`` hands the JSON API, so both share one authorisation.
-- CSRF: a random per-browser cookie, and in every form a token that is the HMAC of that cookie
-  (a signed double-submit token). ``csrf_guard`` refuses any POST whose token is missing or wrong.
+- CSRF: a random per-browser cookie, and in every form a token that is the HMAC of that cookie and of the
+  session it was issued in (a signed double-submit token bound to the session): signing in or out changes
+  every form's token. ``csrf_guard`` refuses any POST whose token is missing or wrong.
 """
 
 from __future__ import annotations
@@ -80,12 +81,9 @@ def _secure(request: Request[Any, Any, Any]) -> bool:
 
 
 def session_cookie(request: Request[Any, Any, Any], grant: auth.SignedIn) -> Cookie:
+    """Start a server-side session for ``grant`` and the cookie that names it."""
     ctx: Ctx = request.app.state.ctx
-    value = sign(
-        ctx.settings.secret_key,
-        "session",
-        {"m": grant.member_id, "f": grant.fingerprint, "t": int(time.time())},
-    )
+    value = auth.start_session(ctx, grant)
     return Cookie(
         key=SESSION_COOKIE,
         value=value,
@@ -97,20 +95,18 @@ def session_cookie(request: Request[Any, Any, Any], grant: auth.SignedIn) -> Coo
     )
 
 
-def clear_session_cookie() -> Cookie:
+def end_session(request: Request[Any, Any, Any]) -> Cookie:
+    """Sign out: end the session on the server (its row goes) and clear the cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and len(token) <= 100:
+        auth.end_session(request.app.state.ctx, token)
     return Cookie(key=SESSION_COOKIE, value="", max_age=0, httponly=True, samesite="lax", path="/")
 
 
 def _read_session(ctx: Ctx, value: str) -> auth.SessionMember | None:
-    data = unsign(ctx.settings.secret_key, "session", value)
-    if data is None:
+    if not 20 <= len(value) <= 100:
         return None
-    issued, member_id, fp = data.get("t"), data.get("m"), data.get("f")
-    if not isinstance(issued, int) or not isinstance(member_id, int) or not isinstance(fp, str):
-        return None
-    if not 0 <= time.time() - issued < SESSION_SECONDS:
-        return None
-    return auth.session_member(ctx, member_id, fp)
+    return auth.session_member(ctx, value)
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -163,10 +159,14 @@ def session_middleware(app: ASGIApp) -> ASGIApp:
 
 
 def csrf_token(request: Request[Any, Any, Any]) -> str:
-    """The token this browser's forms carry (the HMAC of its CSRF cookie)."""
+    """The token this browser's forms carry: the HMAC of its CSRF cookie and of its session (none before
+    signing in), so a token issued in one session is refused in another."""
     ctx: Ctx = request.app.state.ctx
     cookie = str(request.scope.get("commons_csrf", ""))
-    return _b64(hmac.new(_key(ctx.settings.secret_key, "csrf"), cookie.encode(), hashlib.sha256).digest())
+    member = request.scope.get("commons_member")
+    session = member.session_key if isinstance(member, auth.SessionMember) else ""
+    message = f"{cookie}|{session}".encode()
+    return _b64(hmac.new(_key(ctx.settings.secret_key, "csrf"), message, hashlib.sha256).digest())
 
 
 async def csrf_guard(request: Request[Any, Any, Any]) -> None:
