@@ -155,9 +155,9 @@ def train_base_model(ctx: Ctx, *, size: str, say: Say, progress: Any = None) -> 
 
 def release_base(ctx: Ctx, version: str, parent: str | None) -> None:
     """Record the base version in the model registry as released, so that jobs start from it."""
-    from governance.services import gate
+    from governance.jobs.worker import verify_and_release_base
 
-    gate.register_base_version(ctx, version, parent=parent)
+    verify_and_release_base(ctx, version, parent=parent)
 
 
 def _sample_proposals(ctx: Ctx, demo: DemoCommunity) -> None:

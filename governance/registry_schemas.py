@@ -86,3 +86,24 @@ class VerdictPublic(BaseModel):
     # inclusion proofs of the verdict's entries (model registration, reports, verdict)
     proofs: list[dict[str, Any]]
     report_url: str | None = None  # the HTML report (GET, same token)
+    # a council override, when the allow is one (never a plain allow): id, reason, approvals, council_size
+    override: dict[str, Any] | None = None
+
+
+class OverrideIn(_In):
+    reason: str = Field(
+        min_length=10, max_length=4000, description="why the council releases against the gate (written)"
+    )
+
+
+class OverridePublic(BaseModel):
+    id: int
+    version: str
+    content_hash: str
+    reason: str
+    requested_by: int
+    approvals: list[int]
+    council_size: int
+    state: str  # open | granted
+    created_at: datetime
+    granted_at: datetime | None

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
         return self.data_dir / "audit-signing-key.pem"
 
     @property
+    def verifier_key_path(self) -> Path:
+        """The Ed25519 key that signs verification reports (distinct from the audit key)."""
+        return self.data_dir / "verifier-signing-key.pem"
+
+    @property
+    def model_signing_key_path(self) -> Path:
+        """The ECDSA P-256 key that signs released versions in the OpenSSF Model Signing format."""
+        return self.data_dir / "model-signing-key.pem"
+
+    @property
     def artifact_dir(self) -> Path:
         return self.data_dir / "artifacts"
 

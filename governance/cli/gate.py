@@ -126,7 +126,7 @@ def bundle(ctx: click.Context, version: str, server: str, token: str | None, out
 )
 def verify_bundle_cmd(bundle_file: str, key_text: str | None) -> None:
     """Check a provenance bundle offline: signed checkpoint, inclusion proofs, claims against the log."""
-    from governance.bundle_verify import verify_bundle
+    from governance.bundle_verify import override_of, verify_bundle
 
     with open(bundle_file, encoding="utf-8") as fh:
         data = json.load(fh)
@@ -137,4 +137,11 @@ def verify_bundle_cmd(bundle_file: str, key_text: str | None) -> None:
         raise SystemExit(1)
     entries = len((data.get("audit") or {}).get("entries") or [])
     verdict = (data.get("verdict") or {}).get("verdict")
+    over = override_of(data)
+    if over is not None:  # never a plain allow
+        click.echo(
+            f"OVERRIDE: {entries} audit entries proven against the signed checkpoint; the gate was overridden "
+            f"by the council ({len(over.get('approvals') or [])} of {over.get('council_size')}): {over.get('reason')}"
+        )
+        return
     click.echo(f"OK: {entries} audit entries proven against the signed checkpoint; verdict {verdict}")

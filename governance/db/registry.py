@@ -53,3 +53,20 @@ class VerificationReportRow(SQLModel, table=True):
     summary: str = Field(default="", max_length=4000)
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ReleaseOverride(SQLModel, table=True):
+    """A council override of the gate for one model (version and content hash): a written reason, granted once a
+    majority of the council approved it (governance/services/gate.py). Every verdict and bundle shows it."""
+
+    __tablename__ = "release_override"
+    id: int | None = Field(default=None, primary_key=True)
+    model_version: str = Field(foreign_key="model_version.version", index=True, max_length=64)
+    content_hash: str = Field(max_length=64)
+    reason: str = Field(max_length=4000)
+    requested_by: int = Field(foreign_key="member.id")
+    approvals: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    council_size: int = Field(default=0)
+    state: str = Field(default="open", max_length=16, index=True)  # open | granted
+    created_at: datetime = _ts(default_factory=utcnow)
+    granted_at: datetime | None = _ts(nullable=True, default=None)

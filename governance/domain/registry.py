@@ -6,12 +6,20 @@ never changes. Release needs the gate's ``allow``: the domain refuses it otherwi
 
 The gate (:func:`decide_verdict`) answers allow / deny / pending from facts the service gathers:
 
-- pending: no verification report yet for this exact model (content hash) and policy, or a regression
-  check of an earlier released unlearning of the lineage is missing;
-- deny: the version was rejected, an acceptance test failed or could not be measured, a regression check
-  failed (naming the earlier proposal), or the proposal it serves is no longer on its way to release;
-- allow: every acceptance test and every regression check passed (or the lineage has no unlearning
-  obligation at all).
+- deny: the version was rejected; its bytes are not in the artifact store or no longer match their hashes
+  (re-checked at every verdict); its report is not signed by the service's verifier; a proposal approved to
+  forget something that the version's lineage still contains has no verified unlearning the version descends
+  from ("obligations follow the data"); an acceptance test failed or could not be measured; a regression check
+  failed (naming the earlier proposal); the verification failed; or the proposal it serves is no longer on its
+  way to release;
+- pending: no verification report yet for this exact model (content hash) and policy, the proposal it serves
+  has not finished verification, or a regression check of an earlier released unlearning is missing;
+- allow: the bytes are in the store and a report signed by the service's verifier passed every acceptance
+  test and every regression check. A version serving no proposal is never allowed without such a report.
+
+A council override (a majority of the council, with a written reason) turns a deny or pending into an allow
+that says so: :attr:`Decision.override` is set and the first reason names it. It never covers a rejected
+version or bytes that are not in the store.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ TRANSITIONS: dict[tuple[ModelState, ModelAction], ModelState] = {
     (
         M.CANDIDATE,
         A.RELEASE,
-    ): M.RELEASED,  # only when the gate allows: a version with no unlearning obligation
+    ): M.RELEASED,  # only when the gate allows (a verified version, or a council override)
     (M.CANDIDATE, A.REJECT): M.REJECTED,
     (M.VERIFIED, A.REJECT): M.REJECTED,
     (M.FAILED, A.REJECT): M.REJECTED,
@@ -75,10 +83,12 @@ def transition(state: ModelState, action: ModelAction) -> ModelState:
         ) from None
 
 
-# proposal states in which a version serving the proposal may still be released
-RELEASABLE_PROPOSAL_STATES = frozenset(
-    {"approved", "verifying", "verified", "released", "verification_failed"}
-)
+# proposal states in which a version serving the proposal may be released (its verification passed)
+RELEASABLE_PROPOSAL_STATES = frozenset({"verified", "released"})
+# proposal states in which its verification has not finished yet: its candidate's verdict is pending
+UNFINISHED_PROPOSAL_STATES = frozenset({"approved", "job_queued", "unlearning", "verifying"})
+# proposal states that oblige every version whose lineage still holds the target (approved, not undone)
+OBLIGING_PROPOSAL_STATES = UNFINISHED_PROPOSAL_STATES | {"verified", "verification_failed", "released"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,18 @@ class ReportFacts:
     tests: Sequence[dict[str, Any]]
     regressions: Sequence[dict[str, Any]]
     summary: str = ""
+    trusted: bool = True  # signed by the service's verifier key and unaltered (re-checked at verdict time)
+    trust_problem: str = ""
+
+
+@dataclass(frozen=True)
+class Override:
+    """A council override granted for this exact model (content hash)."""
+
+    id: int
+    reason: str
+    approvals: int
+    council_size: int
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,11 @@ class VersionFacts:
         None  # the hash of the acceptance tests the proposal's members voted on
     )
     obligations: Sequence[Obligation] = field(default_factory=tuple)
+    # None when the bytes are in the store and match their hashes; otherwise what is wrong
+    store_problem: str | None = None
+    # approved proposals whose target the lineage still holds (no verified unlearning it descends from)
+    unforgotten: Sequence[Obligation] = field(default_factory=tuple)
+    override: Override | None = None
 
 
 def _failing(tests: Sequence[dict[str, Any]]) -> list[str]:
@@ -124,15 +151,42 @@ def decide_verdict(v: VersionFacts, report: ReportFacts | None) -> tuple[Verdict
     """allow / deny / pending for releasing ``v``, with the reasons (see the module docstring)."""
     if v.state is ModelState.REJECTED:
         return Verdict.DENY, [f"model version {v.version} was rejected"]
-    if v.proposal_id is not None and v.proposal_state not in RELEASABLE_PROPOSAL_STATES:
+    if v.store_problem is not None:
+        return Verdict.DENY, [v.store_problem]
+    verdict, reasons = _decide(v, report)
+    if verdict is Verdict.ALLOW or v.override is None:
+        return verdict, reasons
+    o = v.override
+    return Verdict.ALLOW, [
+        f"council override {o.id} ({o.approvals} of {o.council_size} council members): {o.reason}",
+        *(f"overridden ({verdict.value}): {r}" for r in reasons),
+    ]
+
+
+def _decide(v: VersionFacts, report: ReportFacts | None) -> tuple[Verdict, list[str]]:
+    if (
+        v.proposal_id is not None
+        and v.proposal_state not in RELEASABLE_PROPOSAL_STATES
+        and v.proposal_state not in UNFINISHED_PROPOSAL_STATES
+    ):
         return Verdict.DENY, [f"proposal {v.proposal_id} is {v.proposal_state}, not approved for release"]
-    if v.proposal_id is None and not v.obligations:
-        return Verdict.ALLOW, [
-            "no unlearning obligation: the version serves no proposal and its lineage forgot nothing"
+    if v.unforgotten:
+        return Verdict.DENY, [
+            f"{o.label} was approved and the lineage of {v.version} still holds its target: "
+            "no verified unlearning of it is an ancestor of this version"
+            for o in v.unforgotten
+        ]
+    if v.proposal_id is not None and v.proposal_state in UNFINISHED_PROPOSAL_STATES:
+        return Verdict.PENDING, [
+            f"proposal {v.proposal_id} is {v.proposal_state}: its verification has not finished"
         ]
     if report is None:
         return Verdict.PENDING, [
             f"no verification report for {v.version} (content hash {v.content_hash[:12]}) yet"
+        ]
+    if not report.trusted:
+        return Verdict.DENY, [
+            f"the verification report is not trusted: {report.trust_problem or 'bad signature'}"
         ]
     if report.candidate_hash != v.content_hash:  # the service never passes one; a second line of defence
         return Verdict.PENDING, ["the stored report was computed for a different model and is ignored"]
@@ -159,6 +213,9 @@ def decide_verdict(v: VersionFacts, report: ReportFacts | None) -> tuple[Verdict
             reasons += [
                 f"regression: {o.label} no longer holds: {f}" for f in _failing(r.get("tests", []))
             ] or [f"regression: {o.label} no longer holds"]
+    if v.proposal_id is None and not report.passed:
+        deny = True
+        reasons.append(f"the verification of {v.version} failed: {report.summary}")
     if deny:
         return Verdict.DENY, reasons
     if missing:
@@ -167,4 +224,6 @@ def decide_verdict(v: VersionFacts, report: ReportFacts | None) -> tuple[Verdict
         ]
     passed = [f"proposal {v.proposal_id}: {report.summary}"] if v.proposal_id is not None else []
     passed += [f"regression: {o.label} still holds" for o in v.obligations]
+    if v.proposal_id is None:
+        passed.append(f"verified by the service's verifier: {report.summary}")
     return Verdict.ALLOW, passed

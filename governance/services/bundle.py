@@ -2,7 +2,9 @@
 released: the proposal with its tally, triage and council decisions and history, the job's config and cost, the
 artifact hashes before and after, the verification report, a fresh release verdict, and the audit entries of
 the version and its proposals with inclusion proofs against one signed checkpoint (checked by
-:func:`governance.bundle_verify.verify_bundle`, or ``commons release verify-bundle FILE``).
+:func:`governance.bundle_verify.verify_bundle`, or ``commons release verify-bundle FILE``). It also carries
+the verifier's public key (the report is signed with it), the council overrides of the version, and, once
+released, the version's OpenSSF Model Signing signature with its public key (``model_signature``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from governance.audit import log as audit_log
-from governance.audit.keys import audit_origin, checkpoint_json, signing_key
+from governance.audit.keys import audit_origin, checkpoint_json, signing_key, trusted_verifier
 from governance.db.engine import read_session
 from governance.db.models import Job
 from governance.db.registry import ModelVersionRow
@@ -35,6 +37,8 @@ def build(ctx: Ctx, version: str, actor: ActorView | None = None) -> dict[str, A
     with read_session(ctx.engine) as s:
         job = s.exec(select(Job).where(Job.model_version == version).order_by(col(Job.id).desc())).first()
         parent = s.get(ModelVersionRow, detail.parent_version) if detail.parent_version else None
+        row = s.get(ModelVersionRow, version)
+        model_signature = (row.details or {}).get("model_signature") if row is not None else None
         head = audit_log.tree_head(s)
         entries = []
         for subj in subjects:
@@ -70,6 +74,9 @@ def build(ctx: Ctx, version: str, actor: ActorView | None = None) -> dict[str, A
             else None
         ),
         "report": detail.report,
+        "report_verifier_key": trusted_verifier(ctx.settings).encode(),
+        "overrides": [o.model_dump(mode="json") for o in gate.overrides_of(ctx, version)],
+        "model_signature": model_signature,
         "verdict": verdict.model_dump(mode="json", exclude={"proofs", "checkpoint"}),
         "audit": {
             "origin": audit_origin(ctx.settings),

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from governance.audit.keys import trusted_verifier
 from governance.db.engine import read_session, write_session
 from governance.db.models import Job, JobAttempt, Proposal
 from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -199,7 +200,7 @@ def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any
         job.cost = result.get("cost") or {}
         s.add(job)
         s.flush()
-        registry.register_from_job(s, job, now)  # the candidate enters the model registry
+        registry.register_from_job(s, job, now, trusted_verifier(ctx.settings))  # the candidate enters
         if _proposal_state(s, job) is ProposalState.UNLEARNING:
             _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
         job_event(s, job, "job.finished", now, {"model_version": job.model_version})
@@ -219,7 +220,8 @@ def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed:
         job.lease_owner = job.lease_expires_at = None
         s.add(job)
         s.flush()
-        registry.register_from_job(s, job, now)  # the report is attached to the candidate's registry entry
+        # the report (signed by the verifying worker) is attached to the candidate's registry entry
+        registry.register_from_job(s, job, now, trusted_verifier(ctx.settings))
         _finish_attempt(s, job, "verified" if passed else "verification_failed", None, now)
         if _proposal_state(s, job) is ProposalState.VERIFYING:
             _advance_proposal(

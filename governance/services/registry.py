@@ -15,6 +15,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from governance.audit.checkpoint import VerifierKey
+from governance.audit.keys import trusted_verifier
+from governance.audit.report_signature import UntrustedReport, check_report, report_digest
 from governance.db.engine import read_session, write_session
 from governance.db.models import Job, Proposal
 from governance.db.registry import ModelVersionRow, VerificationReportRow
@@ -32,6 +35,10 @@ from governance.services.audit import record
 from governance.services.context import Ctx
 
 REPORT_KEYS = ("candidate_hash", "policy_hash", "config_hash", "seed", "precision", "libraries", "passed")
+
+
+class UntrustedReportError(PermissionDenied):
+    """A report that the service's verifier did not sign (or that was altered since): refused, whoever posts it."""
 
 
 def subject(version: str) -> str:
@@ -94,12 +101,24 @@ def register(
 
 
 def record_report(
-    s: Session, version: str, report: dict[str, Any], *, actor: int | None, now: datetime
+    s: Session,
+    version: str,
+    report: dict[str, Any],
+    *,
+    actor: int | None,
+    now: datetime,
+    trusted: VerifierKey,
 ) -> VerificationReportRow:
     """Store a verification report for ``version`` and move it to verified / failed.
 
-    A report is accepted only for the exact model it was computed on: its ``candidate_hash`` must equal the
-    version's content hash (and its ``candidate_version`` the version id)."""
+    A report is accepted only when the service's verifier signed it (``trusted``: the verifying worker signs
+    every report it produces; a hand-written or foreign-signed report is refused, whoever posts it), and only
+    for the exact model it was computed on: its ``candidate_hash`` must equal the version's content hash (and
+    its ``candidate_version`` the version id)."""
+    try:
+        check_report(report, trusted)
+    except UntrustedReport as exc:
+        raise UntrustedReportError(f"report refused: {exc}") from None
     row = get_row(s, version, lock=True)
     missing = [k for k in REPORT_KEYS if k not in report]
     if missing:
@@ -138,6 +157,8 @@ def record_report(
         payload={
             "report_id": rep.id,
             **{k: report[k] for k in REPORT_KEYS},
+            "report_digest": report_digest(report),
+            "verifier_key": trusted.encode(),
             "summary": rep.summary,
             "state": new_state.value,
         },
@@ -146,8 +167,9 @@ def record_report(
     return rep
 
 
-def register_from_job(s: Session, job: Job, now: datetime) -> ModelVersionRow | None:
-    """Register a job's model version (and its report, when the job has one); None when it has no model."""
+def register_from_job(s: Session, job: Job, now: datetime, trusted: VerifierKey) -> ModelVersionRow | None:
+    """Register a job's model version (and its report, when the job has one and the service's verifier
+    signed it: ``trusted``); None when it has no model."""
     result = job.result or {}
     version = job.model_version
     if not version or not result.get("content_hash"):
@@ -174,17 +196,20 @@ def register_from_job(s: Session, job: Job, now: datetime) -> ModelVersionRow | 
                 and ((job.report or {}).get("models") or {})["reference"].get("version"),
             },
         )
-    if job.report and not _has_report(s, version, str(job.report.get("candidate_hash"))):
-        with contextlib.suppress(Conflict, InvalidInput):  # a report for another model is never attached
-            record_report(s, version, job.report, actor=None, now=now)
+    if job.report and not _has_report(s, version, job.report):
+        # a report for another model, or one the verifier did not sign, is never attached
+        with contextlib.suppress(Conflict, InvalidInput, UntrustedReportError):
+            record_report(s, version, job.report, actor=None, now=now, trusted=trusted)
     return row
 
 
-def _has_report(s: Session, version: str, candidate_hash: str) -> bool:
-    q = select(VerificationReportRow.id).where(
-        VerificationReportRow.model_version == version, VerificationReportRow.candidate_hash == candidate_hash
+def _has_report(s: Session, version: str, report: dict[str, Any]) -> bool:
+    """Whether this very report (same signature) is already recorded for ``version``."""
+    q = select(VerificationReportRow.report).where(
+        VerificationReportRow.model_version == version,
+        VerificationReportRow.candidate_hash == str(report.get("candidate_hash")),
     )
-    return s.exec(q).first() is not None
+    return any(r.get("signature") == report.get("signature") for r in s.exec(q).all())
 
 
 def latest_report(
@@ -356,7 +381,14 @@ def register_version(ctx: Ctx, actor: ActorView, data: ModelVersionCreate) -> Mo
 def attach_report(ctx: Ctx, actor: ActorView, version: str, report: dict[str, Any]) -> ModelVersionPublic:
     _require_operator(actor)
     with write_session(ctx.engine) as s:
-        record_report(s, version, report, actor=actor.member_id, now=ctx.clock.now())
+        record_report(
+            s,
+            version,
+            report,
+            actor=actor.member_id,
+            now=ctx.clock.now(),
+            trusted=trusted_verifier(ctx.settings),
+        )
         return to_public(s, get_row(s, version))
 
 

@@ -22,8 +22,32 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
+    """Upgrade schema: council overrides of the release gate (signed reports and model signatures live in
+    the existing JSON columns: verification_report.report and model_version.details)."""
+    op.create_table('release_override',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('model_version', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
+    sa.Column('requested_by', sa.Integer(), nullable=False),
+    sa.Column('approvals', sa.JSON(), nullable=False),
+    sa.Column('council_size', sa.Integer(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', governance.db.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('granted_at', governance.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['model_version'], ['model_version.version'], name=op.f('fk_release_override_model_version_model_version')),
+    sa.ForeignKeyConstraint(['requested_by'], ['member.id'], name=op.f('fk_release_override_requested_by_member')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_release_override'))
+    )
+    with op.batch_alter_table('release_override', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_release_override_model_version'), ['model_version'], unique=False)
+        batch_op.create_index(batch_op.f('ix_release_override_state'), ['state'], unique=False)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    with op.batch_alter_table('release_override', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_release_override_state'))
+        batch_op.drop_index(batch_op.f('ix_release_override_model_version'))
+
+    op.drop_table('release_override')

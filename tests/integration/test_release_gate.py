@@ -20,6 +20,7 @@ from governance.schemas import ProposalCreate
 from governance.services import proposals
 from governance.services.context import Ctx
 from tests.conftest import Person
+from tests.trust import signed, store_version
 from unlearning.verification.spec import policy_hash
 
 Client = TestClient[Litestar]
@@ -34,12 +35,30 @@ TESTS = [
 ]
 
 
+# names that stay outside the artifact store (unknown versions, fake ancestors, other models' hashes)
+UNSTORED = {"nope", "unknown", "not-stored", "base", "other", "evil", "config"}
+_CTX: list[Ctx] = []
+
+
+@pytest.fixture(autouse=True)
+def _store(ctx: Ctx) -> Any:
+    """mv(name) and h(name) name real stored versions of this test's artifact store (the gate re-hashes the
+    bytes at every verdict), and attach() signs reports as the verifying worker does."""
+    _CTX[:] = [ctx]
+    yield
+    _CTX.clear()
+
+
 def h(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
+    if name in UNSTORED or not _CTX:
+        return hashlib.sha256(name.encode()).hexdigest()
+    return store_version(_CTX[0], name)[1]
 
 
 def mv(name: str) -> str:
-    return "mv-" + h(name)[:20]
+    if name in UNSTORED or not _CTX:
+        return "mv-" + hashlib.sha256(name.encode()).hexdigest()[:20]
+    return store_version(_CTX[0], name)[0]
 
 
 def proposal_in_state(ctx: Ctx, who: Person, state: str, title: str = "Forget class 7") -> int:
@@ -90,6 +109,8 @@ def report(name: str, *, passed: bool, tests: list[dict[str, Any]] = TESTS, **kw
 
 
 def attach(client: Client, admin: Person, name: str, body: dict[str, Any], status: int = 201) -> Any:
+    """Post ``body`` signed by the service's verifier (as the worker signs it): the only kind accepted."""
+    body = signed(_CTX[0], body)
     r = client.post(f"/api/v1/models/{mv(name)}/verification", json={"report": body}, headers=admin.auth)
     assert r.status_code == status, r.text
     return r.json()
@@ -105,15 +126,13 @@ def test_verdicts_follow_the_report_of_the_exact_model_and_policy(
     client: Client, ctx: Ctx, community: dict[str, Person]
 ) -> None:
     admin, ann = community["admin"], community["ann"]
-    pid = proposal_in_state(ctx, community["bob"], "verifying")
+    pid = proposal_in_state(ctx, community["bob"], "verified")
     assert client.get(f"/api/v1/releases/{mv('nope')}/verdict", headers=ann.auth).status_code == 404
     assert client.get(f"/api/v1/releases/{mv('nope')}/verdict").status_code == 401
     register(client, admin, "cand", proposal_id=pid, parent_version=mv("base"))
     v = verdict(client, ann, "cand")
     assert v["verdict"] == "pending" and "no verification report" in v["reasons"][0]
-    assert v["proposals"] == [
-        {"id": pid, "title": "Forget class 7", "state": "verifying", "role": "produced"}
-    ]
+    assert v["proposals"] == [{"id": pid, "title": "Forget class 7", "state": "verified", "role": "produced"}]
 
     # a report computed on another model is refused and never served for this one
     attach(client, admin, "cand", report("other", passed=True, candidate_version=mv("cand")), 409)
@@ -283,7 +302,16 @@ def test_a_version_with_no_obligation_is_allowed_and_registration_is_for_operato
     register(client, admin, "plain", kind="train")
     again = client.post("/api/v1/models", json={**body, "content_hash": h("other")}, headers=admin.auth)
     assert again.status_code == 409
-    assert verdict(client, ann, "plain")["verdict"] == "allow"
+    # serving no proposal is not enough: the service's own worker verifies it first
+    assert verdict(client, ann, "plain")["verdict"] == "pending"
+    assert client.post(f"/api/v1/models/{mv('plain')}/verify", headers=ann.auth).status_code == 403
+    r = client.post(f"/api/v1/models/{mv('plain')}/verify", headers=admin.auth)
+    assert r.status_code == 201, r.text
+    from governance.jobs.worker import Worker
+
+    assert Worker(_CTX[0], "w-verify").run_once()
+    v = verdict(client, ann, "plain")
+    assert v["verdict"] == "allow" and "verified by the service's verifier" in v["reasons"][-1]
 
 
 @pytest.mark.parametrize("html", [False, True])
@@ -325,13 +353,14 @@ def test_base_versions_and_job_versions_enter_the_registry(
     client: Client, ctx: Ctx, community: dict[str, Person]
 ) -> None:
     from governance.db.models import Job
+    from governance.jobs.worker import verify_and_release_base
     from governance.services import gate, jobs
     from unlearning import init_model
 
     base = init_model(ctx.settings.artifact_dir, "digits")  # real bytes: the registry re-hashes them
     with pytest.raises(NotFound):
         gate.register_base_version(ctx, mv("not-stored"))
-    released = gate.register_base_version(ctx, base.version)
+    released = verify_and_release_base(ctx, base.version)
     assert released.state == "released" and released.content_hash == base.content_hash
     # a job's model and report enter the registry when the worker records them, not when someone reads
     pid = proposal_in_state(ctx, community["bob"], "job_queued")
@@ -348,7 +377,7 @@ def test_base_versions_and_job_versions_enter_the_registry(
     assert claim is not None and claim.proposal_id == pid
     result = {"model_version": mv("job"), "content_hash": h("job"), "parent_version": base.version}
     jobs.start_verification(ctx, claim.job_id, "w1", result)
-    jobs.complete(ctx, claim.job_id, "w1", report("job", passed=True), passed=True)
+    jobs.complete(ctx, claim.job_id, "w1", signed(ctx, report("job", passed=True)), passed=True)
     models = client.get("/api/v1/models", headers=community["ann"].auth).json()
     adopted = next(m for m in models if m["version"] == mv("job"))
     assert adopted["state"] == "verified" and adopted["proposal_id"] == pid and adopted["kind"] == "unlearn"

@@ -71,7 +71,9 @@ def test_verdicts() -> None:
     na = {**PASS, "status": "not_applicable"}
     assert decide_verdict(facts(), report(tests=[na]))[0] is Verdict.DENY  # nothing measured
     plain = facts(proposal_id=None, proposal_state=None, expected_policy_hash=None)
-    assert decide_verdict(plain, None)[0] is Verdict.ALLOW
+    # serving no proposal is not enough: a version needs a report signed by the service's verifier
+    assert decide_verdict(plain, None)[0] is Verdict.PENDING
+    assert decide_verdict(plain, report(policy_hash="p" * 64))[0] is Verdict.ALLOW
 
 
 def test_regressions_name_the_earlier_proposal() -> None:
@@ -105,3 +107,23 @@ def test_metric_names_are_synchronised() -> None:
     assert set(CATALOG) <= set(known)
     for name, m in CATALOG.items():
         assert known[name].target_kinds == m.target_kinds
+
+
+def test_allow_needs_stored_bytes_a_trusted_report_and_no_unforgotten_proposal() -> None:
+    from governance.domain.registry import Obligation, Override
+
+    missing = facts(store_problem="the bytes of mv-x are not in the artifact store")
+    assert decide_verdict(missing, report()) == (Verdict.DENY, [missing.store_problem])
+    v, reasons = decide_verdict(facts(), report(trusted=False, trust_problem="not signed"))
+    assert v is Verdict.DENY and "not signed" in reasons[0]
+    owed = facts(unforgotten=(Obligation(9, "proposal 9"),))
+    v, reasons = decide_verdict(owed, report())
+    assert v is Verdict.DENY and "proposal 9 was approved" in reasons[0]
+    assert decide_verdict(facts(proposal_state="verifying"), report())[0] is Verdict.PENDING
+    # an override is an allow that says so, and never covers missing bytes or a rejected version
+    over = Override(1, "the community needs this release now", 2, 3)
+    v, reasons = decide_verdict(facts(unforgotten=owed.unforgotten, override=over), report())
+    assert v is Verdict.ALLOW and reasons[0].startswith("council override 1 (2 of 3")
+    assert reasons[1].startswith("overridden (deny): ")
+    assert decide_verdict(facts(store_problem="gone", override=over), report())[0] is Verdict.DENY
+    assert decide_verdict(facts(state=ModelState.REJECTED, override=over), report())[0] is Verdict.DENY

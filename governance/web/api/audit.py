@@ -48,6 +48,23 @@ class AuditController(Controller):
             "public_key_pem": verifier.pem(),
         }
 
+    @get("/verifier-key", sync_to_thread=True)
+    def verifier_key(self, settings: Settings) -> dict[str, Any]:
+        """The keys that vouch for a release: the verifier's Ed25519 key (it signs every verification report;
+        never the log's key) and the ECDSA P-256 key that signs released versions (OpenSSF Model Signing)."""
+        from governance.audit.keys import trusted_verifier
+        from governance.release_signing import public_key_pem
+
+        verifier = trusted_verifier(settings)
+        return {
+            "algorithm": "Ed25519",
+            "name": verifier.name,
+            "key_id": verifier.key_id.hex(),
+            "verifier_key": verifier.encode(),
+            "public_key_pem": verifier.pem(),
+            "model_signing_public_key_pem": public_key_pem(settings),
+        }
+
     @get("/entries", sync_to_thread=True)
     def entries(
         self,

@@ -13,6 +13,8 @@ from governance.registry_schemas import (
     ModelVersionCreate,
     ModelVersionDetail,
     ModelVersionPublic,
+    OverrideIn,
+    OverridePublic,
     ReasonIn,
     ReportIn,
     VerdictPublic,
@@ -72,8 +74,26 @@ class ModelController(Controller):
 
     @post("/{version:str}/verification", sync_to_thread=True)
     def attach_report(self, ctx: Ctx, actor: ActorView, version: str, data: ReportIn) -> ModelVersionPublic:
-        """Record a verification report; refused unless it was computed on this version's content hash."""
+        """Record a verification report; refused (403) unless the service's verifier signed it, and (409) unless
+        it was computed on this version's content hash. To verify a version, ask for it: ``POST .../verify``."""
         return registry.attach_report(ctx, actor, version, data.report)
+
+    @post("/{version:str}/verify", sync_to_thread=True)
+    def verify(self, ctx: Ctx, actor: ActorView, version: str) -> dict[str, Any]:
+        """Queue a verification of a stored version (the council or an admin): the job worker verifies it and
+        signs the report; the gate allows nothing made outside the service before that."""
+        return gate.queue_verification(ctx, actor, version)
+
+    @post("/{version:str}/override", sync_to_thread=True)
+    def override(self, ctx: Ctx, actor: ActorView, version: str, data: OverrideIn) -> OverridePublic:
+        """A council member proposes or seconds an override of the gate, with a written reason; granted at a
+        council majority, audited, and shown as an override in every verdict and bundle."""
+        return gate.override(ctx, actor, version, data.reason)
+
+    @get("/{version:str}/overrides", sync_to_thread=True)
+    def overrides(self, ctx: Ctx, actor: ActorView, version: str) -> list[OverridePublic]:
+        """The overrides of this version, proposed and granted."""
+        return gate.overrides_of(ctx, version)
 
     @post("/{version:str}/release", sync_to_thread=True)
     def release(self, ctx: Ctx, actor: ActorView, version: str) -> ModelVersionPublic:
