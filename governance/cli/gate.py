@@ -1,15 +1,20 @@
 """``commons gate VERSION``: the release gate for CI pipelines. Asks the service for the verdict over HTTP
 (``GET /api/v1/releases/{version}/verdict``) and exits 0 allow, 1 deny, 2 pending, 3 error (server
 unreachable, unknown version, bad token), with a one-line reason on stderr and, with ``--json``, the full
-verdict on stdout. ``commons release bundle`` fetches a version's provenance bundle; ``verify-bundle`` checks
+verdict on stdout. A usage error (a missing version, ``--wait -1``) is an error too (3), never "pending"
+(click's own code for it is 2). Under GitHub Actions (``GITHUB_STEP_SUMMARY`` set) the gate also appends a
+job summary (verdict, reasons, proposals covered, links) and prints an ``::error::`` annotation on deny.
+``commons release bundle`` fetches a version's provenance bundle; ``verify-bundle`` checks
 one offline. Imports neither torch nor the database: it runs anywhere httpx does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
+from urllib.parse import quote
 
 import click
 
@@ -33,6 +38,73 @@ class GateError(Exception):
     pass
 
 
+class GateCommand(click.Command):
+    """A click command whose usage errors exit 3 (error), so that a CI script never reads a typo as 2
+    (pending)."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _UsageError(exc.format_message(), exc.ctx) from None
+
+
+class _UsageError(click.UsageError):
+    exit_code = ERROR
+
+
+def _github_summary(body: dict[str, Any], version: str, server: str) -> str:
+    """The job summary's Markdown: the verdict, its reasons, the proposals covered and links."""
+    base = server.rstrip("/")
+    page = f"{base}/models/{quote(version, safe='')}"
+    lines = [
+        f"## Release gate: `{version}` is **{body['verdict'].upper()}**",
+        "",
+        *[f"- {r}" for r in body.get("reasons") or ["no reason given"]],
+    ]
+    if body.get("override"):
+        over = body["override"]
+        lines += ["", f"Allowed by a **council override**, not by a passing report: {over.get('reason')}"]
+    proposals = body.get("proposals") or []
+    if proposals:
+        lines += ["", "| proposal | title | state | role |", "|---|---|---|---|"]
+        lines += [
+            f"| [#{p.get('id')}]({base}/proposals/{p.get('id')}) | {p.get('title')} | {p.get('state')} "
+            f"| {p.get('role')} |"
+            for p in proposals
+        ]
+    lines += [
+        "",
+        f"[Model version]({page}) · [Verdict (JSON)]({base}/api/v1/releases/{quote(version)}/verdict)",
+    ]
+    if body.get("report_url"):
+        lines[-1] += f" · [Verification report]({body['report_url']})"
+    return "\n".join(lines) + "\n"
+
+
+def _annotate_for_github(body: dict[str, Any], version: str, server: str) -> None:
+    """Under GitHub Actions: append the job summary, and an error annotation when the gate denies."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary:
+        return
+    try:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(_github_summary(body, version, server))
+    except OSError as exc:
+        click.echo(f"gate: could not write the job summary: {exc}", err=True)
+    if body["verdict"] == "deny":
+        reasons = "; ".join(body.get("reasons") or []) or "no reason given"
+        # workflow commands escape %, CR and LF in their message
+        message = reasons.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        click.echo(f"::error title=Release gate denied {version}::{message}")
+
+
 def fetch_verdict(client: CommonsClient, version: str) -> dict[str, Any]:
     """The verdict on ``version``; every failure is a GateError with its one-line reason."""
     try:
@@ -48,7 +120,7 @@ def fetch_verdict(client: CommonsClient, version: str) -> dict[str, Any]:
     return dict(body)
 
 
-@click.command("gate")
+@click.command("gate", cls=GateCommand)
 @click.argument("version")
 @server_option
 @token_option
@@ -85,6 +157,7 @@ def gate(
         click.echo(json.dumps(body, indent=2, sort_keys=True))
     reasons = "; ".join(body.get("reasons") or []) or "no reason given"
     click.echo(f"gate: {body['verdict']}: {version}: {reasons}", err=True)
+    _annotate_for_github(body, version, server)
     ctx.exit(EXIT[body["verdict"]])
 
 

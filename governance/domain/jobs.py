@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -143,3 +144,25 @@ def verify_signature(secret: str, header: str, body: bytes, now: datetime) -> bo
     if abs(now.timestamp() - ts) > REPLAY_WINDOW.total_seconds():
         return False
     return hmac.compare_digest(sign(secret, ts, body), header)
+
+
+# -- errors, as members see them ---------------------------------------------------------------------------------
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]?")
+MAX_ERROR_SUMMARY = 300
+
+
+def error_summary(error: str | None) -> str | None:
+    """What a member sees of a job's error: its last line (the exception and its message), with file system
+    paths cut to their last part; operators (admins) see the whole trace."""
+    if not error:
+        return error
+    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    last = _PATH.sub(lambda m: "…/" + re.split(r"[\\/]", m.group(0).rstrip("\\/"))[-1], last)
+    return last[:MAX_ERROR_SUMMARY]
+
+
+def sees_traces(roles: frozenset[Role]) -> bool:
+    """Operators (admins) see jobs' full tracebacks, with the server's paths; everyone else a summary."""
+    return Role.ADMIN in roles

@@ -29,8 +29,10 @@ from governance.domain.jobs import (
     JobState,
     check_job_transition,
     check_method_settings,
+    error_summary,
     may_cancel,
     may_retry,
+    sees_traces,
 )
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import SYSTEM, ActorView
@@ -397,7 +399,18 @@ def dead_attempts(ctx: Ctx, job_id: int) -> list[int]:
         ]
 
 
-def get(ctx: Ctx, job_id: int) -> dict[str, Any]:
+def _for_viewer(out: dict[str, Any], viewer: ActorView | None) -> dict[str, Any]:
+    """A job as ``viewer`` may see it: members get an error summary, operators (admins; ``None``: the
+    service itself) the full traceback."""
+    if viewer is None or sees_traces(viewer.roles):
+        return out
+    out["error"] = error_summary(out.get("error"))
+    for a in out.get("attempts", []):
+        a["error"] = error_summary(a.get("error"))
+    return out
+
+
+def get(ctx: Ctx, job_id: int, viewer: ActorView | None = None) -> dict[str, Any]:
     with read_session(ctx.engine) as s:
         job = s.get(Job, job_id)
         if job is None:
@@ -417,11 +430,15 @@ def get(ctx: Ctx, job_id: int) -> dict[str, Any]:
                 select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(col(JobAttempt.attempt))
             ).all()
         ]
-        return out
+        return _for_viewer(out, viewer)
 
 
 def list_jobs(
-    ctx: Ctx, state: str | None = None, proposal_id: int | None = None, limit: int = 50
+    ctx: Ctx,
+    state: str | None = None,
+    proposal_id: int | None = None,
+    limit: int = 50,
+    viewer: ActorView | None = None,
 ) -> list[dict[str, Any]]:
     if state is not None and state not in {st.value for st in JobState}:
         raise InvalidInput(f"unknown job state {state!r}", field="state")
@@ -431,4 +448,4 @@ def list_jobs(
             q = q.where(Job.state == state)
         if proposal_id is not None:
             q = q.where(Job.proposal_id == proposal_id)
-        return [public(j) for j in s.exec(q).all()]
+        return [_for_viewer(public(j), viewer) for j in s.exec(q).all()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,11 @@ from click.testing import CliRunner
 from governance.cli.gate import gate
 
 Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture(autouse=True)
+def _not_under_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)  # these tests' own CI may set it
 
 
 def client(handler: Handler) -> httpx.Client:
@@ -97,3 +103,42 @@ def test_the_gate_command_is_registered_and_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args", [[], ["mv-abc123", "--wait", "-1"], ["mv-abc123", "--no-such-option"]])
+def test_a_usage_error_is_an_error_not_pending(args: list[str]) -> None:
+    r = CliRunner().invoke(gate, args, obj=client(answer("allow")))
+    assert r.exit_code == 3, r.output
+
+
+def test_under_github_actions_a_job_summary_and_an_error_annotation_on_deny(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "version": "mv-abc123",
+                "verdict": "deny",
+                "reasons": ["proposal #4 is not verified", "50% done\nnext"],
+                "proposals": [{"id": 4, "title": "Forget spam", "state": "unlearning", "role": "produced"}],
+            },
+        )
+
+    r = CliRunner().invoke(
+        gate, ["mv-abc123", "--token", "T", "--server", "http://commons.test"], obj=client(handler)
+    )
+    assert r.exit_code == 1
+    assert r.stdout.startswith(
+        "::error title=Release gate denied mv-abc123::proposal #4 is not verified; 50%25 done%0Anext"
+    )
+    text = summary.read_text()
+    assert "`mv-abc123` is **DENY**" in text and "- proposal #4 is not verified" in text
+    assert "[#4](http://commons.test/proposals/4) | Forget spam | unlearning | produced" in text
+    assert "http://commons.test/models/mv-abc123" in text
+    # allow: a summary, no annotation
+    r = CliRunner().invoke(gate, ["mv-abc123", "--token", "T"], obj=client(answer("allow", "verified")))
+    assert r.exit_code == 0 and "::error" not in r.stdout and "**ALLOW**" in summary.read_text()

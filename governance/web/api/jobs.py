@@ -53,17 +53,17 @@ class JobController(Controller):
         proposal_id: int | None = None,
         limit: int = Parameter(default=50, ge=1, le=500),
     ) -> list[dict[str, Any]]:
-        return jobs.list_jobs(ctx, state=state_filter, proposal_id=proposal_id, limit=limit)
+        return jobs.list_jobs(ctx, state=state_filter, proposal_id=proposal_id, limit=limit, viewer=actor)
 
     @get("/{job_id:int}", sync_to_thread=True)
     def detail(self, ctx: Ctx, actor: ActorView, job_id: int) -> dict[str, Any]:
         """State, attempts and their settings, progress (phase, round, last metrics), cost, report."""
-        return jobs.get(ctx, job_id)
+        return jobs.get(ctx, job_id, actor)
 
     @get("/{job_id:int}/events")
     async def stream(self, ctx: Ctx, actor: ActorView, job_id: int, interval: float = 1.0) -> ServerSentEvent:
         """Server-sent events: a ``progress`` event whenever the job's state or progress changes, then ``end``."""
-        first = await asyncio.to_thread(jobs.get, ctx, job_id)  # 404 before the stream starts
+        first = await asyncio.to_thread(jobs.get, ctx, job_id, actor)  # 404 before the stream starts
         pause = min(max(interval, 0.2), 10.0)
 
         async def gen() -> AsyncGenerator[dict[str, str], None]:
@@ -80,7 +80,7 @@ class JobController(Controller):
                     yield {"event": "end", "data": _jsonable({"state": job["state"]})}
                     return
                 await asyncio.sleep(pause)
-                job = await asyncio.to_thread(jobs.get, ctx, job_id)
+                job = await asyncio.to_thread(jobs.get, ctx, job_id, actor)
 
         return ServerSentEvent(gen())
 

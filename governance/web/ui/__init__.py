@@ -21,7 +21,7 @@ from governance.web.ui.jobs_pages import JobPages
 from governance.web.ui.models_pages import ModelPages
 from governance.web.ui.proposals import ProposalPages
 from governance.web.ui.render import STATIC, UI_EXCEPTION_HANDLERS, provide_form, template_config
-from governance.web.ui.security import csrf_guard, session_middleware
+from governance.web.ui.security import csrf_guard, security_headers_middleware, session_middleware
 
 __all__ = ["static_router", "template_config", "ui_router"]
 
@@ -42,7 +42,7 @@ def ui_router() -> Router:
     return Router(
         path="/",
         route_handlers=PAGES,
-        middleware=[session_middleware],
+        middleware=[security_headers_middleware, session_middleware],
         before_request=csrf_guard,
         dependencies={"form": Provide(provide_form)},
         exception_handlers=UI_EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -51,4 +51,9 @@ def ui_router() -> Router:
 
 
 def static_router() -> Router:
-    return create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)
+    return create_static_files_router(
+        path="/static",
+        directories=[STATIC],
+        include_in_schema=False,
+        middleware=[security_headers_middleware],
+    )

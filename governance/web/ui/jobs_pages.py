@@ -78,7 +78,7 @@ class JobPages(Controller):
         proposal_id = int(raw_pid) if raw_pid.isdigit() else None
         errors: dict[str, str] = {}
         try:
-            rows = jobs.list_jobs(ctx, state=state or None, proposal_id=proposal_id, limit=200)
+            rows = jobs.list_jobs(ctx, state=state or None, proposal_id=proposal_id, limit=200, viewer=actor)
         except InvalidInput as exc:
             rows, errors = [], field_errors(exc)
         return page(
@@ -101,7 +101,7 @@ class JobPages(Controller):
         status_code: int = 200,
         **extra: Any,
     ) -> Template:
-        job = jobs.get(ctx, job_id)
+        job = jobs.get(ctx, job_id, actor)
         proposal = None
         if job["proposal_id"] is not None:
             try:
@@ -137,7 +137,7 @@ class JobPages(Controller):
     def progress(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: int) -> Template:
         """The live part of the job's page alone (htmx polls it until the job is final). When the job became
         final since the page was drawn (``?was=<state>``), htmx reloads the whole page: its actions change."""
-        job = jobs.get(ctx, job_id)
+        job = jobs.get(ctx, job_id, actor)
         final = is_final(job["state"])
         was = request.query_params.get("was")
         response = page(

@@ -210,3 +210,42 @@ def read_invitation(ctx: Ctx, token: str) -> int | None:
     except Exception:
         return None
     return member_id if hmac.compare_digest(current, fp) else None
+
+
+# -- response headers ----------------------------------------------------------------------------------------------
+
+#: only the app's own scripts run (htmx and the audit page's verifier are served from /static); nobody frames it
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+_EVERY_RESPONSE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+_HTML_RESPONSE = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+def security_headers_middleware(app: ASGIApp) -> ASGIApp:
+    """Every response: nosniff and a same-origin referrer policy; HTML pages also the CSP and no framing."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+                extra = _EVERY_RESPONSE + (_HTML_RESPONSE if html else [])
+                message["headers"] = headers + [(k, v) for k, v in extra if k not in names]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
