@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field
+
+from governance.bounds import JsonObject, Name, OptionalId, Text
 
 VERSION_PATTERN = r"^mv-[0-9a-f]{6,61}$"
 HASH_PATTERN = r"^[0-9a-f]{64}$"
@@ -19,10 +22,10 @@ class ModelVersionBase(BaseModel):
     version: str = Field(pattern=VERSION_PATTERN, description="the artifact store's version id (mv-...)")
     content_hash: str = Field(pattern=HASH_PATTERN, description="sha256 over the version's files")
     parent_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    task: str = Field(min_length=1, max_length=100)
+    task: Annotated[Name, MaxLen(100)]
     kind: str = Field(default="train", pattern=r"^(init|train|unlearn)$")
-    proposal_id: int | None = Field(default=None, ge=1, description="the proposal whose job produced it")
-    job_id: str | None = Field(default=None, max_length=200)
+    proposal_id: OptionalId = Field(default=None, description="the proposal whose job produced it")
+    job_id: Name | None = None
 
 
 class ModelVersionCreate(ModelVersionBase, _In):
@@ -56,11 +59,11 @@ class ModelVersionDetail(ModelVersionPublic):
 
 
 class ReportIn(_In):
-    report: dict[str, Any] = Field(description="a VerificationReport as JSON (unlearning.verification)")
+    report: JsonObject = Field(description="a VerificationReport as JSON (unlearning.verification)")
 
 
 class ReasonIn(_In):
-    reason: str = Field(default="", max_length=4000)
+    reason: Text = ""
 
 
 class ProposalCovered(BaseModel):

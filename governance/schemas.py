@@ -6,9 +6,12 @@ Table rows (governance/db/models.py) are never returned; services build these fr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from governance.bounds import MAX_LIST, JsonObject, LongText, Name, Text, Title, Word
 
 HANDLE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,63}$"
 
@@ -19,9 +22,9 @@ class _In(BaseModel):
 
 class MemberCreate(_In):
     handle: str = Field(pattern=HANDLE_PATTERN, description="lower-case login name, 2-64 characters")
-    display_name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    roles: list[str] = Field(default_factory=lambda: ["member"])
+    display_name: Name
+    email: Annotated[Text, MaxLen(320)] | None = None
+    roles: Annotated[list[Word], MaxLen(MAX_LIST)] = Field(default_factory=lambda: ["member"])
 
 
 class MemberPublic(BaseModel):
@@ -34,11 +37,11 @@ class MemberPublic(BaseModel):
 
 
 class RolesUpdate(_In):
-    roles: list[str]
+    roles: Annotated[list[Word], MaxLen(MAX_LIST)]
 
 
 class TokenCreate(_In):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[Name, MaxLen(100)]
 
 
 class TokenPublic(BaseModel):
@@ -55,10 +58,10 @@ class TokenCreated(TokenPublic):
 
 
 class DataSourceCreate(_In):
-    name: str = Field(min_length=1, max_length=200)
-    node_id: str = Field(min_length=1, max_length=200)
+    name: Name
+    node_id: Name
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 (hex) of the source's manifest")
-    description: str = Field(default="", max_length=4000)
+    description: Text = ""
 
 
 class DataSourcePublic(BaseModel):
@@ -73,26 +76,24 @@ class DataSourcePublic(BaseModel):
 
 
 class AcceptanceTestIn(_In):
-    metric: str
-    comparator: str
+    metric: Word
+    comparator: Word
     threshold: float
     relative_to_reference: bool = False
 
 
 class ProposalCreate(_In):
-    kind: str = Field(default="unlearning", description="unlearning or election")
-    title: str = Field(min_length=3, max_length=200)
-    target: dict[str, Any] | None = Field(
+    kind: Word = Field(default="unlearning", description="unlearning or election")
+    title: Title
+    target: JsonObject | None = Field(
         default=None,
         description="{kind: data_source, data_source_id} | {kind: category, category} | "
         "{kind: behaviour, examples: [{prompt, completion}], pattern}",
     )
-    election: dict[str, Any] | None = Field(
-        default=None, description="{role: reviewer|council, candidate_id}"
-    )
-    rationale: str = Field(default="", max_length=20000)
-    evidence: str = Field(default="", max_length=20000)
-    acceptance_tests: list[dict[str, Any]] | None = Field(
+    election: JsonObject | None = Field(default=None, description="{role: reviewer|council, candidate_id}")
+    rationale: LongText = ""
+    evidence: LongText = ""
+    acceptance_tests: Annotated[list[JsonObject], MaxLen(MAX_LIST)] | None = Field(
         default=None, description="omit to start from the target kind's defaults"
     )
     consent_withdrawal: bool = False
@@ -101,31 +102,31 @@ class ProposalCreate(_In):
 
 
 class ProposalUpdate(_In):
-    title: str | None = Field(default=None, min_length=3, max_length=200)
-    rationale: str | None = Field(default=None, max_length=20000)
-    evidence: str | None = Field(default=None, max_length=20000)
-    target: dict[str, Any] | None = None
-    acceptance_tests: list[dict[str, Any]] | None = None
+    title: Title | None = None
+    rationale: LongText | None = None
+    evidence: LongText | None = None
+    target: JsonObject | None = None
+    acceptance_tests: Annotated[list[JsonObject], MaxLen(MAX_LIST)] | None = None
     secret_tally: bool | None = None
 
 
 class ReasonIn(_In):
-    reason: str = Field(default="", max_length=4000)
+    reason: Text = ""
 
 
 class TriageIn(_In):
-    decision: str = Field(description="approve or reject (reject needs a reason)")
-    reason: str = Field(default="", max_length=4000)
+    decision: Word = Field(description="approve or reject (reject needs a reason)")
+    reason: Text = ""
 
 
 class VoteIn(_In):
-    choice: str = Field(description="approve, object, abstain or block (object and block need a reason)")
-    reason: str = Field(default="", max_length=4000)
+    choice: Word = Field(description="approve, object, abstain or block (object and block need a reason)")
+    reason: Text = ""
 
 
 class CouncilIn(_In):
-    decision: str = Field(description="ratify or veto (veto needs a reason)")
-    reason: str = Field(default="", max_length=4000)
+    decision: Word = Field(description="ratify or veto (veto needs a reason)")
+    reason: Text = ""
 
 
 class VotePublic(BaseModel):
@@ -210,6 +211,9 @@ class ErrorPublic(BaseModel):
     error: str
     detail: str
     field: str | None = None
+    request_id: str | None = Field(
+        default=None, description="quote it when reporting a problem: the log has it"
+    )
 
     @field_validator("detail")
     @classmethod

@@ -38,6 +38,8 @@ from typing import Any
 REPORT_FORMAT = 1  # the verification report's format; part of every policy hash
 
 TARGET_KINDS = ("data_source", "category", "behaviour")
+#: the longest regular expression a behaviour target may carry (a proposal's description of the behaviour)
+MAX_PATTERN_LENGTH = 1000
 ALL_TARGETS = frozenset(TARGET_KINDS)
 
 #: acceptance-test comparators, in parsing order ("<=" before "<"), with how the UI reads them
@@ -109,6 +111,10 @@ class Target:
         if self.pattern is not None:
             if not isinstance(self.pattern, str) or not self.pattern:
                 raise ContractError("pattern must be a non-empty regular expression", "target.pattern")
+            if len(self.pattern) > MAX_PATTERN_LENGTH:
+                raise ContractError(
+                    f"pattern is longer than {MAX_PATTERN_LENGTH} characters", "target.pattern"
+                )
             try:
                 re.compile(self.pattern)
             except re.error as exc:
@@ -342,7 +348,12 @@ class AcceptanceTest:
 
 
 def _finite_number(x: Any) -> typing.TypeGuard[float]:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    if not isinstance(x, int | float) or isinstance(x, bool):
+        return False
+    try:  # an integer beyond a double's range (a 400-digit threshold) is not a finite number
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, ...]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from governance.bounds import MAX_EXAMPLES, MAX_PATTERN, MAX_TEXT, is_id
 from governance.domain.errors import InvalidInput
 from governance.domain.roles import ELECTED_ROLES, Role
 from unlearning import contract
@@ -202,8 +203,6 @@ class Target:
         }
 
 
-MAX_EXAMPLES = 200
-MAX_TEXT = 4000
 _CATEGORY_RE = re.compile(r"^[\w][\w .:/-]{0,99}$")
 
 
@@ -217,8 +216,8 @@ def parse_target(data: dict[str, Any]) -> Target:
         raise InvalidInput(f"target kind must be one of: {allowed}", field="target.kind") from None
     if kind is TargetKind.DATA_SOURCE:
         ds = data.get("data_source_id")
-        if not isinstance(ds, int) or isinstance(ds, bool) or ds <= 0:
-            raise InvalidInput("a data_source target needs data_source_id (a positive integer)", "target")
+        if not is_id(ds):
+            raise InvalidInput("a data_source target needs data_source_id (a data source's id)", "target")
         return Target(kind, data_source_id=ds)
     if kind is TargetKind.CATEGORY:
         cat = data.get("category")
@@ -250,6 +249,8 @@ def parse_target(data: dict[str, Any]) -> Target:
     if pattern is not None:
         if not isinstance(pattern, str) or not pattern.strip():
             raise InvalidInput("pattern must be a non-empty regular expression", "target.pattern")
+        if len(pattern) > MAX_PATTERN:
+            raise InvalidInput(f"pattern is longer than {MAX_PATTERN} characters", "target.pattern")
         try:
             re.compile(pattern)
         except re.error as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from governance.bounds import is_id
 from governance.db.engine import read_session, write_session
 from governance.db.models import (
     Appeal,
@@ -173,7 +174,7 @@ def _set_election(
         raise InvalidInput("an election needs {role, candidate_id}", field="election")
     role = parse_role(str(election.get("role")))
     candidate = election.get("candidate_id")
-    if not isinstance(candidate, int) or isinstance(candidate, bool):
+    if not is_id(candidate):
         raise InvalidInput("candidate_id must be a member id", field="election.candidate_id")
     spec = ElectionSpec(role, candidate)
     m = s.get(Member, spec.candidate_id)

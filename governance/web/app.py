@@ -22,7 +22,12 @@ from governance.web.api.members import MemberController
 from governance.web.api.models import ModelController, ReleaseController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
-from governance.web.errors import EXCEPTION_HANDLERS
+from governance.web.errors import (
+    EXCEPTION_HANDLERS,
+    CommonsRequest,
+    refuse_nul_in_url,
+    send_request_id,
+)
 from governance.web.ui import static_router, template_config, ui_router
 
 
@@ -91,6 +96,10 @@ def create_app(
             "actor": Provide(provide_actor, sync_to_thread=True),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        # bad input is a 4xx, never a 500 (governance/bounds.py); every response carries X-Request-ID
+        request_class=CommonsRequest,
+        middleware=[refuse_nul_in_url],
+        before_send=[send_request_id],
         state=State({"ctx": ctx}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

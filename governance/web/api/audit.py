@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from governance.audit import log
 from governance.audit.keys import audit_origin, checkpoint_json, signing_key
+from governance.bounds import MAX_OFFSET, Seq
 from governance.settings import Settings
 
 
@@ -69,8 +70,10 @@ class AuditController(Controller):
     def entries(
         self,
         session: Session,
-        start: int = Parameter(default=0, ge=0),
-        end: int | None = Parameter(default=None, ge=0, description="exclusive; at most 1000 per page"),
+        start: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
+        end: int | None = Parameter(
+            default=None, ge=0, le=MAX_OFFSET, description="exclusive; at most 1000 per page"
+        ),
     ) -> dict[str, Any]:
         """Entries with start <= seq < end, in order."""
         head = log.tree_head(session)
@@ -85,8 +88,10 @@ class AuditController(Controller):
         self,
         session: Session,
         settings: Settings,
-        seq: int,
-        tree_size: int | None = Parameter(default=None, ge=1, description="prove against this size"),
+        seq: Seq,
+        tree_size: int | None = Parameter(
+            default=None, ge=1, le=MAX_OFFSET, description="prove against this size"
+        ),
     ) -> dict[str, Any]:
         """One entry with its inclusion proof and the signed checkpoint the proof leads to."""
         found = log.get_entry(session, seq)
@@ -102,8 +107,10 @@ class AuditController(Controller):
         self,
         session: Session,
         settings: Settings,
-        first: int = Parameter(ge=0),
-        second: int | None = Parameter(default=None, ge=0, description="default: the current size"),
+        first: int = Parameter(ge=0, le=MAX_OFFSET),
+        second: int | None = Parameter(
+            default=None, ge=0, le=MAX_OFFSET, description="default: the current size"
+        ),
     ) -> dict[str, Any]:
         """Proof that the log of ``first`` entries is a prefix of the log of ``second`` entries."""
         proof = log.consistency_proof(session, first, second)
@@ -112,7 +119,7 @@ class AuditController(Controller):
             "checkpoint": checkpoint_json(settings, proof.second, proof.second_root),
         }
 
-    @get("/export", sync_to_thread=True)
+    @get("/export", sync_to_thread=True, media_type="application/x-ndjson")
     def export(self, session: Session, settings: Settings) -> Stream:
         """The whole log as JSON Lines (header with checkpoint and public key, then every entry).
 

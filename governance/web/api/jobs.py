@@ -12,6 +12,7 @@ from litestar.params import Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
+from governance.bounds import Filter, Id, OptionalId
 from governance.domain.jobs import FINAL_JOB_STATES, JobState
 from governance.domain.review import ActorView
 from governance.services import events, jobs
@@ -49,19 +50,25 @@ class JobController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
-        proposal_id: int | None = None,
+        state_filter: Annotated[Filter, QueryParameter(name="state")] = None,
+        proposal_id: OptionalId = None,
         limit: int = Parameter(default=50, ge=1, le=500),
     ) -> list[dict[str, Any]]:
         return jobs.list_jobs(ctx, state=state_filter, proposal_id=proposal_id, limit=limit, viewer=actor)
 
     @get("/{job_id:int}", sync_to_thread=True)
-    def detail(self, ctx: Ctx, actor: ActorView, job_id: int) -> dict[str, Any]:
+    def detail(self, ctx: Ctx, actor: ActorView, job_id: Id) -> dict[str, Any]:
         """State, attempts and their settings, progress (phase, round, last metrics), cost, report."""
         return jobs.get(ctx, job_id, actor)
 
     @get("/{job_id:int}/events")
-    async def stream(self, ctx: Ctx, actor: ActorView, job_id: int, interval: float = 1.0) -> ServerSentEvent:
+    async def stream(
+        self,
+        ctx: Ctx,
+        actor: ActorView,
+        job_id: Id,
+        interval: float = Parameter(default=1.0, ge=0.0, le=60.0),
+    ) -> ServerSentEvent:
         """Server-sent events: a ``progress`` event whenever the job's state or progress changes, then ``end``."""
         first = await asyncio.to_thread(jobs.get, ctx, job_id, actor)  # 404 before the stream starts
         pause = min(max(interval, 0.2), 10.0)
@@ -85,12 +92,12 @@ class JobController(Controller):
         return ServerSentEvent(gen())
 
     @post("/{job_id:int}/cancel", status_code=200, sync_to_thread=True)
-    def cancel(self, ctx: Ctx, actor: ActorView, job_id: int, data: CancelIn) -> dict[str, Any]:
+    def cancel(self, ctx: Ctx, actor: ActorView, job_id: Id, data: CancelIn) -> dict[str, Any]:
         """Council or admin: stop at the next round boundary, with a reason."""
         return jobs.request_cancel(ctx, job_id, actor, data.reason)
 
     @post("/{job_id:int}/retry", status_code=200, sync_to_thread=True)
-    def retry(self, ctx: Ctx, actor: ActorView, job_id: int, data: RetryIn) -> dict[str, Any]:
+    def retry(self, ctx: Ctx, actor: ActorView, job_id: Id, data: RetryIn) -> dict[str, Any]:
         """Reviewers: retry a failed job, optionally with another method or settings."""
         return jobs.retry(ctx, job_id, actor, data.method_config, data.method)
 
@@ -109,11 +116,11 @@ class WebhookController(Controller):
         return events.add_webhook(ctx, data.url, data.events, actor, secret=data.secret)
 
     @delete("/{webhook_id:int}", status_code=204, sync_to_thread=True)
-    def remove(self, ctx: Ctx, actor: ActorView, webhook_id: int) -> None:
+    def remove(self, ctx: Ctx, actor: ActorView, webhook_id: Id) -> None:
         events.remove_webhook(ctx, webhook_id, actor)
 
     @get("/{webhook_id:int}/deliveries", sync_to_thread=True)
-    def deliveries(self, ctx: Ctx, actor: ActorView, webhook_id: int) -> list[dict[str, Any]]:
+    def deliveries(self, ctx: Ctx, actor: ActorView, webhook_id: Id) -> list[dict[str, Any]]:
         """Every delivery and every attempt, with status codes and errors."""
         return events.deliveries(ctx, webhook_id, actor)
 
@@ -128,6 +135,6 @@ class NotificationController(Controller):
         return events.list_notifications(ctx, actor.member_id, unread)
 
     @post("/{notification_id:int}/read", status_code=204, sync_to_thread=True)
-    def read(self, ctx: Ctx, actor: ActorView, notification_id: int) -> None:
+    def read(self, ctx: Ctx, actor: ActorView, notification_id: Id) -> None:
         assert actor.member_id is not None
         events.mark_read(ctx, actor.member_id, notification_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
+from governance.bounds import Filter, Id, Offset
 from governance.domain.review import ActorView
 from governance.schemas import MemberCreate, MemberPublic, RolesUpdate, TokenCreate, TokenCreated, TokenPublic
 from governance.services import members
@@ -20,9 +21,9 @@ class MemberController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        role: str | None = None,
+        role: Filter = None,
         limit: int = Parameter(default=100, ge=1, le=500),
-        offset: int = Parameter(default=0, ge=0),
+        offset: Offset = 0,
     ) -> list[MemberPublic]:
         return members.list_members(ctx, role=role, limit=limit, offset=offset)
 
@@ -37,11 +38,11 @@ class MemberController(Controller):
         return members.get_member(ctx, actor.member_id)
 
     @get("/{member_id:int}", sync_to_thread=True)
-    def get_member(self, ctx: Ctx, actor: ActorView, member_id: int) -> MemberPublic:
+    def get_member(self, ctx: Ctx, actor: ActorView, member_id: Id) -> MemberPublic:
         return members.get_member(ctx, member_id)
 
     @put("/{member_id:int}/roles", sync_to_thread=True)
-    def set_roles(self, ctx: Ctx, actor: ActorView, member_id: int, data: RolesUpdate) -> MemberPublic:
+    def set_roles(self, ctx: Ctx, actor: ActorView, member_id: Id, data: RolesUpdate) -> MemberPublic:
         """Admins assign roles by hand; elections grant reviewer and council roles through proposals."""
         return members.set_roles(ctx, member_id, data.roles, actor)
 
@@ -57,10 +58,10 @@ class MemberController(Controller):
         return members.create_token(ctx, actor.member_id, data.name, actor)
 
     @post("/{member_id:int}/tokens", sync_to_thread=True)
-    def create_token(self, ctx: Ctx, actor: ActorView, member_id: int, data: TokenCreate) -> TokenCreated:
+    def create_token(self, ctx: Ctx, actor: ActorView, member_id: Id, data: TokenCreate) -> TokenCreated:
         """Admins create tokens for others (e.g. a CI pipeline's account)."""
         return members.create_token(ctx, member_id, data.name, actor)
 
     @delete("/me/tokens/{token_id:int}", status_code=200, sync_to_thread=True)
-    def revoke_token(self, ctx: Ctx, actor: ActorView, token_id: int) -> TokenPublic:
+    def revoke_token(self, ctx: Ctx, actor: ActorView, token_id: Id) -> TokenPublic:
         return members.revoke_token(ctx, token_id, actor)

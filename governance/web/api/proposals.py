@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.params import Parameter, QueryParameter
 
+from governance.bounds import MAX_FILTER, MAX_TEXT, NO_NUL, Filter, Id, Offset, OptionalId
 from governance.domain.metrics import COMPARATORS, known_metrics
 from governance.domain.proposals import TargetKind, default_acceptance_tests
 from governance.domain.review import ActorView
@@ -30,8 +31,8 @@ from unlearning import contract
 
 
 class VoteBody(msgspec.Struct, forbid_unknown_fields=True):
-    choice: str
-    reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    choice: Annotated[str, msgspec.Meta(max_length=MAX_FILTER, pattern=NO_NUL)]
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT, pattern=NO_NUL)] = ""
 
 
 class VoteOut(msgspec.Struct):
@@ -51,13 +52,13 @@ class ProposalController(Controller):
         self,
         ctx: Ctx,
         actor: ActorView,
-        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
-        target_kind: str | None = None,
-        kind: str | None = None,
+        state_filter: Annotated[Filter, QueryParameter(name="state")] = None,
+        target_kind: Filter = None,
+        kind: Filter = None,
         mine: bool = False,
-        proposer_id: int | None = None,
+        proposer_id: OptionalId = None,
         limit: int = Parameter(default=50, ge=1, le=500),
-        offset: int = Parameter(default=0, ge=0),
+        offset: Offset = 0,
     ) -> list[ProposalPublic]:
         """Newest first, filtered by state, target kind, kind and proposer (``mine=true`` for yours)."""
         return proposals.list_proposals(
@@ -76,33 +77,33 @@ class ProposalController(Controller):
         return proposals.create(ctx, data, actor)
 
     @get("/{proposal_id:int}", sync_to_thread=True)
-    def detail(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> ProposalDetail:
+    def detail(self, ctx: Ctx, actor: ActorView, proposal_id: Id) -> ProposalDetail:
         """Everything about a proposal: its full history, decisions, tally and what you may do now."""
         return proposals.get_detail(ctx, proposal_id, actor)
 
     @patch("/{proposal_id:int}", sync_to_thread=True)
-    def edit(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ProposalUpdate) -> ProposalPublic:
+    def edit(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: ProposalUpdate) -> ProposalPublic:
         """Edit a draft (proposer only)."""
         return proposals.update(ctx, proposal_id, data, actor)
 
     @post("/{proposal_id:int}/submit", status_code=200, sync_to_thread=True)
-    def submit(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> ProposalPublic:
+    def submit(self, ctx: Ctx, actor: ActorView, proposal_id: Id) -> ProposalPublic:
         return proposals.submit(ctx, proposal_id, actor)
 
     @post("/{proposal_id:int}/withdraw", status_code=200, sync_to_thread=True)
     def withdraw(
-        self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn | None = None
+        self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: ReasonIn | None = None
     ) -> ProposalPublic:
         return proposals.withdraw(ctx, proposal_id, actor, data.reason if data else None)
 
     @post("/{proposal_id:int}/triage", status_code=200, sync_to_thread=True)
-    def triage(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: TriageIn) -> ProposalPublic:
+    def triage(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: TriageIn) -> ProposalPublic:
         """A reviewer approves (enough approvals open the vote) or rejects with a reason (appealable)."""
         return proposals.triage(ctx, proposal_id, actor, data.decision, data.reason)
 
     @post("/{proposal_id:int}/votes", status_code=200)
     async def vote(
-        self, request: Request[Any, Any, Any], ctx: Ctx, proposal_id: int, data: VoteBody
+        self, request: Request[Any, Any, Any], ctx: Ctx, proposal_id: Id, data: VoteBody
     ) -> VoteOut:
         """Cast or change your vote until the deadline; the latest counts: `{choice: approve | object | abstain
         | block, reason}` (object and block need a reason)."""
@@ -116,33 +117,31 @@ class ProposalController(Controller):
         return VoteOut(v.proposal_id, v.member_id, v.choice, v.reason, v.cast_at)
 
     @get("/{proposal_id:int}/votes", sync_to_thread=True)
-    def votes(self, ctx: Ctx, actor: ActorView, proposal_id: int, history: bool = False) -> list[VotePublic]:
+    def votes(self, ctx: Ctx, actor: ActorView, proposal_id: Id, history: bool = False) -> list[VotePublic]:
         """Current votes, or with ``history=true`` every vote and change in order."""
         return proposals.list_votes(ctx, proposal_id, history)
 
     @get("/{proposal_id:int}/tally", sync_to_thread=True)
-    def tally(self, ctx: Ctx, actor: ActorView, proposal_id: int) -> TallyPublic:
+    def tally(self, ctx: Ctx, actor: ActorView, proposal_id: Id) -> TallyPublic:
         return proposals.get_tally(ctx, proposal_id)
 
     @post("/{proposal_id:int}/council", status_code=200, sync_to_thread=True)
-    def council(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: CouncilIn) -> ProposalPublic:
+    def council(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: CouncilIn) -> ProposalPublic:
         """A council member ratifies or vetoes (with a reason); a majority of the council decides."""
         return proposals.council(ctx, proposal_id, actor, data.decision, data.reason)
 
     @post("/{proposal_id:int}/appeal", status_code=200, sync_to_thread=True)
-    def appeal(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn) -> ProposalPublic:
+    def appeal(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: ReasonIn) -> ProposalPublic:
         """The proposer or a reviewer appeals a rejection or veto to the council, once."""
         return proposals.appeal(ctx, proposal_id, actor, data.reason)
 
     @post("/{proposal_id:int}/conflicts", status_code=200, sync_to_thread=True)
-    def declare_conflict(
-        self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn
-    ) -> ProposalPublic:
+    def declare_conflict(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: ReasonIn) -> ProposalPublic:
         """Declare a conflict of interest: you are then excluded from reviewing this proposal."""
         return proposals.declare_conflict(ctx, proposal_id, actor, data.reason)
 
     @post("/{proposal_id:int}/cancel", status_code=200, sync_to_thread=True)
-    def cancel(self, ctx: Ctx, actor: ActorView, proposal_id: int, data: ReasonIn) -> ProposalPublic:
+    def cancel(self, ctx: Ctx, actor: ActorView, proposal_id: Id, data: ReasonIn) -> ProposalPublic:
         """Emergency cancel by the council or an admin, with a reason."""
         return proposals.cancel(ctx, proposal_id, actor, data.reason)
 

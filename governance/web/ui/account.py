@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
+from governance.bounds import Id
 from governance.domain.errors import InvalidInput
 from governance.domain.jobs import FINAL_JOB_STATES, JobState
 from governance.domain.registry import ModelState
@@ -56,7 +57,7 @@ class AccountPages(Controller):
         return page(request, "notifications.html", rows=rows, unread=sum(1 for n in rows if not n["read_at"]))
 
     @post("/notifications/{notification_id:int}/read", sync_to_thread=True)
-    def mark_read(self, ctx: Ctx, actor: ActorView, form: Form, notification_id: int) -> Redirect:
+    def mark_read(self, ctx: Ctx, actor: ActorView, form: Form, notification_id: Id) -> Redirect:
         assert actor.member_id is not None
         events.mark_read(ctx, actor.member_id, notification_id)
         return redirect(safe_next(form.get("next") or "/notifications"))
@@ -102,7 +103,7 @@ class AccountPages(Controller):
         return self._me(request, ctx, actor, 201, created=created)
 
     @post("/me/tokens/{token_id:int}/revoke", sync_to_thread=True)
-    def revoke_token(self, ctx: Ctx, actor: ActorView, token_id: int) -> Redirect:
+    def revoke_token(self, ctx: Ctx, actor: ActorView, token_id: Id) -> Redirect:
         t = members.revoke_token(ctx, token_id, actor)
         return redirect("/me", flash=f"Token {t.name!r} ({t.prefix}…) is revoked.")
 

@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.response import Template
 
+from governance.bounds import Seq, parse_id
 from governance.services import browse
 from governance.services.context import Ctx
 from governance.web.ui.render import page
@@ -25,9 +26,9 @@ class AuditPages(Controller):
         errors: dict[str, str] = {}
         before = None
         if filters["before"]:
-            if filters["before"].isdigit():
-                before = int(filters["before"])
-            else:
+            if filters["before"] == "0":
+                before = 0
+            elif (before := parse_id(filters["before"])) is None:
                 errors["before"] = "a sequence number (0, 1, 2, …)"
         result = browse.audit_search(
             ctx,
@@ -46,5 +47,5 @@ class AuditPages(Controller):
         )
 
     @get("/{seq:int}", sync_to_thread=True)
-    def entry(self, request: Request[Any, Any, Any], ctx: Ctx, seq: int) -> Template:
+    def entry(self, request: Request[Any, Any, Any], ctx: Ctx, seq: Seq) -> Template:
         return page(request, "audit/entry.html", e=browse.audit_entry(ctx, seq))

@@ -8,6 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 
+from governance.bounds import Id, parse_id
 from governance.domain.errors import InvalidInput, PermissionDenied
 from governance.domain.proposals import TERMINAL_STATES, ProposalState
 from governance.domain.review import ActorView
@@ -72,7 +73,7 @@ class DataSourcePages(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         actor: ActorView,
-        source_id: int,
+        source_id: Id,
         status_code: int = 200,
         **extra: Any,
     ) -> Template:
@@ -90,12 +91,12 @@ class DataSourcePages(Controller):
         )
 
     @get("/{source_id:int}", sync_to_thread=True)
-    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, source_id: int) -> Template:
+    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, source_id: Id) -> Template:
         return self._detail(request, ctx, actor, source_id)
 
     @post("/{source_id:int}/withdraw-consent", sync_to_thread=True)
     def withdraw_consent(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, source_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, source_id: Id
     ) -> Template | Redirect:
         """The owner files a fast-track proposal: a reviewer confirms ownership, there is no member vote."""
         d = data_sources.get(ctx, source_id)
@@ -169,21 +170,21 @@ class ElectionPages(Controller):
     def nominate(
         self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form
     ) -> Template | Redirect:
-        role, candidate = form.get("role"), form.get("candidate_id")
+        role, candidate = form.get("role"), parse_id(form.get("candidate_id"))
         errors: dict[str, str] = {}
         if role not in {r.value for r in ELECTED_ROLES}:
             errors["role"] = "Choose the reviewer or council role."
-        if not candidate.isdigit():
+        if candidate is None:
             errors["candidate_id"] = "Choose a candidate."
-        if not errors:
+        if not errors and candidate is not None:
             try:
-                handle = members.get_member(ctx, int(candidate)).handle
+                handle = members.get_member(ctx, candidate).handle
                 p = proposals.create(
                     ctx,
                     ProposalCreate(
                         kind="election",
                         title=f"Elect {handle} as {role}",
-                        election={"role": role, "candidate_id": int(candidate)},
+                        election={"role": role, "candidate_id": candidate},
                         rationale=form.get("rationale"),
                         secret_tally=form.checked("secret_tally"),
                         submit=True,
@@ -254,7 +255,7 @@ class MemberPages(Controller):
 
     @post("/{member_id:int}/roles", sync_to_thread=True)
     def set_roles(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, member_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, member_id: Id
     ) -> Template | Redirect:
         try:
             m = members.set_roles(ctx, member_id, form.getall("roles"), actor)
@@ -264,7 +265,7 @@ class MemberPages(Controller):
 
     @post("/{member_id:int}/invitation", sync_to_thread=True)
     def invitation(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, member_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, member_id: Id
     ) -> Template:
         """A fresh link with which the member chooses a (new) password; it works once."""
         if Role.ADMIN not in actor.roles:

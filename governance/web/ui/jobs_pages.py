@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
+from governance.bounds import Id, parse_id
 from governance.domain.errors import InvalidInput, NotFound
 from governance.domain.jobs import FINAL_JOB_STATES, JobState, may_cancel, may_retry
 from governance.domain.proposals import ProposalState
@@ -75,7 +76,7 @@ class JobPages(Controller):
     def list_page(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView) -> Template:
         state = (request.query_params.get("state") or "").strip()
         raw_pid = (request.query_params.get("proposal_id") or "").strip()
-        proposal_id = int(raw_pid) if raw_pid.isdigit() else None
+        proposal_id = parse_id(raw_pid)
         errors: dict[str, str] = {}
         try:
             rows = jobs.list_jobs(ctx, state=state or None, proposal_id=proposal_id, limit=200, viewer=actor)
@@ -97,7 +98,7 @@ class JobPages(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         actor: ActorView,
-        job_id: int,
+        job_id: Id,
         status_code: int = 200,
         **extra: Any,
     ) -> Template:
@@ -130,11 +131,11 @@ class JobPages(Controller):
         )
 
     @get("/{job_id:int}", sync_to_thread=True)
-    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: int) -> Template:
+    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: Id) -> Template:
         return self._detail(request, ctx, actor, job_id)
 
     @get("/{job_id:int}/progress", sync_to_thread=True)
-    def progress(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: int) -> Template:
+    def progress(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, job_id: Id) -> Template:
         """The live part of the job's page alone (htmx polls it until the job is final). When the job became
         final since the page was drawn (``?was=<state>``), htmx reloads the whole page: its actions change."""
         job = jobs.get(ctx, job_id, actor)
@@ -154,7 +155,7 @@ class JobPages(Controller):
 
     @post("/{job_id:int}/cancel", sync_to_thread=True)
     def cancel(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: Id
     ) -> Template | Redirect:
         try:
             done = jobs.request_cancel(ctx, job_id, actor, form.get("reason"))
@@ -178,7 +179,7 @@ class JobPages(Controller):
 
     @post("/{job_id:int}/retry", sync_to_thread=True)
     def retry(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, job_id: Id
     ) -> Template | Redirect:
         errors: dict[str, str] = {}
         config: dict[str, Any] | None = None

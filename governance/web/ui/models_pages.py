@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.response import Redirect, Template
 
+from governance.bounds import VersionRef, parse_id
 from governance.domain.errors import InvalidInput, NotFound
 from governance.domain.registry import ModelState
 from governance.domain.review import ActorView
@@ -58,7 +59,7 @@ class ModelPages(Controller):
             errors["state"] = f"one of {', '.join(MODEL_STATES)}"
             state = ""
         raw_pid = (request.query_params.get("proposal_id") or "").strip()
-        proposal_id = int(raw_pid) if raw_pid.isdigit() else None
+        proposal_id = parse_id(raw_pid)
         rows = registry.list_versions(ctx, limit=500)
         filtered = bool(state or proposal_id)
         shown = [
@@ -83,7 +84,7 @@ class ModelPages(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         actor: ActorView,
-        version: str,
+        version: VersionRef,
         status_code: int = 200,
         **extra: Any,
     ) -> Template:
@@ -91,9 +92,10 @@ class ModelPages(Controller):
         verdict, reasons, covered = gate.preview(ctx, version)
         children = [r for r in registry.list_versions(ctx, limit=500) if r.parent_version == version]
         job = None
-        if m.job_id and m.job_id.startswith("job-") and m.job_id[4:].isdigit():
+        job_id = parse_id(m.job_id[4:]) if m.job_id and m.job_id.startswith("job-") else None
+        if job_id is not None:
             try:
-                job = jobs.get(ctx, int(m.job_id[4:]))
+                job = jobs.get(ctx, job_id)
             except NotFound:
                 job = None
         report = m.report or {}
@@ -115,11 +117,13 @@ class ModelPages(Controller):
         )
 
     @get("/{version:str}", sync_to_thread=True)
-    def detail(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: str) -> Template:
+    def detail(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: VersionRef
+    ) -> Template:
         return self._detail(request, ctx, actor, version)
 
     @get("/{version:str}/report", sync_to_thread=True, media_type=MediaType.HTML)
-    def report(self, ctx: Ctx, actor: ActorView, version: str) -> Response[str]:
+    def report(self, ctx: Ctx, actor: ActorView, version: VersionRef) -> Response[str]:
         """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
         from unlearning.api import render_report_html as render_html
 
@@ -137,7 +141,7 @@ class ModelPages(Controller):
 
     @post("/{version:str}/release", sync_to_thread=True)
     def release(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: str
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, version: VersionRef
     ) -> Template | Redirect:
         try:
             gate.release(ctx, actor, version)

@@ -11,6 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 
+from governance.bounds import Id, parse_id
 from governance.domain.errors import InvalidInput, PermissionDenied
 from governance.domain.metrics import COMPARATORS, known_metrics
 from governance.domain.proposals import ProposalState, TargetKind, default_acceptance_tests, parse_target
@@ -106,7 +107,7 @@ def _tests_from_form(form: Form, kind: str) -> tuple[list[dict[str, Any]], list[
 def _target_from_form(form: Form, kind: str) -> dict[str, Any]:
     if kind == TargetKind.DATA_SOURCE.value:
         raw = form.get("data_source_id")
-        return {"kind": kind, "data_source_id": int(raw) if raw.isdigit() else None}
+        return {"kind": kind, "data_source_id": parse_id(raw)}
     if kind == TargetKind.CATEGORY.value:
         return {"kind": kind, "category": form.get("category")}
     examples = []
@@ -253,7 +254,7 @@ class ProposalPages(Controller):
         request: Request[Any, Any, Any],
         ctx: Ctx,
         actor: ActorView,
-        proposal_id: int,
+        proposal_id: Id,
         status_code: int = 200,
         **extra: Any,
     ) -> Template:
@@ -287,14 +288,12 @@ class ProposalPages(Controller):
 
     @get("/{proposal_id:int}", sync_to_thread=True)
     def detail(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: Id
     ) -> Template:
         return self._detail(request, ctx, actor, proposal_id)
 
     @get("/{proposal_id:int}/tally", sync_to_thread=True)
-    def tally(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: int
-    ) -> Template:
+    def tally(self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: Id) -> Template:
         """The tally panel alone (htmx polls it while the vote is open)."""
         p = proposals.get_detail(ctx, proposal_id, actor)
         return page(request, "proposals/_tally.html", p=p)
@@ -306,7 +305,7 @@ class ProposalPages(Controller):
         ctx: Ctx,
         actor: ActorView,
         form: Form,
-        proposal_id: int,
+        proposal_id: Id,
         action: str,
     ) -> Template | Redirect:
         call = ACTIONS.get(action)
@@ -334,7 +333,7 @@ class ProposalPages(Controller):
 
     @post("/{proposal_id:int}/comments", sync_to_thread=True)
     def comment(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, proposal_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, proposal_id: Id
     ) -> Template | Redirect:
         try:
             comments.add(ctx, proposal_id, actor, form.raw("body"))
@@ -352,7 +351,7 @@ class ProposalPages(Controller):
 
     @get("/{proposal_id:int}/edit", sync_to_thread=True)
     def edit_form(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, proposal_id: Id
     ) -> Template:
         p = proposals.get_detail(ctx, proposal_id, actor)
         if "edit" not in p.allowed_actions:
@@ -362,7 +361,7 @@ class ProposalPages(Controller):
 
     @post("/{proposal_id:int}/edit", sync_to_thread=True)
     def edit(
-        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, proposal_id: int
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, proposal_id: Id
     ) -> Template | Redirect:
         try:
             data = ProposalUpdate(

@@ -13,7 +13,7 @@ from jinja2 import Environment
 from litestar import Request, Response
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import Cookie, FormMultiDict
-from litestar.exceptions import HTTPException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from governance.domain.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from governance.domain.review import ActorView
 from governance.services.auth import SessionMember
-from governance.web.errors import NotAuthenticated
+from governance.web.errors import NotAuthenticated, log_unexpected, request_id
 from governance.web.ui.security import csrf_token
 
 log = logging.getLogger("commons.ui")
@@ -131,7 +131,11 @@ class Form:
 
 
 async def provide_form(request: Request[Any, Any, Any]) -> Form:
-    return Form(await request.form())
+    data = await request.form()
+    for name, value in data.multi_items():
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            raise ClientException("a form field must not contain a NUL character")
+    return Form(data)
 
 
 def field_errors(exc: InvalidInput, default_field: str = "_form") -> dict[str, str]:
@@ -160,6 +164,7 @@ _TITLES = {
     409: "Not possible now",
     422: "Invalid input",
     429: "Too many attempts",
+    500: "Something went wrong",
     503: "Busy",
 }
 
@@ -184,6 +189,8 @@ def ui_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def ui_http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     assert isinstance(exc, HTTPException)
+    if exc.status_code >= 500:
+        return ui_unexpected_error(request, exc)
     return error_page(request, exc.status_code, str(exc.detail))
 
 
@@ -193,8 +200,14 @@ def ui_integrity_error(request: Request[Any, Any, Any], exc: Exception) -> Respo
 
 
 def ui_busy_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.warning("database busy: %s", exc)
+    log.warning("database busy (request %s): %s", request_id(request), exc)
     return error_page(request, 503, "the database is busy; try again in a moment")
+
+
+def ui_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A bug: logged with its traceback and the request id, which the page shows (never the traceback)."""
+    rid = log_unexpected(request, exc)
+    return error_page(request, 500, f"Something went wrong on our side. It is logged as request {rid}.")
 
 
 UI_EXCEPTION_HANDLERS = {
@@ -202,4 +215,5 @@ UI_EXCEPTION_HANDLERS = {
     HTTPException: ui_http_error,
     IntegrityError: ui_integrity_error,
     OperationalError: ui_busy_error,
+    Exception: ui_unexpected_error,
 }

@@ -1,0 +1,68 @@
+"""Schemathesis over the app's own OpenAPI document, on SQLite and PostgreSQL (issue 15: a 500 anywhere fails CI).
+
+Every operation gets a few generated requests, valid ones (within the schema) and invalid ones (outside it), as
+an admin, so most reach the services. Checks:
+
+- ``not_a_server_error``: no 5xx, whatever is sent;
+- ``response_schema_conformance``: a documented response's body matches its schema;
+- ``content_type_conformance``: it is sent as a documented media type.
+
+Not checked yet: ``status_code_conformance`` (the document does not list the 401/403/404/409/422 answers every
+operation can give) and ``negative_data_rejection`` (some invalid inputs, e.g. an unknown query parameter, are
+ignored rather than refused).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from litestar import Litestar
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+from tests.conftest import Person
+
+# a few examples per operation and mode keep each database's run well under two minutes
+MAX_EXAMPLES = int(os.environ.get("COMMONS_FUZZ_EXAMPLES", "6"))
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error(
+    app: Litestar, community: dict[str, Person], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
+    auth = community["admin"].auth
+    failures: list[str] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 40
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=MAX_EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: schemathesis.Case) -> None:
+                case.call_and_validate(headers={**auth, **(case.headers or {})}, checks=CHECKS)
+
+            try:
+                run()
+            except Unsatisfiable:  # an operation without inputs has no invalid request to make
+                assert mode is GenerationMode.NEGATIVE
+            except Exception as exc:  # collect every operation's failure, then report them together
+                failures.append(f"{operation.label} ({mode.value}): {str(exc)[:1500]}")
+    assert not failures, "\n\n".join(failures)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "an unexpected error was logged"
