@@ -35,7 +35,7 @@ from governance.services.context import Ctx
 from governance.web.app import create_app
 from governance.web.ui import PAGES
 from tests.conftest import Person
-from tests.trust import signed
+from tests.trust import signed, store_version
 
 PASSWORD = "a long enough password"
 HASH = "ab" * 32
@@ -151,12 +151,15 @@ def populate(ctx: Ctx, people: dict[str, Person], clock: FixedClock) -> dict[str
     }
 
 
+STORED: dict[str, tuple[str, str]] = {}  # name -> (version, content hash) of a real stored version
+
+
 def h(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
+    return STORED[name][1] if name in STORED else hashlib.sha256(name.encode()).hexdigest()
 
 
 def mv(name: str) -> str:
-    return "mv-" + h(name)[:20]
+    return STORED[name][0] if name in STORED else "mv-" + h(name)[:20]
 
 
 def report(name: str, passed: bool) -> dict[str, Any]:
@@ -189,6 +192,7 @@ def report(name: str, passed: bool) -> dict[str, Any]:
 
 
 def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
+    STORED["job"] = store_version(ctx, "job")  # the gate re-hashes a version's bytes at every verdict
     """A released base version; a verified proposal whose job succeeded (its version verified, the gate
     allows it); a failed job whose verification failed; a running job with progress; notifications."""
     now = ctx.clock.now()
@@ -727,6 +731,19 @@ def test_model_pages_show_lineage_report_verdict_and_release(
     assert (
         tree.index(mv("base")) < tree.index(version) and 'class="tree"' in tree
     )  # the child under its parent
+    # obligations follow the data: the other approved proposals (a failed and a running job) would deny this
+    # version, whose lineage still holds their targets (tests/integration/test_release_trust.py); here they
+    # are cancelled, so the page shows the allow of the verified candidate
+    from sqlmodel import col, select
+
+    from governance.domain.registry import OBLIGING_PROPOSAL_STATES
+
+    with write_session(ctx.engine) as s:
+        q = select(Proposal).where(col(Proposal.state).in_(sorted(OBLIGING_PROPOSAL_STATES)))
+        for p in s.exec(q).all():
+            if p.id != ids["verified_proposal_id"]:
+                p.state = "cancelled"
+                s.add(p)
     page = client.get(f"/models/{version}").text
     assert "Verdict: <strong>allow</strong>" in page
     assert "forget_accuracy_gap" in page and "verdict-pass" in page  # the per-test verdict table
