@@ -39,11 +39,24 @@ def parse_vote(choice: str, reason: str | None) -> tuple[VoteChoice, str | None]
         allowed = ", ".join(c.value for c in VoteChoice)
         raise InvalidInput(f"vote must be one of: {allowed}", field="choice") from None
     reason = (reason or "").strip() or None
+    if reason is not None:
+        check_text(reason, "reason")
     if parsed in REASON_REQUIRED and reason is None:
         raise InvalidInput(f"a vote to {parsed.value} needs a reason", field="reason")
     if reason is not None and len(reason) > MAX_REASON:
         raise InvalidInput(f"the reason is longer than {MAX_REASON} characters", field="reason")
     return parsed, reason
+
+
+def check_text(text: str, field: str) -> None:
+    """Text every database stores as given: no NUL byte (PostgreSQL refuses it) and valid Unicode (no lone
+    surrogate, which neither database can encode)."""
+    if "\x00" in text:
+        raise InvalidInput(f"the {field} contains a NUL character", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"the {field} is not valid Unicode", field=field) from None
 
 
 @dataclass(frozen=True)

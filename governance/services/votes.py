@@ -24,9 +24,10 @@ from sqlalchemy import func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from governance.bounds import is_id
 from governance.db.engine import write_session
 from governance.db.models import CurrentVote, Elector, Proposal, VoteRecord
-from governance.domain.errors import DomainError, NotAuthenticated
+from governance.domain.errors import DomainError, InvalidInput, NotAuthenticated, NotFound
 from governance.domain.proposals import Action
 from governance.domain.review import SYSTEM, ActorView, decide
 from governance.domain.voting import VoteChoice, parse_vote
@@ -52,7 +53,16 @@ class VoteRequest:
 @dataclass
 class VoteOutcome:
     vote: VotePublic | None = None
-    error: DomainError | None = None
+    error: BaseException | None = None  # a DomainError, or what failed the vote's own transaction
+
+
+def check_request(r: VoteRequest) -> tuple[VoteChoice, str | None]:
+    """Everything about a vote that can be checked without the database; raises the DomainError to answer."""
+    if not is_id(r.proposal_id):  # an id no table can hold (governance/bounds.py)
+        raise NotFound(f"no proposal {r.proposal_id}")
+    if not isinstance(r.choice, str) or not (r.reason is None or isinstance(r.reason, str)):
+        raise InvalidInput("a vote's choice and reason are text", field="choice")
+    return parse_vote(r.choice, r.reason)
 
 
 def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
@@ -63,7 +73,7 @@ def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
     by_proposal: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
         try:
-            parsed[i] = parse_vote(r.choice, r.reason)
+            parsed[i] = check_request(r)
         except DomainError as exc:
             outcomes[i].error = exc
             continue
@@ -201,6 +211,31 @@ def _cast_on_proposal(
         lifecycle.record_vote_events(s, p, events, now)
 
 
+def cast_isolated(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
+    """``cast_votes`` in one transaction; if that transaction fails, each vote again in a transaction of its
+    own, so that whatever broke the batch fails alone and the other votes land."""
+    try:
+        with _WRITER_LOCK:
+            return cast_votes(ctx, requests)
+    except Exception as exc:
+        if len(requests) == 1:
+            return [VoteOutcome(error=exc)]
+        log.warning(
+            "vote batch of %d failed (%s: %s); casting its votes one by one",
+            len(requests),
+            type(exc).__name__,
+            exc,
+        )
+    outcomes = []
+    for r in requests:
+        try:
+            with _WRITER_LOCK:
+                outcomes += cast_votes(ctx, [r])
+        except Exception as exc:
+            outcomes.append(VoteOutcome(error=exc))
+    return outcomes
+
+
 def _actor(r: VoteRequest) -> ActorView:
     assert r.actor is not None  # token requests were resolved first
     return r.actor
@@ -249,6 +284,7 @@ class VoteBatcher:
         self._lock = threading.Lock()
 
     def cast(self, request: VoteRequest, timeout: float = 60.0) -> VotePublic:
+        check_request(request)  # a vote that cannot be stored is refused before it joins a batch
         fut: Future[VotePublic] = Future()
 
         def resolve(vote: VotePublic | None, error: BaseException | None) -> None:
@@ -262,6 +298,7 @@ class VoteBatcher:
         return fut.result(timeout=timeout)
 
     async def cast_async(self, request: VoteRequest) -> VotePublic:
+        check_request(request)  # a vote that cannot be stored is refused before it joins a batch
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[VotePublic] = loop.create_future()
         if self.inline:
@@ -288,15 +325,7 @@ class VoteBatcher:
 
     def _drain_inline(self) -> None:
         batch, self._pending = self._pending, []
-        try:
-            with _WRITER_LOCK:
-                outcomes = cast_votes(self.ctx, [req for req, _ in batch])
-        except Exception as exc:
-            log.warning("vote batch of %d failed: %s", len(batch), exc)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
+        outcomes = cast_isolated(self.ctx, [req for req, _ in batch])
         for (_, fut), out in zip(batch, outcomes, strict=True):
             if fut.done():
                 continue
@@ -333,9 +362,10 @@ class VoteBatcher:
                     break
                 batch.append(nxt)
             try:
-                with _WRITER_LOCK:
-                    outcomes = cast_votes(self.ctx, [req for req, _ in batch])
-            except BaseException as exc:  # the transaction failed: nothing of this batch was written
+                outcomes = cast_isolated(self.ctx, [req for req, _ in batch])
+            except (
+                BaseException
+            ) as exc:  # not even one by one (e.g. interrupted): nothing of this batch was written
                 log.warning("vote batch of %d failed: %s", len(batch), exc)
                 for _, resolve in batch:
                     resolve(None, exc)
