@@ -104,6 +104,43 @@ def verify(
         click.echo(f"{result.revealed} revealed sensitive values match their commitments")
 
 
+@audit.command()
+@click.argument("export_file", metavar="EXPORT")
+@click.argument("proposal_id", type=click.IntRange(min=1))
+def recount(export_file: str, proposal_id: int) -> None:
+    """Recount PROPOSAL_ID's vote from an export (run `verify` on it first): the latest vote of each member,
+    hidden choices checked against their commitments, compared with the published tally.
+
+    Exits 0 when every closed poll matches its tally, 1 when one does not (or a reveal does not match).
+    """
+    from governance.audit.recount import RecountError
+    from governance.audit.recount import recount as recount_export
+
+    try:
+        polls = recount_export(_read(export_file), proposal_id)
+    except RecountError as exc:
+        click.echo(f"FAIL: {exc}", err=True)
+        sys.exit(1)
+    if not polls:
+        raise click.ClickException(f"the export holds no vote on proposal {proposal_id}")
+    failed = False
+    for poll in polls:
+        counts = ", ".join(f"{k} {v}" for k, v in poll.counts.items())
+        if not poll.closed:
+            hidden = len(poll.unrevealed)
+            click.echo(
+                f"OPEN: {poll.turnout + hidden} current votes, {hidden} of them hidden until the close"
+            )
+        elif poll.matches:
+            click.echo(f"OK: {counts} (electorate {poll.electorate}), as the tally published")
+        else:
+            failed = True
+            click.echo(f"FAIL: recounted {counts}; the tally published {poll.published}", err=True)
+            if poll.unrevealed:
+                click.echo(f"{len(poll.unrevealed)} hidden votes were never revealed", err=True)
+    sys.exit(1 if failed else 0)
+
+
 # -- commands that read the log ------------------------------------------------------------------------------
 
 

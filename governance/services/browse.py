@@ -127,6 +127,12 @@ def timeline(ctx: Ctx, proposal_id: int, hide_choices: bool) -> list[TimelineIte
     by_action: dict[str, list[ProposalEvent]] = defaultdict(list)
     for e in history:
         by_action[f"proposal.{e.action}"].append(e)
+    revealed = {  # a hidden tally's choices, revealed into the log when its vote closed
+        v["seq"]: v["choice"]
+        for entry in entries
+        if entry.action == lifecycle.REVEAL_ACTION
+        for v in entry.payload.get("votes", [])
+    }
     items: list[TimelineItem] = []
     for entry in entries:
         actor_id = _member_id(entry.actor)
@@ -148,7 +154,11 @@ def timeline(ctx: Ctx, proposal_id: int, hide_choices: bool) -> list[TimelineIte
             )
             continue
         details = {k: v for k, v in entry.payload.items() if k not in ("from", "to")}
-        if hide_choices and entry.action in ("proposal.vote_cast", "proposal.vote_changed"):
+        if entry.action in lifecycle.VOTE_ACTIONS and revealed.get(entry.seq):
+            details["choice"] = revealed[entry.seq]
+        if entry.action == lifecycle.REVEAL_ACTION:
+            details = {"votes": len(details.get("votes", []))}
+        if hide_choices and entry.action in lifecycle.VOTE_ACTIONS:
             details.pop("choice", None)
         items.append(
             TimelineItem(

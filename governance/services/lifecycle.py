@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal
 from sqlmodel import Session, col, select
 
+from governance.audit.models import AuditEntryRow, AuditSensitive
 from governance.db.engine import read_session, write_session
 from governance.db.models import Conflict as ConflictRow
 from governance.db.models import (
@@ -220,6 +221,8 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
             )
         )
     record_events(s, p.id, actor.member_id, d.events, now)
+    if from_state == S.VOTING.value and p.state != from_state:
+        reveal_votes(s, p.id, now)
     if p.state != from_state:
         events.proposal_changed(s, p, from_state, now)
     if d.to_state is S.APPROVED and p.kind == ProposalKind.UNLEARNING.value:
@@ -229,6 +232,49 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
             proposal_view(s, p, SYSTEM, Action.QUEUE_JOB), SYSTEM, Action.QUEUE_JOB, now, ctx.policy
         )
         apply_decision(s, ctx, p, SYSTEM, queued, now)
+
+
+VOTE_ACTIONS = ("proposal.vote_cast", "proposal.vote_changed")
+REVEAL_ACTION = "proposal.votes_revealed"
+REVEAL_CHUNK = 500  # votes per reveal entry
+
+
+def reveal_votes(s: Session, proposal_id: int, now: datetime) -> int:
+    """When a poll leaves the vote, append the choices its hidden-tally vote entries committed to: for each,
+    its seq, the choice and the salt, so anyone can check the choice against the entry's commitment and
+    recount the tally from the log (governance/audit/recount.py). Returns how many votes were revealed."""
+    subject = f"proposal:{proposal_id}"
+    done = s.exec(
+        select(func.max(AuditEntryRow.seq)).where(
+            AuditEntryRow.subject == subject, AuditEntryRow.action == REVEAL_ACTION
+        )
+    ).one()
+    q = (
+        select(AuditEntryRow.seq, AuditSensitive.value, AuditSensitive.salt)
+        .join(AuditSensitive, col(AuditSensitive.seq) == AuditEntryRow.seq)
+        .where(
+            AuditEntryRow.subject == subject,
+            col(AuditEntryRow.action).in_(VOTE_ACTIONS),
+            AuditSensitive.field == "choice",
+        )
+        .order_by(col(AuditEntryRow.seq))
+    )
+    if done is not None:
+        q = q.where(AuditEntryRow.seq > done)
+    votes = [
+        {"seq": seq, "choice": value, "salt": salt.hex() if salt is not None else None}
+        for seq, value, salt in s.exec(q).all()
+    ]
+    for start in range(0, len(votes), REVEAL_CHUNK):
+        record(
+            s,
+            actor=None,
+            action=REVEAL_ACTION,
+            subject=subject,
+            payload={"votes": votes[start : start + REVEAL_CHUNK]},
+            at=now,
+        )
+    return len(votes)
 
 
 def draft(**fields: Any) -> Proposal:

@@ -5,6 +5,14 @@ gets its own error and changes nothing); the accepted ones are written together,
 transaction, one lock of the proposal and of the audit head, and a few multi-row statements instead of a
 dozen statements per vote. ``VoteBatcher`` gathers the votes that arrive while a batch is being written
 (group commit); with one vote at a time it degenerates to a transaction per vote.
+
+One client cannot break other people's votes: every vote is checked (:func:`check_request`: the choice, a
+bounded proposal id, a reason without NUL and within its length) before it joins a batch, and if a batch's
+transaction fails all the same, its votes are written again one by one, so that a bad vote fails alone.
+
+While a poll with a hidden tally (``secret_tally``) is open, a vote's audit entry commits to its choice (and
+to its reason, empty or not, so that the presence of a reason says nothing) as salted hashes; the lifecycle
+reveals the choices into the log when the poll closes (``lifecycle.reveal_votes``).
 """
 
 from __future__ import annotations
@@ -189,13 +197,18 @@ def _cast_on_proposal(
     _upsert_current(s, list(latest.values()))
     audit_entries = []
     for (i, changed), row, rid in zip(accepted, rows, ids, strict=True):
+        payload: dict[str, Any] = {"choice": row["choice"], "record": rid}
+        secret: dict[str, str] | None = {"reason": row["reason"]} if row["reason"] else None
+        if p.secret_tally:  # hidden until the close: commit to the choice and to a reason, empty or not
+            payload = {"record": rid}
+            secret = {"choice": row["choice"], "reason": row["reason"] or ""}
         audit_entries.append(
             entry(
                 actor=row["member_id"],
                 action="proposal.vote_changed" if changed else "proposal.vote_cast",
                 subject=f"proposal:{pid}",
-                payload={"choice": row["choice"], "record": rid},
-                sensitive={"reason": row["reason"]} if row["reason"] else None,
+                payload=payload,
+                sensitive=secret,
                 at=now,
             )
         )
