@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import func
@@ -216,19 +217,41 @@ def revoke_token(ctx: Ctx, token_id: int, actor: ActorView) -> TokenPublic:
         return _token_public(t)
 
 
+# ``api_token.last_used_at`` is bookkeeping of the credential, not community state: it is written at most once
+# a minute per token (a conditional UPDATE, so concurrent requests change the row once), never by anything else
+# a read does (docs/architecture.md, "reads never write")
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def _touch_tokens(session: Session, token_ids: list[int], now: datetime) -> None:
+    stale = sa.or_(
+        col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - TOKEN_USE_RESOLUTION
+    )
+    session.connection().execute(
+        sa.update(ApiToken).where(col(ApiToken.id).in_(token_ids), stale).values(last_used_at=now)
+    )
+
+
 def authenticate(ctx: Ctx, token: str) -> ActorView | None:
-    """The member a bearer token belongs to, or None for an unknown, revoked or inactive one."""
+    """The member a bearer token belongs to, or None for an unknown, revoked or inactive one. The token's
+    ``last_used_at`` is brought up to date, in a small transaction of its own, when it is a minute old or more."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     with read_session(ctx.engine) as s:
         row = s.exec(
-            select(ApiToken.member_id, ApiToken.revoked_at, Member.active)
+            select(ApiToken, Member.active)
             .join(Member, col(Member.id) == ApiToken.member_id)
             .where(ApiToken.token_hash == hash_token(token))
         ).first()
-        if row is None or row[1] is not None or not row[2]:
+        if row is None or row[0].revoked_at is not None or not row[1]:
             return None
-        return ActorView(row[0], roles_of(s, row[0]))
+        t = row[0]
+        actor = ActorView(t.member_id, roles_of(s, t.member_id))
+    now = ctx.clock.now()
+    if t.id is not None and (t.last_used_at is None or t.last_used_at <= now - TOKEN_USE_RESOLUTION):
+        with write_session(ctx.engine) as w:
+            _touch_tokens(w, [t.id], now)
+    return actor
 
 
 _TOKEN_T = ApiToken.__table__  # type: ignore[attr-defined]
@@ -236,7 +259,9 @@ _MEMBER_T = Member.__table__  # type: ignore[attr-defined]
 _ROLE_T = MemberRole.__table__  # type: ignore[attr-defined]
 # a Core statement built once: the vote batcher runs it for every batch
 _TOKENS_TO_ROLES = (
-    sa.select(_TOKEN_T.c.token_hash, _TOKEN_T.c.member_id, _ROLE_T.c.role)
+    sa.select(
+        _TOKEN_T.c.token_hash, _TOKEN_T.c.member_id, _ROLE_T.c.role, _TOKEN_T.c.id, _TOKEN_T.c.last_used_at
+    )
     .join(_MEMBER_T, _MEMBER_T.c.id == _TOKEN_T.c.member_id)
     .join(_ROLE_T, _ROLE_T.c.member_id == _TOKEN_T.c.member_id)
     .where(
@@ -247,15 +272,24 @@ _TOKENS_TO_ROLES = (
 )
 
 
-def authenticate_many(session: Session, tokens: list[str]) -> dict[str, ActorView]:
-    """Resolve many bearer tokens in one query (the vote batcher's path); unknown or revoked ones are absent."""
+def authenticate_many(
+    session: Session, tokens: list[str], now: datetime | None = None
+) -> dict[str, ActorView]:
+    """Resolve many bearer tokens in one query (the vote batcher's path); unknown or revoked ones are absent.
+    Given ``now`` (and a write session: the batch's own), the tokens' ``last_used_at`` a minute old or more
+    are brought up to date in that same transaction."""
     by_hash = {hash_token(t): t for t in tokens if t.startswith(TOKEN_PREFIX)}
     if not by_hash:
         return {}
     rows = session.connection().execute(_TOKENS_TO_ROLES, {"hashes": list(by_hash)}).all()
     roles: dict[str, set[Role]] = {}
     owner: dict[str, int] = {}
-    for h, mid, role in rows:
+    stale: set[int] = set()
+    for h, mid, role, token_id, last_used in rows:
         roles.setdefault(h, set()).add(Role(role))
         owner[h] = mid
+        if now is not None and (last_used is None or last_used <= now - TOKEN_USE_RESOLUTION):
+            stale.add(token_id)
+    if stale and now is not None:
+        _touch_tokens(session, sorted(stale), now)
     return {by_hash[h]: ActorView(owner[h], frozenset(r)) for h, r in roles.items()}
