@@ -15,9 +15,12 @@ def _canonical(d: dict[str, Any]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
 
 
-def store_version(ctx: Ctx, name: str, task: str = "digits", parent: str | None = None) -> tuple[str, str]:
-    """Write a small stored version (the artifact store's layout: files, manifest) named after ``name``;
-    returns (version id, content hash). The same name gives the same version."""
+def store_version(
+    ctx: Ctx, name: str, task: str = "digits", parent: str | None = None, job_id: str | None = None
+) -> tuple[str, str]:
+    """Write a small stored version (the artifact store's layout: files, manifest) named after ``name``, as
+    the job ``job_id`` writes it (default ``test-<name>``); returns (version id, content hash). The same name
+    gives the same version."""
     from unlearning.artifacts import CONFIG, MANIFEST, WEIGHTS
 
     files_body = {
@@ -32,7 +35,7 @@ def store_version(ctx: Ctx, name: str, task: str = "digits", parent: str | None 
         "content_hash": hashlib.sha256(_canonical(files)).hexdigest(),
         "seed": 0,
         "parent": parent,
-        "job_id": f"test-{name}",
+        "job_id": job_id or f"test-{name}",
         "created_at": "2026-01-01T00:00:00+00:00",
         "libraries": {},
         "training": {},

@@ -10,6 +10,7 @@ can import it for reading the store and rendering reports.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +175,9 @@ def stored_version(artifact_root: str | Path, version: str) -> ModelVersion:
     return ArtifactStore(artifact_root).get(version)
 
 
-def discard_job_versions(artifact_root: str | Path, job_ids: set[str]) -> list[str]:
-    """Delete the versions written by ``job_ids`` (dead attempts nothing refers to); returns those removed."""
-    return ArtifactStore(artifact_root).discard_jobs(job_ids)
+def discard_job_versions(
+    artifact_root: str | Path, job_ids: set[str], keep: Collection[str] = ()
+) -> list[str]:
+    """Delete the versions written by ``job_ids`` (dead attempts) and by their reference retrainings, except
+    those in ``keep`` (the versions something refers to); returns those removed."""
+    return ArtifactStore(artifact_root).discard_jobs(job_ids, keep)

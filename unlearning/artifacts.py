@@ -23,6 +23,7 @@ import platform
 import shutil
 import stat
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,11 +228,14 @@ class ArtifactStore:
         except (OSError, ValueError, ArtifactNotFound):
             return None
 
-    def discard_jobs(self, job_ids: set[str]) -> builtins.list[str]:
-        """Delete every version written by one of ``job_ids`` (or by its reference retraining, ``<id>-reference``);
-        returns the versions removed. Only for versions that nothing refers to: a dead attempt's output."""
+    def discard_jobs(self, job_ids: set[str], keep: Collection[str] = ()) -> builtins.list[str]:
+        """Delete every version written by one of ``job_ids`` (or by its reference retraining, ``<id>-reference``),
+        except those in ``keep`` (the versions something refers to: the registry's); returns the versions
+        removed. Only for a dead attempt's output."""
         removed: builtins.list[str] = []
         for version in self.list():
+            if version in keep:
+                continue
             job = self.job_of(version)
             if job is not None and job.removesuffix("-reference") in job_ids:
                 shutil.rmtree(self.versions / version, ignore_errors=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from governance.audit.keys import verifier_signing_key
 from governance.audit.report_signature import sign_report
-from governance.services import jobs
+from governance.services import jobs, registry
 from governance.services.context import Ctx
 from governance.settings import Settings
 
@@ -240,13 +240,18 @@ def discard_orphans(ctx: Ctx, job_id: int) -> list[str]:
     """Delete the model versions that earlier, dead attempts of this job wrote but never registered.
 
     A worker killed after writing its version but before ``start_verification`` committed leaves a version
-    nobody refers to; the job's next attempt removes it, so that each job results in exactly one model version
-    (the one registered with the job). Versions are otherwise never deleted.
+    nobody refers to; one killed during verification leaves its retrained reference (``job-<id>-a<n>-reference``)
+    while its candidate is already registered. Every attempt (a resumed verification too) first removes the
+    dead attempts' versions that the registry has no row for, so that each job results in exactly one model
+    version (the one registered with the job) and the reference its report names. A version the registry knows
+    is never deleted, whatever became of the attempt that wrote it.
     """
     from unlearning.api import discard_job_versions
 
     dead = {f"job-{job_id}-a{n}" for n in jobs.dead_attempts(ctx, job_id)}
-    removed = discard_job_versions(ctx.settings.artifact_dir, dead) if dead else []
+    if not dead:
+        return []
+    removed = discard_job_versions(ctx.settings.artifact_dir, dead, keep=registry.known_versions(ctx))
     if removed:
         log.warning(
             "job %s: removed %d unregistered version(s) of dead attempts: %s", job_id, len(removed), removed
@@ -339,12 +344,12 @@ class Worker:
             beat.join(timeout=10)
 
     def _work(self, claim: jobs.Claim, live: _Live) -> None:
+        discard_orphans(self.ctx, claim.job_id)  # what dead attempts left, their references included
         result = claim.result if claim.state == "verifying" else None
         if result is None and claim.spec.get("kind") == "verify":  # a version made outside: verify it as is
             result = stored_result(self.ctx, str(claim.spec["verify_version"]))
             jobs.start_verification(self.ctx, claim.job_id, self.name, result)
         elif result is None:
-            discard_orphans(self.ctx, claim.job_id)
 
             def on_progress(event: Any) -> None:
                 live.progress = {

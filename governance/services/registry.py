@@ -286,6 +286,12 @@ def regression_checks_from(s: Session, base_version: str | None) -> list[dict[st
     return out
 
 
+def known_versions(ctx: Ctx) -> set[str]:
+    """Every version the registry has a row for (whatever its state): nothing of these is ever deleted."""
+    with read_session(ctx.engine) as s:
+        return set(s.exec(select(ModelVersionRow.version)).all())
+
+
 def latest_released_version(s: Session) -> str | None:
     q = (
         select(ModelVersionRow.version)

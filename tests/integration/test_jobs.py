@@ -12,10 +12,12 @@ import pytest
 
 from governance.domain.clock import FixedClock
 from governance.jobs.worker import Worker
+from governance.registry_schemas import ModelVersionCreate
 from governance.schemas import ProposalCreate
-from governance.services import jobs, lifecycle, proposals
+from governance.services import jobs, lifecycle, proposals, registry
 from governance.services.context import Ctx
 from tests.conftest import Person
+from tests.trust import store_version
 from unlearning import JobResult
 
 
@@ -249,3 +251,55 @@ def test_only_the_lifecycle_writes_a_proposals_state(
     finally:
         event.remove(Proposal.state, "set", on_set)
     assert writers and set(writers) == {"services/lifecycle.py"}, Counter(writers)
+
+
+def test_a_later_attempt_collects_what_dead_attempts_left_and_keeps_what_the_registry_knows(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    """Attempt 1 dies while running (its half-written version is no one's); attempt 2 dies while verifying (its
+    candidate is registered, its retrained reference is no one's). Attempt 3 resumes the verification: it
+    removes the orphans, references included, and keeps every version the registry has a row for."""
+    from unlearning.api import stored_version
+
+    store = ctx.settings.artifact_dir
+
+    def stored() -> set[str]:
+        versions = store / "versions"
+        return {p.name for p in versions.iterdir()} if versions.is_dir() else set()
+
+    approved_proposal(ctx, clock, community)
+    a = jobs.claim(ctx, "worker-a")
+    assert a is not None
+    half, _ = store_version(ctx, "half-written", job_id=f"job-{a.job_id}-a1")
+    clock.advance(seconds=ctx.settings.job_lease_seconds + 1)  # worker-a is killed while running
+    b = jobs.claim(ctx, "worker-b")
+    assert b is not None and b.attempt == 2
+    candidate, content_hash = store_version(ctx, "candidate", job_id=f"job-{a.job_id}-a2")
+    result = {**fake_result(b).to_dict(), "model_version": candidate, "content_hash": content_hash}
+    jobs.start_verification(ctx, b.job_id, "worker-b", {**result, "task": "digits"})
+    reference, _ = store_version(ctx, "reference", job_id=f"job-{a.job_id}-a2-reference")
+    # a version the registry knows, written under a dead attempt's name, stays whatever became of its attempt
+    known, known_hash = store_version(ctx, "registered", job_id=f"job-{a.job_id}-a1")
+    registry.register_version(
+        ctx,
+        community["admin"].actor,
+        ModelVersionCreate(version=known, content_hash=known_hash, task="digits"),
+    )
+    clock.advance(seconds=ctx.settings.job_lease_seconds + 1)  # worker-b is killed while verifying
+    assert {half, candidate, reference, known} <= stored()
+
+    seen: list[set[str]] = []
+
+    def verify(
+        ctx: Ctx, claim: jobs.Claim, result: dict[str, Any], progress: Any
+    ) -> tuple[dict[str, Any], bool]:
+        assert claim.state == "verifying" and claim.attempt == 3
+        seen.append(stored())
+        return {"candidate": result["model_version"], "verdict": "pass"}, True
+
+    assert Worker(ctx, "worker-c", runner=ok_runner, verifier=verify).run_once() is True
+    assert seen and half not in seen[0] and reference not in seen[0]
+    assert {candidate, known} <= stored() and not {half, reference} & stored()
+    assert stored_version(store, candidate).version == candidate  # intact: its bytes still hash right
+    done = jobs.get(ctx, b.job_id)
+    assert done["state"] == "succeeded" and done["model_version"] == candidate
