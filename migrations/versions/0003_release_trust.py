@@ -1,4 +1,4 @@
-"""release trust: signed reports, overrides, signed releases (placeholder: filled in by the work on issue 15)
+"""release trust: signed reports, overrides, signed releases
 
 Revision ID: 0003
 Revises: registry_0001

@@ -1,4 +1,4 @@
-"""server-side sessions and sign-in limits (placeholder: filled in by the work on issue 15)
+"""server-side sessions and sign-in limits
 
 Revision ID: 0004
 Revises: 0003
