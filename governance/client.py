@@ -108,6 +108,18 @@ class CommonsClient:
         """The provenance bundle of a model version."""
         return self._get(f"/api/v1/releases/{version}/bundle")
 
+    def request_verification(self, version: str) -> Any:
+        """Queue the service's own verification of a stored version (one made outside the service)."""
+        return self._call("POST", f"/api/v1/models/{version}/verify")
+
+    def override(self, version: str, reason: str) -> Any:
+        """Propose, or second, the council's override of the gate for a version, with a written reason."""
+        return self._call("POST", f"/api/v1/models/{version}/override", json={"reason": reason})
+
+    def overrides(self, version: str) -> Any:
+        """The overrides of a version, proposed and granted."""
+        return self._get(f"/api/v1/models/{version}/overrides")
+
     # -- the public audit log
 
     def audit_checkpoint(self) -> Any:

@@ -5,7 +5,8 @@ verdict on stdout. A usage error (a missing version, ``--wait -1``) is an error 
 (click's own code for it is 2). Under GitHub Actions (``GITHUB_STEP_SUMMARY`` set) the gate also appends a
 job summary (verdict, reasons, proposals covered, links) and prints an ``::error::`` annotation on deny.
 ``commons release bundle`` fetches a version's provenance bundle; ``verify-bundle`` checks
-one offline. Imports neither torch nor the database: it runs anywhere httpx does.
+one offline; ``release verify`` asks the service to verify a version made outside it and ``release override``
+proposes or seconds the council's override. Imports neither torch nor the database: it runs anywhere httpx does.
 """
 
 from __future__ import annotations
@@ -190,6 +191,63 @@ def bundle(ctx: click.Context, version: str, server: str, token: str | None, out
         click.echo(f"bundle of {version} written to {out_file}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+def _refused(exc: ApiError) -> click.ClickException:
+    """An API error as the release commands word it: the client's words when there was no HTTP answer."""
+    return click.ClickException(exc.detail if exc.status < 400 else f"HTTP {exc.status}: {exc.detail}")
+
+
+@release.command("verify")
+@click.argument("version")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True, help="print the queued job as JSON")
+@click.pass_context
+def verify_version(ctx: click.Context, version: str, server: str, token: str | None, as_json: bool) -> None:
+    """Ask the service to verify VERSION, a stored version made outside it (the council or an admin). The job
+    worker verifies and signs the report; `commons gate VERSION` answers pending until then."""
+    client = client_for(ctx, server, token, timeout=30.0)
+    try:
+        job = client.request_verification(version)
+    except ApiError as exc:
+        raise _refused(exc) from None
+    if as_json:
+        click.echo(json.dumps(job, indent=2, sort_keys=True))
+    else:
+        click.echo(f"verification of {version} queued as job {job['job_id']} ({job['state']})")
+
+
+@release.command("override")
+@click.argument("version")
+@click.option("--reason", required=True, help="why the council releases against the gate (10+ characters)")
+@server_option
+@token_option
+@click.option("--json", "as_json", is_flag=True, help="print the override as JSON")
+@click.pass_context
+def override(
+    ctx: click.Context, version: str, reason: str, server: str, token: str | None, as_json: bool
+) -> None:
+    """Propose, or second, the council's override of the release gate for VERSION (council members). It is
+    granted at a majority of the council, audited, and every verdict and bundle shows it as an override."""
+    client = client_for(ctx, server, token, timeout=30.0)
+    try:
+        over = client.override(version, reason)
+    except ApiError as exc:
+        raise _refused(exc) from None
+    if as_json:
+        click.echo(json.dumps(over, indent=2, sort_keys=True))
+        return
+    approvals = len(over.get("approvals") or [])
+    if over.get("state") == "granted":
+        click.echo(
+            f"override {over['id']} of {version} granted ({approvals} of {over['council_size']} council)"
+        )
+    else:
+        click.echo(
+            f"override {over['id']} of {version} is open: {approvals} of {over['council_size']} council "
+            "approved; a majority grants it"
+        )
 
 
 @release.command("verify-bundle")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,10 @@ from litestar.testing import TestClient
 from governance.cli import main
 from governance.cli.common import ApiContext
 from governance.client import CommonsClient
+from governance.services import jobs
+from governance.services.context import Ctx
 from tests.conftest import Person
+from tests.trust import store_version
 
 
 @pytest.fixture
@@ -132,3 +136,40 @@ def test_cli_unreachable_service(runner: CliRunner, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("COMMONS_API_URL", "http://127.0.0.1:9")
     r = runner.invoke(main, ["proposal", "list"])
     assert r.exit_code == 1 and "cannot reach" in r.output
+
+
+def test_release_verify_and_override_over_the_api(
+    runner: CliRunner, client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    """`commons release verify` queues the service's verification of a version made outside it;
+    `commons release override` proposes and seconds the council's override, which the gate then shows."""
+    from governance.cli.gate import release
+
+    version, content_hash = store_version(ctx, "made-elsewhere")
+    body = {"version": version, "content_hash": content_hash, "task": "digits", "kind": "train"}
+    assert client.post("/api/v1/models", json=body, headers=community["admin"].auth).status_code == 201
+
+    def run(who: Person, *args: str) -> Any:
+        return runner.invoke(release, [*args, "--token", who.token], obj=client)
+
+    r = run(community["coun1"], "verify", version)
+    assert r.exit_code == 0 and f"verification of {version} queued as job" in r.output, r.output
+    (job,) = jobs.list_jobs(ctx)
+    assert job["kind"] == "verify" and job["spec"]["verify_version"] == version
+    r = run(community["ann"], "verify", version, "--json")
+    assert r.exit_code == 1 and "HTTP 403" in r.output
+    r = run(community["coun1"], "verify", "mv-nope")
+    assert r.exit_code == 1 and "HTTP 404" in r.output
+
+    reason = "a court order requires this exact model to ship"
+    r = run(community["admin"], "override", version, "--reason", reason)
+    assert r.exit_code == 1 and "HTTP 403" in r.output  # an admin cannot override
+    r = run(community["coun1"], "override", version, "--reason", "short")
+    assert r.exit_code == 1 and "HTTP 400" in r.output
+    assert run(community["coun1"], "override", version).exit_code == 2  # --reason is required
+    r = run(community["coun1"], "override", version, "--reason", reason)
+    assert r.exit_code == 0 and "is open: 1 of 3 council approved" in r.output, r.output
+    r = run(community["coun2"], "override", version, "--reason", reason, "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["state"] == "granted"
+    verdict = client.get(f"/api/v1/releases/{version}/verdict", headers=community["ann"].auth).json()
+    assert verdict["verdict"] == "allow" and verdict["override"]["reason"] == reason
