@@ -1,5 +1,7 @@
 """verify() end to end on small federated jobs: digits (class unlearning with a retrained reference, a
-randomised "broken" model, the regression suite) and the community LM (data-source unlearning, canaries)."""
+randomised "broken" model, the regression suite) and the community LM (data-source unlearning, canaries);
+and the same verifications with the verifying process seeing only the published dataset (manifest and
+held-out split) while the nodes read their own directories, with every message inspected."""
 
 from __future__ import annotations
 
@@ -8,13 +10,20 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import torch
+from flwr.app import Message
+from flwr.common.serde import message_to_proto
 
 from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
+from unlearning.data import load_node_data, node_dirs
+from unlearning.federation import protocol as P
+from unlearning.federation.apps import build_client_app
+from unlearning.federation.local_grid import LocalGrid
 from unlearning.tasks import make_task
 from unlearning.verification import RegressionCheck, VerificationReport, VerifyProgress, VerifySpec, verify
 
@@ -81,6 +90,34 @@ def _spec(d: Digits, candidate: str, **kw: object) -> VerifySpec:
         reference_cost=d.reference.to_dict()["cost"],
         **kw,  # type: ignore[arg-type]
     )
+
+
+def published_only(data: Path, out: Path) -> Path:
+    """What the operator publishes of a dataset: the manifest (without the canaries inserted in members'
+    data: only the never-inserted controls) and the held-out split; no node directory."""
+    out.mkdir(parents=True)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["canaries"] = [c for c in manifest.get("canaries", []) if not c.get("inserted")]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(data / "heldout", out / "heldout")
+    return out
+
+
+def node_grid(data: Path, seen: list[tuple[str, Message]] | None = None) -> LocalGrid:
+    """The nodes, each reading its own directory (``data-path``), as SuperNodes on members' machines do."""
+    dirs = node_dirs(data)
+    configs = [
+        {"partition-id": i, "num-partitions": len(dirs), "data-path": str(d)} for i, d in enumerate(dirs)
+    ]
+    observer = None if seen is None else (lambda d, m: seen.append((d, m)))
+    return LocalGrid(build_client_app(), configs, observer=observer)
+
+
+def _same_figures(central: VerificationReport, nodes: VerificationReport) -> None:
+    assert central.passed == nodes.passed and central.summary == nodes.summary
+    assert [(t.metric, t.status) for t in central.tests] == [(t.metric, t.status) for t in nodes.tests]
+    for name, m in central.metrics.items():
+        assert nodes.metrics[name].values == pytest.approx(m.values, rel=1e-5, abs=1e-6), name
 
 
 def test_class_unlearning_passes_against_the_retrained_reference(digits: Digits) -> None:
@@ -221,3 +258,62 @@ def test_community_lm_data_source_with_canaries(tmp_path: Path) -> None:
     assert by["retained_utility_drop"].status in ("pass", "fail")
     assert m["quantization_recovery"].applies
     assert rep.timing["wall_s"] < 60
+    assert exp.details["computed_at"] == [
+        "nodes: node-0",
+        "service: the proposal's examples and the published control canaries",
+    ]
+    assert all("prefix" not in c and c["node"] == "node-0" for c in exp.details["canaries"])
+
+    # the same verification with only the published dataset here, every message inspected
+    seen: list[tuple[str, Message]] = []
+    published = published_only(tmp_path / "data", tmp_path / "published")
+    spec = VerifySpec(
+        artifact_root=str(tmp_path / "art"),
+        dataset_dir=str(published),
+        candidate_version=unl.model_version,
+        tests=tests,
+        target=json.loads(target.to_json()),
+        exposure_candidates=100,
+        probe_examples=32,
+    )
+    on_nodes = verify(spec, grid=node_grid(tmp_path / "data", seen))
+    _same_figures(rep, on_nodes)
+    types = {m.metadata.message_type for _, m in seen}
+    assert {P.PROBE, P.SCORE, P.RELEARN, P.EVALUATE} <= types
+    records = [r for d in node_dirs(tmp_path / "data") for r in load_node_data(d).train]
+    forget = [r for r in records if target.matches(r)]
+    needles = {str(r["text"]).encode() for r in forget} | {
+        str(r["secret"]).encode() for r in forget if r.get("secret")
+    }
+    needles |= {str(r["text"]).encode() for r in records}  # nor any other member's record
+    assert len(forget) > 8 and any(r.get("kind") == "canary" for r in forget)
+    for direction, msg in seen:
+        wire = message_to_proto(msg).SerializeToString()
+        leaked = [n for n in needles if n in wire]
+        assert not leaked, f"record text in a {direction} {msg.metadata.message_type} message: {leaked[0]!r}"
+        if direction == "from-node" and msg.has_content():
+            assert not msg.content.config_records  # nothing but numbers comes back
+            assert set(msg.content.array_records) <= {P.SCORES} | {
+                P.MODEL_PREFIX + r for r in ("candidate", "reference")
+            }
+            for rec in msg.content.metric_records.values():
+                assert all(isinstance(v, (int, float)) for v in rec.values())
+
+
+def test_verification_needs_no_member_data_at_the_verifier(digits: Digits, tmp_path: Path) -> None:
+    """The verifying process sees only the manifest and the published held-out split; the nodes score their
+    own examples: the same figures and the same verdict as with the whole dataset directory at hand."""
+    assert digits.unlearned.model_version is not None
+    spec = _spec(digits, digits.unlearned.model_version)
+    central = verify(spec)
+    published = published_only(digits.data, tmp_path / "published")
+    with pytest.raises(FileNotFoundError):  # nothing of the members' data is here
+        load_node_data(published / "node-0")
+    on_nodes = verify(replace(spec, dataset_dir=str(published)), grid=node_grid(digits.data))
+    assert on_nodes.passed, on_nodes.summary
+    _same_figures(central, on_nodes)
+    where = {name: m.details.get("computed_at") for name, m in on_nodes.metrics.items() if m.applies}
+    assert where["forget_accuracy_gap"] == ["nodes: node-0, node-1, node-2"]
+    assert where["mia_auc"] == ["nodes: node-0, node-1, node-2", "service: published held-out split"]
+    assert where["retained_utility_drop"] == ["nodes: node-0, node-1, node-2"]
+    assert where["heldout_accuracy_gap"] == ["service: published held-out split"]

@@ -21,6 +21,7 @@ import logging
 import threading
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -76,6 +77,23 @@ def build_client_app() -> ClientApp:
         return Message(
             RecordDict({P.FISHER_ARRAYS: P.to_record(f), P.METRICS: P.metric_record(metrics)}), reply_to=msg
         )
+
+    @app.query("probe")
+    def probe(msg: Message, context: Context) -> Message:
+        metrics = node.probe(P.config_of(msg), context.node_config)
+        return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
+
+    @app.query("score")
+    def score(msg: Message, context: Context) -> Message:
+        scores, metrics = node.score(P.config_of(msg), context.node_config, P.models_of(msg))
+        records = {P.METRICS: P.metric_record(metrics)}
+        return Message(RecordDict({P.SCORES: P.to_record(scores), **records}), reply_to=msg)
+
+    @app.query("relearn")
+    def relearn(msg: Message, context: Context) -> Message:
+        models, metrics = node.relearn(P.config_of(msg), context.node_config, P.models_of(msg))
+        records: dict[str, Any] = {P.MODEL_PREFIX + k: P.to_record(v) for k, v in models.items()}
+        return Message(RecordDict({**records, P.METRICS: P.metric_record(metrics)}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

@@ -482,3 +482,152 @@ def evaluate(
         f = local.evaluate(model, t.forget, task)
         out.update({"forget-loss": f["loss"], "forget-accuracy": f["accuracy"], "num-forget": f["n"]})
     return out
+
+
+# ---- verification: this node scores its own examples; only scores and counts leave it ----------------
+
+
+@dataclass
+class ProbeData:
+    partition_id: int
+    forget: list[Record]  # the target's examples in this node's training data, deduplicated, file order
+    canaries: list[Any]  # unlearning.verification.probes.Canary: the inserted canaries the target covers
+
+
+_probe_cache: OrderedDict[tuple[str, ...], ProbeData] = OrderedDict()
+
+
+def probe_data(cfg: Mapping[str, Any], node_config: UserConfig) -> ProbeData:
+    """What verification probes on this node. The lineage's exclusions are not removed: the probe asks
+    whether a model still knows the target's examples, wherever they are."""
+    from unlearning.verification.probes import dedup_records, node_canaries
+
+    path, pid = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
+    key = ("probe", str(path), str(cfg.get("target", "")))
+
+    def make() -> ProbeData:
+        target, _ = parse_targets(cfg)
+        train = load_node_data(path).train
+        forget = dedup_records([r for r in train if target is not None and target.matches(r)])
+        return ProbeData(pid, forget, node_canaries(target, train))
+
+    return _cached(_probe_cache, key, make, 8)
+
+
+def _indices(cfg: Mapping[str, Any], key: str, n: int) -> list[int]:
+    idx = [int(i) for i in json.loads(str(cfg.get(key, "[]")))]
+    if any(not 0 <= i < n for i in idx):
+        raise ValueError(f"{key}: an index is outside this node's {n} probe examples")
+    return idx
+
+
+def probe(cfg: Mapping[str, Any], node_config: UserConfig) -> dict[str, float]:
+    """Counts of this node's probe examples; with ``kinds`` (published record kinds, JSON) and ``indices``
+    (selected examples), which of those kinds the selected examples have (``kind-<i>`` = 1)."""
+    d = probe_data(cfg, node_config)
+    target, _ = parse_targets(cfg)
+    out = {
+        "partition-id": float(d.partition_id),
+        "num-forget": float(len(d.forget)),
+        "num-canaries": float(len(d.canaries)),
+    }
+    if target is not None and target.kind == "behaviour":  # proposal examples that are a canary held here
+        secrets = {c.secret for c in d.canaries}
+        for i, ex in enumerate(target.examples):
+            if ex["completion"].rstrip(".") in secrets:
+                out[f"covers-example-{i}"] = 1.0
+    if "kinds" in cfg:
+        chosen = [d.forget[i] for i in _indices(cfg, "indices", len(d.forget))]
+        have = {r.get("kind") for r in chosen}
+        for i, kind in enumerate(json.loads(str(cfg["kinds"]))):
+            if kind in have:
+                out[f"kind-{i}"] = 1.0
+    return out
+
+
+def _probe_task_models(
+    cfg: Mapping[str, Any], node_config: UserConfig, models: Mapping[str, Mapping[str, Tensor]]
+) -> tuple[Task, dict[str, nn.Module]]:
+    task = task_from_config(cfg, node_config)
+    return task, {name: _model(task, cfg, arrays) for name, arrays in models.items()}
+
+
+def score(
+    cfg: Mapping[str, Any], node_config: UserConfig, models: Mapping[str, Mapping[str, Tensor]]
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Per-example scores of each model on this node's selected forget examples (``indices``), optionally
+    after a ``transform`` (``int8``: dynamic quantisation, as the robustness metric's attack); with
+    ``canaries`` > 0, every canary's exposure against that many random candidates and whether greedy
+    decoding extracts it. Tensors are named ``<model>/<score>``; no text leaves."""
+    from unlearning.metrics import canary_exposure
+    from unlearning.verification.probes import greedy_extracts
+    from unlearning.verification.probes import score as score_batch
+
+    start = time.thread_time()
+    d = probe_data(cfg, node_config)
+    target, _ = parse_targets(cfg)
+    task, built = _probe_task_models(cfg, node_config, models)
+    if cfg.get("transform") == "int8":
+        from unlearning.verification.probes import quantize
+
+        built = {name: quantize(m) for name, m in built.items()}
+    elif cfg.get("transform"):
+        raise ValueError(f"unknown transform {cfg['transform']!r}")
+    out: dict[str, Tensor] = {}
+    chosen = [d.forget[i] for i in _indices(cfg, "indices", len(d.forget))]
+    if chosen:
+        batch = task.to_batch(chosen, target, forget=True)
+        for name, model in built.items():
+            s = score_batch(model, task, batch, k=float(cfg.get("min-k", 0.4)), bf16=bool(cfg.get("bf16")))
+            out.update({f"{name}/loss": s.loss, f"{name}/correct": s.correct, f"{name}/tokens": s.tokens})
+            out[f"{name}/min_k_pp"] = s.min_k_pp
+            if s.min_k is not None:
+                out[f"{name}/min_k"] = s.min_k
+    candidates, extract = int(cfg.get("canaries", 0)), bool(cfg.get("extraction", False))
+    if (candidates > 0 or extract) and d.canaries and isinstance(task, CausalLMTask):
+        pairs = {(ex.get("prompt", ""), ex["completion"]) for ex in (target.examples if target else [])}
+        tried = [(c.prefix, c.secret) not in pairs for c in d.canaries]  # the proposal's own pairs: not twice
+        out["canary/repetitions"] = torch.tensor([float(c.repetitions) for c in d.canaries])
+        out["canary/secret_length"] = torch.tensor([float(len(c.secret)) for c in d.canaries])
+        out["canary/extraction"] = torch.tensor([float(t) for t in tried])
+        for name, model in built.items():
+            if candidates > 0:
+                ez = [
+                    canary_exposure(
+                        model, task, c.prefix, c.secret, candidates=candidates, seed=int(cfg["seed"])
+                    )
+                    for c in d.canaries
+                ]
+                out[f"{name}/exposure"] = torch.tensor([e for e, _ in ez], dtype=torch.float64)
+                out[f"{name}/z"] = torch.tensor([z for _, z in ez], dtype=torch.float64)
+            if extract:
+                out[f"{name}/extracted"] = torch.tensor(
+                    [
+                        float(t and greedy_extracts(model, task, c.prefix, c.secret))
+                        for c, t in zip(d.canaries, tried, strict=True)
+                    ]
+                )
+    return out, {"num-examples": float(len(chosen)), "cpu-s": time.thread_time() - start}
+
+
+def relearn(
+    cfg: Mapping[str, Any], node_config: UserConfig, models: Mapping[str, Mapping[str, Tensor]]
+) -> tuple[dict[str, dict[str, Tensor]], dict[str, float]]:
+    """The relearning attack on this node's selected forget examples (``indices``): each model fine-tuned
+    ``relearn-steps`` steps; the attacked models' parameters go back (never the examples)."""
+    from unlearning.verification.probes import relearn_model
+
+    start = time.thread_time()
+    d = probe_data(cfg, node_config)
+    target, _ = parse_targets(cfg)
+    task, built = _probe_task_models(cfg, node_config, models)
+    chosen = [d.forget[i] for i in _indices(cfg, "indices", len(d.forget))]
+    if not chosen:
+        raise ValueError("no examples to relearn from on this node")
+    data = task.to_batch(chosen, target, forget=True)
+    steps, seed = int(cfg["relearn-steps"]), int(cfg["seed"])
+    out = {
+        name: local.parameters_dict(relearn_model(task, m, data, steps=steps, seed=seed))
+        for name, m in built.items()
+    }
+    return out, {"num-examples": float(len(chosen)), "cpu-s": time.thread_time() - start}

@@ -6,6 +6,10 @@ settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC),
 Replies carry ``arrays`` (or ``fisher``) and one MetricRecord ``metrics`` whose ``num-examples`` weights the
 aggregation. No record ever holds examples, texts, labels or file contents: only parameters, Fisher diagonals,
 counts, losses and accuracies (tests/integration/test_unlearning_wire.py checks every message).
+Verification's messages (``query.probe``, ``query.score``, ``query.relearn``) carry models as
+``model:<name>`` ArrayRecords and indices into a node's own examples; replies carry per-example scores
+(``scores``: losses, Min-K% scores, exposures, extraction hits, one float tensor each), counts, and after
+a relearning attack the attacked models' parameters (tests/integration/test_verification_nodes.py).
 
 This is also the adapter between Flower's records and the rest of ``unlearning``, which sees parameters as
 plain tensors (``dict[str, Tensor]``): :func:`to_record` and :func:`from_record` are the only conversions.
@@ -28,9 +32,15 @@ FISHER = "query.fisher"
 TRAIN = "train"
 UNLEARN = "train.unlearn"
 EVALUATE = "evaluate"
+# verification: per-example work on the nodes that hold the data (see node.probe / score / relearn)
+PROBE = "query.probe"
+SCORE = "query.score"
+RELEARN = "query.relearn"
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 ANCHOR, FISHER_ARRAYS, BALL_CENTER = "anchor", "fisher", "ball-center"
+SCORES = "scores"  # a verification reply's per-example scores (one tensor per model and score)
+MODEL_PREFIX = "model:"  # a verification message's models by name ("model:candidate", ...)
 
 
 def arrays_of(message: Message, key: str = ARRAYS) -> ArrayRecord:
@@ -39,6 +49,15 @@ def arrays_of(message: Message, key: str = ARRAYS) -> ArrayRecord:
 
 def config_of(message: Message) -> ConfigRecord:
     return message.content.config_records[CONFIG]
+
+
+def models_of(message: Message) -> dict[str, dict[str, Tensor]]:
+    """A verification message's models by name (its ``model:<name>`` ArrayRecords) as tensors."""
+    return {
+        k[len(MODEL_PREFIX) :]: from_record(v)
+        for k, v in message.content.array_records.items()
+        if k.startswith(MODEL_PREFIX)
+    }
 
 
 def metrics_of(message: Message) -> dict[str, float]:

@@ -364,6 +364,33 @@ class Federation:
         }
         return {"nodes": per_node, "mean": weighted_summary(replies), "worst": worst}
 
+    def node_query(
+        self,
+        mtype: str,
+        phase: str,
+        target: Target | None,
+        per_node: Mapping[int, Mapping[str, Any]],
+        models: Mapping[str, Params] | None = None,
+    ) -> dict[int, Message]:
+        """Verification's exchanges: one message of type ``mtype`` to each node whose partition id is a key of
+        ``per_node`` (its extra settings), carrying ``models`` as ``model:<name>`` ArrayRecords (one record
+        per model, shared by the messages); the replies by partition id."""
+        by_pid = {n.partition_id: n for n in self.nodes}
+        missing = sorted(set(per_node) - set(by_pid))
+        if missing:
+            raise NodeFailure(
+                f"node(s) {', '.join(f'node-{p}' for p in missing)} did not join the verification"
+            )
+        arrays = {P.MODEL_PREFIX + k: P.to_record(v) for k, v in (models or {}).items()}
+        msgs = [
+            self.message(
+                by_pid[pid], mtype, phase, 1, {P.CONFIG: self.config(target, 0, **dict(extra)), **arrays}
+            )
+            for pid, extra in per_node.items()
+        ]
+        replies = self.exchange(phase, 1, 1, msgs)
+        return {pid: r for pid, r in zip(per_node, replies, strict=True)}
+
 
 def _ewc_records(anchor: Params | None, fisher: Params | None) -> dict[str, ArrayRecord]:
     """The EWC records of a message (``anchor`` and ``fisher``), or none unless both are given."""

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from unlearning.metrics import canary_exposure as exposure_of
 from unlearning.tasks.lm import CausalLMTask
-from unlearning.verification.probes import greedy_extracts
 from unlearning.verification.registry import Verification, metric, not_applicable, result
 
 
 def exposures(v: Verification) -> dict[str, Any] | str:
-    """{"canaries": [{prefix, secret, repetitions, by role: {exposure, z}}], "controls": [...]} (cached)."""
+    """{"canaries": [{prefix or node and canary, secret_length, repetitions, by role: {exposure, z}}],
+    "controls": [...]} (cached)."""
     if "exposure" in v.cache:
         cached: dict[str, Any] | str = v.cache["exposure"]
         return cached
@@ -29,39 +28,8 @@ def exposures(v: Verification) -> dict[str, Any] | str:
         v.cache["exposure"] = "the target holds no canaries (categories are topics, not secrets)"
     elif not v.probes.canaries:
         v.cache["exposure"] = "the target covers no canary (no inserted secret, no digit-secret example)"
-    else:
-        task = v.task
-
-        def measure(prefix: str, secret: str) -> dict[str, dict[str, float]]:
-            out = {}
-            for role in v.roles:
-                e, z = exposure_of(
-                    v.models[role],
-                    task,
-                    prefix,
-                    secret,
-                    candidates=v.spec.exposure_candidates,
-                    seed=v.spec.seed,
-                )
-                out[role] = {"exposure": e, "z": z}
-            return out
-
-        v.cache["exposure"] = {
-            "candidates": v.spec.exposure_candidates,
-            "canaries": [
-                {
-                    "prefix": c.prefix,
-                    "secret_length": len(c.secret),
-                    "repetitions": c.repetitions,
-                    **measure(c.prefix, c.secret),
-                }
-                for c in v.probes.canaries
-            ],
-            "controls": [
-                {"prefix": c.prefix, "secret_length": len(c.secret), **measure(c.prefix, c.secret)}
-                for c in v.probes.controls[:4]
-            ],
-        }
+    else:  # the nodes measure the canaries they hold; the service the proposal's and the controls
+        v.cache["exposure"] = v.canary_exposures()
     return v.cache["exposure"]  # type: ignore[no-any-return]
 
 
@@ -92,17 +60,13 @@ def extraction_rate(v: Verification) -> Any:
     name = "extraction_rate"
     if not isinstance(v.task, CausalLMTask):
         return not_applicable(name, "not a language model")
-    if not v.probes.extraction:
+    per = v.extraction_hits()  # the nodes try the canaries they hold
+    if not per["candidate"]:
         return not_applicable(name, "the target has no canary or prompt/completion example to extract")
-    task = v.task
-    per: dict[str, list[bool]] = {
-        role: [greedy_extracts(v.models[role], task, p, c) for p, c in v.probes.extraction]
-        for role in v.roles
-    }
     values: dict[str, float | None] = {role: sum(hits) / len(hits) for role, hits in per.items()}
     return result(
         name,
         value=values["candidate"],
         values=values,
-        details={"attempts": len(v.probes.extraction), "extracted": {r: sum(h) for r, h in per.items()}},
+        details={"attempts": len(per["candidate"]), "extracted": {r: sum(h) for r, h in per.items()}},
     )

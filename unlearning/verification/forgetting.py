@@ -21,7 +21,7 @@ def forget_accuracy_gap(v: Verification) -> Any:
     name = "forget_accuracy_gap"
     if not v.task.is_classifier:
         return not_applicable(name, "not a classifier (see forget_perplexity_ratio)")
-    if v.target is None or len(v.probes.forget_records) == 0:
+    if v.target is None or v.probes.n_records == 0:
         return not_applicable(name, "no forget examples in the dataset")
     values: dict[str, float | None] = {r: float(v.scores(r, "forget").correct.mean()) for r in v.roles}
     if v.has_reference:
@@ -45,7 +45,7 @@ def forget_perplexity_ratio(v: Verification) -> Any:
     name = "forget_perplexity_ratio"
     if v.task.is_classifier:
         return not_applicable(name, "a classifier has no perplexity (see forget_accuracy_gap)")
-    if v.target is None or int(v.probes.forget["input_ids"].shape[0]) == 0:
+    if v.target is None or v.probes.n_forget == 0:
         return not_applicable(name, "no forget examples")
     values: dict[str, float | None] = {r: v.scores(r, "forget").perplexity for r in v.roles}
     if v.has_reference:
@@ -69,7 +69,7 @@ def forget_quality(v: Verification) -> Any:
     from scipy.stats import ks_2samp
 
     name = "forget_quality"
-    if v.target is None or len(next(iter(v.probes.forget.values()))) < 2:
+    if v.target is None or v.probes.n_forget < 2:
         return not_applicable(name, "fewer than 2 forget examples")
     cand = v.scores("candidate", "forget").loss
     if v.has_reference:

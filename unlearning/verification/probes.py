@@ -1,12 +1,15 @@
 """Probe sets and per-example scores: the same examples for the original, the candidate and the reference.
 
-- **forget**: the dataset's examples of the target (deduplicated; a behaviour adds its own examples and
-  counts only the completion's tokens), at most ``probe_examples``, sampled with the spec's seed;
-- **heldout**: non-members of the same distribution for membership inference: held-out test examples
-  (a category: of that category; a data source: of the kinds of record it holds);
-- **heldout_rest**: held-out test examples outside the target (held-out utility);
-- **canaries** the target covers (inserted secrets), the never-inserted **controls**, and the
-  prompt/completion pairs greedy extraction tries.
+- **forget**: the target's examples (deduplicated per node; a behaviour adds its own examples and counts only
+  the completion's tokens), at most ``probe_examples``, sampled with the spec's seed. The examples members
+  hold stay on their nodes: the probe names them by node and local index (:class:`NodeSelection`) and the
+  nodes score them (:class:`NodeScorer`); only the proposal's own behaviour examples are a batch here;
+- **heldout**: non-members of the same distribution for membership inference: the operator's published
+  held-out test examples (a category: of that category; a data source: of the kinds of record it holds);
+- **heldout_rest**: published held-out test examples outside the target (held-out utility);
+- **canaries** the target covers: those inserted in a member's data are found and scored by the node that
+  holds them (``node_canaries``); digit secrets among a behaviour's completions are scored here, as are the
+  never-inserted **controls** the manifest publishes and the prompt/completion pairs greedy extraction tries.
 
 Scores per example (:func:`score`): mean NLL (``loss``), accuracy, Min-K% (mean of the lowest k share of
 token log-probabilities) and Min-K%++ (token log-probability standardised by the mean and standard
@@ -19,16 +22,17 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from unlearning.data import Record, load_heldout, load_node_data, read_manifest
-from unlearning.local import autocast
+from unlearning.data import Record, load_heldout, read_manifest
+from unlearning.local import LocalConfig, autocast, train
 from unlearning.tasks.base import Batch, Target, Task, batch_len
 from unlearning.tasks.lm import IGNORE, CausalLMTask
 
@@ -39,18 +43,110 @@ class Canary:
     secret: str
     inserted: bool
     repetitions: int = 0
+    node: int | None = None  # held by this node (partition id): prefix and secret stay there, blank here
+
+
+@dataclass
+class NodeSelection:
+    """The forget examples one node holds in the probe: local indices into its deduplicated forget examples
+    (in the node's file order), in probe order."""
+
+    partition_id: int
+    indices: list[int]
+    canaries: int = 0  # inserted canaries of the target this node holds
+
+
+class NodeScorer(Protocol):
+    """Per-example work on the nodes that hold the data (unlearning.verification.nodes over Flower): every
+    call sends models (parameters) and indices, and gets back scores and counts only."""
+
+    def forget_counts(self, target: Target) -> list[tuple[int, int, int, list[int]]]:
+        """Per node: (partition id, deduplicated forget examples, canaries held, indices of the target's
+        behaviour examples whose secret a canary of the node already is)."""
+        ...
+
+    def forget_kinds(self, selection: Sequence[NodeSelection], kinds: Sequence[str]) -> set[str]:
+        """Which of the published record ``kinds`` the selected forget examples have."""
+        ...
+
+    def score(
+        self,
+        selection: Sequence[NodeSelection],
+        models: Mapping[str, nn.Module],
+        *,
+        k: float,
+        bf16: bool,
+        transform: str = "",
+    ) -> dict[str, Scores]:
+        """Per-example scores of each model on the selected examples, concatenated in selection order."""
+        ...
+
+    def canaries(
+        self,
+        partitions: Sequence[int],
+        models: Mapping[str, nn.Module],
+        *,
+        candidates: int,
+        seed: int,
+        extraction: bool,
+    ) -> list[dict[str, Any]]:
+        """Per canary held by those nodes: {"node", "canary", "secret_length", "repetitions", "extraction"
+        (whether greedy extraction tries it), role: {"exposure", "z"} (``candidates`` > 0), "extracted":
+        {role: bool} (``extraction``)}; no prefix and no secret."""
+        ...
+
+    def relearn(
+        self, partition: int, indices: list[int], models: Mapping[str, nn.Module], *, steps: int, seed: int
+    ) -> dict[str, nn.Module]:
+        """Each model after the relearning attack on the node's selected examples ``indices``."""
+        ...
 
 
 @dataclass
 class Probes:
-    forget_records: list[Record]
-    forget: Batch
+    forget_records: list[Record]  # forget examples held here (constructed cases); node examples: nodes
+    forget: Batch  # the forget examples scored here (the proposal's behaviour examples), after the nodes'
     heldout: Batch | None  # None: membership inference does not apply (heldout_reason says why)
     heldout_reason: str
     heldout_rest: Batch | None
     canaries: list[Canary] = field(default_factory=list)
     controls: list[Canary] = field(default_factory=list)
     extraction: list[tuple[str, str]] = field(default_factory=list)  # (prompt, forbidden completion)
+    nodes: list[NodeSelection] = field(default_factory=list)  # forget examples held by nodes, first
+    scorer: NodeScorer | None = None
+
+    @property
+    def n_node_forget(self) -> int:
+        return sum(len(s.indices) for s in self.nodes)
+
+    @property
+    def n_records(self) -> int:
+        """Forget examples of the dataset (members' records, not the proposal's own examples)."""
+        return len(self.forget_records) + self.n_node_forget
+
+    @property
+    def n_forget(self) -> int:
+        """Examples of the whole forget probe: the nodes' then the ones held here."""
+        return self.n_node_forget + batch_len(self.forget)
+
+    @property
+    def node_partitions(self) -> list[int]:
+        return [s.partition_id for s in self.nodes if s.indices]
+
+    def where_forget(self) -> list[str]:
+        where = []
+        if self.nodes:
+            where.append("nodes: " + ", ".join(f"node-{p}" for p in self.node_partitions))
+        if batch_len(self.forget):
+            where.append(
+                "service: "
+                + (
+                    "the proposal's examples"
+                    if self.nodes or not self.forget_records
+                    else "forget examples given to the verifier"
+                )
+            )
+        return where
 
 
 def _dedup(records: Sequence[Record]) -> list[Record]:
@@ -71,34 +167,51 @@ def _sample(records: list[Record], n: int, rng: random.Random) -> list[Record]:
     return [records[i] for i in idx]
 
 
-def all_training_records(dataset_dir: Path) -> list[Record]:
-    manifest = read_manifest(dataset_dir)
-    out: list[Record] = []
-    for node in manifest["nodes"]:
-        out.extend(load_node_data(dataset_dir / node["path"]).train)
+def _select(counts: Sequence[tuple[int, int]], n: int, rng: random.Random) -> list[NodeSelection]:
+    """The same draw as sampling ``n`` of the concatenated examples (nodes in partition order): global
+    indices, then each node's local ones."""
+    total = sum(c for _, c in counts)
+    chosen = list(range(total)) if total <= n else sorted(rng.sample(range(total), n))
+    out: list[NodeSelection] = []
+    start = 0
+    for pid, c in counts:
+        out.append(NodeSelection(pid, [i - start for i in chosen if start <= i < start + c]))
+        start += c
     return out
 
 
 def build_probes(
-    task: Task, target: Target | None, dataset_dir: Path, *, max_examples: int, seed: int
+    task: Task,
+    target: Target | None,
+    dataset_dir: Path,
+    *,
+    max_examples: int,
+    seed: int,
+    scorer: NodeScorer,
 ) -> Probes:
+    """The probes, with no member's record read here: ``dataset_dir`` needs only the manifest and the
+    published ``heldout/`` split; the nodes count, select and later score their own forget examples."""
     rng = random.Random(seed)
     manifest = read_manifest(dataset_dir)
-    train = all_training_records(dataset_dir)
     held = load_heldout(dataset_dir, "test") if (dataset_dir / "heldout" / "test.jsonl").is_file() else []
-    forget_records: list[Record] = []
+    selection: list[NodeSelection] = []
+    covered: set[int] = set()
+    held_canaries: dict[int, int] = {}
     if target is not None:
-        forget_records = _sample(_dedup([r for r in train if target.matches(r)]), max_examples, rng)
-    parts: list[Batch] = []
-    if forget_records:
-        parts.append(task.to_batch(forget_records, target, forget=True))
+        counts = scorer.forget_counts(target)
+        selection = _select([(pid, n) for pid, n, _, _ in counts], max_examples, rng)
+        for pid, _, n_canaries, cov in counts:
+            held_canaries[pid] = n_canaries
+            covered.update(cov)
+        for s in selection:
+            s.canaries = held_canaries.get(s.partition_id, 0)
+    selection = [s for s in selection if s.indices or s.canaries]
+    n_node = sum(len(s.indices) for s in selection)
+    behaviour: Batch | None = None
     if target is not None and target.kind == "behaviour":
-        b = task.behaviour_batch(target)
-        if b is not None:
-            parts.append(b)
-    from unlearning.tasks.base import concat
-
-    forget = concat(parts) if parts else task.to_batch([], target, forget=True)
+        behaviour = task.behaviour_batch(target)
+    forget = behaviour if behaviour is not None else task.to_batch([], target, forget=True)
+    n_forget = n_node + batch_len(forget)
 
     heldout: Batch | None = None
     reason = ""
@@ -112,10 +225,11 @@ def build_probes(
         if target.kind == "category":
             pool = [r for r in held if str(r.get("category")) == target.value]
         else:
-            kinds = {r.get("kind") for r in forget_records if r.get("kind") not in (None, "canary")}
+            published = sorted({str(r["kind"]) for r in held if r.get("kind") not in (None, "canary")})
+            kinds = scorer.forget_kinds(selection, published) if published and n_node else set()
             pool = [r for r in held if not kinds or r.get("kind") in kinds]
         pool = _sample(_dedup(pool), max_examples, rng)
-        if len(pool) < 2 or batch_len(forget) < 2:
+        if len(pool) < 2 or n_forget < 2:
             reason = "fewer than 2 forget or held-out examples"
         else:
             heldout = task.to_batch(pool)
@@ -129,35 +243,53 @@ def build_probes(
     extraction: list[tuple[str, str]] = []
     if isinstance(task, CausalLMTask):
         for c in manifest.get("canaries", []):
-            canary = Canary(
-                str(c["prefix"]), str(c["secret"]), bool(c.get("inserted")), int(c.get("repetitions", 0))
-            )
-            if not canary.inserted:
-                controls.append(canary)
-            elif target is not None and _covers(target, c):
-                canaries.append(canary)
+            if not c.get("inserted"):  # never-inserted controls: published by the operator, no member's data
+                controls.append(Canary(str(c["prefix"]), str(c["secret"]), False))
+        for s in selection:
+            canaries += [Canary("", "", True, node=s.partition_id) for _ in range(s.canaries)]
         if target is not None and target.kind == "behaviour":
-            known = {c.secret for c in canaries}
-            for ex in target.examples:
+            known: set[str] = set()
+            for i, ex in enumerate(target.examples):
                 prompt, completion = ex.get("prompt", ""), ex["completion"]
                 digits = completion.rstrip(".")
-                if digits.isdigit() and digits not in known:
+                if digits.isdigit() and digits not in known and i not in covered:
                     canaries.append(Canary(prompt, digits, True))
                     known.add(digits)
                 extraction.append((prompt, completion))
-        extraction += [(c.prefix, c.secret) for c in canaries if (c.prefix, c.secret) not in extraction]
-    return Probes(forget_records, forget, heldout, reason, heldout_rest, canaries, controls, extraction)
+        extraction += [
+            (c.prefix, c.secret)
+            for c in canaries
+            if c.node is None and (c.prefix, c.secret) not in extraction
+        ]
+    return Probes(
+        [], forget, heldout, reason, heldout_rest, canaries, controls, extraction, selection, scorer
+    )
 
 
-def _covers(target: Target, canary: dict[str, Any]) -> bool:
-    if target.kind == "data_source":
-        return bool(canary.get("source") == target.value)
-    if target.kind == "behaviour":
-        text = f"{canary['prefix']}{canary['secret']}{canary.get('suffix', '')}"
-        return any(
-            ex["completion"] in text or str(canary["secret"]) in ex["completion"] for ex in target.examples
-        )
-    return False
+def node_canaries(target: Target | None, records: Sequence[Record]) -> list[Canary]:
+    """The inserted canaries (records of kind ``canary`` with their ``secret``) among a node's ``records``
+    that ``target`` covers, each once with its number of repetitions (run on the node that holds them)."""
+    if target is None or target.kind == "category":
+        return []
+    found: dict[tuple[str, str], Canary] = {}
+    for r in records:
+        text, secret = str(r.get("text", "")), str(r.get("secret") or "")
+        if r.get("kind") != "canary" or not secret or secret not in text:
+            continue
+        prefix = text[: text.index(secret)]
+        if target.kind == "data_source":
+            covered = r.get("source") == target.value
+        else:
+            covered = any(ex["completion"] in text or secret in ex["completion"] for ex in target.examples)
+        if covered:
+            c = found.setdefault((prefix, secret), Canary(prefix, secret, True, 0))
+            c.repetitions += 1
+    return list(found.values())
+
+
+def dedup_records(records: Sequence[Record]) -> list[Record]:
+    """Keep the first of records equal but for their source (a canary inserted 32 times counts once)."""
+    return _dedup(records)
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -284,3 +416,25 @@ def greedy_extracts(model: nn.Module, task: CausalLMTask, prompt: str, completio
         return True
     finally:
         model.train(was)
+
+
+def relearn_model(task: Task, model: nn.Module, data: Batch, *, steps: int, seed: int) -> nn.Module:
+    """The relearning attack: ``steps`` fine-tuning steps of the task's training optimiser on ``data``
+    (in place; returns ``model``). Runs where ``data`` is: on the node that holds it, or here."""
+    cfg = LocalConfig.from_dict(
+        {**task.train_defaults, "steps": steps, "batch_size": min(8, batch_len(data))}
+    )
+    gen = torch.Generator()
+    gen.manual_seed(seed * 7919 + 17)
+    train(model, data, task, cfg, generator=gen)
+    return model
+
+
+def quantize(model: nn.Module) -> nn.Module:
+    """int8 dynamic quantisation of every nn.Linear (weights int8, activations quantised on the fly)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q: nn.Module = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {nn.Linear}, dtype=torch.qint8
+        )
+    return q

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from unlearning.tasks.base import Batch, Target, Task
+from unlearning.tasks.base import Batch, Target, Task, batch_len, take
 from unlearning.verification.catalog import CATALOG
 from unlearning.verification.probes import Probes, Scores, score
 from unlearning.verification.spec import MetricResult, VerifySpec
@@ -36,6 +37,7 @@ class Verification:
     _scores: dict[tuple[str, str], Scores] = field(default_factory=dict)
     _utility: dict[str, dict[str, Any]] | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # metrics share derived results here
+    where: set[str] = field(default_factory=set)  # where the figures read since the last reset were computed
 
     @property
     def roles(self) -> list[str]:
@@ -56,13 +58,166 @@ class Verification:
     def scores(self, role: str, probe: str) -> Scores:
         key = (role, probe)
         if key not in self._scores:
-            b = self.batch(probe)
-            if b is None:
-                raise ValueError(f"no {probe} probe set")
-            self._scores[key] = score(
-                self.models[role], self.task, b, k=self.spec.min_k, bf16=self.spec.precision == "bf16"
-            )
+            if probe == "forget":
+                self._scores.update({(r, probe): s for r, s in self.forget_scores(self.models).items()})
+            else:
+                b = self.batch(probe)
+                if b is None:
+                    raise ValueError(f"no {probe} probe set")
+                self._scores[key] = score(
+                    self.models[role], self.task, b, k=self.spec.min_k, bf16=self.spec.precision == "bf16"
+                )
+        self.where.update(self.probes.where_forget() if probe == "forget" else [PUBLISHED])
         return self._scores[key]
+
+    def forget_scores(
+        self, models: dict[str, nn.Module], *, transform: str = "", subset: list[int] | None = None
+    ) -> dict[str, Scores]:
+        """Per-example scores of ``models`` on the forget probe (or its examples ``subset``, probe order):
+        the nodes score the examples they hold, the rest (the proposal's own examples) is scored here."""
+        from unlearning.verification.probes import quantize
+
+        p, k, bf16 = self.probes, self.spec.min_k, self.spec.precision == "bf16"
+        keep = None if subset is None else set(subset)
+        parts: list[dict[str, Scores]] = []
+        offset = 0
+        if p.nodes and p.scorer is not None:
+            selection = []
+            for s in p.nodes:
+                idx = [i for j, i in enumerate(s.indices) if keep is None or offset + j in keep]
+                offset += len(s.indices)
+                selection.append(replace(s, indices=idx))
+            if any(s.indices for s in selection):
+                parts.append(p.scorer.score(selection, models, k=k, bf16=bf16, transform=transform))
+        n_here = batch_len(p.forget)
+        here = [i for i in range(n_here) if keep is None or offset + i in keep]
+        if here:
+            batch = p.forget if len(here) == n_here else take(p.forget, torch.tensor(here, dtype=torch.long))
+            local = {
+                name: quantize(copy.deepcopy(m)) if transform == "int8" else m for name, m in models.items()
+            }
+            parts.append({name: score(m, self.task, batch, k=k, bf16=bf16) for name, m in local.items()})
+        self.where.update(p.where_forget())
+        return {name: _cat_scores([part[name] for part in parts]) for name in models}
+
+    def canary_exposures(self) -> dict[str, Any]:
+        """Exposure of every canary the target covers, per model: the nodes measure the canaries they hold
+        (reported without prefix or secret), the service the proposal's digit secrets and the published
+        never-inserted controls: {"candidates", "canaries": [...], "controls": [...]} (cached)."""
+        if "canaries" in self.cache:
+            cached: dict[str, Any] = self.cache["canaries"]
+            return cached
+        from unlearning.metrics import canary_exposure as exposure_of
+        from unlearning.tasks.lm import CausalLMTask
+
+        task, spec = self.task, self.spec
+        assert isinstance(task, CausalLMTask)
+
+        def measure(prefix: str, secret: str) -> dict[str, dict[str, float]]:
+            out = {}
+            for role in self.roles:
+                e, z = exposure_of(
+                    self.models[role],
+                    task,
+                    prefix,
+                    secret,
+                    candidates=spec.exposure_candidates,
+                    seed=spec.seed,
+                )
+                out[role] = {"exposure": e, "z": z}
+            return out
+
+        held = self._canary_nodes()
+        node_canaries: list[dict[str, Any]] = []
+        if held and self.probes.scorer is not None:
+            node_canaries = self.probes.scorer.canaries(
+                held,
+                {r: self.models[r] for r in self.roles},
+                candidates=spec.exposure_candidates,
+                seed=spec.seed,
+                extraction=True,  # the same message: the nodes' extraction hits are kept for extraction_rate
+            )
+            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            self.cache["node_extraction"] = [c["extracted"] for c in node_canaries if c["extraction"]]
+        here = [c for c in self.probes.canaries if c.node is None]
+        if here or self.probes.controls:
+            self.where.add("service: the proposal's examples and the published control canaries")
+        self.cache["canaries"] = {
+            "candidates": spec.exposure_candidates,
+            "canaries": [
+                {k: v for k, v in c.items() if k not in ("extraction", "extracted")} for c in node_canaries
+            ]
+            + [
+                {
+                    "prefix": c.prefix,
+                    "secret_length": len(c.secret),
+                    "repetitions": c.repetitions,
+                    **measure(c.prefix, c.secret),
+                }
+                for c in here
+            ],
+            "controls": [
+                {"prefix": c.prefix, "secret_length": len(c.secret), **measure(c.prefix, c.secret)}
+                for c in self.probes.controls[:4]
+            ],
+        }
+        return self.cache["canaries"]  # type: ignore[no-any-return]
+
+    def _canary_nodes(self) -> list[int]:
+        return sorted({c.node for c in self.probes.canaries if c.node is not None})
+
+    def extraction_hits(self) -> dict[str, list[bool]]:
+        """Per model, whether greedy decoding reproduces each secret / forbidden completion: the nodes try
+        the canaries they hold, the service the proposal's prompt/completion pairs (one list per model,
+        one entry per attempt; empty: nothing to extract)."""
+        from unlearning.tasks.lm import CausalLMTask
+        from unlearning.verification.probes import greedy_extracts
+
+        task = self.task
+        assert isinstance(task, CausalLMTask)
+        held = self._canary_nodes()
+        if held and "node_extraction" not in self.cache and self.probes.scorer is not None:
+            found = self.probes.scorer.canaries(
+                held,
+                {r: self.models[r] for r in self.roles},
+                candidates=0,
+                seed=self.spec.seed,
+                extraction=True,
+            )
+            self.cache["node_extraction"] = [c["extracted"] for c in found if c["extraction"]]
+        node_hits: list[dict[str, bool]] = self.cache.get("node_extraction", [])
+        if held:
+            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+        if self.probes.extraction:
+            self.where.add("service: the proposal's examples")
+        return {
+            role: [greedy_extracts(self.models[role], task, p, c) for p, c in self.probes.extraction]
+            + [h[role] for h in node_hits]
+            for role in self.roles
+        }
+
+    def relearned(self, roles: list[str], train: list[int], steps: int) -> dict[str, nn.Module]:
+        """Copies of the models ``roles`` after the relearning attack on the forget probe's examples
+        ``train`` (probe order), run where those examples are: one node, or here."""
+        from unlearning.verification.probes import relearn_model
+
+        p, seed = self.probes, self.spec.seed
+        models = {r: self.models[r] for r in roles}
+        offset = 0
+        for s in p.nodes:
+            local = [s.indices[i - offset] for i in train if offset <= i < offset + len(s.indices)]
+            if local and len(local) != len(train):
+                raise ValueError("the relearning examples are on more than one node")
+            if local:
+                assert p.scorer is not None
+                self.where.add(f"nodes: node-{s.partition_id}")
+                return p.scorer.relearn(s.partition_id, local, models, steps=steps, seed=seed)
+            offset += len(s.indices)
+        data = take(p.forget, torch.tensor([i - offset for i in train], dtype=torch.long))
+        return {
+            r: relearn_model(self.task, copy.deepcopy(m), data, steps=steps, seed=seed)
+            for r, m in models.items()
+        }
 
     def utility(self) -> dict[str, dict[str, Any]]:
         """Federated evaluation of every model: {role: {"nodes": {pid: metrics}, "mean": ..., "worst": ...}}."""
@@ -70,10 +225,35 @@ class Verification:
             if self.utility_fn is None:
                 raise ValueError("no federation to evaluate on")
             self._utility = self.utility_fn()
+        nodes = sorted(self._utility.get("candidate", {}).get("nodes", {}))
+        self.where.add("nodes: " + ", ".join(f"node-{p}" for p in nodes))
         return self._utility
 
     def copy_model(self, role: str) -> nn.Module:
         return copy.deepcopy(self.models[role])
+
+
+PUBLISHED = "service: published held-out split"
+
+
+def _cat_scores(parts: list[Scores]) -> Scores:
+    if not parts:
+        empty = torch.zeros(0)
+        return Scores(empty, empty, empty, None, empty)
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(xs: list[Tensor]) -> Tensor:
+        return torch.cat(xs)
+
+    min_k = [p.min_k for p in parts]
+    return Scores(
+        cat([p.loss for p in parts]),
+        cat([p.correct for p in parts]),
+        cat([p.tokens for p in parts]),
+        cat([m for m in min_k if m is not None]) if all(m is not None for m in min_k) else None,
+        cat([p.min_k_pp for p in parts]),
+    )
 
 
 MetricFn = Callable[[Verification], MetricResult]

@@ -18,6 +18,7 @@ from unlearning.data import sha256_file
 from unlearning.tasks import Target, make_task
 from unlearning.tasks.base import Task
 from unlearning.verification.catalog import CATALOG
+from unlearning.verification.nodes import FederatedScorer, federation, local_grid
 from unlearning.verification.probes import build_probes
 from unlearning.verification.registry import METRIC_FUNCTIONS, Verification, unmeasured
 from unlearning.verification.spec import (
@@ -61,11 +62,16 @@ def _measure(
 ) -> dict[str, MetricResult]:
     out: dict[str, MetricResult] = {}
     for i, name in enumerate(names):
+        v.where.clear()
         try:
             out[name] = METRIC_FUNCTIONS[name](v)
         except Exception as exc:  # one broken measurement must not hide the others; it blocks its tests
             log.exception("metric %s failed", name)
             out[name] = unmeasured(name, f"error while measuring: {type(exc).__name__}: {exc}")
+        if out[name].applies:  # where its figures were computed: nodes (by name) or the service (what)
+            out[name].details.setdefault(
+                "computed_at", sorted(v.where) or ["service: the jobs' reported costs"]
+            )
         if progress is not None:
             progress(VerifyProgress(stage, i + 1, len(names), name))
     return out
@@ -77,8 +83,10 @@ def verify(
     """Verify ``spec.candidate_version`` (blocking; call it from a worker thread).
 
     Every metric is measured on the same probes for the original model, the candidate and (when
-    ``reference_version`` is set) the retrained reference; utility is measured on the nodes by federated
-    evaluation (in process on ``spec.dataset_dir``, or on ``grid`` when given). An invalid spec raises
+    ``reference_version`` is set) the retrained reference. Per-example work on members' data runs on the
+    nodes that hold it (in process on ``spec.dataset_dir``'s node directories, or on ``grid`` when given):
+    they score their forget examples and canaries and evaluate utility, and only scores and counts come
+    back; this process reads only the manifest and the published held-out split of ``spec.dataset_dir``. An invalid spec raises
     :class:`VerifySpecError`; a missing or modified model version raises the artifact store's error. A
     metric that fails while measuring is reported as unmeasured (and blocks the tests that name it).
     """
@@ -106,21 +114,26 @@ def verify(
         if ref is not None:
             models["reference"] = _load(store, ref.version, task, spec.seed)
         lineage = dict(cand.manifest.get("training", {}))
+        nodes_grid = grid if grid is not None else local_grid_for(spec)
 
         def make_verification(
             t: Target | None, ms: dict[str, nn.Module], tests: list[dict[str, Any]] | None
         ) -> Verification:
             if progress is not None:
                 progress(VerifyProgress("probes", 0, 1, "building probe sets"))
-            probes = build_probes(task, t, dataset_dir, max_examples=spec.probe_examples, seed=spec.seed)
             excluded = excluded_for(lineage, t)
+            fed = federation(spec, task, cand.model_config, excluded, nodes_grid)
+            scorer = FederatedScorer(fed, t, task)
+            probes = build_probes(
+                task, t, dataset_dir, max_examples=spec.probe_examples, seed=spec.seed, scorer=scorer
+            )
             return Verification(
                 spec=spec,
                 task=task,
                 target=t,
                 probes=probes,
                 models=ms,
-                utility_fn=lambda: federated_utility(spec, task, cand.model_config, ms, t, excluded, grid),
+                utility_fn=lambda: federated_utility(fed, ms, t),
             )
 
         names = list(spec.metrics) if spec.metrics is not None else list(CATALOG)
@@ -204,6 +217,13 @@ def _regression(
         tests=outcomes,
         metrics=metrics,
     )
+
+
+def local_grid_for(spec: VerifySpec) -> Grid:
+    """The in-process federation over the dataset's node directories (one for the whole verification)."""
+    if spec.runtime != "in-process":
+        raise VerifySpecError(f"runtime {spec.runtime!r} needs a Flower Grid passed to verify()")
+    return local_grid(spec.dataset_dir)
 
 
 def _info(mv: ModelVersion) -> dict[str, Any]:

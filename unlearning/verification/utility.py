@@ -18,48 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from unlearning.tasks.base import Target, Task
+from unlearning.tasks.base import Target
 from unlearning.verification.registry import Verification, metric, not_applicable, result, unmeasured
-from unlearning.verification.spec import VerifySpec
 
 if TYPE_CHECKING:
-    from unlearning.federation.protocol import Grid
+    from unlearning.federation.server import Federation
 
 
 def federated_utility(
-    spec: VerifySpec,
-    task: Task,
-    model_config: dict[str, Any],
-    models: Mapping[str, nn.Module],
-    target: Target | None,
-    excluded: list[Target],
-    grid: Grid | None = None,
+    fed: Federation, models: Mapping[str, nn.Module], target: Target | None
 ) -> dict[str, dict[str, Any]]:
     """Federated evaluation of each model on every node ({role: {"nodes", "mean", "worst", "bytes"}})."""
-    from unlearning.federation.server import Federation
-    from unlearning.jobs import JobSpec
     from unlearning.local import parameters_dict
 
-    if grid is None:
-        if spec.runtime != "in-process":
-            raise ValueError(f"runtime {spec.runtime!r} needs a Flower Grid passed to verify()")
-        from pathlib import Path
-
-        from unlearning.federation.apps import build_client_app
-        from unlearning.federation.local_grid import LocalGrid
-
-        grid = LocalGrid.for_dataset(build_client_app(), Path(spec.dataset_dir))
-    job = JobSpec(
-        kind="train",
-        job_id=f"verify-{spec.candidate_version}",
-        artifact_root=spec.artifact_root,
-        dataset_dir=spec.dataset_dir,
-        base_version=spec.candidate_version,
-        seed=spec.seed,
-        num_threads=spec.num_threads,
-    )
-    fed = Federation(grid, job, task, model_config, excluded)
-    fed.discover(target)
     out: dict[str, dict[str, Any]] = {}
     for role, model in models.items():
         before = fed.cost.bytes_sent
