@@ -30,7 +30,7 @@ from governance.audit.report_signature import UntrustedReport, check_report, rep
 from governance.db.engine import read_session, write_session
 from governance.db.models import Job, Member, MemberRole, Proposal
 from governance.db.registry import ModelVersionRow, ReleaseOverride, VerificationReportRow
-from governance.domain.errors import Conflict, NotFound, PermissionDenied
+from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from governance.domain.jobs import JobState
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.registry import (
@@ -225,9 +225,9 @@ def verdict(ctx: Ctx, version: str, actor: ActorView | None = None) -> VerdictPu
         decision, reasons = decide_verdict(facts, report)
         rep = report_row(s, row, facts.expected_policy_hash)
         body = rep.report if rep is not None else {}
-        over = _override_public(s, row) if facts.override is not None and decision.value == "allow" else None
-        if over is not None and not reasons[0].startswith("council override"):
-            over = None  # the verdict allowed on its own: the override did not decide it
+        over = _override_public(s, row) if facts.override is not None else None
+        if over is not None and not decided_by_override(decision.value, reasons):
+            over = None  # the verdict allowed on its own (or denied): the override did not decide it
         key = {
             k: body.get(k)
             for k in ("candidate_hash", "policy_hash", "config_hash", "seed", "precision", "libraries")
@@ -297,6 +297,12 @@ def _override_public(s: Session, row: ModelVersionRow) -> dict[str, Any] | None:
         "council_size": o.council_size,
         "granted_at": o.granted_at.isoformat() if o.granted_at else None,
     }
+
+
+def decided_by_override(verdict: str, reasons: list[str]) -> bool:
+    """Whether an allow rests on a council override, not on a passing report (``decide_verdict`` names the
+    override in its first reason then)."""
+    return verdict == "allow" and bool(reasons) and reasons[0].startswith("council override")
 
 
 def preview(ctx: Ctx, version: str) -> tuple[str, list[str], list[ProposalCovered]]:
@@ -456,12 +462,21 @@ def _override_out(o: ReleaseOverride) -> OverridePublic:
     )
 
 
+OVERRIDE_REASON_MIN, OVERRIDE_REASON_MAX = 10, 4000  # OverrideIn's bounds: the UI's form is checked here
+
+
 def override(ctx: Ctx, actor: ActorView, version: str, reason: str) -> OverridePublic:
     """A council member proposes (with a written reason) or seconds the override of the gate for this exact
     model; it is granted once a majority of the active council approved it. Admins cannot override, nor can
     the worker; each step is audited, and every later verdict and bundle shows the override as one."""
     if actor.member_id is None or Role.COUNCIL not in actor.roles:
         raise PermissionDenied("only council members override the release gate")
+    reason = reason.strip()
+    if not OVERRIDE_REASON_MIN <= len(reason) <= OVERRIDE_REASON_MAX:
+        raise InvalidInput(
+            f"an override needs a written reason of {OVERRIDE_REASON_MIN} to {OVERRIDE_REASON_MAX} characters",
+            field="reason",
+        )
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
         row = registry.get_row(s, version, lock=True)

@@ -25,6 +25,7 @@ from governance.services import (
     comments,
     data_sources,
     events,
+    gate,
     jobs,
     lifecycle,
     members,
@@ -768,6 +769,49 @@ def test_model_pages_show_lineage_report_verdict_and_release(
     r = client.post(f"/models/{version}/release", data={"csrf_token": token})
     assert r.status_code == 409  # a released version never changes
     assert client.get(f"/models/{mv('nothing')}").status_code == 404
+
+
+def test_a_council_override_is_filed_from_the_version_page_and_shown_as_one(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    """The council proposes and seconds an override on the version page (a written reason, CSRF); once
+    granted, the verdict box says "allow (override)" and the page says who, when and why, and that it is an
+    override, not a verified allow."""
+    version, content_hash = store_version(ctx, "made-elsewhere")
+    registry.register_version(
+        ctx,
+        community["admin"].actor,
+        ModelVersionCreate(version=version, content_hash=content_hash, task="digits", kind="train"),
+    )
+    url = f"/models/{version}/override"
+    reason = "a court order requires this exact model to ship"
+    token = sign_in(client, ctx, community["admin"].id, "admin")
+    page = client.get(f"/models/{version}").text
+    assert "Verdict: <strong>pending</strong>" in page and url not in page  # admins cannot override
+    assert client.post(url, data={"reason": reason, "csrf_token": token}).status_code == 403
+
+    token = sign_in(client, ctx, community["coun1"].id, "coun1")
+    assert url in client.get(f"/models/{version}").text
+    assert client.post(url, data={"reason": reason}).status_code == 403  # no CSRF token
+    r = client.post(url, data={"reason": "too short", "csrf_token": token})
+    assert r.status_code == 422 and "written reason" in (error_of(r.text, "override-reason") or "")
+    assert gate.overrides_of(ctx, version) == []
+    r = client.post(url, data={"reason": reason, "csrf_token": token})
+    assert r.status_code == 200 and "Your approval of the override is recorded (1 of 3" in r.text
+    assert "Verdict: <strong>pending</strong>" in r.text and "Override #" in r.text and " is open" in r.text
+    assert url not in r.text  # coun1 approved it already
+
+    token = sign_in(client, ctx, community["coun2"].id, "coun2")
+    assert "Approve the override" in client.get(f"/models/{version}").text
+    r = client.post(url, data={"reason": "seconded: the order is real", "csrf_token": token})
+    assert r.status_code == 200 and "is granted" in r.text
+    page = client.get(f"/models/{version}").text
+    assert "Verdict: <strong>allow (override)</strong>" in page
+    assert "A council override, not a verified allow" in page
+    box = page.split('class="override"')[1].split("</div>")[0]
+    assert "coun1" in box and "coun2" in box and reason in box and "2 of 3 council members" in box
+    assert url not in page  # granted: nothing left to approve
+    assert client.get(f"/models/{version}", headers=community["ann"].auth).status_code == 200
 
 
 def test_notifications_are_shown_and_marked_read(

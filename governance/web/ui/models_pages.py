@@ -1,6 +1,7 @@
 """Model versions: the registry as a lineage tree, and a version's page with its state, lineage, the
 verification report (the per-test verdict table, and the report's HTML with its plots embedded), the release
-gate's verdict with its reasons, and the release action for those the registry allows."""
+gate's verdict with its reasons (an allow that rests on a council override says so: "allow (override)", with
+who granted it, when and why), and the release and override actions for those the registry allows."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from governance.domain.errors import InvalidInput, NotFound
 from governance.domain.registry import ModelState
 from governance.domain.review import ActorView
 from governance.domain.roles import Role
-from governance.registry_schemas import ModelVersionPublic
-from governance.services import gate, jobs, registry
+from governance.registry_schemas import ModelVersionPublic, OverridePublic
+from governance.services import browse, gate, jobs, registry
 from governance.services.context import Ctx
-from governance.web.ui.render import field_errors, page, redirect
+from governance.web.ui.render import Form, field_errors, page, redirect
 
 MODEL_STATES = [s.value for s in ModelState]
 RELEASABLE = {ModelState.CANDIDATE.value, ModelState.VERIFIED.value}
@@ -27,6 +28,19 @@ def may_release(actor: ActorView, state: str, verdict: str) -> bool:
     """``gate.release``'s rule: the council or an admin, a version not yet released or rejected, and the
     gate's allow."""
     return bool({Role.COUNCIL, Role.ADMIN} & actor.roles) and state in RELEASABLE and verdict == "allow"
+
+
+def may_override(
+    actor: ActorView, state: str, granted: OverridePublic | None, open_override: OverridePublic | None
+) -> bool:
+    """``gate.override``'s rule: a council member, a version not yet released or rejected, no override
+    granted for these bytes yet, and not one this member already approved."""
+    return (
+        Role.COUNCIL in actor.roles
+        and state in RELEASABLE
+        and granted is None
+        and (open_override is None or actor.member_id not in open_override.approvals)
+    )
 
 
 def lineage_tree(rows: list[ModelVersionPublic]) -> list[dict[str, Any]]:
@@ -99,6 +113,11 @@ class ModelPages(Controller):
             except NotFound:
                 job = None
         report = m.report or {}
+        # the overrides of these exact bytes (an override is granted for a content hash); the newest first
+        overrides = [o for o in gate.overrides_of(ctx, version) if o.content_hash == m.content_hash][::-1]
+        granted = next((o for o in overrides if o.state == "granted"), None)
+        open_override = next((o for o in overrides if o.state == "open"), None)
+        by_override = gate.decided_by_override(verdict, reasons)
         return page(
             request,
             "models/detail.html",
@@ -113,6 +132,13 @@ class ModelPages(Controller):
             children=children,
             job=job,
             may_release=may_release(actor, m.state, verdict),
+            verdict_label=f"{verdict} (override)" if by_override else verdict,
+            by_override=by_override,
+            overrides=overrides,
+            granted=granted,
+            open_override=open_override,
+            may_override=may_override(actor, m.state, granted, open_override),
+            names=browse.names(ctx, {i for o in overrides for i in (o.requested_by, *o.approvals)}),
             **extra,
         )
 
@@ -138,6 +164,33 @@ class ModelPages(Controller):
             )
         }
         return Response(html, media_type=MediaType.HTML, headers={**headers, "X-Frame-Options": "SAMEORIGIN"})
+
+    @post("/{version:str}/override", sync_to_thread=True)
+    def override(
+        self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, version: VersionRef
+    ) -> Template | Redirect:
+        """A council member proposes, or seconds, the override of the gate for this version (a written
+        reason; granted at a council majority)."""
+        try:
+            over = gate.override(ctx, actor, version, form.get("reason"))
+        except InvalidInput as exc:
+            return self._detail(
+                request,
+                ctx,
+                actor,
+                version,
+                422,
+                errors={f"override.{exc.field or 'reason'}": exc.message},
+                values={"override.reason": form.get("reason")},
+            )
+        if over.state == "granted":
+            flash = f"The council's override of the gate for {version} is granted: the verdict is allow (override)."
+        else:
+            flash = (
+                f"Your approval of the override is recorded ({len(over.approvals)} of {over.council_size} "
+                "council members): a majority grants it."
+            )
+        return redirect(f"/models/{version}", flash=flash)
 
     @post("/{version:str}/release", sync_to_thread=True)
     def release(
