@@ -91,7 +91,7 @@ def cast_votes(ctx: Ctx, requests: list[VoteRequest]) -> list[VoteOutcome]:
     with write_session(ctx.engine) as s:
         tokens = [r.token for r in requests if r.actor is None and r.token]
         if tokens:  # one query authenticates every token of the batch
-            actors = members.authenticate_many(s, tokens)
+            actors = members.authenticate_many(s, tokens, now=now)
             for i, r in enumerate(requests):
                 if r.actor is None:
                     actor = actors.get(r.token or "")

@@ -193,9 +193,9 @@ def report(name: str, passed: bool) -> dict[str, Any]:
 
 
 def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
-    STORED["job"] = store_version(ctx, "job")  # the gate re-hashes a version's bytes at every verdict
     """A released base version; a verified proposal whose job succeeded (its version verified, the gate
     allows it); a failed job whose verification failed; a running job with progress; notifications."""
+    STORED["job"] = store_version(ctx, "job")  # the gate re-hashes a version's bytes at every verdict
     now = ctx.clock.now()
     pids = []
     for title, state in (("Forget digit 7", "verified"), ("Forget digit 3", "verification_failed")):
@@ -217,6 +217,11 @@ def populate_jobs(ctx: Ctx, people: dict[str, Person]) -> dict[str, Any]:
         ProposalCreate(title="Forget digit 1", target={"kind": "category", "category": "1"}),
         people["bob"].actor,
     ).id
+    with write_session(ctx.engine) as s:  # approved, and its job is running
+        row = s.get(Proposal, running_pid)
+        assert row is not None
+        row.state = "unlearning"
+        s.add(row)
     spec = {
         "kind": "unlearn",
         "base_version": mv("base"),
