@@ -9,6 +9,14 @@ Scenarios (federated, in process, through unlearning.run_job and unlearning.veri
 Each scenario trains the original, runs the default unlearning method and the retrain reference, then verifies
 the candidate with and without the reference. Usage: python bench/verification.py [--only NAME] [--write]
 (--write replaces the "## Verification" section of bench/RESULTS.md).
+
+``--calibrate`` checks the default acceptance tests (unlearning.contract.default_acceptance_tests) against the
+two models that define the question, for every target kind and task: models *retrained* without the target
+(other seeds: another batch order from the same initial model) verified against the retrained reference (seed
+0) must pass, the *original* must fail. It also measures the null distribution of canary exposure: never-
+inserted secrets of the canaries' format, scored by the retrained models, give the false-fail rate of the old
+``canary_exposure <= 3`` and of ``canary_exposure_pvalue >= 0.05`` at the target's number of canaries.
+(--write replaces the "## Default policies" section of bench/RESULTS.md.)
 """
 
 from __future__ import annotations
@@ -192,7 +200,16 @@ def main() -> None:
     ap.add_argument(
         "--write", action="store_true", help="replace the ## Verification section of bench/RESULTS.md"
     )
+    ap.add_argument("--calibrate", action="store_true", help="check the default policies (see above)")
+    ap.add_argument("--seeds", type=int, default=5, help="--calibrate: retrained candidates per target")
+    ap.add_argument("--null-secrets", type=int, default=200, help="--calibrate: secrets per retrained model")
+    ap.add_argument("--tasks", default="lm,digits", help="--calibrate: lm, digits or both")
     args = ap.parse_args()
+    if args.calibrate:
+        from calibrate import run_calibration  # bench/calibrate.py
+
+        run_calibration(args, " ".join(["python bench/verification.py", *sys.argv[1:]]))
+        return
     names = [args.only] if args.only else ["digits-class", "digits-client", "lm-source"]
     results: dict[str, Any] = {}
     for name in names:

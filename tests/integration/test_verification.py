@@ -20,12 +20,14 @@ from flwr.app import Message
 from flwr.common.serde import message_to_proto
 
 from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
-from unlearning.data import load_node_data, node_dirs
+from unlearning.contract import TARGET_KINDS, default_acceptance_tests
+from unlearning.data import load_node_data, node_dirs, read_manifest
 from unlearning.federation import protocol as P
 from unlearning.federation.apps import build_client_app
 from unlearning.federation.local_grid import LocalGrid
 from unlearning.tasks import make_task
 from unlearning.verification import RegressionCheck, VerificationReport, VerifyProgress, VerifySpec, verify
+from unlearning.verification.catalog import CATALOG
 
 torch.set_num_threads(1)
 
@@ -196,6 +198,124 @@ def test_regression_suite_names_the_earlier_unlearning_that_came_back(digits: Di
     ok = verify(replace(spec, candidate_version=digits.unlearned.model_version))
     assert ok.passed, ok.summary
     assert VerificationReport.from_json(ok.to_json()).regressions[0].passed
+
+
+@dataclass
+class Trained:
+    root: Path
+    data: Path
+    original: str
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The tiny community LM, trained once for this module (2 canaries inserted 8 times on node 0)."""
+    base = tmp_path_factory.mktemp("vlm")
+    init_dataset(
+        "community-lm",
+        base / "data",
+        nodes=3,
+        seed=1,
+        authors_per_node=4,
+        passages_per_node=8,
+        notebook_authors=2,
+        canary_repetitions=(8, 8),
+    )
+    v0 = init_model(base / "art", "community-lm", size="tiny")
+    trained = _job(base / "art", base / "data", v0.version, "t", kind="train", rounds=6, local={"steps": 10})
+    assert trained.model_version is not None
+    return Trained(base / "art", base / "data", trained.model_version)
+
+
+@pytest.fixture(scope="module")
+def noisy_digits(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """Noisy, non-IID digits (as bench/verification.py's digits-client): the original memorises a client, so
+    membership inference tells it from a model retrained without that client."""
+    base = tmp_path_factory.mktemp("vnoisy")
+    init_dataset("digits", base / "data", nodes=3, seed=0, partition="dirichlet", noise=0.4)
+    v0 = init_model(base / "art", "digits", seed=0)
+    trained = _job(
+        base / "art", base / "data", v0.version, "t", kind="train", rounds=10, local={"epochs": 2.0}
+    )
+    assert trained.model_version is not None
+    return Trained(base / "art", base / "data", trained.model_version)
+
+
+def _default_policy_verdicts(setup: Trained, target: Target, **kw: object) -> tuple[VerificationReport, ...]:
+    """The target kind's default tests on a model retrained without the target (seed 1) and on the original,
+    both against the retrained reference (seed 0)."""
+    tests = [t.to_dict() for t in default_acceptance_tests(target.kind)]
+    retrained = [
+        _job(
+            setup.root,
+            setup.data,
+            setup.original,
+            f"retrain-{target.kind}-{seed}",
+            kind="unlearn",
+            target=target,
+            method="retrain",
+            seed=seed,
+        ).model_version
+        for seed in (0, 1)
+    ]
+    return tuple(
+        verify(
+            VerifySpec(
+                artifact_root=str(setup.root),
+                dataset_dir=str(setup.data),
+                candidate_version=str(candidate),
+                original_version=setup.original,
+                reference_version=retrained[0],
+                target=json.loads(target.to_json()),
+                tests=tests,
+                metrics=[],  # only what the tests name
+                **kw,  # type: ignore[arg-type]
+            )
+        )
+        for candidate in (retrained[1], setup.original)
+    )
+
+
+FORGETTING_FAMILIES = {"forgetting", "privacy", "extraction"}
+
+
+def _check_calibrated(retrained: VerificationReport, original: VerificationReport) -> None:
+    """A default policy passes a retrained model and fails the original on a measured forgetting test."""
+    assert retrained.passed, retrained.summary
+    forgetting = [t for t in retrained.tests if CATALOG[t.metric].family in FORGETTING_FAMILIES]
+    assert any(t.status == "pass" for t in forgetting), [(t.metric, t.status, t.reason) for t in forgetting]
+    assert not original.passed, original.summary
+    assert any(
+        t.status == "fail" and CATALOG[t.metric].family in FORGETTING_FAMILIES for t in original.tests
+    ), original.summary
+
+
+def test_default_policies_pass_the_retrained_lm_and_fail_the_original(lm: Trained) -> None:
+    """Issue 16 item 5 on the LM: every target kind's default policy (bench/RESULTS.md, "Default policies")."""
+    canary = next(c for c in read_manifest(lm.data)["canaries"] if c["inserted"])
+    targets = {
+        "data_source": Target("data_source", "node-0/notebook"),
+        "category": Target("category", "baking"),  # 9 passages on the nodes
+        "behaviour": Target(
+            "behaviour", examples=[{"prompt": canary["prefix"], "completion": canary["secret"]}]
+        ),
+    }
+    assert set(targets) == set(TARGET_KINDS)
+    for kind, target in targets.items():
+        retrained, original = _default_policy_verdicts(lm, target, exposure_candidates=100, probe_examples=32)
+        _check_calibrated(retrained, original)
+        if kind == "category":  # the original knows the topic: its forget perplexity is below retraining's
+            by = {t.metric: t for t in original.tests}
+            assert by["forget_perplexity_ratio"].status == "fail"
+
+
+def test_default_policies_pass_the_retrained_digits_model_and_fail_the_original(
+    noisy_digits: Trained,
+) -> None:
+    """Issue 16 item 5 on digits (behaviour targets are for language models)."""
+    for target in (Target("data_source", "node-0/digits"), Target("category", "7")):
+        retrained, original = _default_policy_verdicts(noisy_digits, target, probe_examples=64)
+        _check_calibrated(retrained, original)
 
 
 def test_community_lm_data_source_with_canaries(tmp_path: Path) -> None:

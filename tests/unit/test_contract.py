@@ -82,19 +82,50 @@ def test_bad_targets_are_refused_clearly(data: Any, message: str, field: str) ->
     assert isinstance(exc.value, ValueError)
 
 
-# computed with unlearning/verification/spec.py before the contract existed: stored hashes must not change
+# computed with unlearning/verification/spec.py before the contract existed: stored hashes must not change.
+# These are the defaults before issue 16, given explicitly: proposals that voted them keep their stored tests.
 PINNED = {
     "data_source": "8b8b880e842aee035396f414d916ed18b2d5fcb742a9b61a53285f56230458a0",
     "category": "1074bbef427a50e86b71d3fb36f63bb3668788da2286ff8e6e49d60ec856c2a2",
     "behaviour": "42c7379660fb71abb7ee4616709bb1f5ecbd38208d1581b4e1e90eccd8efbb3c",
 }
+OLD_DEFAULTS: dict[str, list[dict[str, object]]] = {
+    "data_source": [
+        {"metric": "mia_auc_gap", "comparator": "<=", "threshold": 0.05},
+        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+        {"metric": "relearn_recovery", "comparator": "<=", "threshold": 0.5},
+    ],
+    "category": [
+        {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+        {"metric": "worst_node_utility_drop", "comparator": "<=", "threshold": 0.1},
+    ],
+    "behaviour": [
+        {"metric": "extraction_rate", "comparator": "<=", "threshold": 0.0},
+        {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},
+        {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
+    ],
+}
+# the defaults calibrated in issue 16 (bench/RESULTS.md, "Default policies"); a change here is a new policy
+PINNED_DEFAULTS = {
+    "data_source": "3967cfb1e633f6b7faabc29df33f2497530fd7fd748f4ffb8085e7402b151291",
+    "category": "b65ef71a48abeb9f7e7e98f73a878a5aa7f038c7c23d0f49bb8378f1acb8e786",
+    "behaviour": "311ff3e25db1a88b9ed96763b735cd988b6019b32f46d14de7be07b29ab9bc69",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(PINNED))
-def test_policy_hash_of_the_defaults_is_stable(kind: str) -> None:
-    tests = [t.to_dict() for t in default_acceptance_tests(kind)]
+def test_policy_hash_of_stored_policies_is_stable(kind: str) -> None:
+    tests = OLD_DEFAULTS[kind]
     assert policy_hash(tests) == PINNED[kind]
     assert policy_hash(reversed(tests)) == PINNED[kind]  # order does not matter
+
+
+@pytest.mark.parametrize("kind", sorted(PINNED_DEFAULTS))
+def test_policy_hash_of_the_defaults_is_stable(kind: str) -> None:
+    tests = [t.to_dict() for t in default_acceptance_tests(kind)]
+    assert policy_hash(tests) == PINNED_DEFAULTS[kind]
 
 
 def test_policy_hash_is_stable() -> None:

@@ -55,6 +55,55 @@ def canary_exposure(v: Verification) -> Any:
     )
 
 
+def exposure_pvalue(exposure: float, candidates: int) -> float:
+    """The chance that a secret the model never saw is ranked at least this high among ``candidates`` random
+    alternatives: ``rank / (candidates + 1)``, with ``rank = candidates * 2**-exposure``. Under a model that
+    never saw the secret, the secret and the alternatives are exchangeable (all uniform digit strings), so the
+    rank is uniform on 1..candidates + 1 and this p-value is exact, whatever the model."""
+    rank = max(1, round(candidates * 2.0 ** (-exposure)))
+    return float(min(1.0, rank / (candidates + 1)))
+
+
+def corrected_pvalue(pvalues: list[float]) -> float:
+    """Bonferroni: ``min(1, n * min p)`` over the target's canaries (valid whatever their dependence; the
+    canaries of one length share their candidates)."""
+    return min(1.0, len(pvalues) * min(pvalues))
+
+
+@metric("canary_exposure_pvalue")
+def canary_exposure_pvalue(v: Verification) -> Any:
+    """Whether any of the target's canaries is still more exposed than a never-seen secret would be by chance:
+    the Bonferroni-corrected p-value of the most exposed canary (high: like a model that never saw them; a
+    test ``>= 0.05`` false-fails a model that never saw the canaries at most 5 % of the time, for any number
+    of canaries, unlike a fixed threshold on the largest exposure)."""
+    name = "canary_exposure_pvalue"
+    ex = exposures(v)
+    if isinstance(ex, str):
+        return not_applicable(name, ex)
+    cands = int(ex["candidates"])
+    per_role = {
+        role: [exposure_pvalue(c[role]["exposure"], cands) for c in ex["canaries"]] for role in v.roles
+    }
+    values: dict[str, float | None] = {role: corrected_pvalue(ps) for role, ps in per_role.items()}
+    n = len(ex["canaries"])
+    return result(
+        name,
+        value=values["candidate"],
+        values=values,
+        details={
+            "canaries": n,
+            "candidates": cands,
+            "canary_pvalues": per_role,
+            "control_pvalues": {
+                role: [exposure_pvalue(c[role]["exposure"], cands) for c in ex["controls"]]
+                for role in v.roles
+            },
+            "smallest_possible": min(1.0, n / (cands + 1)),
+            "values_are": "Bonferroni-corrected p-value of the most exposed canary (null: never seen)",
+        },
+    )
+
+
 @metric("extraction_rate")
 def extraction_rate(v: Verification) -> Any:
     name = "extraction_rate"
