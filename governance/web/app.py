@@ -8,7 +8,6 @@ from typing import Any, Protocol
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 from sqlalchemy.engine import Engine
 
 from governance.db.engine import make_engine
@@ -16,6 +15,7 @@ from governance.domain.clock import Clock
 from governance.services.context import Ctx
 from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
+from governance.web import openapi
 from governance.web.api.data_sources import DataSourceController
 from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
@@ -51,12 +51,10 @@ def route_handlers() -> list[Any]:
         ModelController,
         ReleaseController,
     ]
-    try:
-        from governance.web.api.audit import AuditController
-    except ModuleNotFoundError:  # pragma: no cover - the audit API lands with the audit log
-        pass
-    else:
-        handlers.append(AuditController)
+    from governance.web.api.audit import AuditController
+
+    handlers.append(AuditController)
+    openapi.document(handlers)  # the bearer scheme and the error bodies, on every operation
     return handlers
 
 
@@ -103,11 +101,9 @@ def create_app(
         state=State({"ctx": ctx}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
-        openapi_config=OpenAPIConfig(
-            title="Commons",
-            version="1",
-            description="Community governance for federated unlearning. Authenticate with "
-            "'Authorization: Bearer <API token>' (create one with `commons token create`).",
+        openapi_config=openapi.config(
+            "Community governance for federated unlearning. Authenticate with "
+            "'Authorization: Bearer <API token>' (create one with `commons token create`)."
         ),
         signature_namespace={"Ctx": Ctx},
         debug=False,
