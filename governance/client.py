@@ -6,13 +6,15 @@ Errors (the commands word them for their users)::
 
     ApiError            the service answered with an HTTP error: status, detail (the body's "detail", else its
      |                  text), field (the body's "field", if any), text (the raw body)
-     +-- Unreachable    no answer at all: connection refused, timeout (status 0; reason is httpx's message)
+     +-- Unreachable    no answer at all: connection refused, timeout (status 0; reason is httpx's message, url
+     |                  the service's address that was tried)
      +-- NotJson        an answer that is not JSON where JSON was expected
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -24,9 +26,10 @@ class ApiError(Exception):
 
 
 class Unreachable(ApiError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(0, f"cannot reach the Commons service: {reason}")
-        self.reason = reason
+    def __init__(self, reason: str, url: str = "") -> None:
+        at = f" at {url}" if url else ""
+        super().__init__(0, f"cannot reach the Commons service{at}: {reason}")
+        self.reason, self.url = reason, url
 
 
 class NotJson(ApiError):
@@ -47,7 +50,7 @@ class CommonsClient:
         try:
             r = self.http.request(method, path, headers=self.headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise Unreachable(str(exc)) from exc
+            raise Unreachable(str(exc) or type(exc).__name__, str(self.http.base_url).rstrip("/")) from exc
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -97,6 +100,35 @@ class CommonsClient:
 
     def tally(self, proposal_id: int) -> Any:
         return self._call("GET", f"/api/v1/proposals/{proposal_id}/tally")
+
+    # -- data sources
+
+    def data_sources(self, **filters: Any) -> Any:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._get("/api/v1/data-sources", params=params)
+
+    def data_source(self, source_id: int) -> Any:
+        return self._get(f"/api/v1/data-sources/{source_id}")
+
+    def register_data_source(self, body: dict[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/data-sources", json=body)
+
+    # -- the model registry
+
+    def models(self, **filters: Any) -> Any:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._get("/api/v1/models", params=params)
+
+    def model(self, version: str) -> Any:
+        return self._get(f"/api/v1/models/{quote(version, safe='')}")
+
+    def release_version(self, version: str) -> Any:
+        """Release a verified version (the council or an admin; refused unless the gate allows it)."""
+        return self._call("POST", f"/api/v1/models/{quote(version, safe='')}/release")
+
+    def reject_version(self, version: str, reason: str) -> Any:
+        """Reject a version for good (an admin)."""
+        return self._call("POST", f"/api/v1/models/{quote(version, safe='')}/reject", json={"reason": reason})
 
     # -- releases
 

@@ -36,10 +36,12 @@ class Settings(BaseSettings):
     secret_key: str = Field(DEV_SECRET, description="Signs session cookies and CSRF tokens.")
     host: str = Field("127.0.0.1", description="Default bind address of `commons serve`.")
     port: int = Field(8000, description="Default port of `commons serve`.")
-    api_url: str = Field(
-        "http://127.0.0.1:8000", description="Where the CLI's member commands send requests."
+    api_url: str | None = Field(
+        None,
+        description="The service the CLI's API commands call (default: http://COMMONS_HOST:COMMONS_PORT, "
+        "127.0.0.1 for a wildcard host).",
     )
-    api_token: str | None = Field(None, description="API token the CLI's member commands authenticate with.")
+    api_token: str | None = Field(None, description="API token the CLI's API commands authenticate with.")
     triage_approvals_required: int = Field(2, ge=1, description="Reviewer approvals that open the vote.")
     triage_days: float = Field(7, gt=0, description="Days reviewers have to triage before it expires.")
     voting_days: float = Field(7, gt=0, description="Default length of a member vote, in days.")
@@ -127,6 +129,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'commons.db').resolve()}"
+
+    @property
+    def effective_api_url(self) -> str:
+        """COMMONS_API_URL, else the address `commons serve` listens on (so the CLI follows COMMONS_PORT)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def signing_key_path(self) -> Path:

@@ -132,6 +132,10 @@ def init(
             opts.update(partition=partition, noise=noise)
         init_dataset(task, ds, **opts)
     elif Path(task).is_dir():
+        if not (Path(task) / "config.json").is_file():
+            raise click.BadParameter(
+                f"{task} is not a transformers model directory (it has no config.json)", param_hint="--task"
+            )
         if data is None:
             raise click.UsageError(
                 "a bring-your-own model needs --data (one sub-directory of JSONL per node)"
@@ -142,7 +146,13 @@ def init(
         raise click.BadParameter(
             f"{task!r} is not community-lm, digits or an existing directory", param_hint="--task"
         )
-    version = init_model(root, task, size=size, seed=seed)
+    try:
+        version = init_model(root, task, size=size, seed=seed)
+    except (OSError, ValueError) as exc:  # a model directory transformers cannot load
+        if not Path(task).is_dir():
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise click.BadParameter(f"cannot load the model in {task}: {first}", param_hint="--task") from None
     _save_current(root, dataset=str(ds), version=version.version)
     click.echo(f"dataset  {ds}")
     click.echo(f"version  {version.version}  (task {version.task}, untrained)")

@@ -20,12 +20,18 @@ from governance.audit import merkle
 from governance.audit.canonical import dumps_plain
 from governance.audit.checkpoint import CheckpointError, VerifierKey, open_checkpoint
 from governance.audit.verify import VerificationFailed, verify_export
-from governance.cli.common import client_for
+from governance.cli.common import CliError, client_for, database_errors, load_settings
 from governance.cli.gate import verify_bundle_cmd
 from governance.client import ApiError, CommonsClient, NotJson, Unreachable
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+
+API_OPTION_HELP = (
+    "Ask the service at URL (e.g. http://127.0.0.1:8000; no token needed: the log is public) instead of "
+    "reading the database (COMMONS_DATABASE_URL / COMMONS_DATA_DIR)."
+)
 
 
 def _read(path: str) -> bytes:
@@ -34,7 +40,7 @@ def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _checkpoint_text(raw: bytes) -> str:
@@ -147,15 +153,16 @@ def recount(export_file: str, proposal_id: int) -> None:
 @contextmanager
 def _db_session() -> Iterator[tuple[Session, Any]]:
     from governance.db.engine import make_engine, read_session
-    from governance.settings import Settings
 
-    settings = Settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        with read_session(engine) as session:
-            yield session, settings
-    finally:
-        engine.dispose()
+    settings = load_settings()
+    url = settings.effective_database_url
+    with database_errors(url):
+        engine = make_engine(url)
+        try:
+            with read_session(engine) as session:
+                yield session, settings
+        finally:
+            engine.dispose()
 
 
 def _api_client(api: str | None) -> CommonsClient | None:
@@ -172,18 +179,20 @@ def _api_errors(client: CommonsClient) -> Iterator[None]:
     """The client's errors as `commons audit` words them: one line, with the status of an HTTP error."""
     try:
         yield
-    except Unreachable as exc:
-        raise click.ClickException(f"cannot reach {client.http.base_url}: {exc.reason}") from None
+    except Unreachable as exc:  # an error (exit 3), a 4xx a refusal (exit 1)
+        raise CliError(f"cannot reach {client.http.base_url}: {exc.reason}") from None
     except NotJson as exc:
-        raise click.ClickException(exc.detail) from None
+        raise CliError(exc.detail) from None
     except ApiError as exc:
+        if exc.status >= 500:
+            raise CliError(f"the service failed ({exc.status}): {exc.detail}") from None
         raise click.ClickException(f"{exc.status}: {exc.detail}") from None
 
 
 @audit.command()
 @click.argument("seq", type=int)
 @click.option("--size", "tree_size", type=int, help="Prove against this tree size (default: the latest).")
-@click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
+@click.option("--api", metavar="URL", help=API_OPTION_HELP)
 def prove(seq: int, tree_size: int | None, api: str | None) -> None:
     """Print entry SEQ with its inclusion proof and the signed checkpoint it leads to (JSON)."""
     client = _api_client(api)
@@ -223,7 +232,7 @@ def prove(seq: int, tree_size: int | None, api: str | None) -> None:
 
 
 @audit.command()
-@click.option("--api", metavar="URL", help="Ask this running service instead of reading the database.")
+@click.option("--api", metavar="URL", help=API_OPTION_HELP)
 def checkpoint(api: str | None) -> None:
     """Print the latest signed checkpoint; save it to check the log later with `verify --against`."""
     client = _api_client(api)
@@ -242,7 +251,7 @@ def checkpoint(api: str | None) -> None:
 
 @audit.command()
 @click.argument("out", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--api", metavar="URL", help="Download from this running service instead of the database.")
+@click.option("--api", metavar="URL", help=API_OPTION_HELP)
 @click.option(
     "--include-sensitive",
     is_flag=True,

@@ -19,19 +19,23 @@ from urllib.parse import quote
 
 import click
 
-from governance.cli.common import client_for
+from governance.cli.common import CliUsageError, CommonsGroup, api_failure, client_for, default_server
 from governance.client import ApiError, CommonsClient, NotJson, Unreachable
 
 EXIT = {"allow": 0, "deny": 1, "pending": 2}
 ERROR = 3
-DEFAULT_URL = "http://127.0.0.1:8000"
 _HTTP_WORDS = {401: "bad or missing token", 403: "forbidden", 404: "unknown model version"}
 
 server_option = click.option(
-    "--server", envvar="COMMONS_API_URL", default=DEFAULT_URL, show_default=True, help="or COMMONS_API_URL"
+    "--server",
+    envvar="COMMONS_API_URL",
+    default=None,
+    metavar="URL",
+    help="The service to ask (default: COMMONS_API_URL, else http://COMMONS_HOST:COMMONS_PORT, i.e. "
+    "http://127.0.0.1:8000).",
 )
 token_option = click.option(
-    "--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (or COMMONS_API_TOKEN)"
+    "--token", envvar="COMMONS_API_TOKEN", default=None, help="API token (default: COMMONS_API_TOKEN)."
 )
 
 
@@ -53,11 +57,7 @@ class GateCommand(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            raise _UsageError(exc.format_message(), exc.ctx) from None
-
-
-class _UsageError(click.UsageError):
-    exit_code = ERROR
+            raise CliUsageError(exc.format_message(), exc.ctx) from None
 
 
 def _github_summary(body: dict[str, Any], version: str, server: str) -> str:
@@ -143,6 +143,7 @@ def gate(
     as_json: bool,
 ) -> None:
     """May model VERSION be released? Exit 0 allow, 1 deny, 2 pending, 3 error."""
+    server = server or default_server()
     client = client_for(ctx, server, token, timeout=30.0)
     deadline = time.monotonic() + wait
     try:
@@ -162,9 +163,10 @@ def gate(
     ctx.exit(EXIT[body["verdict"]])
 
 
-@click.group("release")
+@click.group("release", cls=CommonsGroup)
 def release() -> None:
-    """Provenance bundles of model versions (fetch over the API; check offline)."""
+    """Provenance bundles (fetch over the API; check offline), the service's verification of a version made
+    outside it, and the council's override. Exit 0 done, 1 refused by the service, 3 error."""
 
 
 @release.command("bundle")
@@ -180,10 +182,10 @@ def bundle(ctx: click.Context, version: str, server: str, token: str | None, out
     client = client_for(ctx, server, token, timeout=60.0)
     try:
         data = client.bundle(version)
-    except ApiError as exc:  # unreachable or not JSON: the client's words; an HTTP error: its raw body
-        raise click.ClickException(
-            exc.detail if exc.status < 400 else f"HTTP {exc.status}: {exc.text}"
-        ) from None
+    except ApiError as exc:  # refused: its raw body; unreachable, not JSON, a 5xx: an error (exit 3)
+        if 400 <= exc.status < 500:
+            raise click.ClickException(f"HTTP {exc.status}: {exc.text}") from None
+        raise api_failure(exc) from None
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if out_file:
         with open(out_file, "w", encoding="utf-8") as fh:
@@ -194,8 +196,9 @@ def bundle(ctx: click.Context, version: str, server: str, token: str | None, out
 
 
 def _refused(exc: ApiError) -> click.ClickException:
-    """An API error as the release commands word it: the client's words when there was no HTTP answer."""
-    return click.ClickException(exc.detail if exc.status < 400 else f"HTTP {exc.status}: {exc.detail}")
+    """An API error as the release commands word it: a refusal (exit 1) with its HTTP status, else an error
+    (exit 3) in the client's words."""
+    return api_failure(exc, status_prefix=True)
 
 
 @release.command("verify")

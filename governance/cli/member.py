@@ -1,5 +1,6 @@
 """Member commands: they call the JSON API through the one client (proposal ..., vote); the token and the
-service's address come from the settings (COMMONS_API_TOKEN, COMMONS_API_URL)."""
+service's address come from the settings (COMMONS_API_TOKEN; COMMONS_API_URL, else COMMONS_HOST and
+COMMONS_PORT), and each command's help says so."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import click
 
-from governance.cli.common import api, domain_errors, echo
+from governance.cli.common import ApiCommand, ApiGroup, api, domain_errors, echo
 from unlearning.contract import COMPARATORS
 
 
@@ -18,7 +19,7 @@ def _line(p: dict[str, Any]) -> str:
     return f"#{p['id']:<5} {p['state']:<16} {what:<12} {p['title']}"
 
 
-@click.group()
+@click.group(cls=ApiGroup)
 def proposal() -> None:
     """Table, read and list proposals (over the API)."""
 
@@ -211,7 +212,7 @@ def proposal_council(click_ctx: click.Context, proposal_id: int, decision: str, 
     click.echo(f"proposal #{p['id']} is {p['state']}")
 
 
-@click.command()
+@click.command(cls=ApiCommand)
 @click.argument("proposal_id", type=int)
 @click.argument("choice", type=click.Choice(["approve", "object", "abstain", "block"]))
 @click.option("--reason", default="", help="required for object and block")

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from governance.cli.common import domain_errors, load_settings, open_ctx, pydantic_message
+from governance.cli.common import (
+    database_errors,
+    domain_errors,
+    load_settings,
+    open_ctx,
+    pydantic_message,
+    redact,
+)
 
 
 @click.command()
@@ -34,7 +41,7 @@ def serve(host: str | None, port: int | None, demo: bool | None) -> None:
     if demo is not False:
         _offer_demo(ctx, demo)
     host, port = host or s.host, port or s.port
-    click.echo(f"Commons on http://{host}:{port}  (database: {_redact(s.effective_database_url)})")
+    click.echo(f"Commons on http://{host}:{port}  (database: {redact(s.effective_database_url)})")
     ctx.engine.dispose()
     uvicorn.run(build(s), host=host, port=port, log_level="warning")
 
@@ -56,12 +63,6 @@ def _offer_demo(ctx: Any, asked: bool | None) -> None:
         ):
             return
     _create_demo(reset=False, yes=True, size="default", ctx=ctx)
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @click.command()
@@ -261,8 +262,9 @@ def db_upgrade(revision: str) -> None:
 
     s = load_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(s.effective_database_url, revision)
-    click.echo(f"database at {revision}: {_redact(s.effective_database_url)}")
+    with database_errors(s.effective_database_url):
+        upgrade(s.effective_database_url, revision)
+    click.echo(f"database at {revision}: {redact(s.effective_database_url)}")
 
 
 @click.group()

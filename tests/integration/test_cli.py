@@ -54,10 +54,10 @@ def test_production_refuses_the_default_secret(runner: CliRunner, monkeypatch: p
     monkeypatch.setenv("COMMONS_ENVIRONMENT", "production")
     monkeypatch.delenv("COMMONS_SECRET_KEY", raising=False)
     r = runner.invoke(main, ["db", "upgrade"])
-    assert r.exit_code == 1 and "COMMONS_SECRET_KEY" in r.output
+    assert r.exit_code == 3 and "COMMONS_SECRET_KEY" in r.output  # invalid settings: an error, not a refusal
     monkeypatch.setenv("COMMONS_SECRET_KEY", "short")
     r = runner.invoke(main, ["db", "upgrade"])
-    assert r.exit_code == 1 and "at least 32 characters" in r.output
+    assert r.exit_code == 3 and "at least 32 characters" in r.output
 
 
 def test_member_commands_over_the_api(
@@ -108,13 +108,13 @@ def test_cli_input_errors(
         ["proposal", "new", "--title", "Two targets", "--category", "a", "--data-source", "1"],
         obj=api(client, bob),
     )
-    assert r.exit_code == 2 and "exactly one target" in r.output
+    assert r.exit_code == 3 and "exactly one target" in r.output  # bad usage: 3, never click's 2
     r = runner.invoke(
         main,
         ["proposal", "new", "--title", "Bad test", "--category", "a", "--test", "mia_auc=3"],
         obj=api(client, bob),
     )
-    assert r.exit_code == 2 and "METRIC<=NUMBER" in r.output
+    assert r.exit_code == 3 and "METRIC<=NUMBER" in r.output
     r = runner.invoke(
         main,
         ["proposal", "new", "--title", "Bad metric", "--category", "a", "--test", "nope<=3"],
@@ -122,20 +122,82 @@ def test_cli_input_errors(
     )
     assert r.exit_code == 1 and "unknown metric" in r.output
     r = runner.invoke(main, ["vote", "1", "maybe"], obj=api(client, bob))
-    assert r.exit_code == 2
+    assert r.exit_code == 3
 
 
 def test_cli_without_token(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COMMONS_API_TOKEN", raising=False)
     r = runner.invoke(main, ["proposal", "list"])
-    assert r.exit_code == 1 and "COMMONS_API_TOKEN" in r.output
+    assert r.exit_code == 3 and "COMMONS_API_TOKEN" in r.output
 
 
 def test_cli_unreachable_service(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unreachable is an error (3), never a refusal (1), and the message names the URL tried."""
     monkeypatch.setenv("COMMONS_API_TOKEN", "cmn_x")
     monkeypatch.setenv("COMMONS_API_URL", "http://127.0.0.1:9")
     r = runner.invoke(main, ["proposal", "list"])
-    assert r.exit_code == 1 and "cannot reach" in r.output
+    assert r.exit_code == 3 and "cannot reach the Commons service at http://127.0.0.1:9" in r.output
+
+
+def test_the_default_server_follows_commons_port(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without COMMONS_API_URL the CLI calls the address `commons serve` listens on (COMMONS_HOST, _PORT)."""
+    from governance.settings import Settings
+
+    for name in ("COMMONS_API_URL", "COMMONS_HOST", "COMMONS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().effective_api_url == "http://127.0.0.1:8000"
+    assert Settings(port=8123).effective_api_url == "http://127.0.0.1:8123"
+    assert Settings(host="0.0.0.0", port=9000).effective_api_url == "http://127.0.0.1:9000"
+    assert (
+        Settings(api_url="https://commons.example/", port=9000).effective_api_url == "https://commons.example"
+    )
+    monkeypatch.setenv("COMMONS_API_TOKEN", "cmn_x")
+    monkeypatch.setenv("COMMONS_PORT", "9")
+    for args in (
+        ["proposal", "list"],
+        ["vote", "1", "approve"],
+        ["registry", "list"],
+        ["data-source", "list"],
+    ):
+        r = runner.invoke(main, args)
+        assert r.exit_code == 3 and "at http://127.0.0.1:9:" in r.output, (args, r.output)
+    r = runner.invoke(main, ["gate", "mv-abcdef"])
+    assert r.exit_code == 3 and "http://127.0.0.1:9" in r.output, r.output
+    r = runner.invoke(main, ["release", "verify", "mv-abcdef"])
+    assert r.exit_code == 3 and "http://127.0.0.1:9" in r.output, r.output
+
+
+def _api_commands() -> list[list[str]]:
+    """Every command that calls the service, as its path under `commons`."""
+    import click
+
+    out: list[list[str]] = []
+    ctx = click.Context(main)
+    for name in ("proposal", "vote", "data-source", "registry", "gate", "release"):
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None
+        if isinstance(cmd, click.Group):
+            offline = {"hash", "adopt", "verify-bundle"}
+            out += [[name, sub] for sub in cmd.list_commands(ctx) if sub not in offline]
+        else:
+            out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("path", _api_commands(), ids=" ".join)
+def test_help_says_which_server_and_token(runner: CliRunner, path: list[str]) -> None:
+    r = runner.invoke(main, [*path, "--help"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "COMMONS_API_URL" in text and "COMMONS_API_TOKEN" in text, text
+    assert "COMMONS_PORT" in text and "127.0.0.1:8000" in text, text
+
+
+def test_audit_api_help_names_the_server(runner: CliRunner) -> None:
+    for sub in ("prove", "checkpoint", "export"):
+        r = runner.invoke(main, ["audit", sub, "--help"])
+        text = " ".join(r.output.split())
+        assert r.exit_code == 0 and "--api URL" in text and "no token needed" in text, text
 
 
 def test_release_verify_and_override_over_the_api(
@@ -166,10 +228,90 @@ def test_release_verify_and_override_over_the_api(
     assert r.exit_code == 1 and "HTTP 403" in r.output  # an admin cannot override
     r = run(community["coun1"], "override", version, "--reason", "short")
     assert r.exit_code == 1 and "HTTP 400" in r.output
-    assert run(community["coun1"], "override", version).exit_code == 2  # --reason is required
+    assert run(community["coun1"], "override", version).exit_code == 3  # --reason is required: bad usage
     r = run(community["coun1"], "override", version, "--reason", reason)
     assert r.exit_code == 0 and "is open: 1 of 3 council approved" in r.output, r.output
     r = run(community["coun2"], "override", version, "--reason", reason, "--json")
     assert r.exit_code == 0 and json.loads(r.output)["state"] == "granted"
     verdict = client.get(f"/api/v1/releases/{version}/verdict", headers=community["ann"].auth).json()
     assert verdict["verdict"] == "allow" and verdict["override"]["reason"] == reason
+
+
+def test_data_sources_and_the_registry_from_the_cli(
+    runner: CliRunner,
+    client: TestClient[Litestar],
+    ctx: Ctx,
+    community: dict[str, Person],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A newcomer registers a data source (its sha256 computed from the file or directory), finds it, adopts a
+    trained base version from the service's store and gets the version id `commons gate` takes, with no UI."""
+    import hashlib
+
+    from unlearning import init_model
+
+    bob, admin = community["bob"], community["admin"]
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"text": "my recipes"}\n')
+    r = runner.invoke(main, ["data-source", "hash", str(notes)])
+    assert r.exit_code == 0 and r.output.strip() == hashlib.sha256(notes.read_bytes()).hexdigest()
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jsonl").write_text("a\n")
+    (folder / "sub" / "b.jsonl").write_text("b\n")
+    listing = "".join(
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {rel}\n"
+        for rel, p in (("a.jsonl", folder / "a.jsonl"), ("sub/b.jsonl", folder / "sub" / "b.jsonl"))
+    )  # what `cd corpus && sha256sum a.jsonl sub/b.jsonl` prints
+    r = runner.invoke(
+        main,
+        ["data-source", "register", "recipes", str(folder), "--node", "node-1", "--description", "mine"],
+        obj=api(client, bob),
+    )
+    assert r.exit_code == 0, r.output
+    assert hashlib.sha256(listing.encode()).hexdigest() in r.output
+    source_id = int(r.output.split("#")[1].split()[0])
+    r = runner.invoke(main, ["data-source", "list", "--mine"], obj=api(client, bob))
+    assert r.exit_code == 0 and f"#{source_id}" in r.output and "node-1/recipes" in r.output, r.output
+    r = runner.invoke(main, ["data-source", "list", "--mine"], obj=api(client, admin))
+    assert r.exit_code == 0 and r.output.strip() == "no data sources"
+    r = runner.invoke(main, ["data-source", "show", str(source_id), "--json"], obj=api(client, admin))
+    assert r.exit_code == 0 and json.loads(r.output)["owner_id"] == bob.id
+    r = runner.invoke(main, ["data-source", "show", str(source_id)], obj=api(client, bob))
+    assert r.exit_code == 0 and f"--data-source {source_id}" in r.output
+
+    # an operator adopts a trained base version of the service's artifact store (on the database)
+    base = init_model(ctx.settings.artifact_dir, "digits")
+    monkeypatch.setenv("COMMONS_DATA_DIR", str(ctx.settings.data_dir))
+    monkeypatch.setenv("COMMONS_DATABASE_URL", ctx.settings.effective_database_url)
+    monkeypatch.setenv("COMMONS_ENVIRONMENT", "test")
+    monkeypatch.setenv("COMMONS_SECRET_KEY", ctx.settings.secret_key)
+    r = runner.invoke(main, ["registry", "adopt", base.version])
+    assert r.exit_code == 0 and f"{base.version} is released" in r.output, r.output
+    r = runner.invoke(main, ["registry", "adopt", base.version])
+    assert r.exit_code == 1 and "never changes" in r.output, r.output  # refused: adopted once
+
+    r = runner.invoke(main, ["registry", "list"], obj=api(client, bob))
+    assert r.exit_code == 0 and base.version in r.output and "released" in r.output, r.output
+    r = runner.invoke(main, ["registry", "show", base.version], obj=api(client, bob))
+    assert r.exit_code == 0 and f"commons gate {base.version}" in r.output, r.output
+    r = runner.invoke(main, ["registry", "list", "--state", "released", "--json"], obj=api(client, bob))
+    assert [v["version"] for v in json.loads(r.output)] == [base.version]
+    r = runner.invoke(main, ["gate", base.version, "--token", bob.token], obj=client)
+    assert r.exit_code == 0, r.output
+
+    # release and reject: refusals exit 1 with the service's reason
+    other, content_hash = store_version(ctx, "made-elsewhere")
+    body = {"version": other, "content_hash": content_hash, "task": "digits", "kind": "train"}
+    assert client.post("/api/v1/models", json=body, headers=admin.auth).status_code == 201
+    r = runner.invoke(main, ["registry", "release", other], obj=api(client, admin))
+    assert r.exit_code == 1, r.output  # not verified: the gate does not allow it
+    r = runner.invoke(main, ["registry", "release", other], obj=api(client, bob))
+    assert r.exit_code == 1, r.output  # bob is neither council nor admin
+    r = runner.invoke(main, ["registry", "reject", other, "--reason", "not ours"], obj=api(client, bob))
+    assert r.exit_code == 1, r.output
+    r = runner.invoke(main, ["registry", "reject", other, "--reason", "not ours"], obj=api(client, admin))
+    assert r.exit_code == 0 and f"{other} is rejected" in r.output, r.output
+    r = runner.invoke(main, ["registry", "release", other], obj=api(client, admin))
+    assert r.exit_code == 1, r.output
