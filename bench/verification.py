@@ -201,10 +201,22 @@ def main() -> None:
         "--write", action="store_true", help="replace the ## Verification section of bench/RESULTS.md"
     )
     ap.add_argument("--calibrate", action="store_true", help="check the default policies (see above)")
-    ap.add_argument("--seeds", type=int, default=5, help="--calibrate: retrained candidates per target")
+    ap.add_argument(
+        "--attacks",
+        action="store_true",
+        help="per-example membership inference and recovery attacks (bench/attacks.py)",
+    )
+    ap.add_argument(
+        "--seeds", type=int, default=5, help="--calibrate, --attacks: retrained candidates per target"
+    )
     ap.add_argument("--null-secrets", type=int, default=200, help="--calibrate: secrets per retrained model")
-    ap.add_argument("--tasks", default="lm,digits", help="--calibrate: lm, digits or both")
+    ap.add_argument("--tasks", default="lm,digits", help="--calibrate, --attacks: lm, digits or both")
     args = ap.parse_args()
+    if args.attacks:
+        from attacks import run_attacks  # bench/attacks.py
+
+        run_attacks(args, " ".join(["python bench/verification.py", *sys.argv[1:]]))
+        return
     if args.calibrate:
         from calibrate import run_calibration  # bench/calibrate.py
 

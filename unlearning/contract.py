@@ -260,6 +260,22 @@ for _spec in (
         "closer-to-zero",
     ),
     MetricSpec(
+        "mia_tpr_at_1pct_fpr",
+        "privacy",
+        "per-example membership inference (RMIA, offline, anchored by the retrained reference): true-positive "
+        "rate on the forget examples at 1 % false positives on held-out non-members",
+        _CLASSIFIER_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "mia_tpr_at_01pct_fpr",
+        "privacy",
+        "the same per-example attack's true-positive rate at 0.1 % false positives (at most 1 / held-out "
+        "examples: with fewer than 1000 held-out examples, at no false positive)",
+        _CLASSIFIER_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
         "canary_exposure",
         "extraction",
         "max Secret Sharer exposure of the target's canaries, in bits",
@@ -278,6 +294,14 @@ for _spec in (
         "extraction_rate",
         "extraction",
         "share of canaries / forbidden completions extracted by greedy decoding",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "sampled_extraction_rate",
+        "extraction",
+        "share of canaries / forbidden completions reproduced by at least one of N completions sampled at "
+        "temperature 1 (best-of-N)",
         ALL_TARGETS,
         "lower",
     ),
@@ -313,6 +337,13 @@ for _spec in (
         "quantization_recovery",
         "robustness",
         "share of forgetting undone by int8 dynamic quantisation",
+        ALL_TARGETS,
+        "lower",
+    ),
+    MetricSpec(
+        "quantization4_recovery",
+        "robustness",
+        "share of forgetting undone by 4-bit weight quantisation (round-to-nearest per output channel)",
         ALL_TARGETS,
         "lower",
     ),

@@ -241,23 +241,33 @@ def noisy_digits(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return Trained(base / "art", base / "data", trained.model_version)
 
 
+_RETRAINED: dict[tuple[Path, str, int], str] = {}
+
+
+def _retrained(setup: Trained, target: Target, seed: int) -> str:
+    """The model retrained without ``target`` with ``seed`` (trained once per module's setup and target)."""
+    key = (setup.root, target.to_json(), seed)
+    if key not in _RETRAINED:
+        _RETRAINED[key] = str(
+            _job(
+                setup.root,
+                setup.data,
+                setup.original,
+                f"retrain-{target.kind}-{seed}",
+                kind="unlearn",
+                target=target,
+                method="retrain",
+                seed=seed,
+            ).model_version
+        )
+    return _RETRAINED[key]
+
+
 def _default_policy_verdicts(setup: Trained, target: Target, **kw: object) -> tuple[VerificationReport, ...]:
     """The target kind's default tests on a model retrained without the target (seed 1) and on the original,
     both against the retrained reference (seed 0)."""
     tests = [t.to_dict() for t in default_acceptance_tests(target.kind)]
-    retrained = [
-        _job(
-            setup.root,
-            setup.data,
-            setup.original,
-            f"retrain-{target.kind}-{seed}",
-            kind="unlearn",
-            target=target,
-            method="retrain",
-            seed=seed,
-        ).model_version
-        for seed in (0, 1)
-    ]
+    retrained = [_retrained(setup, target, seed) for seed in (0, 1)]
     return tuple(
         verify(
             VerifySpec(
@@ -316,6 +326,75 @@ def test_default_policies_pass_the_retrained_digits_model_and_fail_the_original(
     for target in (Target("data_source", "node-0/digits"), Target("category", "7")):
         retrained, original = _default_policy_verdicts(noisy_digits, target, probe_examples=64)
         _check_calibrated(retrained, original)
+
+
+ATTACKS = ["mia_tpr_at_1pct_fpr", "mia_tpr_at_01pct_fpr", "quantization4_recovery"]
+
+
+def _attacked(
+    setup: Trained, target: Target, metrics: list[str], **kw: object
+) -> tuple[VerificationReport, VerificationReport]:
+    """The issue 16 attacks on a model retrained without the target (seed 1) and on the original, both
+    against the retrained reference (seed 0), reusing the calibration tests' retrained models."""
+    reference, retrained = (_retrained(setup, target, seed) for seed in (0, 1))
+    reports = [
+        verify(
+            VerifySpec(
+                artifact_root=str(setup.root),
+                dataset_dir=str(setup.data),
+                candidate_version=candidate,
+                original_version=setup.original,
+                reference_version=reference,
+                target=json.loads(target.to_json()),
+                tests=[],
+                metrics=metrics,
+                **kw,  # type: ignore[arg-type]
+            )
+        )
+        for candidate in (retrained, setup.original)
+    ]
+    return reports[0], reports[1]
+
+
+def test_per_example_attack_and_recovery_attacks_tell_the_original_from_a_retrained_lm(lm: Trained) -> None:
+    """Issue 16 items 1-2 on the LM's data source (facts and 2 canaries inserted 8 times): the per-example
+    attack (RMIA anchored by the reference) finds the original's members at 1 % FPR and not a retrained
+    model's; best-of-N sampling runs on the node that holds the canaries (the tiny LM does not reproduce
+    them; bench/RESULTS.md has the small LM), and extracts nothing from a retrained model."""
+    target = Target("data_source", "node-0/notebook")
+    metrics = ["mia_tpr_at_1pct_fpr", "mia_tpr_at_01pct_fpr", "sampled_extraction_rate"]
+    retrained, original = _attacked(lm, target, metrics, probe_examples=32, extraction_samples=16)
+    tpr_r, tpr_o = retrained.metrics["mia_tpr_at_1pct_fpr"], original.metrics["mia_tpr_at_1pct_fpr"]
+    assert tpr_o.value is not None and tpr_r.value is not None
+    null = tpr_r.details["by_model"]["candidate"]
+    assert tpr_o.value > tpr_r.value and tpr_r.value <= null["tpr_95"], (tpr_o.details, tpr_r.details)
+    assert tpr_o.details["by_model"]["candidate"]["pvalue"] < 0.01, tpr_o.details
+    assert tpr_r.values["original"] == tpr_o.value  # the original's figure is beside every candidate's
+    assert tpr_r.details["computed_at"] == ["nodes: node-0", "service: published held-out split"]
+    low = original.metrics["mia_tpr_at_01pct_fpr"]
+    assert low.value is not None and low.value <= tpr_o.value and low.details["measurable_fpr"] > 0.001
+    sampled = original.metrics["sampled_extraction_rate"]  # the node holding the 2 canaries samples them
+    assert sampled.applies and sampled.details["attempts"] == 2 and sampled.details["samples"] == 16
+    assert sampled.values["reference"] == 0.0 and retrained.metrics["sampled_extraction_rate"].value == 0.0
+    assert (sampled.value or 0.0) >= (sampled.values["reference"] or 0.0)
+    assert sampled.details["computed_at"] == ["nodes: node-0"]
+
+
+def test_per_example_attack_on_digits(noisy_digits: Trained) -> None:
+    """On noisy digits the original memorises node 0's examples: the per-example attack at 1 % FPR finds more
+    of them than of a retrained model's, which scores like chance; the 4-bit attack runs on the nodes; the
+    relearning attack is measured on examples it did not relearn."""
+    metrics = [*ATTACKS, "relearn_recovery", "sampled_extraction_rate"]
+    target = Target("data_source", "node-0/digits")
+    retrained, original = _attacked(noisy_digits, target, metrics, probe_examples=64)
+    tpr_r, tpr_o = retrained.metrics["mia_tpr_at_1pct_fpr"], original.metrics["mia_tpr_at_1pct_fpr"]
+    assert tpr_o.value is not None and tpr_r.value is not None
+    assert tpr_o.value > tpr_r.value and tpr_r.value <= tpr_r.details["by_model"]["candidate"]["tpr_95"]
+    assert not retrained.metrics["sampled_extraction_rate"].applies  # not a language model
+    q4 = original.metrics["quantization4_recovery"]
+    assert q4.applies and q4.details["computed_at"] == ["nodes: node-0"]
+    relearn = retrained.metrics["relearn_recovery"]  # relearns the probe's even half, measures the rest
+    assert relearn.applies and "held-back" in relearn.details["measured_on"], relearn
 
 
 def test_community_lm_data_source_with_canaries(tmp_path: Path) -> None:

@@ -556,9 +556,11 @@ def score(
     cfg: Mapping[str, Any], node_config: UserConfig, models: Mapping[str, Mapping[str, Tensor]]
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
     """Per-example scores of each model on this node's selected forget examples (``indices``), optionally
-    after a ``transform`` (``int8``: dynamic quantisation, as the robustness metric's attack); with
-    ``canaries`` > 0, every canary's exposure against that many random candidates and whether greedy
-    decoding extracts it. Tensors are named ``<model>/<score>``; no text leaves."""
+    after a ``transform`` (``int8``: dynamic quantisation; ``int4``: 4-bit round-to-nearest weights, as the
+    robustness metrics' attacks); with ``canaries`` > 0, every canary's exposure against that many random
+    candidates and whether greedy decoding extracts it; with ``samples`` > 0, how many of that many
+    completions sampled at temperature 1 reproduce each canary's secret. Tensors are named
+    ``<model>/<score>``; no text leaves."""
     from unlearning.metrics import canary_exposure
     from unlearning.verification.probes import greedy_extracts
     from unlearning.verification.probes import score as score_batch
@@ -567,12 +569,10 @@ def score(
     d = probe_data(cfg, node_config)
     target, _ = parse_targets(cfg)
     task, built = _probe_task_models(cfg, node_config, models)
-    if cfg.get("transform") == "int8":
-        from unlearning.verification.probes import quantize
+    if cfg.get("transform"):
+        from unlearning.verification.probes import transformed
 
-        built = {name: quantize(m) for name, m in built.items()}
-    elif cfg.get("transform"):
-        raise ValueError(f"unknown transform {cfg['transform']!r}")
+        built = {name: transformed(m, str(cfg["transform"])) for name, m in built.items()}
     out: dict[str, Tensor] = {}
     chosen = [d.forget[i] for i in _indices(cfg, "indices", len(d.forget))]
     if chosen:
@@ -584,7 +584,8 @@ def score(
             if s.min_k is not None:
                 out[f"{name}/min_k"] = s.min_k
     candidates, extract = int(cfg.get("canaries", 0)), bool(cfg.get("extraction", False))
-    if (candidates > 0 or extract) and d.canaries and isinstance(task, CausalLMTask):
+    samples = int(cfg.get("samples", 0))
+    if (candidates > 0 or extract or samples > 0) and d.canaries and isinstance(task, CausalLMTask):
         pairs = {(ex.get("prompt", ""), ex["completion"]) for ex in (target.examples if target else [])}
         tried = [(c.prefix, c.secret) not in pairs for c in d.canaries]  # the proposal's own pairs: not twice
         out["canary/repetitions"] = torch.tensor([float(c.repetitions) for c in d.canaries])
@@ -605,6 +606,16 @@ def score(
                     [
                         float(t and greedy_extracts(model, task, c.prefix, c.secret))
                         for c, t in zip(d.canaries, tried, strict=True)
+                    ]
+                )
+            if samples > 0:  # best-of-N: how many of N completions sampled at temperature 1 hit the secret
+                from unlearning.verification.probes import sampled_hits
+
+                seed = int(cfg["seed"])
+                out[f"{name}/sampled"] = torch.tensor(
+                    [
+                        float(sampled_hits(model, task, c.prefix, c.secret, samples=samples, seed=seed))
+                        for c in d.canaries
                     ]
                 )
     return out, {"num-examples": float(len(chosen)), "cpu-s": time.thread_time() - start}

@@ -119,3 +119,36 @@ def extraction_rate(v: Verification) -> Any:
         values=values,
         details={"attempts": len(per["candidate"]), "extracted": {r: sum(h) for r, h in per.items()}},
     )
+
+
+@metric("sampled_extraction_rate")
+def sampled_extraction_rate(v: Verification) -> Any:
+    """Best-of-N extraction: the share of canaries and forbidden completions that at least one of
+    ``extraction_samples`` completions sampled at temperature 1 reproduces exactly (sampling leaks what greedy
+    decoding hides: a secret that is no longer the argmax can keep much of its probability). The nodes sample
+    the canaries they hold and return hit counts; the reference under the same attack is beside it."""
+    name = "sampled_extraction_rate"
+    if not isinstance(v.task, CausalLMTask):
+        return not_applicable(name, "not a language model")
+    s = v.sampled_extraction()
+    attempts = s["attempts"]
+    if not attempts:
+        return not_applicable(name, "the target has no canary or prompt/completion example to extract")
+    values: dict[str, float | None] = {
+        role: sum(1 for a in attempts if a[role] > 0) / len(attempts) for role in v.roles
+    }
+    n = int(s["samples"])
+    return result(
+        name,
+        value=values["candidate"],
+        values=values,
+        details={
+            "samples": n,
+            "attempts": len(attempts),
+            "hits": {role: [int(a[role]) for a in attempts] for role in v.roles},
+            "per_sample_rate": {
+                role: sum(a[role] for a in attempts) / (n * len(attempts)) for role in v.roles
+            },
+            "values_are": f"share of attempts reproduced by at least one of {n} samples at temperature 1",
+        },
+    )

@@ -162,10 +162,14 @@ class FederatedScorer:
         candidates: int,
         seed: int,
         extraction: bool,
+        samples: int = 0,
     ) -> list[dict[str, Any]]:
         from unlearning.federation import protocol as P
 
-        per = {pid: {"canaries": candidates, "extraction": extraction, "seed": seed} for pid in partitions}
+        per = {
+            pid: {"canaries": candidates, "extraction": extraction, "seed": seed, "samples": samples}
+            for pid in partitions
+        }
         replies = self._query(P.SCORE, "verify-canaries", per, models)
         out: list[dict[str, Any]] = []
         for pid in partitions:
@@ -180,6 +184,7 @@ class FederatedScorer:
                     "repetitions": int(s["canary/repetitions"][i]),
                     "extraction": bool(s["canary/extraction"][i] > 0),
                     "extracted": {},
+                    "sampled": {},
                 }
                 for name in models:
                     if f"{name}/exposure" in s:
@@ -189,6 +194,8 @@ class FederatedScorer:
                         }
                     if f"{name}/extracted" in s:
                         entry["extracted"][name] = bool(s[f"{name}/extracted"][i] > 0)
+                    if f"{name}/sampled" in s:
+                        entry["sampled"][name] = int(s[f"{name}/sampled"][i])
                 out.append(entry)
         return out
 

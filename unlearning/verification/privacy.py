@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from unlearning.verification.probes import Scores
 from unlearning.verification.registry import Verification, metric, not_applicable, result, unmeasured
 
 CHANCE = 0.5
@@ -159,3 +160,110 @@ def privleak(v: Verification) -> Any:
             "reference_source": source,
         },
     )
+
+
+# ---- per-example membership inference: RMIA (Zarifzadeh et al. 2024), offline, one reference model --------
+#
+# The likelihood ratio of an example under the audited model against a reference model that never saw it:
+# LR(x) = p_model(x) / p_ref(x), with p the probability of the whole example (an LM: the product over its
+# counted tokens, so log LR = tokens x (loss_ref - loss_model); a classifier: the true label's probability).
+# The reference is the retrained reference: it never saw the forget examples nor the held-out ones, so a
+# model that never saw them either gives forget and held-out examples exchangeable ratios. RMIA's pairwise
+# test against population examples z (Pr_z[LR(x) / LR(z) >= gamma]) is a monotone function of LR(x) for a
+# fixed population, so the ROC, and every TPR at a fixed FPR, is that of LR(x) itself; RMIA's offline
+# marginal ((1 + a) / 2) p_ref + (1 - a) / 2 is taken with a = 1 (an LM's p_ref(x) is far below 1 - a).
+# Unlike the population attacks above, the reference calibrates each example's own difficulty, which is
+# what lets the attack work at low false-positive rates (Carlini et al. 2022; Hayes et al. 2024, U-LiRA).
+
+FPRS = {"mia_tpr_at_1pct_fpr": 0.01, "mia_tpr_at_01pct_fpr": 0.001}
+
+
+def tpr_at_fpr(member: Tensor, nonmember: Tensor, fpr: float) -> tuple[float, int]:
+    """(TPR, false positives allowed): the share of members scored strictly above the (k+1)-th highest
+    non-member, k = floor(fpr x non-members) (ties count against the attack)."""
+    k = int(fpr * len(nonmember))
+    threshold = float(nonmember.double().sort(descending=True).values[min(k, len(nonmember) - 1)])
+    return float((member.double() > threshold).double().mean()), k
+
+
+def tpr_null(n: int, m: int, k: int, hits: int) -> dict[str, float]:
+    """Under exchangeability (a model that never saw either set, anchored by one that did not either), the
+    number of the n members above the (k+1)-th highest of m non-members is hypergeometric-like: at least j
+    of them iff the top j + k of all n + m scores hold at least j members. The exact p-value of ``hits``, the
+    expected TPR and its 95 % quantile."""
+    from scipy.stats import hypergeom
+
+    def sf(j: int) -> float:  # P(X >= j)
+        return 1.0 if j <= 0 else float(hypergeom.sf(j - 1, n + m, n, min(j + k, n + m)))
+
+    expected = sum(sf(j) for j in range(1, n + 1)) / n
+    q95 = next((j for j in range(n + 1) if sf(j + 1) <= 0.05), n)
+    return {"pvalue": sf(hits), "expected_tpr": expected, "tpr_95": q95 / n}
+
+
+def rmia_scores(v: Verification) -> dict[str, Any] | str:
+    """{"members": {role: log LR on forget}, "nonmembers": {role: log LR on held-out}} for the original and
+    the candidate, anchored by the reference (cached), or why it does not apply / cannot be measured."""
+    if "rmia" in v.cache:
+        cached: dict[str, Any] | str = v.cache["rmia"]
+        return cached
+    if v.probes.heldout is None:
+        out: dict[str, Any] | str = v.probes.heldout_reason or "no held-out examples"
+    elif not v.has_reference:
+        out = "unmeasured: the per-example attack is anchored by the retrained reference, which was not computed"
+    else:
+        rf, rh = v.scores("reference", "forget"), v.scores("reference", "heldout")
+
+        def log_lr(s: Scores, r: Scores) -> Tensor:
+            return (r.loss.double() - s.loss.double()) * r.tokens.double()
+
+        roles = [r for r in v.roles if r != "reference"]
+        out = {
+            "members": {r: log_lr(v.scores(r, "forget"), rf) for r in roles},
+            "nonmembers": {r: log_lr(v.scores(r, "heldout"), rh) for r in roles},
+        }
+    v.cache["rmia"] = out
+    return out
+
+
+def _rmia_metric(v: Verification, name: str) -> Any:
+    s = rmia_scores(v)
+    if isinstance(s, str):
+        if s.startswith("unmeasured: "):
+            return unmeasured(name, s.removeprefix("unmeasured: "))
+        return not_applicable(name, s)
+    fpr = FPRS[name]
+    values: dict[str, float | None] = {"reference": None}
+    per_role: dict[str, Any] = {}
+    for role, member in s["members"].items():
+        nonmember = s["nonmembers"][role]
+        tpr, k = tpr_at_fpr(member, nonmember, fpr)
+        values[role] = tpr
+        hits = round(tpr * len(member))
+        per_role[role] = {"tpr": tpr, "hits": hits, **tpr_null(len(member), len(nonmember), k, hits)}
+    n, m = len(s["members"]["candidate"]), len(s["nonmembers"]["candidate"])
+    return result(
+        name,
+        value=values["candidate"],
+        values=values,
+        details={
+            "attack": "RMIA (offline, one reference: the retrained reference), log p_model(x) - log p_ref(x)",
+            "fpr": fpr,
+            "measurable_fpr": max(fpr, 1 / m) if int(fpr * m) == 0 else int(fpr * m) / m,
+            "members": n,
+            "nonmembers": m,
+            "by_model": per_role,
+            "reference_note": "the reference is the attack's anchor; a model retrained without the target "
+            "scores by chance: TPR about the FPR (by_model's expected_tpr and tpr_95 give the exact null)",
+        },
+    )
+
+
+@metric("mia_tpr_at_1pct_fpr")
+def mia_tpr_at_1pct_fpr(v: Verification) -> Any:
+    return _rmia_metric(v, "mia_tpr_at_1pct_fpr")
+
+
+@metric("mia_tpr_at_01pct_fpr")
+def mia_tpr_at_01pct_fpr(v: Verification) -> Any:
+    return _rmia_metric(v, "mia_tpr_at_01pct_fpr")

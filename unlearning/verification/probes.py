@@ -89,10 +89,12 @@ class NodeScorer(Protocol):
         candidates: int,
         seed: int,
         extraction: bool,
+        samples: int = 0,
     ) -> list[dict[str, Any]]:
         """Per canary held by those nodes: {"node", "canary", "secret_length", "repetitions", "extraction"
         (whether greedy extraction tries it), role: {"exposure", "z"} (``candidates`` > 0), "extracted":
-        {role: bool} (``extraction``)}; no prefix and no secret."""
+        {role: bool} (``extraction``), "sampled": {role: hits among ``samples`` completions sampled at
+        temperature 1} (``samples`` > 0)}; no prefix and no secret."""
         ...
 
     def relearn(
@@ -438,3 +440,61 @@ def quantize(model: nn.Module) -> nn.Module:
             model, {nn.Linear}, dtype=torch.qint8
         )
     return q
+
+
+@torch.no_grad()
+def quantize4(model: nn.Module) -> nn.Module:
+    """4-bit weight-only quantisation, round-to-nearest per output channel (in place; returns ``model``): every
+    nn.Linear weight row is mapped to the 16 levels -8..7 times the row's scale max|w| / 7 and back (as the
+    weight-only RTN baseline of GPTQ/AWQ evaluations; biases and activations stay in float)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            w = module.weight.data
+            scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 7.0
+            module.weight.data = (w / scale).round().clamp(-8, 7) * scale
+    return model
+
+
+def transformed(model: nn.Module, transform: str) -> nn.Module:
+    """A copy of ``model`` after the attack ``transform`` ("": the model itself; "int8": dynamic int8
+    quantisation of every nn.Linear; "int4": 4-bit round-to-nearest weights per output channel)."""
+    import copy
+
+    if not transform:
+        return model
+    if transform == "int8":
+        return quantize(copy.deepcopy(model))
+    if transform == "int4":
+        return quantize4(copy.deepcopy(model))
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+@torch.no_grad()
+def sampled_hits(
+    model: nn.Module, task: CausalLMTask, prompt: str, completion: str, *, samples: int, seed: int
+) -> int:
+    """Best-of-N extraction: how many of ``samples`` completions sampled at temperature 1 (full distribution,
+    no top-k) after ``prompt`` reproduce ``completion`` token for token (one batch; a sample stops counting
+    at its first wrong token)."""
+    want = [int(i) for i in task.tokenizer(completion, add_special_tokens=False)["input_ids"]]
+    ids = prompt_ids(task, prompt)
+    limit = int(task.model_config.get("max_length", 128))
+    if samples < 1 or len(ids) + len(want) > limit:
+        return 0
+    gen = torch.Generator()
+    gen.manual_seed(seed * 1_000_003 + 7)
+    was = model.training
+    model.eval()
+    try:
+        x = torch.tensor([ids] * samples, dtype=torch.long)
+        alive = torch.ones(samples, dtype=torch.bool)
+        for expected in want:
+            logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[:, -1].float()
+            nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)  # [N, 1]
+            alive &= nxt[:, 0] == expected
+            if not alive.any():
+                return 0
+            x = torch.cat([x, nxt], dim=1)
+        return int(alive.sum())
+    finally:
+        model.train(was)

@@ -75,7 +75,7 @@ class Verification:
     ) -> dict[str, Scores]:
         """Per-example scores of ``models`` on the forget probe (or its examples ``subset``, probe order):
         the nodes score the examples they hold, the rest (the proposal's own examples) is scored here."""
-        from unlearning.verification.probes import quantize
+        from unlearning.verification.probes import transformed
 
         p, k, bf16 = self.probes, self.spec.min_k, self.spec.precision == "bf16"
         keep = None if subset is None else set(subset)
@@ -93,9 +93,7 @@ class Verification:
         here = [i for i in range(n_here) if keep is None or offset + i in keep]
         if here:
             batch = p.forget if len(here) == n_here else take(p.forget, torch.tensor(here, dtype=torch.long))
-            local = {
-                name: quantize(copy.deepcopy(m)) if transform == "int8" else m for name, m in models.items()
-            }
+            local = {name: transformed(m, transform) for name, m in models.items()}
             parts.append({name: score(m, self.task, batch, k=k, bf16=bf16) for name, m in local.items()})
         self.where.update(p.where_forget())
         return {name: _cat_scores([part[name] for part in parts]) for name in models}
@@ -195,6 +193,45 @@ class Verification:
             + [h[role] for h in node_hits]
             for role in self.roles
         }
+
+    def sampled_extraction(self) -> dict[str, Any]:
+        """Best-of-N extraction: per attempt (the canaries the nodes hold, then the proposal's prompt /
+        completion pairs here), how many of ``extraction_samples`` completions sampled at temperature 1
+        reproduce the secret, per model: {"samples", "attempts": [{"where", role: hits}]} (cached)."""
+        if "sampled" in self.cache:
+            cached: dict[str, Any] = self.cache["sampled"]
+            return cached
+        from unlearning.tasks.lm import CausalLMTask
+        from unlearning.verification.probes import sampled_hits
+
+        task, n, seed = self.task, self.spec.extraction_samples, self.spec.seed
+        assert isinstance(task, CausalLMTask)
+        attempts: list[dict[str, Any]] = []
+        held = self._canary_nodes()
+        if held and self.probes.scorer is not None:
+            found = self.probes.scorer.canaries(
+                held,
+                {r: self.models[r] for r in self.roles},
+                candidates=0,
+                seed=seed,
+                extraction=False,
+                samples=n,
+            )
+            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            attempts += [{"where": c["canary"], **c["sampled"]} for c in found if c["extraction"]]
+        for i, (prompt, completion) in enumerate(self.probes.extraction):
+            self.where.add("service: the proposal's examples")
+            attempts.append(
+                {
+                    "where": f"service#{i + 1}",
+                    **{
+                        r: sampled_hits(self.models[r], task, prompt, completion, samples=n, seed=seed)
+                        for r in self.roles
+                    },
+                }
+            )
+        self.cache["sampled"] = {"samples": n, "attempts": attempts}
+        return self.cache["sampled"]  # type: ignore[no-any-return]
 
     def relearned(self, roles: list[str], train: list[int], steps: int) -> dict[str, nn.Module]:
         """Copies of the models ``roles`` after the relearning attack on the forget probe's examples

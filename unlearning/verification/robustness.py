@@ -8,6 +8,8 @@ to [0, 1] (0: nothing came back; 1: back to the original).
   (``relearn_examples``) *related but not identical* examples: half of the forget probe, measuring on the
   other half; when the target has fewer than 4 examples, on held-out examples outside the target.
 - ``quantization_recovery``: int8 dynamic quantisation of every linear layer (torch), as a deployment would.
+- ``quantization4_recovery``: 4-bit weight-only quantisation, round-to-nearest per output channel (the
+  baseline of GPTQ/AWQ evaluations; Zhang et al. 2025 recover most "forgotten" knowledge this way).
 
 Both attacks run where the forget examples are: the node that holds the relearning examples fine-tunes the
 models and returns their parameters; the nodes quantise and score the examples they hold.
@@ -75,6 +77,9 @@ def relearn_recovery(v: Verification) -> Any:
     l_o, l_c, l_a = loss["original"], loss["candidate"], loss["candidate_after"]
     details: dict[str, Any] = {
         "relearn_data": kind,
+        "measured_on": "the forget probe's held-back examples (none of them relearned)"
+        if probe is not None
+        else "the whole forget probe (relearned on examples outside the target)",
         "examples": len(data) if isinstance(data, list) else batch_len(data),
         "steps": v.spec.relearn_steps,
         "loss": {"original": l_o, "candidate": l_c, "candidate_after": l_a},
@@ -99,7 +104,17 @@ def relearn_recovery(v: Verification) -> Any:
 
 @metric("quantization_recovery")
 def quantization_recovery(v: Verification) -> Any:
-    name = "quantization_recovery"
+    return _quantization_recovery(v, "quantization_recovery", "int8")
+
+
+@metric("quantization4_recovery")
+def quantization4_recovery(v: Verification) -> Any:
+    """4-bit weights, round-to-nearest per output channel (Zhang et al. 2025: 4-bit quantisation brings back
+    much of what full precision hides); the reference under the same attack is in ``values.reference``."""
+    return _quantization_recovery(v, "quantization4_recovery", "int4")
+
+
+def _quantization_recovery(v: Verification, name: str, transform: str) -> Any:
     if v.target is None or v.probes.n_forget == 0:
         return not_applicable(name, "no forget examples")
     l_o = float(v.scores("original", "forget").loss.mean())
@@ -107,16 +122,19 @@ def quantization_recovery(v: Verification) -> Any:
     roles = ["candidate", "reference"] if v.has_reference else ["candidate"]
     q = {
         r: float(s.loss.mean())
-        for r, s in v.forget_scores({r: v.models[r] for r in roles}, transform="int8").items()
+        for r, s in v.forget_scores({r: v.models[r] for r in roles}, transform=transform).items()
     }
     l_q = q["candidate"]
     share = _share(l_o, l_c, l_q)
     values: dict[str, float | None] = {"candidate": share}
-    details: dict[str, Any] = {"loss": {"original": l_o, "candidate": l_c, "candidate_int8": l_q}}
+    details: dict[str, Any] = {
+        "attack": transform,
+        "loss": {"original": l_o, "candidate": l_c, f"candidate_{transform}": l_q},
+    }
     if v.has_reference:
         l_r = float(v.scores("reference", "forget").loss.mean())
         l_rq = q["reference"]
-        details["loss"].update({"reference": l_r, "reference_int8": l_rq})
+        details["loss"].update({"reference": l_r, f"reference_{transform}": l_rq})
         values["reference"] = _share(l_o, l_r, l_rq)
     if share is None:
         return unmeasured(

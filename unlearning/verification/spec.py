@@ -74,6 +74,7 @@ class VerifySpec:
     exposure_candidates: int = 1000  # Secret Sharer: random alternatives per canary
     relearn_steps: int = 10  # robustness: fine-tuning steps of the relearning attack
     relearn_examples: int = 8  # ... on this many related examples
+    extraction_samples: int = 64  # best-of-N extraction: completions sampled at temperature 1 per canary
     min_k: float = 0.4  # Min-K% / Min-K%++: the share of lowest-scoring tokens
     num_threads: int = 1
     runtime: str = "in-process"  # federated evaluation runtime (verify() also takes a Flower Grid)
@@ -87,6 +88,8 @@ class VerifySpec:
             raise VerifySpecError("probe_examples and exposure_candidates must be >= 2")
         if self.relearn_steps < 1 or self.relearn_examples < 1:
             raise VerifySpecError("relearn_steps and relearn_examples must be >= 1")
+        if not 1 <= self.extraction_samples <= 4096:
+            raise VerifySpecError("extraction_samples must be in 1..4096")
         if not 0 < self.min_k <= 1:
             raise VerifySpecError("min_k must be in (0, 1]")
         if self.num_threads < 1:
@@ -114,6 +117,7 @@ class VerifySpec:
             "exposure_candidates": self.exposure_candidates,
             "relearn_steps": self.relearn_steps,
             "relearn_examples": self.relearn_examples,
+            "extraction_samples": self.extraction_samples,
             "min_k": self.min_k,
             "metrics": sorted(self.metrics) if self.metrics is not None else None,
         }
