@@ -82,7 +82,17 @@ class Settings(BaseSettings):
         description="Plain HTTP to the SuperLink (default: true unless root certificates are set).",
     )
     flower_job_timeout: float = Field(
-        86400, gt=0, description="Seconds a simulation or deployment run may take before it is stopped."
+        2700, gt=0, description="Seconds a simulation or deployment run may take before it is stopped."
+    )
+    flower_exchange_timeout: float = Field(
+        300,
+        gt=0,
+        description="Seconds one message exchange of a job may take before its missing replies are re-sent.",
+    )
+    flower_node_timeout: float = Field(
+        120,
+        gt=0,
+        description="Seconds a job waits for a missing or failed node to (re)appear before it fails naming the node.",
     )
     flower_poll_interval: float = Field(
         1.0, gt=0, description="Seconds between two run-status polls of the SuperLink."

@@ -51,9 +51,13 @@ class JobSpec:
     target: Target | None = None  # unlearn: what to forget
     seed: int = 0  # seeds every node's batch order and the retrain reference
     nodes: list[int] | None = None  # partition ids taking part (default: every node in the dataset)
+    node_names: list[str] | None = None  # the dataset's nodes by partition id (manifest names; run_job fills
+    # it in): the job must reach every one of them (or every one of ``nodes``) and fails naming any it cannot
     evaluate: bool = True  # federated evaluation before (unlearn) and after the job
     num_threads: int = 1  # torch threads (1 when other processes share the CPU)
-    timeout_s: float = 3600.0  # per message exchange
+    timeout_s: float | None = None  # seconds one message exchange may take (None: FlowerSettings' default)
+    node_timeout_s: float | None = None  # seconds to wait for a missing or failed node to (re)appear before
+    # the job fails (None: FlowerSettings' default); transient failures are re-sent with backoff meanwhile
     runtime: str = (
         "in-process"  # how run_job runs the Flower apps (the simulation/deployment runners add theirs)
     )

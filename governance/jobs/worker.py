@@ -69,6 +69,8 @@ def flower_settings(settings: Settings) -> Any:
         job_timeout_s=settings.flower_job_timeout,
         poll_interval_s=settings.flower_poll_interval,
         simulation_num_cpus=settings.simulation_num_cpus,
+        exchange_timeout_s=settings.flower_exchange_timeout,
+        node_timeout_s=settings.flower_node_timeout,
     )
 
 

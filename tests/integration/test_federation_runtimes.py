@@ -3,8 +3,16 @@ SuperNodes on 127.0.0.1, each SuperNode pointed at its node's data through --nod
 engine (Ray, one subprocess per job). Each must produce exactly the model the in-process runtime produces,
 and every process started here must be gone afterwards.
 
+The deployment job sends no path of the service's machine: the SuperLink reaches the artifact store through its
+own root (a different path to the same store here) and each SuperNode its data through its own node config
+(other paths again); the run config and every byte between the SuperNodes and the SuperLink (through a
+recording relay) are searched for the service's paths. Last, a SuperNode is killed by PID mid-job: the job
+fails, naming the node's partition, within Flower's heartbeat window plus the node timeout (a job that starts
+without a node is refused the same way: tests/unit/test_node_failure.py).
+
 Slow (Flower polls every 3 s and starts a ClientApp process, which imports torch, for every message): about
-two minutes on 2 cores, most of it the deployment job."""
+four minutes on 2 cores, most of it the deployment job and the wait (36-60 s) for Flower to notice the killed
+node."""
 
 from __future__ import annotations
 
@@ -14,10 +22,13 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+import contextlib
+import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -109,26 +120,83 @@ def _live_members(pgid: int) -> list[str]:
     return members
 
 
+class Relay:
+    """A TCP relay on 127.0.0.1 to ``port`` that keeps every byte it carries, both directions (the SuperNodes
+    dial it instead of the SuperLink: Flower's HTTP on loopback is plain and uncompressed)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.captured = bytearray()
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._sockets: list[socket.socket] = [self._server]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                with self._lock:
+                    self.captured += data
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@dataclass
+class Deployment:
+    federation: LocalFederation
+    relay: Relay
+    service_paths: list[str]  # where the service sees the artifact store and the dataset
+
+
 @pytest.fixture(scope="module")
-def federation(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
-    nodes = [
-        {"partition-id": i, "num-partitions": 3, "data-path": str(trained.data / node["path"])}
-        for i, node in enumerate(read_manifest(trained.data)["nodes"])
-    ]
-    fed = LocalFederation(tmp_path_factory.mktemp("flwr"), nodes)
+def deployment(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    views = tmp_path_factory.mktemp("elsewhere")
+    (views / "superlink-store").symlink_to(trained.root, target_is_directory=True)  # the SuperLink's view
+    nodes: list[dict[str, str | int]] = []
+    for i, node in enumerate(read_manifest(trained.data)["nodes"]):
+        (views / f"member-{i}").symlink_to(trained.data / node["path"], target_is_directory=True)
+        nodes.append({"partition-id": i, "num-partitions": 3, "data-path": str(views / f"member-{i}")})
+    fed = LocalFederation(tmp_path_factory.mktemp("flwr"), nodes, artifact_root=views / "superlink-store")
+    relay = Relay(fed.port)
+    fed.node_superlink = f"127.0.0.1:{relay.port}"
     started = time.monotonic()
     fed.start(timeout=120)
     pgids = list(fed.pids)  # each process leads its own group; superexec and app processes join it
     print(f"\nfederation up in {time.monotonic() - started:.1f} s at {fed.address}")
+    paths = {str(p) for root in (trained.root, trained.data) for p in (root, root.resolve())}
     try:
-        yield fed
+        yield Deployment(fed, relay, sorted(paths))
     finally:
         fed.stop()
+        relay.close()
         deadline = time.monotonic() + 20
         while any(_live_members(g) for g in pgids) and time.monotonic() < deadline:
             time.sleep(0.5)
         leftovers = {g: _live_members(g) for g in pgids if _live_members(g)}
         assert not leftovers, f"processes left running: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def federation(deployment: Deployment) -> LocalFederation:
+    return deployment.federation
 
 
 def settings_of(fed: LocalFederation) -> FlowerSettings:
@@ -137,8 +205,9 @@ def settings_of(fed: LocalFederation) -> FlowerSettings:
 
 
 def test_deployment_engine_runs_the_unlearning_job(
-    federation: LocalFederation, trained: Trained, reference: JobResult
+    deployment: Deployment, trained: Trained, reference: JobResult
 ) -> None:
+    federation = deployment.federation
     events: list[ProgressEvent] = []
     started = time.monotonic()
     result = run_job(
@@ -158,6 +227,14 @@ def test_deployment_engine_runs_the_unlearning_job(
     phases = {e.phase for e in events}  # forwarded from the ServerApp's process while the run went on
     assert {"ascent", "repair"} <= phases, phases
     assert all(e.job_id == "unlearn-deployment" for e in events)
+    # no path of the service's machine in the run config, nor in anything the SuperNodes sent or received
+    with DeploymentRunner(federation.address) as runner:
+        run_config = runner.control.run_state(int(runtime["flower_run_id"])).run_config
+    wire = bytes(deployment.relay.captured)
+    assert b"unlearn-deployment" in wire and len(wire) > 100_000  # the control: the job's messages crossed
+    for path in deployment.service_paths:
+        assert path not in str(run_config), path
+        assert path.encode() not in wire, path
 
 
 def test_deployment_run_is_cancelled_through_the_control_api(
@@ -198,3 +275,32 @@ def test_simulation_engine_runs_the_same_job(trained: Trained, reference: JobRes
     assert result.content_hash == reference.content_hash
     assert result.metrics["runtime"]["runtime"] == "simulation"
     assert {"ascent", "repair"} <= {e.phase for e in events}
+
+
+NODE_TIMEOUT = 5.0
+HEARTBEAT_WINDOW = 60.0  # Flower 1.41: a SuperNode is offline 2 x 30 s after its last heartbeat
+
+
+def test_a_supernode_killed_mid_job_fails_the_job_naming_its_partition(
+    federation: LocalFederation, trained: Trained
+) -> None:
+    """Runs after the other deployment tests: it leaves the federation a node short."""
+    pid = federation.pid("supernode-1")
+    killed: list[float] = []
+
+    def kill_after_discovery(event: ProgressEvent) -> None:
+        if event.phase == "info" and not killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+    settings = replace(settings_of(federation), node_timeout_s=NODE_TIMEOUT)
+    result = run_job(
+        unlearn_spec(trained, "unlearn-node-killed", "deployment"), kill_after_discovery, flower=settings
+    )
+    took = time.monotonic() - killed[0]
+    print(f"killed node: job failed {took:.1f} s after the kill: {result.error}")
+    assert result.status == "failed" and result.model_version is None
+    assert result.error is not None
+    assert "partition 1 (node-1) stopped answering" in result.error, result.error
+    assert f"did not come back within {NODE_TIMEOUT:g} s" in result.error
+    assert took < HEARTBEAT_WINDOW + NODE_TIMEOUT + 20

@@ -169,6 +169,30 @@ def test_deployment_runtime_reports_an_unreachable_superlink_as_a_failed_job(tmp
     assert remote_spec(spec).artifact_root == str((tmp_path / "art").resolve())
 
 
+def test_a_deployment_spec_carries_no_path_and_the_datasets_nodes(tmp_path: Path) -> None:
+    """What travels to the SuperLink (and in the run config to every SuperNode): no path of the service's
+    machine; the node names by partition id (from the manifest) and the settings' timeouts."""
+    from unlearning.api import init_dataset
+    from unlearning.federation.flower_runtimes import deployment_spec, prepared, run_config_for
+
+    init_dataset("digits", tmp_path / "data", nodes=2, seed=0)
+    spec = JobSpec(
+        kind="train",
+        job_id="J1",
+        artifact_root=str(tmp_path / "art"),
+        dataset_dir=str(tmp_path / "data"),
+        base_version="mv-x",
+    )
+    job = prepared(spec, FlowerSettings(exchange_timeout_s=60, node_timeout_s=30))
+    assert job.node_names == ["node-0", "node-1"]
+    assert (job.timeout_s, job.node_timeout_s) == (60, 30)
+    config = run_config_for(deployment_spec(job))
+    assert str(tmp_path) not in json.dumps(config)
+    assert JobSpec.from_json(config["job-spec"]).node_names == ["node-0", "node-1"]
+    given = prepared(JobSpec(**{**spec.__dict__, "timeout_s": 5.0}), FlowerSettings())
+    assert (given.timeout_s, given.node_timeout_s) == (5.0, FlowerSettings().node_timeout_s)
+
+
 def test_the_service_passes_its_flower_settings_down() -> None:
     """governance/settings.py is the one place: COMMONS_FLOWER_* become the FlowerSettings a job runs with."""
     from governance.jobs.worker import flower_settings
@@ -179,8 +203,14 @@ def test_the_service_passes_its_flower_settings_down() -> None:
         flower_job_timeout=60,
         flower_poll_interval=0.25,
         simulation_num_cpus=2,
+        flower_exchange_timeout=90,
+        flower_node_timeout=45,
     )
     got = flower_settings(s)
+    assert (got.exchange_timeout_s, got.node_timeout_s) == (90, 45)
+    defaults = flower_settings(Settings())  # minutes, not a day; the service and the library agree
+    assert (defaults.job_timeout_s, defaults.exchange_timeout_s, defaults.node_timeout_s) == (2700, 300, 120)
+    assert defaults == FlowerSettings()
     assert (got.superlink, got.insecure, got.job_timeout_s, got.poll_interval_s, got.simulation_num_cpus) == (
         "link.example:9093",
         True,

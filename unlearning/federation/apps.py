@@ -8,16 +8,20 @@ function in :mod:`unlearning.federation.node`, packs the reply; the ServerApp ru
   runtimes. The ServerApp reads its job from ``context.run_config["job-spec"]`` (a JobSpec as JSON) and
   writes the result to ``<artifact_root>/jobs/<job_id>/result.json`` (the model version itself goes into
   the artifact store). ClientApps read their data location from ``context.node_config`` (``data-path``, or
-  ``dataset-dir`` + ``partition-id``; see node.py).
+  ``dataset-dir`` + ``partition-id``; see node.py); in a simulation, which has no node config of its own,
+  from run config ``dataset-dir``.
 
 Run-config keys: ``job-spec`` (str, JSON), optional ``artifact-root`` and ``dataset-dir`` (str) to override
-the spec's paths on the server side.
+the spec's paths on the server side. The ServerApp finds the artifact store at (first that is set) run config
+``artifact-root``, the environment's ``COMMONS_SERVERAPP_ARTIFACT_ROOT`` (set where the SuperLink runs; the
+deployment runtime sends a spec without paths), the spec's ``artifact_root``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -30,9 +34,20 @@ from torch import Tensor
 
 from unlearning.federation import node
 from unlearning.federation import protocol as P
+from unlearning.federation.deployment import ARTIFACT_ROOT_ENV
 from unlearning.jobs import JobResult, JobSpec, ProgressCallback, ProgressEvent
 
 logging.getLogger("flwr").setLevel(logging.WARNING)
+
+
+def _node_config(context: Context) -> dict[str, Any]:
+    """The node's own config; a simulation's virtual SuperNodes (partition ids only) take the dataset from
+    run config ``dataset-dir``."""
+    config: dict[str, Any] = dict(context.node_config)
+    hint = context.run_config.get("dataset-dir")
+    if hint and "data-path" not in config and "dataset-dir" not in config:
+        config["dataset-dir"] = str(hint)
+    return config
 
 
 def _extra_arrays(msg: Message) -> dict[str, dict[str, Tensor]]:
@@ -44,14 +59,14 @@ def build_client_app() -> ClientApp:
 
     @app.query("info")
     def info(msg: Message, context: Context) -> Message:
-        metrics = node.info(P.config_of(msg), context.node_config)
+        metrics = node.info(P.config_of(msg), _node_config(context))
         return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         arrays, metrics = node.train(
             P.config_of(msg),
-            context.node_config,
+            _node_config(context),
             P.from_record(P.arrays_of(msg)),
             _extra_arrays(msg),
         )
@@ -63,7 +78,7 @@ def build_client_app() -> ClientApp:
     def unlearn(msg: Message, context: Context) -> Message:
         arrays, metrics = node.unlearn(
             P.config_of(msg),
-            context.node_config,
+            _node_config(context),
             P.from_record(P.arrays_of(msg)),
             _extra_arrays(msg),
         )
@@ -73,31 +88,31 @@ def build_client_app() -> ClientApp:
 
     @app.query("fisher")
     def fisher(msg: Message, context: Context) -> Message:
-        f, metrics = node.fisher(P.config_of(msg), context.node_config, P.from_record(P.arrays_of(msg)))
+        f, metrics = node.fisher(P.config_of(msg), _node_config(context), P.from_record(P.arrays_of(msg)))
         return Message(
             RecordDict({P.FISHER_ARRAYS: P.to_record(f), P.METRICS: P.metric_record(metrics)}), reply_to=msg
         )
 
     @app.query("probe")
     def probe(msg: Message, context: Context) -> Message:
-        metrics = node.probe(P.config_of(msg), context.node_config)
+        metrics = node.probe(P.config_of(msg), _node_config(context))
         return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
 
     @app.query("score")
     def score(msg: Message, context: Context) -> Message:
-        scores, metrics = node.score(P.config_of(msg), context.node_config, P.models_of(msg))
+        scores, metrics = node.score(P.config_of(msg), _node_config(context), P.models_of(msg))
         records = {P.METRICS: P.metric_record(metrics)}
         return Message(RecordDict({P.SCORES: P.to_record(scores), **records}), reply_to=msg)
 
     @app.query("relearn")
     def relearn(msg: Message, context: Context) -> Message:
-        models, metrics = node.relearn(P.config_of(msg), context.node_config, P.models_of(msg))
+        models, metrics = node.relearn(P.config_of(msg), _node_config(context), P.models_of(msg))
         records: dict[str, Any] = {P.MODEL_PREFIX + k: P.to_record(v) for k, v in models.items()}
         return Message(RecordDict({**records, P.METRICS: P.metric_record(metrics)}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        metrics = node.evaluate(P.config_of(msg), context.node_config, P.from_record(P.arrays_of(msg)))
+        metrics = node.evaluate(P.config_of(msg), _node_config(context), P.from_record(P.arrays_of(msg)))
         return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
 
     return app
@@ -142,9 +157,16 @@ def build_server_app(
             if "job-spec" not in context.run_config:
                 raise ValueError("run config has no 'job-spec' (a JobSpec as JSON)")
             job = JobSpec.from_json(str(context.run_config["job-spec"]))
+            if os.environ.get(ARTIFACT_ROOT_ENV):
+                job.artifact_root = os.environ[ARTIFACT_ROOT_ENV]
             for key, attr in (("artifact-root", "artifact_root"), ("dataset-dir", "dataset_dir")):
                 if context.run_config.get(key):
                     setattr(job, attr, str(context.run_config[key]))
+            if not job.artifact_root:
+                raise ValueError(
+                    f"no artifact store: start the SuperLink with {ARTIFACT_ROOT_ENV}=<the store's root as "
+                    "this machine sees it>, or set run config artifact-root"
+                )
         events = progress
         if events is None and spec is None:  # run by Flower from run config: report progress through a file
             events = _progress_to_file(progress_path(job.artifact_root, job.job_id))

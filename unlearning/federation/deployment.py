@@ -43,6 +43,10 @@ APP_DIR = Path(__file__).with_name("flwr_app")
 """The Flower app project (``pyproject.toml`` only) that the FAB is built from; its components point at the
 installed ``unlearning.federation.apps`` module, which every node must have installed."""
 
+ARTIFACT_ROOT_ENV = "COMMONS_SERVERAPP_ARTIFACT_ROOT"
+"""The artifact store's root as the machine of a ServerApp run by Flower sees it: set in the SuperLink's
+environment (its ``flower-superexec`` and ``flwr-serverapp`` children inherit it)."""
+
 PROTOBUF_MEDIA_TYPE = "application/protobuf"
 PROTOBUF_STREAM_MEDIA_TYPE = "application/flower-protobuf-stream"
 
@@ -340,6 +344,11 @@ class LocalFederation:
     ``nodes`` holds each SuperNode's node config, e.g. ``{"partition-id": 0, "num-partitions": 3,
     "data-path": "/srv/node0"}``; the ClientApp reads it from ``context.node_config``.
 
+    ``artifact_root`` is the artifact store as the SuperLink's ServerApps see it (``COMMONS_SERVERAPP_ARTIFACT_ROOT``
+    in the SuperLink's environment): the deployment runtime sends no path, so a federation that runs jobs
+    needs it. ``node_superlink`` is the address the SuperNodes dial (default: the SuperLink's own; a test
+    puts a recording relay there).
+
     ``torch_threads`` (default 1) sets ``OMP_NUM_THREADS`` for the app processes: three nodes on a small
     machine otherwise oversubscribe its cores. With ``die_with_parent`` (the default, Linux) the processes also end when the thread that called
     ``start()`` ends, even if this process is killed: start it from a thread that outlives the federation."""
@@ -354,8 +363,12 @@ class LocalFederation:
         env: Mapping[str, str] | None = None,
         torch_threads: int | None = 1,
         die_with_parent: bool = True,
+        artifact_root: Path | None = None,
+        node_superlink: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.artifact_root = artifact_root
+        self.node_superlink = node_superlink
         self.torch_threads = torch_threads
         self.die_with_parent = die_with_parent
         self.nodes = [dict(n) for n in nodes]
@@ -373,11 +386,19 @@ class LocalFederation:
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self._processes]
 
-    def _spawn(self, name: str, argv: list[str]) -> _Process:
+    def pid(self, name: str) -> int:
+        """The process id of ``superlink`` or ``supernode-<k>`` (the SuperNode of ``nodes[k]``)."""
+        for proc in self._processes:
+            if proc.name == name:
+                return proc.popen.pid
+        raise KeyError(f"no process {name!r} in this federation")
+
+    def _spawn(self, name: str, argv: list[str], extra_env: Mapping[str, str] | None = None) -> _Process:
         home = self.workdir / name
         home.mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / f"{name}.log"
         env = flower_environment(home, self._base_env)
+        env.update(extra_env or {})
         if self.torch_threads is not None:  # inherited by every ClientApp / ServerApp process below
             threads = str(self.torch_threads)
             env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
@@ -412,7 +433,7 @@ class LocalFederation:
             _executable("flower-supernode"),
             "--insecure",
             "--superlink",
-            self.address,
+            self.node_superlink or self.address,
             "--node-config",
             str(node_config_file),
             "--host",
@@ -436,7 +457,8 @@ class LocalFederation:
 
     def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        link = self._spawn("superlink", self.superlink_argv())
+        root = {ARTIFACT_ROOT_ENV: str(Path(self.artifact_root).resolve())} if self.artifact_root else {}
+        link = self._spawn("superlink", self.superlink_argv(), root)
         with ControlClient(self.address) as control:
             while not control.healthy():
                 self._check_alive(link)
@@ -608,6 +630,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="if set, node i gets node config data-path=<data-root>/node-<i>",
     )
+    up.add_argument(
+        "--artifact-root",
+        type=Path,
+        default=None,
+        help="the artifact store as the SuperLink's ServerApps see it (COMMONS_SERVERAPP_ARTIFACT_ROOT); "
+        "needed to run jobs (they carry no paths)",
+    )
     args = parser.parse_args(argv)
     nodes: list[dict[str, ConfigValue]] = []
     for i in range(args.nodes):
@@ -615,7 +644,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.data_root is not None:
             node["data-path"] = str((args.data_root / f"node-{i}").resolve())
         nodes.append(node)
-    federation = LocalFederation(args.workdir, nodes, host=args.host, port=args.port)
+    federation = LocalFederation(
+        args.workdir, nodes, host=args.host, port=args.port, artifact_root=args.artifact_root
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with federation:

@@ -3,10 +3,18 @@ a JobResult out. ``in-process`` (the default, no Ray) runs the unmodified apps o
 thread; ``simulation`` and ``deployment`` run the same apps by Flower's simulation engine (a subprocess per
 job) or by a SuperLink and its SuperNodes (the Deployment Engine).
 
-Both hand the job to the module-level ServerApp as run config ``job-spec`` (the JobSpec as JSON, with its
-paths made absolute). The ServerApp writes the JobResult to ``<artifact_root>/jobs/<job_id>/result.json``
+Both hand the job to the module-level ServerApp as run config ``job-spec`` (the JobSpec as JSON). Simulation
+runs on this machine: its spec carries absolute paths, and run config ``dataset-dir`` tells the virtual
+SuperNodes where the dataset is. Deployment sends no path of this machine anywhere (:func:`deployment_spec`):
+the ServerApp finds the artifact store through its own configured root (``COMMONS_SERVERAPP_ARTIFACT_ROOT``
+in the SuperLink's environment, or run config ``artifact-root``) and each SuperNode its data through its own
+node config (``data-path``). The ServerApp writes the JobResult to ``<artifact_root>/jobs/<job_id>/result.json``
 (and the model version into the artifact store); these runtimes read it from there once Flower says the run
-completed. Progress events, when the ServerApp writes them (one JSON object a line, in
+completed.
+
+Every runtime hands the job the dataset's node names (the manifest's, by partition id) and the timeouts of
+the settings (:func:`prepared`): the job must reach every node and fails naming any it cannot (see
+unlearning.federation.server). Progress events, when the ServerApp writes them (one JSON object a line, in
 ``<artifact_root>/jobs/<job_id>/progress.jsonl``), are forwarded to the progress callback as they appear.
 
 Settings are a :class:`FlowerSettings`, passed down by the caller (``run_job(..., flower=...)``; the service
@@ -18,7 +26,9 @@ reads them from the environment instead (:meth:`FlowerSettings.from_env`):
 | ``COMMONS_FLOWER_SUPERLINK`` | ``127.0.0.1:9093`` | the SuperLink's address (host:port) for ``deployment`` |
 | ``COMMONS_FLOWER_ROOT_CERTIFICATES`` | unset | CA bundle (PEM path) to verify the SuperLink over HTTPS |
 | ``COMMONS_FLOWER_INSECURE`` | ``1`` unless root certificates are set | plain HTTP to the SuperLink |
-| ``COMMONS_FLOWER_JOB_TIMEOUT`` | ``86400`` | seconds a whole run may take before it is stopped |
+| ``COMMONS_FLOWER_JOB_TIMEOUT`` | ``2700`` | seconds a whole simulation or deployment run may take before it is stopped |
+| ``COMMONS_FLOWER_EXCHANGE_TIMEOUT`` | ``300`` | seconds one message exchange may take before its missing replies are re-sent |
+| ``COMMONS_FLOWER_NODE_TIMEOUT`` | ``120`` | seconds a job waits for a missing or failed node to (re)appear before it fails |
 | ``COMMONS_FLOWER_POLL_INTERVAL`` | ``1.0`` | seconds between two run-status polls |
 | ``COMMONS_SIMULATION_NUM_CPUS`` | min(cores, nodes) | CPUs Ray may use for ClientApp actors (one each) |
 """
@@ -53,9 +63,11 @@ class FlowerSettings:
     superlink: str = "127.0.0.1:9093"
     root_certificates: str | None = None
     insecure: bool = True
-    job_timeout_s: float = 86400.0
+    job_timeout_s: float = 2700.0
     poll_interval_s: float = 1.0
     simulation_num_cpus: int | None = None
+    exchange_timeout_s: float = 300.0
+    node_timeout_s: float = 120.0
 
     @classmethod
     def from_env(cls) -> FlowerSettings:
@@ -68,11 +80,31 @@ class FlowerSettings:
             job_timeout_s=float(os.environ.get("COMMONS_FLOWER_JOB_TIMEOUT", cls.job_timeout_s)),
             poll_interval_s=float(os.environ.get("COMMONS_FLOWER_POLL_INTERVAL", cls.poll_interval_s)),
             simulation_num_cpus=int(cpus) if cpus else None,
+            exchange_timeout_s=float(
+                os.environ.get("COMMONS_FLOWER_EXCHANGE_TIMEOUT", cls.exchange_timeout_s)
+            ),
+            node_timeout_s=float(os.environ.get("COMMONS_FLOWER_NODE_TIMEOUT", cls.node_timeout_s)),
         )
 
 
+def prepared(spec: JobSpec, settings: FlowerSettings) -> JobSpec:
+    """The spec a runtime hands to the ServerApp: the dataset's node names (from its manifest, when this
+    machine has it; run_job has checked it does) and the settings' timeouts filled in where the spec leaves
+    them open."""
+    from unlearning.federation.server import manifest_names
+
+    names = spec.node_names if spec.node_names is not None else manifest_names(spec.dataset_dir)
+    return replace(
+        spec,
+        node_names=names,
+        timeout_s=spec.timeout_s if spec.timeout_s is not None else settings.exchange_timeout_s,
+        node_timeout_s=spec.node_timeout_s if spec.node_timeout_s is not None else settings.node_timeout_s,
+    )
+
+
 def remote_spec(spec: JobSpec) -> JobSpec:
-    """The spec as a ServerApp in another process (another working directory) must see it: absolute paths."""
+    """The spec as a ServerApp in another process on this machine (another working directory) must see it:
+    absolute paths (the simulation runtime)."""
     return replace(
         spec,
         artifact_root=str(Path(spec.artifact_root).resolve()),
@@ -80,8 +112,15 @@ def remote_spec(spec: JobSpec) -> JobSpec:
     )
 
 
-def run_config_for(spec: JobSpec) -> dict[str, str]:
-    return {JOB_SPEC_KEY: spec.to_json()}
+def deployment_spec(spec: JobSpec) -> JobSpec:
+    """The spec as it travels to the SuperLink (and, in the run config, to every SuperNode): no path of this
+    machine. The ServerApp reaches the artifact store through its own configured root and each node its data
+    through its own node config; the node names tell the ServerApp which nodes it must reach."""
+    return replace(spec, artifact_root="", dataset_dir="")
+
+
+def run_config_for(spec: JobSpec, **extra: str) -> dict[str, str]:
+    return {JOB_SPEC_KEY: spec.to_json(), **extra}
 
 
 class ProgressTail:
@@ -153,6 +192,7 @@ def run_in_process(
     from unlearning.federation.apps import build_client_app, build_server_app
     from unlearning.federation.local_grid import LOCAL_RUN_ID, LocalGrid
 
+    spec = prepared(spec, settings or FlowerSettings.from_env())
     grid = LocalGrid.for_dataset(build_client_app(), Path(spec.dataset_dir))
     sink: list[JobResult] = []
     app = build_server_app(spec, progress=progress, cancel=cancel, sink=sink)
@@ -177,7 +217,7 @@ def run_in_simulation(
     from unlearning.federation.simulation import SimulationFailed, run_simulation_job
 
     settings = settings or FlowerSettings.from_env()
-    remote = remote_spec(spec)
+    remote = remote_spec(prepared(spec, settings))
     num_nodes = len(read_manifest(Path(remote.dataset_dir))["nodes"])
     out, prog = _prepare(remote)
     tail = ProgressTail(prog, progress)
@@ -189,7 +229,7 @@ def run_in_simulation(
 
     try:
         outcome = run_simulation_job(
-            run_config_for(remote),
+            run_config_for(remote, **{"dataset-dir": remote.dataset_dir}),
             num_nodes=num_nodes,
             num_cpus=settings.simulation_num_cpus,
             torch_threads=spec.num_threads,
@@ -216,7 +256,8 @@ def run_on_superlink(
     from unlearning.federation.deployment import DeploymentRunner, FederationError, RunFailed
 
     settings = settings or FlowerSettings.from_env()
-    remote = remote_spec(spec)
+    job = prepared(spec, settings)
+    remote = remote_spec(job)  # where this machine reads the result and the progress
     out, prog = _prepare(remote)
     tail = ProgressTail(prog, progress)
     is_cancelled = _cancelled(cancel)
@@ -232,7 +273,7 @@ def run_on_superlink(
             root_certificates=settings.root_certificates,
             poll_interval=settings.poll_interval_s,
         ) as runner:
-            run_id = runner.submit(run_config_for(remote))
+            run_id = runner.submit(run_config_for(deployment_spec(job)))
             state = runner.wait(run_id, timeout=settings.job_timeout_s, cancel=check_cancel)
     except RunFailed as exc:
         tail.poll()

@@ -5,6 +5,11 @@ and parses it back, calls the ClientApp with the destination node's ``Context``,
 same way, so what the apps exchange is exactly what would cross the wire. ``observer`` (if given) sees every
 message after serialisation, both directions (tests use it to check that no data set content crosses).
 
+Node failures can be staged the way a SuperLink shows them to a ServerApp: :meth:`LocalGrid.stop_node` takes a
+node off the list of connected nodes and answers every message to it with Flower's ``NODE_UNAVAILABLE`` error
+(what the SuperLink replies once a SuperNode misses its heartbeats) or, ``silent``, stays listed and answers
+nothing (a hung node, or replies lost on the way); :meth:`LocalGrid.restart_node` brings it back under a new node id, as a restarted SuperNode.
+
 Flower stamps new messages with the process-wide ``TaskIdentity`` (run id, node id); the simulation and
 deployment runtimes set it for their ServerApp process, and this grid sets the same values (a fixed run id,
 the SuperLink's node id), so several in-process jobs in threads agree on them.
@@ -18,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.common.constant import SUPERLINK_NODE_ID, ErrorCode
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
@@ -65,6 +70,8 @@ class LocalGrid(Grid):
             )
         self._replies: dict[str, Message] = {}
         self._ids = count(1)
+        self._down: dict[int, bool] = {}  # stopped node id -> silent
+        self._next_node_id = 1000 + len(self._contexts)
         claim_task_identity()
 
     @classmethod
@@ -97,7 +104,32 @@ class LocalGrid(Grid):
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
-        return list(self._contexts)
+        return [i for i in self._contexts if not (i in self._down and not self._down[i])]
+
+    def stop_node(self, node_id: int, *, silent: bool = False) -> None:
+        """The node stops answering: it is no longer listed, and a message to it gets Flower's
+        ``NODE_UNAVAILABLE`` error reply (``silent``: it stays listed, and a message to it gets no reply)."""
+        self._down[node_id] = silent
+
+    def resume_node(self, node_id: int) -> None:
+        """The stopped node answers again under its own node id (a network that came back)."""
+        self._down.pop(node_id, None)
+
+    def restart_node(self, node_id: int) -> int:
+        """The node comes back, with its node config and data, under a new node id (returned): Flower gives a
+        restarted SuperNode a new id; the old one stays unavailable."""
+        self._down[node_id] = False
+        new_id = self._next_node_id
+        self._next_node_id += 1
+        old = self._contexts[node_id]
+        self._contexts[new_id] = Context(
+            run_id=LOCAL_RUN_ID,
+            node_id=new_id,
+            node_config=dict(old.node_config),
+            state=RecordDict(),
+            run_config=dict(old.run_config),
+        )
+        return new_id
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
@@ -109,11 +141,17 @@ class LocalGrid(Grid):
             wire = _roundtrip(msg)
             if self.observer is not None:
                 self.observer("to-node", wire)
+            if dst in self._down:
+                ids.append(msg.metadata.message_id)
+                if not self._down[dst]:  # the SuperLink answers for a node that missed its heartbeats
+                    error = Error(code=ErrorCode.NODE_UNAVAILABLE, reason="Error: Node Unavailable")
+                    reply = Message(error, reply_to=wire)
+                    reply.metadata.__dict__["_message_id"] = uuid4().hex
+                    self._replies[msg.metadata.message_id] = _roundtrip(reply)
+                continue
             try:
                 reply = self.client_app(wire, self._contexts[dst])
             except Exception as exc:  # Flower turns ClientApp exceptions into error replies
-                from flwr.app import Error
-
                 reply = Message(Error(code=0, reason=f"{type(exc).__name__}: {exc}"), reply_to=wire)
             reply.metadata.__dict__["_message_id"] = uuid4().hex
             reply = _roundtrip(reply)

@@ -5,6 +5,15 @@ Halimi reference, federated evaluation) that the unlearning methods compose: it 
 :class:`unlearning.methods.blocks.FederationBlocks`, taking and returning parameters as tensors (``Params``) and
 turning them into ArrayRecords only for the messages. :func:`execute_job` runs a
 :class:`~unlearning.jobs.JobSpec` end to end and returns a :class:`~unlearning.jobs.JobResult`.
+
+Failing nodes. A job must reach every node of its dataset (``JobSpec.node_names``, by partition id; or every
+one of ``JobSpec.nodes``), never fewer. Discovery waits up to ``node_timeout_s`` for all of them to connect.
+In an exchange, a node failure that looks transient (Flower's ``NODE_UNAVAILABLE``: the SuperNode missed its
+heartbeats; a message or reply that expired; a crashed ClientApp process; no reply within ``timeout_s``) is
+re-sent with backoff (1, 2, 4 ... 15 s) to whichever connected node answers for that partition (a restarted
+SuperNode comes back under a new Flower node id) until ``node_timeout_s`` after the failure; then the job fails
+with :class:`NodeFailure` naming the partition and the node's name in the manifest. A ClientApp that raises
+fails the job at once (retrying would raise again).
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
@@ -36,7 +47,33 @@ class JobCancelled(Exception):
 
 
 class NodeFailure(RuntimeError):
-    """A node replied with an error, or not at all before the timeout."""
+    """A node replied with an error, or did not (re)appear before the node timeout."""
+
+
+TRANSIENT_ERRORS = frozenset(
+    {
+        ErrorCode.NODE_UNAVAILABLE,  # the SuperNode missed its heartbeats (died, or cut off)
+        ErrorCode.MESSAGE_UNAVAILABLE,  # the instruction expired or its node was removed
+        ErrorCode.REPLY_MESSAGE_UNAVAILABLE,  # the reply expired
+        ErrorCode.CLIENT_APP_CRASHED,  # the ClientApp process died (not an exception it raised)
+    }
+)
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 15.0
+DEFAULT_EXCHANGE_TIMEOUT_S = 300.0  # FlowerSettings' defaults, for a spec that names none
+DEFAULT_NODE_TIMEOUT_S = 120.0
+
+
+def manifest_names(dataset_dir: str) -> list[str] | None:
+    """The dataset's node names by partition id, when this machine has its manifest."""
+    from unlearning.data import read_manifest
+
+    if not dataset_dir:
+        return None
+    try:
+        return [str(n.get("node", n["path"])) for n in read_manifest(Path(dataset_dir))["nodes"]]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 @dataclass
@@ -85,10 +122,49 @@ class Federation:
         self.progress, self.cancel = progress, cancel
         self.cost = JobCost()
         self.nodes: list[NodeInfo] = []
+        self.timeout_s = spec.timeout_s if spec.timeout_s is not None else DEFAULT_EXCHANGE_TIMEOUT_S
+        self.node_timeout_s = (
+            spec.node_timeout_s if spec.node_timeout_s is not None else DEFAULT_NODE_TIMEOUT_S
+        )
+        names = spec.node_names if spec.node_names is not None else manifest_names(spec.dataset_dir)
+        self.names: dict[int, str] = dict(enumerate(names or []))
+        wanted = spec.nodes if spec.nodes is not None else (sorted(self.names) if names is not None else None)
+        self.required: list[int] | None = sorted(set(wanted)) if wanted is not None else None
 
     @property
     def seed(self) -> int:
         return self.spec.seed
+
+    def label(self, partition_id: int) -> str:
+        """How errors name a node: its partition id and its name in the dataset's manifest."""
+        name = self.names.get(partition_id)
+        return f"partition {partition_id} ({name})" if name else f"partition {partition_id}"
+
+    def _labels(self, partition_ids: Iterable[int]) -> str:
+        return ", ".join(self.label(p) for p in sorted(partition_ids))
+
+    def _check_cancel(self, where: str) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise JobCancelled(f"cancelled {where}")
+
+    def _send(self, messages: Sequence[Message]) -> dict[int, Message]:
+        """Send ``messages`` and wait up to the exchange timeout; the replies that came, by message index."""
+        replies = list(self.grid.send_and_receive(list(messages), timeout=self.timeout_s))
+        index = {m.metadata.message_id: i for i, m in enumerate(messages)}
+        out: dict[int, Message] = {}
+        for r in replies:
+            i = index.get(r.metadata.reply_to_message_id)
+            if i is not None:
+                out[i] = r
+        return out
+
+    def _sleep(self, backoff: float, deadline: float, where: str) -> float:
+        """Wait ``backoff`` (at most until ``deadline``), watching the cancel event; the next backoff."""
+        end = min(time.monotonic() + backoff, deadline)
+        while time.monotonic() < end:
+            self._check_cancel(where)
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+        return min(backoff * 2, BACKOFF_MAX_S)
 
     # ---- messages -------------------------------------------------------------------------------------
     def config(self, target: Target | None, round_: int = 0, **extra: Any) -> ConfigRecord:
@@ -97,7 +173,6 @@ class Federation:
             "model-config": self.model_config_json,
             "seed": self.spec.seed,
             "round": round_,
-            "dataset-dir": self.spec.dataset_dir,
             "target": target.to_json() if target is not None else "",
             "excluded": self.excluded_json,
         }
@@ -112,56 +187,136 @@ class Federation:
             RecordDict(records),
             dst_node_id=node.node_id,
             message_type=mtype,
+            ttl=self.timeout_s,  # a message not answered in time expires on the SuperLink (it is re-sent)
             group_id=f"{self.spec.job_id}:{phase}:{round_}",
         )
 
-    def exchange(self, phase: str, round_: int, total: int, messages: list[Message]) -> list[Message]:
-        """Send, wait for every reply, account bytes and steps, report progress. Raises JobCancelled
-        (cancel set before sending) or NodeFailure."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise JobCancelled(f"cancelled before {phase} round {round_}")
-        if not messages:
-            return []
-        t0 = time.perf_counter()
-        sent = sum(P.content_size(m) for m in messages)
-        order = {m.metadata.dst_node_id: i for i, m in enumerate(messages)}
-        replies = list(self.grid.send_and_receive(messages, timeout=self.spec.timeout_s))
-        failed = [r for r in replies if r.has_error()]
-        if failed:
-            err = failed[0].error
-            raise NodeFailure(f"node {failed[0].metadata.src_node_id} failed in {phase}: {err.reason}")
-        if len(replies) < len(messages):
-            raise NodeFailure(
-                f"{len(messages) - len(replies)} node(s) did not reply in {phase} round {round_}"
-            )
-        replies.sort(key=lambda r: order.get(r.metadata.src_node_id, 0))
+    def _account(
+        self, phase: str, round_: int, total: int, messages: int, sent: int, replies: list[Message], t0: float
+    ) -> None:
         received = sum(P.content_size(r) for r in replies)
         summary = weighted_summary(replies)
         steps = int(summary.get("steps", 0))
         self.cost.rounds.append(
-            RoundCost(phase, round_, len(messages), sent, received, time.perf_counter() - t0, steps)
+            RoundCost(phase, round_, messages, sent, received, time.perf_counter() - t0, steps)
         )
         self.cost.optimizer_steps += steps
         self.cost.node_cpu_s += summary.get("cpu-s", 0.0)
         self.cost.bytes_sent += sent + received
         if self.progress is not None:
             self.progress(ProgressEvent(self.spec.job_id, phase, round_, total, summary))
-        return replies
 
-    # ---- building blocks -----------------------------------------------------------------------------
-    def discover(self, target: Target | None) -> list[NodeInfo]:
-        ids = sorted(self.grid.get_node_ids())
-        if not ids:
-            raise NodeFailure("no nodes are connected")
+    def exchange(self, phase: str, round_: int, total: int, messages: list[Message]) -> list[Message]:
+        """Send, wait for every reply (re-sending after transient node failures, see the module docstring),
+        account bytes and steps, report progress; the replies in the order of ``messages``. Raises
+        JobCancelled (cancel set before sending, or while waiting for a node) or NodeFailure."""
+        self._check_cancel(f"before {phase} round {round_}")
+        if not messages:
+            return []
+        t0 = time.perf_counter()
+        sent = sum(P.content_size(m) for m in messages)
+        count = len(messages)
+        by_id = {n.node_id: n for n in self.nodes}
+        owners = [by_id.get(m.metadata.dst_node_id) for m in messages]
+        current = list(messages)
+        replies: dict[int, Message] = {}
+        why: dict[int, str] = {}
+        deadline: float | None = None
+        backoff = BACKOFF_FIRST_S
+        while True:
+            live = set(self.grid.get_node_ids())
+            pending = [i for i in range(len(current)) if i not in replies]
+            batch = [i for i in pending if current[i].metadata.dst_node_id in live]
+            for i in pending:
+                if i not in batch:
+                    why.setdefault(i, "not connected")  # keep Flower's reason when it gave one
+            got = self._send([current[i] for i in batch]) if batch else {}
+            for k, i in enumerate(batch):
+                reply = got.get(k)
+                if reply is None:
+                    why[i] = f"no reply within {self.timeout_s:g} s"
+                elif not reply.has_error():
+                    replies[i] = reply
+                elif reply.error.code in TRANSIENT_ERRORS:
+                    why[i] = reply.error.reason or f"error {reply.error.code}"
+                else:
+                    who = self._who(owners[i], current[i])
+                    raise NodeFailure(f"{who} failed in {phase} round {round_}: {reply.error.reason}")
+            missing = [i for i in range(len(current)) if i not in replies]
+            if not missing:
+                break
+            if deadline is None:
+                deadline = time.monotonic() + self.node_timeout_s
+                log.warning(
+                    "%s: %s did not answer in %s round %s; waiting up to %g s",
+                    self.spec.job_id,
+                    ", ".join(self._who(owners[i], current[i]) for i in missing),
+                    phase,
+                    round_,
+                    self.node_timeout_s,
+                )
+            if time.monotonic() >= deadline or any(owners[i] is None for i in missing):
+                detail = "; ".join(f"{self._who(owners[i], current[i])}: {why[i]}" for i in missing)
+                raise NodeFailure(
+                    f"{self._who_all([owners[i] for i in missing], [current[i] for i in missing])} "
+                    f"stopped answering in {phase} round {round_} and did not come back within "
+                    f"{self.node_timeout_s:g} s ({detail})"
+                )
+            backoff = self._sleep(backoff, deadline, f"while waiting for nodes in {phase} round {round_}")
+            self._rejoin([o for i in missing if (o := owners[i]) is not None])
+            for i in missing:
+                owner = owners[i]
+                assert owner is not None
+                old = current[i]
+                current[i] = Message(
+                    old.content,
+                    dst_node_id=owner.node_id,
+                    message_type=old.metadata.message_type,
+                    ttl=self.timeout_s,
+                    group_id=old.metadata.group_id,
+                )
+                sent += P.content_size(current[i])
+                count += 1
+        ordered = [replies[i] for i in range(len(current))]
+        self._account(phase, round_, total, count, sent, ordered, t0)
+        return ordered
+
+    def _who(self, owner: NodeInfo | None, message: Message) -> str:
+        if owner is None:
+            return f"Flower node {message.metadata.dst_node_id}"
+        return self.label(owner.partition_id)
+
+    def _who_all(self, owners: Sequence[NodeInfo | None], messages: Sequence[Message]) -> str:
+        return ", ".join(self._who(o, m) for o, m in zip(owners, messages, strict=True))
+
+    def _ask_info(
+        self, node_ids: Sequence[int], target: Target | None
+    ) -> tuple[list[NodeInfo], int, int, int]:
+        """``query.info`` to ``node_ids``: the nodes that answered, and the messages, bytes sent and bytes
+        received. Transient failures are left out (the caller asks again); a ClientApp error raises."""
         cfg = self.config(target)
-        msgs = [self.message(NodeInfo(i, -1, 0, 0, 0, 0), P.INFO, "info", 0, {P.CONFIG: cfg}) for i in ids]
-        replies = self.exchange("info", 1, 1, msgs)
-        nodes = []
-        for r in replies:
+        msgs = [
+            self.message(NodeInfo(i, -1, 0, 0, 0, 0), P.INFO, "info", 0, {P.CONFIG: cfg}) for i in node_ids
+        ]
+        sent = sum(P.content_size(m) for m in msgs)
+        got = self._send(msgs)
+        infos: list[NodeInfo] = []
+        received = 0
+        for k, node_id in enumerate(node_ids):
+            r = got.get(k)
+            if r is None:
+                continue
+            received += P.content_size(r)
+            if r.has_error():
+                if r.error.code in TRANSIENT_ERRORS:
+                    continue
+                raise NodeFailure(
+                    f"a node (Flower node {node_id}) failed in info, before naming its partition: {r.error.reason}"
+                )
             m = P.metrics_of(r)
-            nodes.append(
+            infos.append(
                 NodeInfo(
-                    node_id=r.metadata.src_node_id,
+                    node_id=node_id,
                     partition_id=int(m["partition-id"]),
                     n_train=int(m["num-train"]),
                     n_retain=int(m["num-retain"]),
@@ -169,11 +324,85 @@ class Federation:
                     n_validation=int(m["num-validation"]),
                 )
             )
-        nodes.sort(key=lambda n: n.partition_id)
-        if self.spec.nodes is not None:
-            wanted = set(self.spec.nodes)
+        return infos, len(msgs), sent, received
+
+    def _rejoin(self, nodes: Sequence[NodeInfo]) -> None:
+        """Point each of ``nodes`` that is no longer connected at the connected node that now answers for its
+        partition (a restarted SuperNode has a new node id), if one does."""
+        live = set(self.grid.get_node_ids())
+        gone = {n.partition_id: n for n in nodes if n.node_id not in live}
+        known = {n.node_id for n in self.nodes}
+        new = sorted(live - known)
+        if not gone or not new:
+            return
+        infos, _, _, _ = self._ask_info(new, None)
+        for info in infos:
+            node = gone.get(info.partition_id)
+            if node is None:
+                continue
+            if (info.n_train, info.n_validation) != (node.n_train, node.n_validation):
+                raise NodeFailure(
+                    f"{self.label(node.partition_id)} came back with other data "
+                    f"({info.n_train} training examples, was {node.n_train})"
+                )
+            log.warning(
+                "%s: %s is back as Flower node %s",
+                self.spec.job_id,
+                self.label(node.partition_id),
+                info.node_id,
+            )
+            node.node_id = info.node_id
+
+    # ---- building blocks -----------------------------------------------------------------------------
+    def discover(self, target: Target | None) -> list[NodeInfo]:
+        """Ask every connected node which partition it holds, until every required node has answered (see
+        the module docstring); waits up to ``node_timeout_s``, then fails naming the missing nodes."""
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + self.node_timeout_s
+        backoff = BACKOFF_FIRST_S
+        found: dict[int, NodeInfo] = {}
+        answered: set[int] = set()
+        messages = sent = received = 0
+        while True:
+            self._check_cancel("while discovering nodes")
+            new = sorted(set(self.grid.get_node_ids()) - answered)
+            if new:
+                infos, n, s_, r_ = self._ask_info(new, target)
+                messages, sent, received = messages + n, sent + s_, received + r_
+                claimed: dict[int, int] = {}
+                for info in infos:
+                    answered.add(info.node_id)
+                    if info.partition_id in claimed:
+                        raise NodeFailure(
+                            f"Flower nodes {claimed[info.partition_id]} and {info.node_id} both claim "
+                            f"{self.label(info.partition_id)}"
+                        )
+                    claimed[info.partition_id] = info.node_id
+                    found[info.partition_id] = info  # a later answer replaces an earlier one (a restart)
+            if self.required is None:
+                if found:
+                    break
+            elif not set(self.required) - set(found):
+                break
+            if time.monotonic() >= deadline:
+                if self.required is None:
+                    raise NodeFailure(f"no node answered within {self.node_timeout_s:g} s")
+                missing = set(self.required) - set(found)
+                joined = set(self.required) & set(found)
+                raise NodeFailure(
+                    f"{self._labels(missing)} did not join the job within {self.node_timeout_s:g} s "
+                    f"(joined: {self._labels(joined) or 'none'})"
+                )
+            backoff = self._sleep(backoff, deadline, "while discovering nodes")
+        nodes = sorted(found.values(), key=lambda n: n.partition_id)
+        if self.required is not None:
+            wanted = set(self.required)
             nodes = [n for n in nodes if n.partition_id in wanted]
         self.nodes = nodes
+        self.cost.rounds.append(RoundCost("info", 1, messages, sent, received, time.perf_counter() - t0, 0))
+        self.cost.bytes_sent += sent + received
+        if self.progress is not None:
+            self.progress(ProgressEvent(self.spec.job_id, "info", 1, 1, {"nodes": float(len(nodes))}))
         return nodes
 
     def fedavg(
