@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from calibrate import DIGITS_DATA, DIGITS_TRAIN, LM_DATA, LM_TRAIN  # bench/calibrate.py
+from results import replace_section  # bench/results.py
 from verification import _job  # bench/verification.py
 
 from unlearning import Target, init_dataset, init_model
@@ -152,8 +153,6 @@ def tables(results: dict[str, Any]) -> list[str]:
 
 
 def write_results(results: dict[str, Any], command: str) -> None:
-    path = Path(__file__).with_name("RESULTS.md")
-    text = path.read_text()
     body = [
         "## Per-example attacks and recovery",
         "",
@@ -168,13 +167,7 @@ def write_results(results: dict[str, Any], command: str) -> None:
         *tables(results),
         "",
     ]
-    start = text.find("## Per-example attacks and recovery")
-    if start < 0:
-        text = text.rstrip() + "\n\n" + "\n".join(body)
-    else:
-        end = text.find("\n## ", start + 5)
-        text = text[:start] + "\n".join(body) + (text[end:] if end >= 0 else "")
-    path.write_text(text)
+    replace_section(body)
 
 
 def run_attacks(args: argparse.Namespace, command: str) -> None:

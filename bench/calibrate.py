@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from results import replace_section  # bench/results.py
 from verification import _job  # bench/verification.py
 
 from unlearning import Target, init_dataset, init_model
@@ -267,8 +268,6 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
 
 def write_results(results: dict[str, Any], args: argparse.Namespace, command: str) -> None:
-    path = Path(__file__).with_name("RESULTS.md")
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     policies = [
         f"- {kind}: {_policy([t.to_dict() for t in default_acceptance_tests(kind)])}" for kind in OLD_DEFAULTS
     ]
@@ -288,13 +287,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace, command: st
         *tables(results, args),
         "",
     ]
-    start = text.find("## Default policies")
-    if start < 0:
-        text = text.rstrip() + "\n\n" + "\n".join(body)
-    else:
-        end = text.find("\n## ", start + 5)
-        text = text[:start] + "\n".join(body) + (text[end:] if end >= 0 else "")
-    path.write_text(text)
+    replace_section(body)
 
 
 def run_calibration(args: argparse.Namespace, command: str) -> None:

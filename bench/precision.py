@@ -24,6 +24,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from results import replace_section  # bench/results.py
 
 from unlearning import local
 from unlearning.data import load_node_data
@@ -99,16 +100,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        path = Path(__file__).with_name("RESULTS.md")
-        text = path.read_text()
-        start = text.find("## Precision")
-        section = "\n".join(lines)
-        if start < 0:
-            text = text.rstrip() + "\n\n" + section
-        else:
-            end = text.find("\n## ", start + 5)
-            text = text[:start] + section + (text[end:] if end >= 0 else "\n")
-        path.write_text(text)
+        replace_section(lines)
 
 
 if __name__ == "__main__":

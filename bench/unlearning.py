@@ -28,6 +28,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from results import current_section, replace_section  # bench/results.py
 
 from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
 from unlearning.data import load_heldout, load_node_data, read_manifest
@@ -319,8 +320,6 @@ NOTES = "<!-- notes: kept when the tables are regenerated -->"
 
 
 def write_results(results: dict[str, Any]) -> None:
-    path = Path(__file__).with_name("RESULTS.md")
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
     body = [
         "## Unlearning",
         "",
@@ -329,16 +328,9 @@ def write_results(results: dict[str, Any]) -> None:
     ]
     for name, res in results.items():
         body += [f"### {name} (training {res['train_s']:.0f} s)", "", table(res), ""]
-    start = text.find("## Unlearning")
-    end = text.find("\n## ", start + 5) if start >= 0 else -1
-    old = text[start : end if end >= 0 else len(text)] if start >= 0 else ""
+    old = current_section("Unlearning")
     notes = old[old.find(NOTES) :].rstrip() if NOTES in old else NOTES + "\n\n(Write the analysis here.)"
-    section = "\n".join(body) + "\n" + notes + "\n"
-    if start < 0:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    path.write_text(text)
+    replace_section([*body, notes])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from results import replace_section  # bench/results.py
 
 from unlearning import JobResult, JobSpec, Target, init_dataset, init_model, run_job
 from unlearning.verification import VerifySpec, verify
@@ -171,8 +172,6 @@ def tables(results: dict[str, Any]) -> list[str]:
 
 
 def write_results(results: dict[str, Any], command: str) -> None:
-    path = Path(__file__).with_name("RESULTS.md")
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = [
         "## Verification",
         "",
@@ -183,13 +182,7 @@ def write_results(results: dict[str, Any], command: str) -> None:
         *tables(results),
         "",
     ]
-    start = text.find("## Verification")
-    if start < 0:
-        text = text.rstrip() + "\n\n" + "\n".join(body)
-    else:
-        end = text.find("\n## ", start + 5)
-        text = text[:start] + "\n".join(body) + (text[end:] if end >= 0 else "")
-    path.write_text(text)
+    replace_section(body)
 
 
 def main() -> None:
