@@ -5,7 +5,8 @@ Every change goes the same way, inside one transaction: :func:`load_proposal` (l
 updates, the electorate freeze, a granted role, the data source's consent, the events in the history and the
 audit log, the webhooks, and on approval the unlearning job). The use cases call :func:`act` (a person's
 action, in its own transaction), :func:`advance` (the job worker and the registry, in theirs) or
-:func:`sweep` (deadlines, from the background sweeper and the worker). Nothing else sets ``Proposal.state``.
+:func:`sweep` (deadlines, from the background sweeper, governance/jobs/sweeper.py). Nothing else sets
+``Proposal.state``.
 
 Imports only downwards (domain, db, audit, events, job_queue); proposals, votes, jobs, registry and gate
 import this module, never each other in a circle.
@@ -399,7 +400,7 @@ OPEN_STATES = (S.SUBMITTED, S.TRIAGE, S.VOTING, S.COUNCIL_REVIEW, S.APPEAL_WINDO
 
 def sweep(ctx: Ctx, proposal_id: int | None = None) -> list[tuple[int, str]]:
     """Take every action a passed deadline makes due (close votes, appeal windows, expire). Idempotent.
-    Run by the background sweeper and by the job worker; never by a read."""
+    Run by the background sweeper (governance/jobs/sweeper.py); never by a read."""
     now = ctx.clock.now()
     with read_session(ctx.engine) as s:
         q = select(Proposal).where(col(Proposal.state).in_([st.value for st in OPEN_STATES]))

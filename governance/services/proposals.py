@@ -3,7 +3,7 @@
 Every action goes through :func:`governance.services.lifecycle.act`, which locks the proposal, lets
 ``governance.domain.review.decide`` rule and writes the decision, its events and its audit entries in one
 transaction; a use case only adds its own rows (the triage decision, the council decision, the appeal).
-Reads never write: deadlines are swept by the background sweeper and the job worker, not by a GET.
+Reads never write: deadlines are swept by the background sweeper (governance/jobs/sweeper.py), not by a GET.
 """
 
 from __future__ import annotations
