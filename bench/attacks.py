@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibrate import DIGITS_DATA, DIGITS_TRAIN, LM_DATA, LM_TRAIN  # bench/calibrate.py
+from calibrate import train_original  # bench/calibrate.py
 from results import replace_section  # bench/results.py
 from verification import _job  # bench/verification.py
 
-from unlearning import Target, init_dataset, init_model
+from unlearning import Target
 from unlearning.verification import VerifySpec, verify
 
 METRICS = [
@@ -50,15 +50,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        if task == "lm":
-            init_dataset("community-lm", work / "data", **LM_DATA)
-            v0 = init_model(work / "art", "community-lm", size="small", seed=0)
-            train = LM_TRAIN
-        else:
-            init_dataset("digits", work / "data", **DIGITS_DATA)
-            v0 = init_model(work / "art", "digits", seed=0)
-            train = DIGITS_TRAIN
-        original = str(_job(work, v0.version, "train", kind="train", **train).model_version)
+        original = train_original(task, work)
         out: dict[str, Any] = {"train_s": time.perf_counter() - t0, "targets": {}}
         for kind, target in _targets(task).items():
             unl = _job(work, original, f"unlearn-{kind}", kind="unlearn", target=target)

@@ -123,20 +123,24 @@ def _false_fail(exposures: list[float], n: int, candidates: int) -> dict[str, fl
     return {"groups": len(groups), "old": old, "new": new, "single_over_3": single}
 
 
+def train_original(task: str, work: Path) -> str:
+    """The task's dataset in ``work/data`` and its federatedly trained original model (the version id)."""
+    if task == "lm":
+        init_dataset("community-lm", work / "data", **LM_DATA)
+        v0 = init_model(work / "art", "community-lm", size="small", seed=0)
+        train = LM_TRAIN
+    else:
+        init_dataset("digits", work / "data", **DIGITS_DATA)
+        v0 = init_model(work / "art", "digits", seed=0)
+        train = DIGITS_TRAIN
+    return str(_job(work, v0.version, "train", kind="train", **train).model_version)
+
+
 def calibrate_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        if task == "lm":
-            init_dataset("community-lm", work / "data", **LM_DATA)
-            v0 = init_model(work / "art", "community-lm", size="small", seed=0)
-            train = LM_TRAIN
-        else:
-            init_dataset("digits", work / "data", **DIGITS_DATA)
-            v0 = init_model(work / "art", "digits", seed=0)
-            train = DIGITS_TRAIN
-        trained = _job(work, v0.version, "train", kind="train", **train)
-        original = str(trained.model_version)
+        original = train_original(task, work)
         out: dict[str, Any] = {"train_s": time.perf_counter() - t0, "targets": {}}
         for kind, target in _targets(task, work).items():
             retrained = [
