@@ -156,8 +156,30 @@ def busy_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
-def http_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+def wants_html(request: Request[Any, Any, Any]) -> bool:
+    """A browser asking for a page outside the API (e.g. ``/proposals/abc``, which matches no route, so the UI
+    router's HTML error pages never see it)."""
+    path = request.url.path
+    if path.startswith(("/api/", "/schema", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     assert isinstance(exc, HTTPException)
+    if wants_html(request):
+        from governance.web.ui.render import ui_http_error  # the UI imports this module: import when needed
+        from governance.web.ui.security import CONTENT_SECURITY_POLICY
+
+        response = ui_http_error(request, exc)
+        response.headers.update(
+            {
+                "content-security-policy": CONTENT_SECURITY_POLICY,
+                "x-frame-options": "DENY",
+                "x-content-type-options": "nosniff",
+            }
+        )
+        return response
     if exc.status_code >= 500:
         return unexpected_error_handler(request, exc)
     extra = getattr(exc, "extra", None)

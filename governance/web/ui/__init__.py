@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Router
+from litestar import Router, get
 from litestar.di import Provide
+from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from governance.web.ui.account import AccountPages
@@ -38,10 +39,16 @@ PAGES: list[Any] = [
 ]
 
 
+@get("/favicon.ico", sync_to_thread=False)
+def favicon() -> Redirect:
+    """Browsers ask for /favicon.ico before they read the page's icon link."""
+    return Redirect("/static/favicon.svg", status_code=301)
+
+
 def ui_router() -> Router:
     return Router(
         path="/",
-        route_handlers=PAGES,
+        route_handlers=[*PAGES, favicon],
         middleware=[security_headers_middleware, session_middleware],
         before_request=csrf_guard,
         dependencies={"form": Provide(provide_form)},
