@@ -922,3 +922,81 @@ for _method in (
     ),
 ):
     register_method_spec(_method)
+
+# ---- contribution: each node's share of a training job's quality (unlearning/contribution.py) -----------
+
+CONTRIBUTION_FORMAT = 1  # the format of a training job's ``contribution`` section (JobResult.contribution)
+CONTRIBUTION_METHODS = {
+    "gtg-shapley": (
+        "GTG-Shapley (Liu et al. 2022): per FedAvg round, Monte-Carlo Shapley values of the nodes' updates, "
+        "with between-round and within-round truncation and guided permutations; every utility is a "
+        "federated evaluation of a model built from a subset of the round's updates on the nodes' own "
+        "validation data; a node's score is the sum over rounds"
+    ),
+    "none": "no contribution measured",
+}
+CONTRIBUTION_UTILITIES = ("auto", "accuracy", "loss")
+
+
+@dataclass
+class ContributionSettings:
+    """How a training job measures each node's contribution (``JobSpec.contribution``)."""
+
+    method: str = setting("gtg-shapley", choices=tuple(CONTRIBUTION_METHODS), help="the method, or none")
+    utility: str = setting(
+        "auto",
+        choices=CONTRIBUTION_UTILITIES,
+        help="the quality a score is a share of: validation accuracy, or loss (minus the mean validation "
+        "loss); auto: accuracy for classifiers, loss for language models",
+    )
+    round_epsilon: float = setting(
+        1e-3, ge=0.0, le=1.0, help="between-round truncation: a round that moved the utility less is skipped"
+    )
+    within_epsilon: float = setting(
+        1e-3, ge=0.0, le=1.0, help="within-round truncation: a permutation stops once this close to U(all)"
+    )
+    max_permutations: int = setting(
+        0, ge=0, le=1000, help="per round at most (0: 4 sweeps of one permutation led by each node)"
+    )
+    tolerance: float = setting(
+        0.05, gt=0.0, le=1.0, help="convergence: stop when a sweep moves the scores less than this share"
+    )
+    seed: int = setting(0, ge=0, le=2**31 - 1, help="seed of the permutations")
+
+
+def parse_contribution_settings(settings: Mapping[str, Any] | None = None) -> ContributionSettings:
+    """The settings object from plain data; unknown keys, wrong types and values out of bounds raise
+    :class:`ContractError` (``field="contribution"``)."""
+    settings = {} if settings is None else settings
+    if not isinstance(settings, Mapping):
+        raise ContractError("contribution must be an object", "contribution")
+    fields = {f.name: f for f in dataclasses.fields(ContributionSettings)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise ContractError(
+            f"unknown contribution setting(s): {', '.join(map(str, unknown))}; known: {', '.join(sorted(fields))}",
+            "contribution",
+        )
+    hints = typing.get_type_hints(ContributionSettings)
+    for key, value in settings.items():
+        try:
+            _check_setting("contribution", fields[key], hints[key], value)
+        except ContractError as exc:
+            raise ContractError(str(exc), "contribution") from None
+    return ContributionSettings(**settings)
+
+
+# the open-data export of contributions: one row per (model version, node); the CSV's columns in this order
+CONTRIBUTION_COLUMNS = (
+    "model_version",  # the version the training job produced
+    "job_id",  # the job that trained it
+    "method",  # gtg-shapley
+    "utility",  # accuracy | loss: what the scores are shares of
+    "partition",  # the node's partition id in the dataset
+    "node",  # the node's name in the dataset's manifest
+    "sources",  # the data sources the node trained on, space-separated federation names (node-K/<name>)
+    "score",  # the node's contribution: the sum over rounds of its per-round Shapley value (utility units)
+    "share",  # score / total_improvement (empty when the model did not improve)
+    "rounds",  # rounds the node took part in
+    "total_improvement",  # U(final) - U(initial) of the job
+)
