@@ -21,6 +21,12 @@ from unlearning.artifacts import (
     ArtifactStore,
     ModelVersion,
 )
+from unlearning.evaluation import (
+    EvaluationSpec,
+    ProbeSpecError,
+    check_probe_spec,
+    failing_probes,
+)
 from unlearning.federation.flower_runtimes import FlowerSettings
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback, ProgressEvent
 from unlearning.verification.spec import (
@@ -37,16 +43,21 @@ __all__ = [
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFound",
+    "EvaluationSpec",
     "FlowerSettings",
     "JobResult",
     "JobSpec",
     "JobSpecError",
     "ModelVersion",
+    "ProbeSpecError",
     "ProgressEvent",
     "RegressionCheck",
     "VerificationReport",
     "VerifySpec",
+    "check_probe_spec",
     "discard_job_versions",
+    "evaluate_candidate",
+    "failing_probes",
     "init_dataset",
     "init_model",
     "render_report_html",
@@ -160,6 +171,15 @@ def verify(spec: VerifySpec, progress: VerifyProgressCallback | None = None) -> 
     from unlearning.verification import verify as _verify
 
     return _verify(spec, progress)
+
+
+def evaluate_candidate(spec: EvaluationSpec) -> dict[str, Any]:
+    """Community evaluation of a candidate version (see :mod:`unlearning.evaluation`): the nodes evaluate it
+    and the released version on their local validation data, per node and per group (only counts and sums
+    come back), and the members' accepted probes run on it; plain JSON-able data."""
+    from unlearning.evaluation import evaluate_candidate as _evaluate
+
+    return _evaluate(spec)
 
 
 def render_report_html(report: VerificationReport | dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from torch import Tensor
@@ -109,6 +109,14 @@ def build_client_app() -> ClientApp:
         models, metrics = node.relearn(P.config_of(msg), _node_config(context), P.models_of(msg))
         records: dict[str, Any] = {P.MODEL_PREFIX + k: P.to_record(v) for k, v in models.items()}
         return Message(RecordDict({**records, P.METRICS: P.metric_record(metrics)}), reply_to=msg)
+
+    @app.query("groups")
+    def groups(msg: Message, context: Context) -> Message:
+        from unlearning.evaluation import node_groups
+
+        metrics, names = node_groups(P.config_of(msg), _node_config(context), P.models_of(msg))
+        named = ConfigRecord({"groups": json.dumps(names)})
+        return Message(RecordDict({P.METRICS: P.metric_record(metrics), P.CONFIG: named}), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

@@ -36,6 +36,8 @@ EVALUATE = "evaluate"
 PROBE = "query.probe"
 SCORE = "query.score"
 RELEARN = "query.relearn"
+# community evaluation: per-group validation figures of each model (unlearning.evaluation.node_groups)
+GROUPS = "query.groups"
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 ANCHOR, FISHER_ARRAYS, BALL_CENTER = "anchor", "fisher", "ball-center"

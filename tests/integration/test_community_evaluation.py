@@ -1,0 +1,196 @@
+"""Community evaluation of a candidate (unlearning.evaluation): the nodes' A/B comparison against the released
+version per node and per group, and the members' probes. The groups come from the nodes' local validation
+data (digits: the class); a candidate trained without one class must show that class as the worst group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearning.api import EvaluationSpec, JobSpec, evaluate_candidate, init_dataset, init_model, run_job
+from unlearning.artifacts import ArtifactStore
+from unlearning.contract import Target
+from unlearning.evaluation import ProbeSpecError, _greedy, check_probe_spec, collate
+
+
+@dataclass
+class Digits:
+    art: Path
+    data: Path
+    released: str
+    without3: str  # the same lineage retrained without any class-3 example
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    base = tmp_path_factory.mktemp("evaluation-digits")
+    init_dataset("digits", base / "data", nodes=3, seed=0)
+    v0 = init_model(base / "art", "digits", size="tiny", seed=0)
+    common = {"artifact_root": str(base / "art"), "dataset_dir": str(base / "data")}
+    trained = run_job(JobSpec(kind="train", job_id="t", base_version=v0.version, rounds=4, **common))
+    assert trained.status == "succeeded" and trained.model_version, trained.error
+    retrained = run_job(
+        JobSpec(
+            kind="unlearn",
+            job_id="r",
+            base_version=trained.model_version,
+            method="retrain",
+            target=Target(kind="category", value="3"),
+            **common,
+        )
+    )
+    assert retrained.status == "succeeded" and retrained.model_version, retrained.error
+    return Digits(base / "art", base / "data", trained.model_version, retrained.model_version)
+
+
+def test_a_candidate_that_lost_one_class_shows_it_as_the_worst_group_with_the_disparity(
+    digits: Digits,
+) -> None:
+    ev = evaluate_candidate(
+        EvaluationSpec(
+            artifact_root=str(digits.art),
+            dataset_dir=str(digits.data),
+            candidate_version=digits.without3,
+            released_version=digits.released,
+        )
+    )
+    groups = {g["group"]: g for g in ev["groups"]}
+    assert sorted(groups) == [str(c) for c in range(10)]
+    # the class the candidate never saw: accuracy 0, the largest drop, the lowest group of the candidate
+    assert groups["3"]["candidate"]["accuracy"] == 0.0 and groups["3"]["released"]["accuracy"] > 0.4
+    assert ev["worst_group"]["group"] == "3"
+    assert ev["worst_group"]["change"] == pytest.approx(-groups["3"]["released"]["accuracy"])
+    others = [g["change"] for k, g in groups.items() if k != "3"]
+    assert min(others) > ev["worst_group"]["change"]
+    d = ev["disparity"]
+    best = max(g["candidate"]["accuracy"] for g in groups.values())
+    assert d["candidate"]["lowest"] == "3" and d["candidate"]["gap"] == pytest.approx(best)
+    assert d["change"] == pytest.approx(d["candidate"]["gap"] - d["released"]["gap"]) and d["change"] > 0.2
+    # the figures are the nodes' validation data, collated exactly: per node and global add up
+    assert [n["node"] for n in ev["nodes"]] == ["node-0", "node-1", "node-2"]
+    assert sum(n["n"] for n in ev["nodes"]) == ev["global"]["n"] == sum(g["n"] for g in groups.values())
+    correct = sum(n["candidate"]["accuracy"] * n["n"] for n in ev["nodes"])
+    assert ev["global"]["candidate"]["accuracy"] == pytest.approx(correct / ev["global"]["n"])
+    assert ev["global"]["change"] < 0
+    assert ev["worst_node"]["change"] == min(n["change"] for n in ev["nodes"])
+    assert ev["computed_at"] == ["nodes: node-0, node-1, node-2"]
+
+
+def test_the_released_version_against_itself_and_without_a_released_version(digits: Digits) -> None:
+    spec = EvaluationSpec(str(digits.art), str(digits.data), digits.without3, released_version=None)
+    ev = evaluate_candidate(spec)
+    assert ev["released"] is None and ev["global"]["change"] is None
+    # without a released version the worst group is the one with the lowest accuracy
+    assert ev["worst_group"]["group"] == "3" and ev["worst_group"]["by"].startswith("lowest accuracy")
+    assert ev["disparity"].get("released") is None
+
+
+def test_collate_groups_by_name_across_nodes_and_a_list_field_counts_in_each_group() -> None:
+    m0 = {
+        "candidate/all/n": 3.0, "candidate/all/loss": 3.0, "candidate/all/correct": 2.0,
+        "candidate/g0/n": 2.0, "candidate/g0/loss": 2.0, "candidate/g0/correct": 2.0,
+        "candidate/g1/n": 2.0, "candidate/g1/loss": 1.0, "candidate/g1/correct": 0.0,
+    }  # fmt: skip
+    m1 = {
+        "candidate/all/n": 1.0, "candidate/all/loss": 1.0, "candidate/all/correct": 1.0,
+        "candidate/g0/n": 1.0, "candidate/g0/loss": 1.0, "candidate/g0/correct": 1.0,
+    }  # fmt: skip
+    out = collate({"node-0": (m0, ["a", "b"]), "node-1": (m1, ["b"])}, ["candidate"])
+    groups = {g["group"]: g for g in out["groups"]}
+    assert groups["a"]["candidate"]["accuracy"] == 1.0
+    assert groups["b"]["candidate"] == {
+        "n": 3,
+        "accuracy": pytest.approx(1 / 3),
+        "loss": pytest.approx(2 / 3),
+    }
+    assert groups["b"]["nodes"] == ["node-0", "node-1"]
+    assert out["global"]["candidate"]["accuracy"] == 0.75
+    assert out["disparity"]["candidate"] == {"gap": pytest.approx(2 / 3), "highest": "a", "lowest": "b"}
+    assert out["worst_group"]["group"] == "b"
+
+
+@pytest.fixture(scope="module")
+def talking_lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A tiny LM fitted to one sentence: it completes 'The access code is ' with the code; its greedy
+    completion (what it produces) is returned."""
+    root = tmp_path_factory.mktemp("evaluation-lm")
+    v = init_model(root, "community-lm", size="tiny", seed=0)
+    store = ArtifactStore(root)
+    task_version = store.get(v.version)
+    from unlearning.tasks import make_task
+
+    task = make_task(task_version.task, task_version.model_config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = task_version.load_into(task.build_model(0))
+        batch = task.to_batch([{"text": "The access code is 424242."}])
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(30):
+            loss = task.per_example_loss(model, batch).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        produced = _greedy(model, task, "The access code is ", 8)
+    finally:
+        torch.set_num_threads(threads)
+    fitted = store.put(
+        model=model,
+        task=task_version.task,
+        model_config=task_version.stored_model_config,
+        seed=0,
+        parent=v.version,
+        job_id="fit",
+        tokenizer=getattr(task, "tokenizer", None),
+        training={"kind": "train", "rounds": 1, "excluded": []},
+    )
+    return root, fitted.version, produced
+
+
+def test_probes_fail_on_a_forbidden_completion_the_model_produces_and_pass_otherwise(
+    talking_lm: tuple[Path, str, str],
+) -> None:
+    root, version, produced = talking_lm
+    assert produced.strip()[:4].isdigit(), produced  # the fitted model says its code
+    leak = produced.strip()[:4]
+    probes = [
+        {"id": 1, "title": "no codes", "spec": check_probe_spec(
+            {"kind": "forbidden", "prompts": [{"prompt": "The access code is ", "forbidden": [leak]}]})},
+        {"id": 2, "title": "other", "spec": check_probe_spec(
+            {"kind": "forbidden", "prompts": [{"prompt": "The access code is ", "forbidden": ["zebra"]}]})},
+        {"id": 3, "title": "pairs", "spec": check_probe_spec({"kind": "paired", "threshold": 100, "pairs": [
+            {"a": "The man said", "b": "The woman said", "completion": " hello"}]})},
+        {"id": 4, "title": "tight pairs", "spec": check_probe_spec({"kind": "paired", "threshold": 0, "pairs": [
+            {"a": "The access code is ", "b": "The weather is ", "completion": "424242."}]})},
+    ]  # fmt: skip
+    ev = evaluate_candidate(EvaluationSpec(str(root), "", version, probes=probes))
+    status = {p["id"]: p["status"] for p in ev["probes"]}
+    assert status == {1: "fail", 2: "pass", 3: "pass", 4: "fail"}
+    one = ev["probes"][0]
+    assert one["failures"][0]["forbidden"] == [leak] and leak in one["failures"][0]["completion"]
+    assert ev["probes"][3]["failures"][0]["gap"] > 0 and "groups_not_run" in ev
+
+
+def test_probes_do_not_apply_to_a_classifier_and_bad_specs_are_refused(digits: Digits) -> None:
+    spec = check_probe_spec({"kind": "forbidden", "prompts": [{"prompt": "x", "forbidden": "y"}]})
+    ev = evaluate_candidate(
+        EvaluationSpec(str(digits.art), "", digits.released, probes=[{"id": 9, "title": "t", "spec": spec}])
+    )
+    assert ev["probes"][0]["status"] == "not_applicable"
+    for bad in (
+        None,
+        {"kind": "nope"},
+        {"kind": "forbidden", "prompts": []},
+        {"kind": "forbidden", "prompts": [{"prompt": "", "forbidden": ["a"]}]},
+        {"kind": "forbidden", "prompts": [{"prompt": "a", "forbidden": []}]},
+        {"kind": "forbidden", "prompts": [{"prompt": "a", "forbidden": ["b"]}], "max_new_tokens": 0},
+        {"kind": "paired", "pairs": [{"a": "x", "b": "x"}], "threshold": 1},
+        {"kind": "paired", "pairs": [{"a": "x", "b": "y"}], "threshold": -1},
+        {"kind": "paired", "pairs": [{"a": "x", "b": "y"}]},
+    ):
+        with pytest.raises(ProbeSpecError):
+            check_probe_spec(bad)
