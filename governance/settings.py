@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="The federation's dataset for in-process and simulation runs (manifest.json + one "
         "directory per node); default data_dir/dataset.",
     )
+    evaluation_group_by: str = Field(
+        "category",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="The record field whose values are the groups of the community evaluation of every "
+        "candidate (category, kind, topic, tags, ...; a list-valued field puts a record in each of its groups).",
+    )
     base_model_version: str | None = Field(
         None,
         description="The model version unlearning jobs start from when no version has been released yet.",

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 import governance.audit.models
 import governance.db.comments
+import governance.db.evaluation
 import governance.db.models
 import governance.db.registry
 from governance.db.base import metadata
@@ -18,6 +19,7 @@ from governance.db.engine import make_engine
 _TABLE_MODULES = (
     governance.audit.models,
     governance.db.comments,
+    governance.db.evaluation,
     governance.db.models,
     governance.db.registry,
 )

@@ -10,8 +10,8 @@ The gate (:func:`decide_verdict`) answers allow / deny / pending from facts the 
   (re-checked at every verdict); its report is not signed by the service's verifier; a proposal approved to
   forget something that the version's lineage still contains has no verified unlearning the version descends
   from ("obligations follow the data"); an acceptance test failed or could not be measured; a regression check
-  failed (naming the earlier proposal); the verification failed; or the proposal it serves is no longer on its
-  way to release;
+  failed (naming the earlier proposal); a member's accepted evaluation probe failed on it (naming the probe);
+  the verification failed; or the proposal it serves is no longer on its way to release;
 - pending: no verification report yet for this exact model (content hash) and policy, the proposal it serves
   has not finished verification, or a regression check of an earlier released unlearning is missing;
 - allow: the bytes are in the store and a report signed by the service's verifier passed every acceptance
@@ -101,6 +101,8 @@ class ReportFacts:
     summary: str = ""
     trusted: bool = True  # signed by the service's verifier key and unaltered (re-checked at verdict time)
     trust_problem: str = ""
+    # the community evaluation's probe outcomes ({"id", "title", "status", "reason"}): fail / error block
+    probes: Sequence[dict[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,12 @@ def _decide(v: VersionFacts, report: ReportFacts | None) -> tuple[Verdict, list[
             reasons += [
                 f"regression: {o.label} no longer holds: {f}" for f in _failing(r.get("tests", []))
             ] or [f"regression: {o.label} no longer holds"]
+    for p in report.probes:  # members' accepted probes block like a failed regression check
+        if p.get("status") in ("fail", "error"):
+            deny = True
+            reasons.append(
+                f"community probe {p.get('id')} ({p.get('title', '')}): {p.get('status')}: {p.get('reason', '')}"
+            )
     if v.proposal_id is None and not report.passed:
         deny = True
         reasons.append(f"the verification of {v.version} failed: {report.summary}")

@@ -32,6 +32,7 @@ from typing import Any
 
 from governance.audit.keys import verifier_signing_key
 from governance.audit.report_signature import sign_report
+from governance.jobs import evaluation
 from governance.services import jobs, registry
 from governance.services.context import Ctx
 from governance.settings import Settings
@@ -389,6 +390,10 @@ class Worker:
             live.progress = p
 
         report, passed = self.verifier(self.ctx, claim, result, on_verify)
+        # every candidate: the nodes' A/B evaluation against the released version, and the accepted probes
+        report, passed = evaluation.with_evaluation(
+            report, passed, evaluation.evaluate(self.ctx, result, on_verify)
+        )
         if live.lease_lost:
             return
         report = sign_verification(self.ctx, report)

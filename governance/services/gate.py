@@ -177,6 +177,7 @@ def _facts(
             tests=list(body.get("tests") or []),
             regressions=list(body.get("regressions") or []),
             summary=rep.summary,
+            probes=list((body.get("community_evaluation") or {}).get("probes") or []),
         )
     facts = VersionFacts(
         version=row.version,

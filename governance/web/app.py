@@ -20,6 +20,7 @@ from governance.web.api.data_sources import DataSourceController
 from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
 from governance.web.api.models import ModelController, ReleaseController
+from governance.web.api.probes import EvaluationController, ProbeController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
 from governance.web.errors import (
@@ -50,6 +51,8 @@ def route_handlers() -> list[Any]:
         NotificationController,
         ModelController,
         ReleaseController,
+        ProbeController,
+        EvaluationController,
     ]
     from governance.web.api.audit import AuditController
 
