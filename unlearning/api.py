@@ -61,7 +61,9 @@ __all__ = [
     "init_dataset",
     "init_model",
     "render_report_html",
+    "report_html_page",
     "run_job",
+    "store_report_html",
     "stored_version",
     "verify",
 ]
@@ -187,6 +189,21 @@ def render_report_html(report: VerificationReport | dict[str, Any]) -> str:
     from unlearning.verification.html import render_html
 
     return render_html(report)
+
+
+def store_report_html(artifact_root: str | Path, report: VerificationReport | dict[str, Any]) -> Path:
+    """Render a report's page once and keep it in the artifact store (``reports/<hash>.html``, keyed by the
+    report's content without its signature), for :func:`report_html_page` to serve as stored."""
+    from unlearning.verification.pages import store_page
+
+    return store_page(artifact_root, report)
+
+
+def report_html_page(artifact_root: str | Path | None, report: VerificationReport | dict[str, Any]) -> str:
+    """A report's stored page (:func:`store_report_html`), else the page rendered now; never writes."""
+    from unlearning.verification.pages import report_page
+
+    return report_page(artifact_root, report)
 
 
 def stored_version(artifact_root: str | Path, version: str) -> ModelVersion:

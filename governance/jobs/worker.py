@@ -167,7 +167,19 @@ def default_verifier(
         spec,
         progress=lambda p: progress({"phase": "verify", "stage": p.stage, "done": p.done, "total": p.total}),
     )
+    store_report_page(ctx, report.to_dict())
     return report.to_dict(), bool(report.passed)
+
+
+def store_report_page(ctx: Ctx, report: dict[str, Any]) -> None:
+    """The report's HTML page, rendered once now and kept in the artifact store: the report pages serve it
+    as stored (a page that could not be written is rendered when viewed instead)."""
+    from unlearning.api import store_report_html
+
+    try:
+        store_report_html(ctx.settings.artifact_dir, report)
+    except OSError:
+        log.exception("could not store the report page of %s", report.get("candidate_version"))
 
 
 def sign_verification(ctx: Ctx, report: dict[str, Any]) -> dict[str, Any]:

@@ -492,6 +492,7 @@ class ProbeData:
     partition_id: int
     forget: list[Record]  # the target's examples in this node's training data, deduplicated, file order
     canaries: list[Any]  # unlearning.verification.probes.Canary: the inserted canaries the target covers
+    retained: list[Record] = dataclasses.field(default_factory=list)  # the rest: not the target, no canary
 
 
 _probe_cache: OrderedDict[tuple[str, ...], ProbeData] = OrderedDict()
@@ -506,10 +507,19 @@ def probe_data(cfg: Mapping[str, Any], node_config: UserConfig) -> ProbeData:
     key = ("probe", str(path), str(cfg.get("target", "")))
 
     def make() -> ProbeData:
-        target, _ = parse_targets(cfg)
+        target, excluded = parse_targets(cfg)
         train = load_node_data(path).train
         forget = dedup_records([r for r in train if target is not None and target.matches(r)])
-        return ProbeData(pid, forget, node_canaries(target, train))
+        retained = dedup_records(  # what every model of the lineage trained on (retained-data attacks)
+            [
+                r
+                for r in train
+                if not (target is not None and target.matches(r))
+                and not any(t.matches(r) for t in excluded)
+                and r.get("kind") != "canary"
+            ]
+        )
+        return ProbeData(pid, forget, node_canaries(target, train), retained)
 
     return _cached(_probe_cache, key, make, 8)
 
@@ -530,6 +540,7 @@ def probe(cfg: Mapping[str, Any], node_config: UserConfig) -> dict[str, float]:
         "partition-id": float(d.partition_id),
         "num-forget": float(len(d.forget)),
         "num-canaries": float(len(d.canaries)),
+        "num-retained": float(len(d.retained)),
     }
     if target is not None and target.kind == "behaviour":  # proposal examples that are a canary held here
         secrets = {c.secret for c in d.canaries}
@@ -557,9 +568,12 @@ def score(
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
     """Per-example scores of each model on this node's selected forget examples (``indices``), optionally
     after a ``transform`` (``int8``: dynamic quantisation; ``int4``: 4-bit round-to-nearest weights, as the
-    robustness metrics' attacks); with ``canaries`` > 0, every canary's exposure against that many random
-    candidates and whether greedy decoding extracts it; with ``samples`` > 0, how many of that many
-    completions sampled at temperature 1 reproduce each canary's secret. Tensors are named
+    robustness metrics' attacks); with ``set`` = ``retained``, the selected examples are among the node's
+    retained examples instead (not the target's); with ``shift``, the examples are scored after that format
+    shift (unlearning.verification.shifts). With ``canaries`` > 0, every canary's exposure against that
+    many random candidates and whether greedy decoding extracts it; with ``samples`` > 0, how many of that
+    many completions sampled at temperature 1 reproduce each canary's secret; with ``shifts`` (JSON list),
+    whether greedy decoding extracts each secret after each shifted prefix. Tensors are named
     ``<model>/<score>``; no text leaves."""
     from unlearning.metrics import canary_exposure
     from unlearning.verification.probes import greedy_extracts
@@ -574,9 +588,16 @@ def score(
 
         built = {name: transformed(m, str(cfg["transform"])) for name, m in built.items()}
     out: dict[str, Tensor] = {}
-    chosen = [d.forget[i] for i in _indices(cfg, "indices", len(d.forget))]
+    retained = cfg.get("set") == "retained"
+    pool = d.retained if retained else d.forget
+    chosen = [pool[i] for i in _indices(cfg, "indices", len(pool))]
     if chosen:
-        batch = task.to_batch(chosen, target, forget=True)
+        if cfg.get("shift"):
+            from unlearning.verification.shifts import shifted_batch
+
+            batch = shifted_batch(task, chosen, str(cfg["shift"]), target, forget=not retained)
+        else:
+            batch = task.to_batch(chosen, target, forget=not retained)
         for name, model in built.items():
             s = score_batch(model, task, batch, k=float(cfg.get("min-k", 0.4)), bf16=bool(cfg.get("bf16")))
             out.update({f"{name}/loss": s.loss, f"{name}/correct": s.correct, f"{name}/tokens": s.tokens})
@@ -584,8 +605,8 @@ def score(
             if s.min_k is not None:
                 out[f"{name}/min_k"] = s.min_k
     candidates, extract = int(cfg.get("canaries", 0)), bool(cfg.get("extraction", False))
-    samples = int(cfg.get("samples", 0))
-    if (candidates > 0 or extract or samples > 0) and d.canaries and isinstance(task, CausalLMTask):
+    samples, shifts = int(cfg.get("samples", 0)), [str(s) for s in json.loads(str(cfg.get("shifts", "[]")))]
+    if (candidates > 0 or extract or samples > 0 or shifts) and d.canaries and isinstance(task, CausalLMTask):
         pairs = {(ex.get("prompt", ""), ex["completion"]) for ex in (target.examples if target else [])}
         tried = [(c.prefix, c.secret) not in pairs for c in d.canaries]  # the proposal's own pairs: not twice
         out["canary/repetitions"] = torch.tensor([float(c.repetitions) for c in d.canaries])
@@ -616,6 +637,15 @@ def score(
                     [
                         float(sampled_hits(model, task, c.prefix, c.secret, samples=samples, seed=seed))
                         for c in d.canaries
+                    ]
+                )
+            for shift in shifts:  # format-shifted prefixes: is the secret still the greedy continuation?
+                from unlearning.verification.shifts import shift_context
+
+                out[f"{name}/shift/{shift}"] = torch.tensor(
+                    [
+                        float(t and greedy_extracts(model, task, shift_context(shift, c.prefix), c.secret))
+                        for c, t in zip(d.canaries, tried, strict=True)
                     ]
                 )
     return out, {"num-examples": float(len(chosen)), "cpu-s": time.thread_time() - start}

@@ -98,6 +98,12 @@ class FederatedScorer:
             out.append((pid, int(m["num-forget"]), int(m["num-canaries"]), covers))
         return out
 
+    def retained_counts(self) -> list[tuple[int, int]]:
+        from unlearning.federation import protocol as P
+
+        replies = self._query(P.PROBE, "verify-probe", {n.partition_id: {} for n in self.fed.nodes})
+        return [(pid, int(P.metrics_of(r).get("num-retained", 0))) for pid, r in sorted(replies.items())]
+
     def forget_kinds(self, selection: Sequence[NodeSelection], kinds: Sequence[str]) -> set[str]:
         from unlearning.federation import protocol as P
 
@@ -120,6 +126,8 @@ class FederatedScorer:
         k: float,
         bf16: bool,
         transform: str = "",
+        probe_set: str = "forget",
+        shift: str = "",
     ) -> dict[str, Scores]:
         from unlearning.federation import protocol as P
 
@@ -129,6 +137,8 @@ class FederatedScorer:
                 "min-k": k,
                 "bf16": bf16,
                 "transform": transform,
+                "set": probe_set,
+                "shift": shift,
             }
             for s in selection
             if s.indices
@@ -163,11 +173,18 @@ class FederatedScorer:
         seed: int,
         extraction: bool,
         samples: int = 0,
+        shifts: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         from unlearning.federation import protocol as P
 
         per = {
-            pid: {"canaries": candidates, "extraction": extraction, "seed": seed, "samples": samples}
+            pid: {
+                "canaries": candidates,
+                "extraction": extraction,
+                "seed": seed,
+                "samples": samples,
+                "shifts": json.dumps(list(shifts)),
+            }
             for pid in partitions
         }
         replies = self._query(P.SCORE, "verify-canaries", per, models)
@@ -185,6 +202,7 @@ class FederatedScorer:
                     "extraction": bool(s["canary/extraction"][i] > 0),
                     "extracted": {},
                     "sampled": {},
+                    "shifted": {},
                 }
                 for name in models:
                     if f"{name}/exposure" in s:
@@ -196,6 +214,8 @@ class FederatedScorer:
                         entry["extracted"][name] = bool(s[f"{name}/extracted"][i] > 0)
                     if f"{name}/sampled" in s:
                         entry["sampled"][name] = int(s[f"{name}/sampled"][i])
+                    if shifts:
+                        entry["shifted"][name] = {sh: bool(s[f"{name}/shift/{sh}"][i] > 0) for sh in shifts}
                 out.append(entry)
         return out
 

@@ -201,6 +201,25 @@ def tpr_null(n: int, m: int, k: int, hits: int) -> dict[str, float]:
     return {"pvalue": sf(hits), "expected_tpr": expected, "tpr_95": q95 / n}
 
 
+def score_histograms(
+    members: dict[str, Tensor], nonmembers: dict[str, Tensor], bins: int = 24
+) -> dict[str, Any]:
+    """Per-example attack scores, members vs non-members per model, on shared bin edges (for the report's
+    plot): {"edges": [...], role: {"members": counts, "nonmembers": counts}}; the 1st and 99th percentiles of
+    all scores bound the edges, the tails are counted in the outer bins."""
+    allv = torch.cat([*members.values(), *nonmembers.values()]).double()
+    lo, hi = float(allv.quantile(0.01)), float(allv.quantile(0.99))
+    hi = hi if hi > lo else lo + 1.0
+    edges = torch.linspace(lo, hi, bins + 1)
+    out: dict[str, Any] = {"edges": [float(e) for e in edges]}
+    for role in members:
+        out[role] = {
+            part: [int(c) for c in torch.histc(x.double().clamp(lo, hi), bins, lo, hi)]
+            for part, x in (("members", members[role]), ("nonmembers", nonmembers[role]))
+        }
+    return out
+
+
 def rmia_scores(v: Verification) -> dict[str, Any] | str:
     """{"members": {role: log LR on forget}, "nonmembers": {role: log LR on held-out}} for the original and
     the candidate, anchored by the reference (cached), or why it does not apply / cannot be measured."""
@@ -242,6 +261,8 @@ def _rmia_metric(v: Verification, name: str) -> Any:
         hits = round(tpr * len(member))
         per_role[role] = {"tpr": tpr, "hits": hits, **tpr_null(len(member), len(nonmember), k, hits)}
     n, m = len(s["members"]["candidate"]), len(s["nonmembers"]["candidate"])
+    for role in per_role:
+        per_role[role]["auc"] = auc(s["members"][role], s["nonmembers"][role])
     return result(
         name,
         value=values["candidate"],
@@ -253,6 +274,7 @@ def _rmia_metric(v: Verification, name: str) -> Any:
             "members": n,
             "nonmembers": m,
             "by_model": per_role,
+            "score_histograms": score_histograms(s["members"], s["nonmembers"]),
             "reference_note": "the reference is the attack's anchor; a model retrained without the target "
             "scores by chance: TPR about the FPR (by_model's expected_tpr and tpr_95 give the exact null)",
         },
@@ -267,3 +289,68 @@ def mia_tpr_at_1pct_fpr(v: Verification) -> Any:
 @metric("mia_tpr_at_01pct_fpr")
 def mia_tpr_at_01pct_fpr(v: Verification) -> Any:
     return _rmia_metric(v, "mia_tpr_at_01pct_fpr")
+
+
+# ---- the same attack on the retained data: did unlearning expose anyone else? ----------------------------
+#
+# Hayes et al. (2024) show that inexact unlearning can leave the *retained* examples more exposed (the "onion
+# effect": removing some examples exposes the next ones). The same per-example attack, anchored by the same
+# retrained reference, on a sample of the nodes' retained examples (members of every model here) against the
+# published held-out examples outside the target (members of none): log p_model(x) - log p_ref(x). The
+# reference trained on the retained examples exactly as a model retrained without the target does, so a
+# model that treats them as retraining would (the reference's own seed aside) scores like chance; a candidate
+# whose unlearning fitted them more closely (gradient ascent repaired with extra descent on the retained
+# data) ranks them above the held-out examples and scores higher. The original's figure is beside it.
+
+
+@metric("retained_mia_tpr_at_1pct_fpr")
+def retained_mia_tpr_at_1pct_fpr(v: Verification) -> Any:
+    name, fpr = "retained_mia_tpr_at_1pct_fpr", 0.01
+    if v.target is None:
+        return not_applicable(name, "no target")
+    rest = v.probes.heldout_rest
+    if rest is None or len(rest[next(iter(rest))]) < 2:
+        return not_applicable(name, "no published held-out examples outside the target")
+    if not v.has_reference:
+        return unmeasured(
+            name, "the per-example attack is anchored by the retrained reference, which was not computed"
+        )
+    members = v.retained_scores()
+    if isinstance(members, str):
+        return not_applicable(name, members)
+    ref_h = v.scores("reference", "heldout_rest")
+
+    def log_lr(s: Scores, r: Scores) -> Tensor:
+        return (r.loss.double() - s.loss.double()) * r.tokens.double()
+
+    values: dict[str, float | None] = {"reference": None}
+    per_role: dict[str, Any] = {}
+    lr_members: dict[str, Tensor] = {}
+    lr_nonmembers: dict[str, Tensor] = {}
+    for role in (r for r in v.roles if r != "reference"):
+        m = lr_members[role] = log_lr(members[role], members["reference"])
+        n = lr_nonmembers[role] = log_lr(v.scores(role, "heldout_rest"), ref_h)
+        tpr, k = tpr_at_fpr(m, n, fpr)
+        hits = round(tpr * len(m))
+        values[role] = tpr
+        per_role[role] = {"tpr": tpr, "hits": hits, "auc": auc(m, n), **tpr_null(len(m), len(n), k, hits)}
+    n_members, n_non = len(members["candidate"].loss), len(ref_h.loss)
+    return result(
+        name,
+        value=values["candidate"],
+        values=values,
+        details={
+            "attack": "RMIA (offline, one reference: the retrained reference), log p_model(x) - log p_ref(x), "
+            "on retained examples against held-out examples outside the target",
+            "fpr": fpr,
+            "measurable_fpr": max(fpr, 1 / n_non) if int(fpr * n_non) == 0 else int(fpr * n_non) / n_non,
+            "members": n_members,
+            "nonmembers": n_non,
+            "member_nodes": v.cache.get("retained_nodes", []),
+            "by_model": per_role,
+            "score_histograms": score_histograms(lr_members, lr_nonmembers),
+            "reference_note": "the reference is the attack's anchor (its own figure is chance by construction); "
+            "a model that fits the retained data no more than retraining does scores about the FPR "
+            "(by_model's expected_tpr and tpr_95 give the exact null)",
+        },
+    )

@@ -77,8 +77,17 @@ class NodeScorer(Protocol):
         k: float,
         bf16: bool,
         transform: str = "",
+        probe_set: str = "forget",
+        shift: str = "",
     ) -> dict[str, Scores]:
-        """Per-example scores of each model on the selected examples, concatenated in selection order."""
+        """Per-example scores of each model on the selected examples, concatenated in selection order
+        (``probe_set`` "retained": indices into the node's retained examples; ``shift``: after that format
+        shift, unlearning.verification.shifts)."""
+        ...
+
+    def retained_counts(self) -> list[tuple[int, int]]:
+        """Per node: (partition id, deduplicated retained examples: not the target's, no canary, none an
+        earlier unlearning of the lineage removed)."""
         ...
 
     def canaries(
@@ -90,11 +99,13 @@ class NodeScorer(Protocol):
         seed: int,
         extraction: bool,
         samples: int = 0,
+        shifts: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         """Per canary held by those nodes: {"node", "canary", "secret_length", "repetitions", "extraction"
         (whether greedy extraction tries it), role: {"exposure", "z"} (``candidates`` > 0), "extracted":
         {role: bool} (``extraction``), "sampled": {role: hits among ``samples`` completions sampled at
-        temperature 1} (``samples`` > 0)}; no prefix and no secret."""
+        temperature 1} (``samples`` > 0), "shifted": {role: {shift: bool}} (greedy extraction after each of
+        ``shifts``' shifted prefixes)}; no prefix and no secret."""
         ...
 
     def relearn(

@@ -71,9 +71,15 @@ class Verification:
         return self._scores[key]
 
     def forget_scores(
-        self, models: dict[str, nn.Module], *, transform: str = "", subset: list[int] | None = None
+        self,
+        models: dict[str, nn.Module],
+        *,
+        transform: str = "",
+        subset: list[int] | None = None,
+        shift: str = "",
     ) -> dict[str, Scores]:
-        """Per-example scores of ``models`` on the forget probe (or its examples ``subset``, probe order):
+        """Per-example scores of ``models`` on the forget probe (or its examples ``subset``, probe order),
+        after the model ``transform`` and the format ``shift`` (unlearning.verification.shifts) when given:
         the nodes score the examples they hold, the rest (the proposal's own examples) is scored here."""
         from unlearning.verification.probes import transformed
 
@@ -88,11 +94,19 @@ class Verification:
                 offset += len(s.indices)
                 selection.append(replace(s, indices=idx))
             if any(s.indices for s in selection):
-                parts.append(p.scorer.score(selection, models, k=k, bf16=bf16, transform=transform))
+                parts.append(
+                    p.scorer.score(selection, models, k=k, bf16=bf16, transform=transform, shift=shift)
+                )
         n_here = batch_len(p.forget)
         here = [i for i in range(n_here) if keep is None or offset + i in keep]
         if here:
-            batch = p.forget if len(here) == n_here else take(p.forget, torch.tensor(here, dtype=torch.long))
+            full = p.forget
+            if shift and self.target is not None and self.target.kind == "behaviour":
+                from unlearning.verification.shifts import shifted_batch
+
+                recs = [{"text": ex.get("prompt", "") + ex["completion"]} for ex in self.target.examples]
+                full = shifted_batch(self.task, recs, shift, self.target, forget=True)
+            batch = full if len(here) == n_here else take(full, torch.tensor(here, dtype=torch.long))
             local = {name: transformed(m, transform) for name, m in models.items()}
             parts.append({name: score(m, self.task, batch, k=k, bf16=bf16) for name, m in local.items()})
         self.where.update(p.where_forget())
@@ -232,6 +246,80 @@ class Verification:
             )
         self.cache["sampled"] = {"samples": n, "attempts": attempts}
         return self.cache["sampled"]  # type: ignore[no-any-return]
+
+    def retained_scores(self) -> dict[str, Scores] | str:
+        """Per-example scores of every model on a sample of the nodes' *retained* examples (at most
+        ``probe_examples``, drawn as the forget probe is, with the seed + 1), scored on the nodes that hold
+        them (cached); or why there is none."""
+        if "retained" in self.cache:
+            cached: dict[str, Scores] | str = self.cache["retained"]
+            return cached
+        from unlearning.verification.probes import _select
+
+        p = self.probes
+        out: dict[str, Scores] | str
+        if p.scorer is None:
+            out = "no nodes to score retained examples on"
+        else:
+            import random
+
+            counts = p.scorer.retained_counts()
+            selection = _select(counts, self.spec.probe_examples, random.Random(self.spec.seed + 1))
+            selection = [s for s in selection if s.indices]
+            if sum(len(s.indices) for s in selection) < 2:
+                out = "fewer than 2 retained examples on the nodes"
+            else:
+                bf16 = self.spec.precision == "bf16"
+                out = p.scorer.score(
+                    selection, self.models, k=self.spec.min_k, bf16=bf16, probe_set="retained"
+                )
+                self.cache["retained_nodes"] = [f"node-{s.partition_id}" for s in selection]
+        self.cache["retained"] = out
+        if not isinstance(out, str):
+            self.where.add("nodes: " + ", ".join(self.cache["retained_nodes"]))
+        return out
+
+    def shifted_extraction(self, shifts: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Greedy extraction after format-shifted prompts: per attempt (the canaries the nodes hold, then
+        the proposal's prompt / completion pairs), {"where", role: {shift: extracted}} (cached)."""
+        if "shifted_extraction" in self.cache:
+            cached: list[dict[str, Any]] = self.cache["shifted_extraction"]
+            return cached
+        from unlearning.tasks.lm import CausalLMTask
+        from unlearning.verification.probes import greedy_extracts
+        from unlearning.verification.shifts import shift_context
+
+        task = self.task
+        assert isinstance(task, CausalLMTask)
+        attempts: list[dict[str, Any]] = []
+        held = self._canary_nodes()
+        if held and self.probes.scorer is not None:
+            found = self.probes.scorer.canaries(
+                held,
+                {r: self.models[r] for r in self.roles},
+                candidates=0,
+                seed=self.spec.seed,
+                extraction=False,
+                shifts=shifts,
+            )
+            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            attempts += [{"where": c["canary"], **c["shifted"]} for c in found if c["extraction"]]
+        for i, (prompt, completion) in enumerate(self.probes.extraction):
+            self.where.add("service: the proposal's examples")
+            attempts.append(
+                {
+                    "where": f"service#{i + 1}",
+                    **{
+                        r: {
+                            s: greedy_extracts(self.models[r], task, shift_context(s, prompt), completion)
+                            for s in shifts
+                        }
+                        for r in self.roles
+                    },
+                }
+            )
+        self.cache["shifted_extraction"] = attempts
+        return attempts
 
     def relearned(self, roles: list[str], train: list[int], steps: int) -> dict[str, nn.Module]:
         """Copies of the models ``roles`` after the relearning attack on the forget probe's examples

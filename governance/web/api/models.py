@@ -61,9 +61,9 @@ class ModelController(Controller):
     @get("/{version:str}/report.html", sync_to_thread=True, media_type=MediaType.HTML)
     def report_html(self, ctx: Ctx, actor: ActorView, version: VersionRef) -> str:
         """The latest verification report as a self-contained HTML page."""
-        from unlearning.api import render_report_html as render_html
+        from unlearning.api import report_html_page
 
-        return render_html(registry.report_of(ctx, version))
+        return report_html_page(ctx.settings.artifact_dir, registry.report_of(ctx, version))
 
     @get("/{version:str}/regression-checks", sync_to_thread=True)
     def regression_checks(self, ctx: Ctx, actor: ActorView, version: VersionRef) -> list[dict[str, Any]]:

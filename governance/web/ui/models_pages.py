@@ -151,12 +151,12 @@ class ModelPages(Controller):
     @get("/{version:str}/report", sync_to_thread=True, media_type=MediaType.HTML)
     def report(self, ctx: Ctx, actor: ActorView, version: VersionRef) -> Response[str]:
         """The verification report's own page (inline SVG plots, no scripts), embedded in the version's page."""
-        from unlearning.api import render_report_html as render_html
+        from unlearning.api import report_html_page
 
         m = registry.get_version(ctx, version)
         if m.report is None:
             raise NotFound(f"model version {version} has no verification report yet")
-        html = render_html(m.report)
+        html = report_html_page(ctx.settings.artifact_dir, m.report)  # rendered when it was stored
         # shown in a sandboxed frame of this site only
         headers = {
             "Content-Security-Policy": (
