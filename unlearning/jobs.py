@@ -156,6 +156,7 @@ class JobResult:
     job_id: str
     kind: str
     status: str  # "succeeded" | "cancelled" | "failed"
+    retriable: bool = True  # failed: whether another attempt may succeed (False: the spec or data is wrong)
     model_version: str | None = None  # the new version (only when succeeded)
     content_hash: str | None = None  # its content hash (weights + config + tokenizer)
     parent_version: str | None = None

@@ -63,10 +63,15 @@ def may_cancel(state: JobState, roles: frozenset[Role]) -> bool:
     return bool({Role.COUNCIL, Role.ADMIN} & roles) and state not in FINAL_JOB_STATES
 
 
-def may_retry(state: JobState, verification_failed: bool, roles: frozenset[Role]) -> bool:
-    """A reviewer may retry a failed job, or one whose candidate failed verification."""
+def may_retry(
+    state: JobState, verification_failed: bool, roles: frozenset[Role], job_failed: bool = False
+) -> bool:
+    """A reviewer may retry a failed job, one whose candidate failed verification, or a stopped job whose
+    proposal waits for it (a consent withdrawal's job that was stopped: the withdrawal stays pending)."""
     return Role.REVIEWER in roles and (
-        state is JobState.FAILED or (state is JobState.SUCCEEDED and verification_failed)
+        state is JobState.FAILED
+        or (state is JobState.SUCCEEDED and verification_failed)
+        or (state is JobState.CANCELLED and job_failed)
     )
 
 

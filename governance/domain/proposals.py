@@ -4,6 +4,7 @@ The lifecycle (docs/governance.md has the diagram)::
 
     draft -> submitted -> triage -> voting -> council_review -> appeal_window -> approved
           -> job_queued -> unlearning -> verifying -> verified | verification_failed -> released
+    job_queued | unlearning | verifying -> job_failed (the job ended without a verdict; retriable)
     side exits: withdrawn, rejected, vetoed, expired, cancelled
 
 ``TRANSITIONS`` maps (state, action) to the states the action may lead to and who may take it. Pure
@@ -38,6 +39,9 @@ class ProposalState(StrEnum):
     VERIFYING = "verifying"
     VERIFIED = "verified"
     VERIFICATION_FAILED = "verification_failed"
+    # the job ended without a verdict (a configuration error, attempts used up, or a consent withdrawal's job
+    # stopped): nothing was verified, and a reviewer may retry it once the cause is fixed
+    JOB_FAILED = "job_failed"
     RELEASED = "released"
     # side exits
     WITHDRAWN = "withdrawn"
@@ -80,6 +84,7 @@ class Action(StrEnum):
     START_VERIFICATION = "start_verification"
     PASS_VERIFICATION = "pass_verification"
     FAIL_VERIFICATION = "fail_verification"
+    FAIL_JOB = "fail_job"
     RETRY_JOB = "retry_job"
     RELEASE = "release"
 
@@ -107,7 +112,7 @@ S = ProposalState
 _OPEN = (S.DRAFT, S.SUBMITTED, S.TRIAGE, S.VOTING, S.COUNCIL_REVIEW, S.APPEAL_WINDOW)
 # approved and not closed: its job may be queued, running or done; cancelling it now undoes an approval
 APPROVED_STATES = frozenset(
-    {S.APPROVED, S.JOB_QUEUED, S.UNLEARNING, S.VERIFYING, S.VERIFIED, S.VERIFICATION_FAILED}
+    {S.APPROVED, S.JOB_QUEUED, S.UNLEARNING, S.VERIFYING, S.VERIFIED, S.VERIFICATION_FAILED, S.JOB_FAILED}
 )
 
 
@@ -141,8 +146,11 @@ TRANSITIONS: dict[tuple[ProposalState, Action], Rule] = {
     (S.UNLEARNING, Action.START_VERIFICATION): _rule(Actor.SYSTEM, S.VERIFYING),
     (S.VERIFYING, Action.PASS_VERIFICATION): _rule(Actor.SYSTEM, S.VERIFIED),
     (S.VERIFYING, Action.FAIL_VERIFICATION): _rule(Actor.SYSTEM, S.VERIFICATION_FAILED),
-    (S.UNLEARNING, Action.FAIL_VERIFICATION): _rule(Actor.SYSTEM, S.VERIFICATION_FAILED),
+    (S.JOB_QUEUED, Action.FAIL_JOB): _rule(Actor.SYSTEM, S.JOB_FAILED),
+    (S.UNLEARNING, Action.FAIL_JOB): _rule(Actor.SYSTEM, S.JOB_FAILED),
+    (S.VERIFYING, Action.FAIL_JOB): _rule(Actor.SYSTEM, S.JOB_FAILED),
     (S.VERIFICATION_FAILED, Action.RETRY_JOB): _rule(Actor.REVIEWER, S.JOB_QUEUED),
+    (S.JOB_FAILED, Action.RETRY_JOB): _rule(Actor.REVIEWER, S.JOB_QUEUED),
     (S.VERIFIED, Action.RELEASE): _rule(Actor.COUNCIL_OR_ADMIN, S.RELEASED),
 }
 for _state in (S.DRAFT, S.SUBMITTED, S.TRIAGE, S.VOTING):

@@ -88,7 +88,12 @@ RELEASABLE_PROPOSAL_STATES = frozenset({"verified", "released"})
 # proposal states in which its verification has not finished yet: its candidate's verdict is pending
 UNFINISHED_PROPOSAL_STATES = frozenset({"approved", "job_queued", "unlearning", "verifying"})
 # proposal states that oblige every version whose lineage still holds the target (approved, not undone)
-OBLIGING_PROPOSAL_STATES = UNFINISHED_PROPOSAL_STATES | {"verified", "verification_failed", "released"}
+OBLIGING_PROPOSAL_STATES = UNFINISHED_PROPOSAL_STATES | {
+    "verified",
+    "verification_failed",
+    "job_failed",
+    "released",
+}
 
 
 @dataclass(frozen=True)

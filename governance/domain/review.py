@@ -102,7 +102,7 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     open_voting: bool = False  # freeze the electorate now
     grant_role: bool = False  # an election passed
-    withdraw_consent: bool = False  # a consent withdrawal was approved
+    withdraw_consent: bool = False  # a consent withdrawal's unlearning was verified: the data is forgotten
     cancel_support: bool = False  # record the actor's support for cancelling an approved proposal
 
 
@@ -197,6 +197,13 @@ def _check_specifics(view: ProposalView, actor: ActorView, action: Action, now: 
         raise InvalidTransition("you already approved this proposal in triage")
     if action in (Action.RATIFY, Action.VETO) and mid in (view.council_ratify | view.council_veto):
         raise InvalidTransition("you already decided on this proposal in this council round")
+    if action is Action.CANCEL and view.consent_withdrawal:
+        # the right to be forgotten: only its owner may withdraw it (before approval); a job that must stop is
+        # stopped (governance/services/jobs.py), and the withdrawal stays pending and retriable
+        raise PermissionDenied(
+            "a withdrawal of consent cannot be cancelled; only its owner may withdraw it before approval "
+            "(stopping its job leaves it pending and retriable)"
+        )
     if action is Action.CANCEL and view.state in APPROVED_STATES and mid in view.council_cancel:
         raise InvalidTransition("you already support cancelling this proposal; it needs a council majority")
     if action is Action.APPEAL:
@@ -329,8 +336,9 @@ def _apply(
     if action is Action.TRIAGE_APPROVE:
         approvals = len(view.triage_approvals) + 1
         if view.consent_withdrawal:
-            # a reviewer confirms ownership; the right to be forgotten is not put to a vote
-            return Decision(S.APPROVED, updates={"closed_at": now}, withdraw_consent=True)
+            # a reviewer confirms ownership; the right to be forgotten is not put to a vote. Consent reads
+            # "withdrawn" once the unlearning is verified; until then the withdrawal stays pending
+            return Decision(S.APPROVED, updates={"closed_at": now})
         if approvals >= policy.triage_approvals_required:
             return _open_vote(view, now, policy)
         return Decision(S.TRIAGE)
@@ -382,7 +390,7 @@ def _apply(
         return Decision(S.CANCELLED, updates={"closed_at": now})
     # orchestration transitions: the table names the single next state
     (to,) = TRANSITIONS[(view.state, action)].to
-    return Decision(to)
+    return Decision(to, withdraw_consent=view.consent_withdrawal and action is Action.PASS_VERIFICATION)
 
 
 def _council(

@@ -75,6 +75,15 @@ def flower_settings(settings: Settings) -> Any:
     )
 
 
+def _permanent(exc: BaseException) -> bool:
+    """Whether another attempt cannot fix ``exc``: the job's configuration is wrong (no base model, an invalid
+    spec or settings), not the federation (a node that died, a timeout)."""
+    from unlearning.api import JobSpecError
+    from unlearning.contract import ContractError
+
+    return isinstance(exc, (jobs.PermanentJobError, JobSpecError, ContractError))
+
+
 def run_unlearning(
     ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event, suffix: str = ""
 ) -> Any:
@@ -85,8 +94,9 @@ def run_unlearning(
     spec = claim.spec
     base = spec.get("base_version")
     if not base:
-        raise RuntimeError(
-            "no base model version: release one, or set COMMONS_BASE_MODEL_VERSION (see `commons demo`)"
+        raise jobs.PermanentJobError(
+            "no base model version: release one (`commons registry adopt`), or set "
+            "COMMONS_BASE_MODEL_VERSION, then retry the job"
         )
     job_spec = JobSpec(
         kind="unlearn",
@@ -352,7 +362,10 @@ class Worker:
         except Exception as exc:
             log.exception("job %s failed", claim.job_id)
             self._safe(
-                jobs.fail_attempt, claim, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+                jobs.fail_attempt,
+                claim,
+                f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
+                permanent=_permanent(exc),
             )
         finally:
             done.set()
@@ -388,7 +401,11 @@ class Worker:
                 return
             if status != "succeeded":
                 jobs.fail_attempt(
-                    self.ctx, claim.job_id, self.name, getattr(res, "error", None) or f"job {status}"
+                    self.ctx,
+                    claim.job_id,
+                    self.name,
+                    getattr(res, "error", None) or f"job {status}",
+                    permanent=not getattr(res, "retriable", True),
                 )
                 return
             result = res.to_dict()
@@ -434,6 +451,6 @@ class Worker:
             if live.cancel_requested or self.stopping.is_set():
                 live.cancel.set()
 
-    def _safe(self, fn: Callable[..., Any], claim: jobs.Claim, *args: Any) -> None:
+    def _safe(self, fn: Callable[..., Any], claim: jobs.Claim, *args: Any, **kwargs: Any) -> None:
         with contextlib.suppress(jobs.LeaseLost):
-            fn(self.ctx, claim.job_id, self.name, *args)
+            fn(self.ctx, claim.job_id, self.name, *args, **kwargs)

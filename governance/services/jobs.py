@@ -37,7 +37,7 @@ from governance.domain.jobs import (
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import SYSTEM, ActorView
 from governance.domain.roles import Role
-from governance.services import lifecycle, registry
+from governance.services import job_queue, lifecycle, registry
 from governance.services.audit import record
 from governance.services.context import Ctx
 from governance.services.job_queue import job_event
@@ -232,15 +232,25 @@ def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed:
         job_event(s, job, "verification.result", now, {"model_version": job.model_version, "passed": passed})
 
 
-def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str) -> str:
-    """An attempt failed: queue the job again while attempts remain, else fail it. Returns the new state."""
+class PermanentJobError(Exception):
+    """A failure that another attempt cannot fix (no base model, a target no node holds, invalid settings):
+    the job fails at once, its message says what to fix, and a reviewer retries it once fixed."""
+
+
+#: proposal states in which a job is under way; a job that fails for good moves them to job_failed
+_RUNNING_PROPOSAL_STATES = (ProposalState.JOB_QUEUED, ProposalState.UNLEARNING, ProposalState.VERIFYING)
+
+
+def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str, permanent: bool = False) -> str:
+    """An attempt failed: queue the job again while attempts remain (a transient failure), else fail it, and
+    its proposal becomes ``job_failed`` (nothing was verified; retriable). Returns the new state."""
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
         job = _owned(s, job_id, worker, now)
         job.error = error[:4000]
         job.lease_owner = job.lease_expires_at = None
         _finish_attempt(s, job, "failed", error, now)
-        if job.attempt < job.max_attempts:
+        if job.attempt < job.max_attempts and not permanent:
             job.state = JobState.QUEUED.value
             s.add(job)
             job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": True})
@@ -248,9 +258,11 @@ def fail_attempt(ctx: Ctx, job_id: int, worker: str, error: str) -> str:
         job.state = JobState.FAILED.value
         job.finished_at = now
         s.add(job)
-        if _proposal_state(s, job) in (ProposalState.UNLEARNING, ProposalState.VERIFYING):
-            _advance_proposal(s, ctx, job, Action.FAIL_VERIFICATION, now)
-        job_event(s, job, "job.failed", now, {"error": error[:500], "will_retry": False})
+        if _proposal_state(s, job) in _RUNNING_PROPOSAL_STATES:
+            _advance_proposal(s, ctx, job, Action.FAIL_JOB, now)
+        job_event(
+            s, job, "job.failed", now, {"error": error[:500], "will_retry": False, "permanent": permanent}
+        )
         return job.state
 
 
@@ -280,7 +292,15 @@ def mark_cancelled(ctx: Ctx, job_id: int, worker: str) -> None:
         job.lease_owner = job.lease_expires_at = None
         s.add(job)
         _finish_attempt(s, job, "cancelled", job.cancel_reason, now)
+        _stopped(s, ctx, job, now)
         job_event(s, job, "job.cancelled", now, {"reason": job.cancel_reason})
+
+
+def _stopped(s: Session, ctx: Ctx, job: Job, now: datetime) -> None:
+    """A stopped job whose proposal still waits for it (a consent withdrawal: it is never cancelled) leaves
+    the proposal ``job_failed``: pending, retriable by a reviewer."""
+    if _proposal_state(s, job) in _RUNNING_PROPOSAL_STATES:
+        _advance_proposal(s, ctx, job, Action.FAIL_JOB, now)
 
 
 def _finish_attempt(s: Session, job: Job, outcome: str, error: str | None, now: datetime) -> None:
@@ -313,11 +333,10 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
             raise NotFound(f"no job {job_id}")
         if JobState(job.state) in FINAL_JOB_STATES:
             raise Conflict(f"the job is already {job.state}")
-        if job.proposal_id is not None and _proposal_state(s, job) in (
-            ProposalState.JOB_QUEUED,
-            ProposalState.UNLEARNING,
-            ProposalState.VERIFYING,
-        ):
+        p = s.get(Proposal, job.proposal_id) if job.proposal_id is not None else None
+        # a withdrawal of consent is never cancelled: its job stops, and it stays pending and retriable
+        if p is not None and not p.consent_withdrawal and _proposal_state(s, job) in _RUNNING_PROPOSAL_STATES:
+            assert job.proposal_id is not None
             p = lifecycle.advance(s, ctx, job.proposal_id, actor, Action.CANCEL, now, reason=reason)
             if p.state != ProposalState.CANCELLED.value:
                 return {**public(job), "cancellation": "supported"}
@@ -335,6 +354,7 @@ def request_cancel(ctx: Ctx, job_id: int, actor: ActorView, reason: str) -> dict
             at=now,
         )
         if job.state == JobState.CANCELLED.value:
+            _stopped(s, ctx, job, now)
             job_event(s, job, "job.cancelled", now, {})
         return {**public(job), "cancellation": "requested"}
 
@@ -352,12 +372,17 @@ def retry(
         job = s.exec(select(Job).where(Job.id == job_id).with_for_update()).first()
         if job is None:
             raise NotFound(f"no job {job_id}")
-        verification_failed = _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED
-        if not may_retry(JobState(job.state), verification_failed, actor.roles):
+        proposal_state = _proposal_state(s, job)
+        verification_failed = proposal_state is ProposalState.VERIFICATION_FAILED
+        job_failed = proposal_state is ProposalState.JOB_FAILED
+        if not may_retry(JobState(job.state), verification_failed, actor.roles, job_failed):
             raise Conflict(
                 f"only a failed job (or one whose verification failed) can be retried; this one is {job.state}"
             )
         spec = dict(job.spec)
+        if not spec.get("base_version") and spec.get("kind", "unlearn") == "unlearn":
+            # the base is resolved again: a job that failed for want of one runs once it has been released
+            spec["base_version"] = job_queue.base_version(s, ctx)
         if method:
             spec["method"] = method
         if method_config is not None:
@@ -382,7 +407,7 @@ def retry(
             },
             at=now,
         )
-        if _proposal_state(s, job) is ProposalState.VERIFICATION_FAILED:
+        if proposal_state in (ProposalState.VERIFICATION_FAILED, ProposalState.JOB_FAILED):
             _advance_proposal(s, ctx, job, Action.RETRY_JOB, now, actor)
         job_event(s, job, "job.queued", now, {"retry": True})
         return public(job)

@@ -209,9 +209,10 @@ def test_consent_withdrawal_fast_track(client: Client, community: dict[str, Pers
         )
     )
     assert r["state"] == "job_queued"  # one reviewer confirms ownership; no vote, no council
+    # pending until the unlearning is verified (tests/integration/test_job_failures.py follows it there)
     assert (
         ok(client.get(f"/api/v1/data-sources/{src['id']}", headers=people["cat"].auth))["consent_state"]
-        == "withdrawn"
+        == "withdrawal_pending"
     )
 
 

@@ -113,7 +113,7 @@ def test_failures_retry_then_fail_then_a_reviewer_retries(
         assert w.run_once()
     (job,) = jobs.list_jobs(ctx, proposal_id=pid)
     assert job["state"] == "failed" and "node unreachable" in job["error"] and job["attempt"] == 3
-    assert proposals.get_detail(ctx, pid).state == "verification_failed"
+    assert proposals.get_detail(ctx, pid).state == "job_failed"  # no verification ran
     assert w.run_once() is False
     with pytest.raises(Exception, match="reviewers"):
         jobs.retry(ctx, job["id"], community["ann"].actor, {"repair_rounds": 5})

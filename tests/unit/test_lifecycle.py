@@ -198,7 +198,39 @@ def test_election_candidate_cannot_review_own_election() -> None:
 def test_consent_withdrawal_skips_vote_and_council() -> None:
     v = view(ProposalState.SUBMITTED, consent_withdrawal=True, target_owner_id=PROPOSER)
     d = decide(v, ACTORS[Actor.REVIEWER], Action.TRIAGE_APPROVE, NOW, POLICY)
-    assert d.to_state is ProposalState.APPROVED and d.withdraw_consent and not d.open_voting
+    # approved at once, but consent reads "withdrawn" only once the unlearning is verified
+    assert d.to_state is ProposalState.APPROVED and not d.withdraw_consent and not d.open_voting
+    verified = decide(
+        view(ProposalState.VERIFYING, consent_withdrawal=True, target_owner_id=PROPOSER),
+        SYSTEM,
+        Action.PASS_VERIFICATION,
+        NOW,
+        POLICY,
+    )
+    assert verified.to_state is ProposalState.VERIFIED and verified.withdraw_consent
+
+
+@pytest.mark.parametrize(
+    "state", [ProposalState.SUBMITTED, ProposalState.JOB_QUEUED, ProposalState.UNLEARNING]
+)
+def test_a_consent_withdrawal_is_never_cancelled(state: ProposalState) -> None:
+    v = view(state, consent_withdrawal=True, target_owner_id=PROPOSER)
+    with pytest.raises(PermissionDenied, match="withdrawal of consent cannot be cancelled"):
+        decide(v, ACTORS[Actor.COUNCIL], Action.CANCEL, NOW, POLICY, reason="too costly")
+    with pytest.raises(PermissionDenied):  # an admin neither (the message may name the role first)
+        decide(v, ACTORS[Actor.COUNCIL_OR_ADMIN], Action.CANCEL, NOW, POLICY, reason="too costly")
+
+
+@pytest.mark.parametrize(
+    "state", [ProposalState.JOB_QUEUED, ProposalState.UNLEARNING, ProposalState.VERIFYING]
+)
+def test_a_job_that_ends_without_a_verdict_leaves_the_proposal_retriable(state: ProposalState) -> None:
+    failed = decide(view(state), SYSTEM, Action.FAIL_JOB, NOW, POLICY)
+    assert failed.to_state is ProposalState.JOB_FAILED
+    retried = decide(view(ProposalState.JOB_FAILED), ACTORS[Actor.REVIEWER], Action.RETRY_JOB, NOW, POLICY)
+    assert retried.to_state is ProposalState.JOB_QUEUED
+    with pytest.raises(PermissionDenied):
+        decide(view(state), ACTORS[Actor.REVIEWER], Action.FAIL_JOB, NOW, POLICY)
 
 
 def _close(choices: list[VoteChoice], kind: ProposalKind = ProposalKind.UNLEARNING) -> ProposalState:

@@ -34,9 +34,19 @@ from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
+from unlearning.artifacts import ArtifactNotFound
+from unlearning.contract import ContractError
 from unlearning.federation import protocol as P
-from unlearning.jobs import JobCost, JobResult, JobSpec, ProgressCallback, ProgressEvent, RoundCost
-from unlearning.methods.blocks import Params
+from unlearning.jobs import (
+    JobCost,
+    JobResult,
+    JobSpec,
+    JobSpecError,
+    ProgressCallback,
+    ProgressEvent,
+    RoundCost,
+)
+from unlearning.methods.blocks import Node, Params
 from unlearning.tasks import Target, Task
 
 log = logging.getLogger("unlearning.federation")
@@ -501,7 +511,11 @@ class Federation:
                 holders = [self.nodes[0]]
             include = {holders[0].node_id}
         if not holders:
-            raise NodeFailure(f"no node holds data of the target {target.kind} {target.value!r}".rstrip())
+            # every node answered (the job waits for all of them): another attempt cannot change this
+            raise JobSpecError(
+                f"no node holds data of the target {target.kind} {target.value!r}: check the proposal's "
+                "target against the dataset manifest"
+            )
         return holders, include
 
     def halimi_reference(self, params: Params, target: Target, local: dict[str, Any]) -> Params:
@@ -739,10 +753,52 @@ def execute_job(
     except Exception as exc:
         log.exception("job %s failed", spec.job_id)
         result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        result.retriable = not isinstance(exc, (JobSpecError, ContractError, ArtifactNotFound))
     finally:
         torch.set_num_threads(threads)
+    if recorder is not None and result.status != "succeeded":
+        recorder.discard()
     if fed is not None:
         result.cost = fed.cost
     result.cost.wall_s = time.perf_counter() - t0
     result.cost.cpu_s = time.process_time() - c0
+    # in process the nodes' work is in this process's CPU seconds; elsewhere the nodes report theirs
+    busy = result.cost.cpu_s + (result.cost.node_cpu_s if spec.runtime != "in-process" else 0.0)
+    energy, how, basis = meter.stop(busy)
+    result.cost.energy_j, result.cost.energy_method, result.cost.energy_basis = energy, how, basis
     return result
+
+
+def departed_nodes(spec: JobSpec, method: Any | None) -> list[str]:
+    """The nodes (manifest names) a job leaves out: ``spec.departed``, and for a method that works without the
+    target's owner (``without_owner``, FedEraser) the node that holds the data source (from the manifest
+    when this machine has it, else the source name's ``<node>/`` prefix)."""
+    names = set(spec.departed or [])
+    if method is not None and getattr(method, "without_owner", False):
+        target = spec.target
+        if target is None or target.kind != "data_source":
+            if not names:
+                raise ValueError(
+                    f"method {spec.method} removes a departed node's data: it needs a data_source target "
+                    "(its node is left out) or departed nodes"
+                )
+        else:
+            owner = source_owner(spec.dataset_dir, target.value)
+            if owner is None:
+                raise ValueError(f"no node of the dataset holds the data source {target.value!r}")
+            names.add(owner)
+    return sorted(names)
+
+
+def source_owner(dataset_dir: str, source: str) -> str | None:
+    """The node (manifest name) that holds ``source``."""
+    from unlearning.data import read_manifest
+
+    try:
+        nodes = read_manifest(Path(dataset_dir))["nodes"]
+    except (OSError, ValueError, KeyError):
+        return source.split("/", 1)[0] if "/" in source else None
+    for n in nodes:
+        if any(s.get("name") == source for s in n.get("sources", [])):
+            return str(n.get("node", n["path"]))
+    return None

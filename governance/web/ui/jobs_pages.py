@@ -35,7 +35,12 @@ def job_actions(job: dict[str, Any], proposal_state: str | None, actor: ActorVie
     out = set()
     if may_cancel(state, actor.roles):
         out.add("cancel")
-    if may_retry(state, proposal_state == ProposalState.VERIFICATION_FAILED.value, actor.roles):
+    if may_retry(
+        state,
+        proposal_state == ProposalState.VERIFICATION_FAILED.value,
+        actor.roles,
+        proposal_state == ProposalState.JOB_FAILED.value,
+    ):
         out.add("retry")
     return out
 
