@@ -152,6 +152,40 @@ class CommonsClient:
         """The overrides of a version, proposed and granted."""
         return self._get(f"/api/v1/models/{version}/overrides")
 
+    # -- evaluation probes and a version's community evaluation
+
+    def submit_probe(self, body: dict[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/probes", json=body)
+
+    def probes(self, state: str | None = None) -> Any:
+        return self._get("/api/v1/probes", params={"state": state} if state else {})
+
+    def probe(self, probe_id: int) -> Any:
+        return self._get(f"/api/v1/probes/{probe_id}")
+
+    def triage_probe(self, probe_id: int, decision: str, reason: str = "") -> Any:
+        """A reviewer's ``accept`` or ``reject`` of a submitted probe."""
+        return self._call("POST", f"/api/v1/probes/{probe_id}/{decision}", json={"reason": reason})
+
+    def evaluation(self, version: str) -> Any:
+        """The community evaluation stored with a version."""
+        return self._get(f"/api/v1/models/{quote(version, safe='')}/evaluation")
+
+    # -- delegation
+
+    def delegate(self, body: dict[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/delegations", json=body)
+
+    def delegations(self, revoked: bool = False) -> Any:
+        return self._get("/api/v1/delegations", params={"revoked": "true"} if revoked else {})
+
+    def revoke_delegation(self, delegation_id: int) -> Any:
+        return self._call("POST", f"/api/v1/delegations/{delegation_id}/revoke")
+
+    def carried(self) -> Any:
+        """The votes you carry: the delegations made to you, and per open poll how many."""
+        return self._get("/api/v1/delegations/carried")
+
     # -- the public audit log
 
     def audit_checkpoint(self) -> Any:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 import governance.audit.models
 import governance.db.comments
 import governance.db.evaluation
+import governance.db.ledger
 import governance.db.models
 import governance.db.registry
 from governance.db.base import metadata
@@ -20,6 +21,7 @@ _TABLE_MODULES = (
     governance.audit.models,
     governance.db.comments,
     governance.db.evaluation,
+    governance.db.ledger,
     governance.db.models,
     governance.db.registry,
 )

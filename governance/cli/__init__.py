@@ -4,6 +4,7 @@ common.py    settings, the database context, the API client context, error mappi
 operator.py  operator commands on the database: serve, worker, webhook, demo, db, member, token
 member.py    member commands over the JSON API: proposal ..., vote
 registry.py  data sources and the model registry over the JSON API (adopting a base version: on the database)
+probes.py    evaluation probes over the JSON API: probe add | list | show | accept | reject
 gate.py      the release gate and provenance bundles over the JSON API: gate, release
 audit.py     the audit log: verify offline; prove, checkpoint, export from the database or the API
 
@@ -22,7 +23,7 @@ import os
 
 import click
 
-from governance.cli import member, operator, registry
+from governance.cli import member, operator, probes, registry
 from governance.cli.common import CommonsGroup
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -79,6 +80,7 @@ for _command in (
     # member commands, over the API
     member.proposal,
     member.vote,
+    probes.probe,
     registry.data_source,
     registry.registry,
 ):

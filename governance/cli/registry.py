@@ -136,6 +136,23 @@ def data_source_hash(path: str) -> None:
     click.echo(_hash_of(path))
 
 
+@data_source.command("ledger")
+@click.argument("source_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="the API's answer, proofs included")
+@click.pass_context
+@domain_errors
+def data_source_ledger(click_ctx: click.Context, source_id: int, as_json: bool) -> None:
+    """Is data source SOURCE_ID in the released model? The answer, every version that trained on it or
+    unlearned it, the released versions that still hold it, and its node's contributions; the audit entries
+    behind each step are checked here against the service's signed checkpoint (exit 1 if one does not verify)."""
+    from governance.cli.ledger import render_ledger, verify_ledger_proofs
+
+    client = api(click_ctx)
+    body = client.data_source_ledger(source_id)
+    verified = verify_ledger_proofs(body, client.audit_public_key()["verifier_key"])
+    echo(body, as_json, lambda b: render_ledger(b, verified))
+
+
 # ---------------------------------------------------------------- the model registry
 
 

@@ -53,7 +53,7 @@ from governance.registry_schemas import (
     ProposalCovered,
     VerdictPublic,
 )
-from governance.services import events, lifecycle, registry
+from governance.services import events, ledger, lifecycle, registry
 from governance.services.audit import record
 from governance.services.context import Ctx
 from governance.services.job_queue import job_event
@@ -399,6 +399,7 @@ def register_base_version(ctx: Ctx, version: str, parent: str | None = None) -> 
     )
     with write_session(ctx.engine) as s:
         row = registry.register(s, data, actor=None, now=ctx.clock.now(), details={"base": True})
+        ledger.record_training(s, row, manifest, ctx.clock.now())  # what it trained on, each node's share
         return registry.to_public(s, row)
 
 

@@ -57,6 +57,9 @@ def route_handlers() -> list[Any]:
     from governance.web.api.audit import AuditController
 
     handlers.append(AuditController)
+    from governance.web.api.ledger import LedgerController
+
+    handlers.append(LedgerController)
     openapi.document(handlers)  # the bearer scheme and the error bodies, on every operation
     return handlers
 

@@ -4,6 +4,7 @@ data (digits: the class); a candidate trained without one class must show that c
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,3 +308,49 @@ def test_an_accepted_probe_runs_on_every_later_candidate_and_a_failing_one_block
     assert v["verdict"] == "allow" and v["reasons"][0].startswith("council override")
     assert any("community probe" in r for r in v["reasons"])
     assert client.get("/api/v1/models/mv-000000/evaluation", headers=ann.auth).status_code == 404
+
+
+def test_commons_probe_add_list_accept_reject(
+    client: Client, community: dict[str, Person], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from governance.cli import main
+    from governance.cli.common import ApiContext
+    from governance.client import CommonsClient
+
+    runner = CliRunner()
+
+    def run(who: Person, *args: str, stdin: str | None = None) -> Any:
+        return runner.invoke(main, list(args), obj=ApiContext(CommonsClient(client, who.token)), input=stdin)
+
+    ann, rev1 = community["ann"], community["rev1"]
+    r = run(ann, "probe", "add", "--title", "No codes", "--prompt", "The code is ", "--forbidden", "4242")
+    assert r.exit_code == 0 and "probe #1 is submitted" in r.output, r.output
+    spec = {
+        "kind": "paired",
+        "pairs": [{"a": "He is a", "b": "She is a", "completion": " nurse"}],
+        "threshold": 0.5,
+    }
+    path = tmp_path / "pair.json"
+    path.write_text(json.dumps(spec))
+    r = run(ann, "probe", "add", "--title", "Nurses", "--spec", str(path))
+    assert r.exit_code == 0 and "probe #2" in r.output, r.output
+    r = run(ann, "probe", "add", "--title", "Bad", "--spec", "-", stdin='{"kind": "paired", "pairs": []}')
+    assert r.exit_code == 1 and "probe spec" in r.output, r.output  # refused by the service
+    r = run(ann, "probe", "add", "--title", "Bad", "--prompt", "x")
+    assert r.exit_code == 3 and "--forbidden" in r.output  # usage
+    r = run(ann, "probe", "add", "--title", "Bad", "--spec", str(tmp_path / "missing.json"))
+    assert r.exit_code == 3
+    r = run(ann, "probe", "list", "--state", "submitted")
+    assert "#1" in r.output and "#2" in r.output and "paired" in r.output
+    r = run(ann, "probe", "accept", "1")
+    assert r.exit_code == 1 and "only reviewers" in r.output
+    assert "probe #1 is accepted" in run(rev1, "probe", "accept", "1").output
+    r = run(rev1, "probe", "reject", "2")
+    assert r.exit_code == 3, r.output  # --reason is required
+    assert "probe #2 is rejected" in run(rev1, "probe", "reject", "2", "--reason", "too vague").output
+    r = run(ann, "probe", "show", "2", "--json")
+    assert json.loads(r.output)["review_reason"] == "too vague"
+    assert run(ann, "probe", "list", "--state", "accepted").output.strip().startswith("#1")
+    assert run(ann, "probe", "show", "99").exit_code == 1
