@@ -94,7 +94,8 @@ def gtg_round(
                 cache[s] = float(v)
             evaluations += len(todo)
 
-    empty, full = frozenset(), frozenset(ids)
+    empty: Subset = frozenset()
+    full: Subset = frozenset(ids)
     fill([empty, full])
     u0, un = cache[empty], cache[full]
     values = dict.fromkeys(ids, 0.0)
@@ -153,11 +154,13 @@ def fedavg_of(updates: Mapping[int, tuple[Params, float]], subset: Subset) -> Pa
     total = sum(w for _, w in members)
     if total <= 0:
         raise ValueError("the subset's nodes hold no examples")
-    keys = members[0][0].keys()
-    return {
-        k: sum(p[k].to(torch.float64) * (w / total) for p, w in members).to(members[0][0][k].dtype)
-        for k in keys
-    }
+    out: Params = {}
+    for k, first in members[0][0].items():
+        acc = torch.zeros_like(first, dtype=torch.float64)
+        for p, w in members:
+            acc += p[k].to(torch.float64) * (w / total)
+        out[k] = acc.to(first.dtype)
+    return out
 
 
 @dataclass
