@@ -151,6 +151,15 @@ class TallyPublic(BaseModel):
     outcome: str | None
     voting_deadline: datetime | None
     closed: bool
+    direct: dict[str, int] | None = Field(
+        None,
+        description="of the counts, the votes members cast themselves, per choice (withheld while hidden)",
+    )
+    delegated: dict[str, int] | None = Field(
+        None,
+        description="of the counts, the votes delegates cast for others, per choice (null: no delegation "
+        "counts in this poll, or withheld while hidden)",
+    )
 
 
 class EventPublic(BaseModel):

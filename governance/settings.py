@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     extension_hours: float = Field(24, ge=0, description="How long that one extension lasts.")
     council_days: float = Field(7, gt=0, description="Days the council has to ratify or veto.")
     appeal_days: float = Field(3, gt=0, description="Length of the appeal window, in days.")
+    delegation_max_depth: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Hops a delegated vote may travel to a voting delegate; beyond, it is not cast.",
+    )
 
     execution_mode: Literal["in-process", "simulation", "deployment"] = Field(
         "in-process",

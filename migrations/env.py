@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 import governance.audit.models
 import governance.db.comments
+import governance.db.delegation
 import governance.db.evaluation
 import governance.db.ledger
 import governance.db.models

@@ -37,6 +37,7 @@ class LazyGroup(CommonsGroup):
 
     lazy = {
         "audit": ("governance.cli.audit", "audit"),
+        "delegation": ("governance.cli.delegation", "delegation"),
         "model": ("unlearning.cli", "model"),
         "gate": ("governance.cli.gate", "gate"),
         "release": ("governance.cli.gate", "release"),

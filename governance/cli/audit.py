@@ -142,6 +142,16 @@ def recount(export_file: str, proposal_id: int) -> None:
         else:
             failed = True
             click.echo(f"FAIL: recounted {counts}; the tally published {poll.published}", err=True)
+            if poll.published_delegated != poll.delegated:
+                click.echo(
+                    f"delegated votes: recounted {poll.delegated}; published {poll.published_delegated}",
+                    err=True,
+                )
+        if poll.delegated is not None:  # direct and delegated weight apart
+            direct = ", ".join(f"{k} {v}" for k, v in poll.direct.items())
+            delegated = ", ".join(f"{k} {v}" for k, v in poll.delegated.items())
+            recused = f"; recused delegates {poll.recused_delegates}" if poll.recused_delegates else ""
+            click.echo(f"  direct: {direct}; delegated: {delegated}{recused}")
             if poll.unrevealed:
                 click.echo(f"{len(poll.unrevealed)} hidden votes were never revealed", err=True)
     sys.exit(1 if failed else 0)

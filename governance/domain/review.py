@@ -356,6 +356,9 @@ def _apply(
             "block": tally.block,
             "electorate": tally.electorate,
         }
+        if tally.delegated is not None:  # direct and delegated weight apart (commons audit recount)
+            info["delegated"] = dict(tally.delegated)
+            info["recused_delegates"] = list(tally.recused_delegates)
         if view.kind is ProposalKind.ELECTION:
             if tally.outcome is Outcome.PASSED:
                 d = Decision(S.APPROVED, updates={"closed_at": now}, grant_role=True)

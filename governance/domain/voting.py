@@ -12,7 +12,7 @@ Rules (docs/governance.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -90,10 +90,26 @@ class Tally:
     quorum_reached: bool
     support: float | None  # None when nobody approved or objected
     outcome: Outcome
+    # of the counts above, the votes delegates cast for others, per choice (None: the poll froze no
+    # delegation), and the delegates recused from casting what they carry (governance/domain/delegation.py)
+    delegated: Mapping[str, int] | None = None
+    recused_delegates: tuple[int, ...] = ()
 
     @property
     def turnout(self) -> int:
         return self.approve + self.object + self.abstain + self.block
+
+    @property
+    def direct(self) -> dict[str, int]:
+        """The votes members cast themselves, per choice."""
+        delegated = self.delegated or {}
+        counts = {
+            "approve": self.approve,
+            "object": self.object,
+            "abstain": self.abstain,
+            "block": self.block,
+        }
+        return {c: n - delegated.get(c, 0) for c, n in counts.items()}
 
 
 def as_fraction(share: float) -> Fraction:

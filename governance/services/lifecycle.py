@@ -22,6 +22,7 @@ from sqlalchemy import func, insert, literal
 from sqlmodel import Session, col, select
 
 from governance.audit.models import AuditEntryRow, AuditSensitive
+from governance.db import delegation as delegation_db
 from governance.db.engine import read_session, write_session
 from governance.db.models import Conflict as ConflictRow
 from governance.db.models import (
@@ -55,7 +56,7 @@ from governance.domain.review import (
     due_action,
 )
 from governance.domain.roles import Role
-from governance.domain.voting import Tally, VoteChoice, tally
+from governance.domain.voting import Tally
 from governance.services import events, job_queue
 from governance.services.audit import jsonable, record
 from governance.services.context import Ctx
@@ -161,9 +162,11 @@ def proposal_view(s: Session, p: Proposal, actor: ActorView, action: Action | No
 
 def current_tally(s: Session, p: Proposal, ctx: Ctx) -> Tally:
     """The live tally of the proposal's current votes against its frozen electorate."""
-    choices = s.exec(select(CurrentVote.choice).where(CurrentVote.proposal_id == p.id)).all()
+    votes = s.exec(
+        select(CurrentVote.member_id, CurrentVote.choice).where(CurrentVote.proposal_id == p.id)
+    ).all()
     electorate = _count(s, select(Elector.member_id).where(Elector.proposal_id == p.id))
-    return tally((VoteChoice(c) for c in choices), electorate, ctx.policy.voting)
+    return delegation_db.poll_tally(s, p, dict(votes), electorate, ctx.policy.voting)
 
 
 # ---------------------------------------------------------------- the one way state changes
@@ -187,6 +190,11 @@ def apply_decision(s: Session, ctx: Ctx, p: Proposal, actor: ActorView, d: Decis
         s.connection().execute(freeze)
         electorate = _count(s, select(Elector.member_id).where(Elector.proposal_id == p.id))
         d.events.append(Event("electorate_frozen", None, None, {"size": electorate}))
+        # the delegations that count are frozen with the electorate (docs/governance.md, "Delegation")
+        edges = delegation_db.freeze(s, p, ctx.settings.delegation_max_depth)
+        if edges:
+            depth = ctx.settings.delegation_max_depth
+            d.events.append(Event("delegations_frozen", None, None, {"edges": edges, "max_depth": depth}))
     if d.grant_role and p.election_candidate_id is not None and p.election_role is not None:
         if s.get(MemberRole, (p.election_candidate_id, p.election_role)) is None:
             s.add(

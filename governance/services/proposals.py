@@ -358,6 +358,8 @@ def _tally_public(s: Session, ctx: Ctx, p: Proposal) -> TallyPublic | None:
         outcome=None if hidden else (p.vote_outcome if closed else t.outcome.value),
         voting_deadline=p.voting_deadline,
         closed=closed,
+        direct=None if hidden or t.delegated is None else t.direct,
+        delegated=None if hidden or t.delegated is None else dict(t.delegated),
     )
 
 

@@ -17,6 +17,7 @@ from governance.services.votes import VoteBatcher
 from governance.settings import Settings, get_settings
 from governance.web import openapi
 from governance.web.api.data_sources import DataSourceController
+from governance.web.api.delegations import DelegationController
 from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
 from governance.web.api.models import ModelController, ReleaseController
@@ -53,6 +54,7 @@ def route_handlers() -> list[Any]:
         ReleaseController,
         ProbeController,
         EvaluationController,
+        DelegationController,
     ]
     from governance.web.api.audit import AuditController
 
