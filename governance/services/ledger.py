@@ -289,9 +289,7 @@ def data_source_ledger(ctx: Ctx, data_source_id: int, *, proofs: bool = True) ->
         found = list(audit_log.entries_for_subject(s, f"data_source:{ds.id}"))
         for v in wanted:
             found += [
-                e
-                for e in audit_log.entries_for_subject(s, registry.subject(v))
-                if e.action in PROVED_ACTIONS
+                e for e in audit_log.entries_for_subject(s, registry.subject(v)) if e.action in PROVED_ACTIONS
             ]
         found = sorted({e.seq: e for e in found}.values(), key=lambda e: e.seq)[-MAX_PROOFS:]
         if not proofs:
@@ -409,3 +407,11 @@ def member_ledgers(ctx: Ctx, member_id: int) -> list[DataSourceLedger]:
             ).all()
         ]
     return [data_source_ledger(ctx, i, proofs=False) for i in ids if i is not None]
+
+
+def contribution_or_none(ctx: Ctx, version: str) -> ModelContribution | None:
+    """:func:`contribution_of`, or None for a version without one (the version page)."""
+    try:
+        return contribution_of(ctx, version)
+    except NotFound:
+        return None

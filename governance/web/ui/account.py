@@ -82,8 +82,18 @@ class AccountPages(Controller):
         me = members.get_member(ctx, actor.member_id)
         grants = browse.role_grants(ctx, [me.id]).get(me.id, [])
         tokens = members.list_tokens(ctx, me.id)
+        from governance.services import ledger
+
+        ledgers = ledger.member_ledgers(ctx, me.id)  # is each of your data sources in the released model
         return page(
-            request, "me.html", status_code=status_code, member=me, grants=grants, tokens=tokens, **extra
+            request,
+            "me.html",
+            status_code=status_code,
+            member=me,
+            grants=grants,
+            tokens=tokens,
+            ledgers=ledgers,
+            **extra,
         )
 
     @get("/me", sync_to_thread=True)

@@ -79,6 +79,9 @@ class DataSourcePages(Controller):
     ) -> Template:
         d = data_sources.get(ctx, source_id)
         targeting = data_sources.proposals_targeting(ctx, source_id)
+        from governance.services import ledger
+
+        source_ledger = ledger.data_source_ledger(ctx, source_id, proofs=False)
         return page(
             request,
             "data_sources/detail.html",
@@ -87,6 +90,7 @@ class DataSourcePages(Controller):
             proposals=targeting,
             names=browse.names(ctx, {d.owner_id, *(p.proposer_id for p in targeting)}),
             may_withdraw=d.owner_id == actor.member_id and d.consent_state == "granted",
+            ledger=source_ledger,
             **extra,
         )
 

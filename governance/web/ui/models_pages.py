@@ -118,6 +118,9 @@ class ModelPages(Controller):
         granted = next((o for o in overrides if o.state == "granted"), None)
         open_override = next((o for o in overrides if o.state == "open"), None)
         by_override = gate.decided_by_override(verdict, reasons)
+        from governance.services import ledger
+
+        contribution = ledger.contribution_or_none(ctx, version)  # each node's share, for a trained version
         return page(
             request,
             "models/detail.html",
@@ -133,6 +136,7 @@ class ModelPages(Controller):
             job=job,
             may_release=may_release(actor, m.state, verdict),
             verdict_label=f"{verdict} (override)" if by_override else verdict,
+            contribution=contribution,
             by_override=by_override,
             overrides=overrides,
             granted=granted,
