@@ -280,8 +280,9 @@ def write_results(results: dict[str, Any], args: argparse.Namespace, command: st
         "",
         f"`{command}` (1 torch thread, in-process federation). Setups: community LM `small` on 3 nodes "
         f"({LM_DATA['authors_per_node']} authors and {LM_DATA['passages_per_node']} passages per node, 8 canaries "
-        f"of 1-32 repetitions, {LM_TRAIN['rounds']} rounds of {LM_TRAIN['local']['steps']} steps); digits `tiny` "
-        f"on 3 nodes ({DIGITS_TRAIN['rounds']} rounds of 1 epoch). Per target: the retrained reference (seed 0) "
+        f"of 1-32 repetitions, {LM_TRAIN['rounds']} rounds of {LM_TRAIN['local']['steps']} steps); noisy digits "
+        f"(sigma {DIGITS_DATA['noise']}, Dirichlet) on {DIGITS_DATA['nodes']} nodes, the default MLP "
+        f"({DIGITS_TRAIN['rounds']} rounds of {DIGITS_TRAIN['local']['epochs']:g} epochs). Per target: the retrained reference (seed 0) "
         f"and {args.seeds} retrained models (seeds 1-{args.seeds}: another batch order from the same initial "
         "model) verified against it with the default tests, and the original verified against it. A default "
         "policy must pass the retrained models and fail the original. The defaults:",

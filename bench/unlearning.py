@@ -9,7 +9,8 @@ Scenarios (all federated, in process, through unlearning.run_job):
 
 Metrics are measured centrally by the benchmark (it plays the experimenter and reads every file); the
 service's own verification is elsewhere. Usage: python bench/unlearning.py [--only NAME] [--write]
-(--write replaces the "## Unlearning" section of bench/RESULTS.md).
+(--write replaces the "## Unlearning" section of bench/RESULTS.md). ``--suite``: the fixed suite of cases and
+seeds of issue 16 (bench/suite.py).
 """
 
 from __future__ import annotations
@@ -281,7 +282,29 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--seed", type=int, default=0, help="data, model and job seed (the tables use 0)")
+    ap.add_argument("--suite", action="store_true", help="the fixed suite of cases x seeds (bench/suite.py)")
+    ap.add_argument("--seeds", help="--suite: comma-separated seeds (default: the test seeds)")
+    ap.add_argument("--cases", help="--suite: comma-separated cases (default: all)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        help="--suite: NAME=JSON method_config beside the defaults (data-source cases)",
+    )
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="--suite --write: write the section from the --json of finished runs (e.g. one per seed)",
+    )
+    ap.add_argument(
+        "--no-spread", action="store_true", help="--suite: no second retrained model (no TPR spread; faster)"
+    )
     args = ap.parse_args()
+    if args.suite:
+        import suite  # bench/suite.py
+
+        suite.main(args, " ".join(["python bench/unlearning.py", *sys.argv[1:]]))
+        return
     which = args.only or ["digits-client", "digits-class", "lm-source"]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -569,7 +569,7 @@ def setting(default: Any, **kw: Any) -> Any:
     return field(default=default, metadata=schema(**kw))
 
 
-_STOP_RULES = ("auto", "validation-loss", "accuracy", "auc", "exposure", "none")
+_STOP_RULES = ("auto", "heldout", "validation-loss", "accuracy", "auc", "exposure", "none")
 # bounds that keep a job's settings from running away (or from being a denial of service)
 _MAX_ROUNDS = 100
 _MAX_EXAMPLES = 100_000
@@ -611,11 +611,21 @@ class AscentSettings:
         default_factory=dict,
         metadata=schema(help="LocalConfig overrides (lr, max_steps, batch_size, ...)", local=True),
     )
-    # stop rule: "auto" picks by target kind: data_source -> forget loss >= the node's validation loss of the
-    # original model; category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x
-    # validation (LMs); behaviour -> every digit secret's exposure z-score >= exposure_z (else validation loss)
+    # stop rule, judged on the nodes that hold the forget data, never against the retrained reference: "auto"
+    # picks by target kind: data_source -> forget loss >= the node's validation loss of the original model;
+    # category -> forget accuracy <= category_accuracy (classifiers) or loss >= 1.5x validation (LMs);
+    # behaviour -> every digit secret's exposure z-score >= exposure_z (else validation loss). "heldout": the
+    # membership AUC of the forget examples against the node's own held-out examples of the same kind, under
+    # the current model, <= heldout_auc (the source looks like data the model never saw); "auc": an absolute
+    # AUC target against stop_reference.
     stop: str = setting(
         "auto", choices=_STOP_RULES, title="stop rule", help="early-stopping rule of the ascent"
+    )
+    heldout_auc: float = setting(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        help='"heldout" stop: forget vs the node\'s held-out same-kind losses, AUC <= this (0.5: alike)',
     )
     auc: float = setting(
         0.55, ge=0.0, le=1.0, help='"auc" stop: local MIA AUC (forget vs local validation losses) <= this'

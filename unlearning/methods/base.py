@@ -109,6 +109,8 @@ def stop_settings(s: AscentSettings, target: Target, is_classifier: bool) -> dic
         return {"stop-accuracy": s.category_accuracy}
     if rule == "auc":
         return {"stop-auc": s.auc}
+    if rule == "heldout":  # the node's own held-out examples of the forget examples' kind, current model
+        return {"stop-auc": s.heldout_auc, "stop-reference": "same-kind"}
     if rule == "exposure":
         return {"stop-exposure-z": s.exposure_z, "stop-loss": "validation", "stop-loss-factor": factor}
     return {}
@@ -146,12 +148,12 @@ def bounded_ascent(
         ctx.target,
         s.ascent,
         {
-            **stop_settings(s, ctx.target, bool(is_classifier)),
             "retain-weight": s.retain_weight,
             "dedup": s.dedup,
             "secret-pattern": s.secrets,
             "stop-reference": s.stop_reference,
             "secret-exposure-z": s.exposure_z,
+            **stop_settings(s, ctx.target, bool(is_classifier)),  # after: the rule may set stop-reference
         },
         max_rounds=s.max_rounds,
         ball_center=center,

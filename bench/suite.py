@@ -1,0 +1,565 @@
+"""The unlearning suite (issue 16 item 4): do the defaults of ``gradient_ascent_ewc`` generalise to cases and
+seeds nobody tuned them on? ``python bench/unlearning.py --suite [--seeds 101,102,103] [--cases ...]
+[--variant NAME=JSON ...] [--write]`` (``--write`` replaces the "## Unlearning suite" section of
+bench/RESULTS.md).
+
+The cases and the test seeds below were fixed before any tuning and are not changed to make a case pass.
+Per task and seed: a dataset and its federatedly trained original (data, model and job seeds = the seed);
+per case: the default unlearning job (the candidate), the retrained reference (``retrain``, job seed = the
+seed) and a second retrained model (job seed + 1000: another batch order from the same initial model), each
+verified against the reference with the catalogue's metrics. The second retrained model gives the retrained
+figure of the per-example attack (it is anchored by the reference, so it cannot score the reference itself)
+and its spread across seeds. Targets per case (issue 16 item 4):
+
+- population MIA AUC within 0.03 of the reference's (``mia_auc_gap``);
+- the per-example attack's TPR at 1 % FPR (``mia_tpr_at_1pct_fpr``, RMIA anchored by the reference) within the
+  retrained models' spread across the seeds (their min..max);
+- retained quality at most 5 % worse than the original's (LM: perplexity of the retained training data on the
+  nodes; digits: its accuracy);
+- canaries at chance: the Bonferroni-corrected exposure p-value of the target's canaries against never-seen
+  secrets >= 0.05 (``canary_exposure_pvalue``), as for the retrained model;
+- every recovery attack of the catalogue (``*_recovery``): the candidate's recovery at most the reference's
+  under the same attack + 0.10;
+- cost: CPU seconds of the job over retraining's (target <= 5 % on the LM cases; reported everywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from results import replace_section  # bench/results.py
+
+from unlearning import JobResult, JobSpec, Target, init_dataset, init_model, run_job
+from unlearning.data import load_node_data, node_dirs, read_manifest
+from unlearning.verification import VerifySpec, metric_names, verify
+
+# ---- fixed before tuning: do not edit to make a case pass ---------------------------------------------------
+
+#: the seeds the suite reports. No default was tuned on them: bench/calibrate.py and bench/attacks.py use seed
+#: 0 (retrained models 0..5), bench/unlearning.py's tables seed 0 (digits-class was also checked on 1 and 2).
+TEST_SEEDS = (101, 102, 103)
+#: the seeds defaults may be tuned on (the stop rule was chosen on these): those the benchmarks already used
+TUNING_SEEDS = (0, 1, 2)
+#: the second retrained model of each case: job seed = the seed + this
+ALT_RETRAIN = 1000
+
+#: the community LM of bench/calibrate.py ("small", 3 nodes, 8 rounds) and its digits setup
+LM_DATA = {"nodes": 3, "authors_per_node": 8, "passages_per_node": 16, "notebook_authors": 4}
+LM_TRAIN: dict[str, Any] = {"rounds": 8, "local": {"steps": 10}}
+DIGITS_DATA = {"nodes": 5, "partition": "dirichlet", "noise": 0.4}
+DIGITS_TRAIN: dict[str, Any] = {"rounds": 30, "local": {"epochs": 5.0}}
+
+#: case -> (task, what it forgets); targets are resolved per seed by ``_target``
+CASES: dict[str, tuple[str, str]] = {
+    "lm-source-node0": ("lm", "data source node-0/notebook: fictitious facts + 8 canaries (1-32 copies)"),
+    "lm-source-node1": ("lm", "data source node-1/bios: fictitious author facts, on another node"),
+    "lm-topic": ("lm", "topic category: the topic with the most passages, on every node"),
+    "lm-secret": ("lm", "behaviour: the most repeated canary's secret (a memorised access code)"),
+    "digits-client": ("digits", "data source node-0/digits: a client of noisy non-IID digits"),
+    "digits-class": ("digits", "category: class 7, on every node"),
+}
+
+# -------------------------------------------------------------------------------------------------------------
+
+MIA_GAP = 0.03
+UTILITY = 0.05
+PVALUE = 0.05
+RECOVERY = 0.10
+LM_COST = 0.05
+BASE_METRICS = [
+    "mia_auc",
+    "mia_auc_gap",
+    "mia_tpr_at_1pct_fpr",
+    "canary_exposure_pvalue",
+    "retained_utility_drop",
+    "extraction_rate",
+    "sampled_extraction_rate",
+    "forget_accuracy_gap",
+    "forget_perplexity_ratio",
+]
+SPREAD_METRICS = ["mia_tpr_at_1pct_fpr", "canary_exposure_pvalue", "sampled_extraction_rate"]
+
+
+def recovery_metrics() -> list[str]:
+    """Every recovery attack in the catalogue (relearning, int8 and 4-bit quantisation, ...)."""
+    return [m for m in metric_names() if m.endswith("_recovery")]
+
+
+def _job(work: Path, base: str, job_id: str, **kw: Any) -> JobResult:
+    spec = JobSpec(
+        artifact_root=str(work / "art"),
+        dataset_dir=str(work / "data"),
+        base_version=base,
+        job_id=job_id,
+        **kw,
+    )
+    r = run_job(spec)
+    if r.status != "succeeded":
+        raise RuntimeError(f"{job_id}: {r.error}")
+    return r
+
+
+def train_original(task: str, work: Path, seed: int) -> str:
+    if task == "lm":
+        init_dataset("community-lm", work / "data", seed=seed, **LM_DATA)
+        v0 = init_model(work / "art", "community-lm", size="small", seed=seed)
+        train = LM_TRAIN
+    else:
+        init_dataset("digits", work / "data", seed=seed, **DIGITS_DATA)
+        v0 = init_model(work / "art", "digits", seed=seed)
+        train = DIGITS_TRAIN
+    return str(_job(work, v0.version, "train", kind="train", seed=seed, **train).model_version)
+
+
+def _target(case: str, work: Path) -> Target:
+    if case == "digits-client":
+        return Target("data_source", "node-0/digits")
+    if case == "digits-class":
+        return Target("category", "7")
+    if case == "lm-source-node0":
+        return Target("data_source", "node-0/notebook")
+    if case == "lm-source-node1":
+        return Target("data_source", "node-1/bios")
+    if case == "lm-topic":
+        topics = Counter(
+            str(r["category"])
+            for d in node_dirs(work / "data")
+            for r in load_node_data(d).train
+            if r.get("category")
+        )
+        return Target("category", topics.most_common(1)[0][0])
+    canaries = [c for c in read_manifest(work / "data")["canaries"] if c["inserted"]]
+    secret = max(canaries, key=lambda c: c["repetitions"])
+    return Target("behaviour", examples=[{"prompt": secret["prefix"], "completion": secret["secret"]}])
+
+
+def _metrics(report: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, m in report.metrics.items():
+        out[name] = {
+            "applies": m.applies,
+            "value": m.value,
+            "values": dict(m.values),
+            "reason": m.reason,
+        }
+        if name == "retained_utility_drop":
+            out[name]["mean"] = m.details.get("mean", {})
+    return out
+
+
+def _retained(metrics: dict[str, Any], task: str) -> dict[str, float | None]:
+    """Retained quality of original and candidate and the relative worsening (LM: perplexity, digits:
+    accuracy, both of the retained training data on the nodes)."""
+    mean = metrics.get("retained_utility_drop", {}).get("mean", {})
+    o, c = mean.get("original", {}), mean.get("candidate", {})
+    if task == "lm":
+        if o.get("retain-loss") is None or c.get("retain-loss") is None:
+            return {"original": None, "candidate": None, "worse": None}
+        po, pc = math.exp(o["retain-loss"]), math.exp(c["retain-loss"])
+        return {"original": po, "candidate": pc, "worse": pc / po - 1.0}
+    ao, ac = o.get("retain-accuracy"), c.get("retain-accuracy")
+    if ao is None or ac is None:
+        return {"original": None, "candidate": None, "worse": None}
+    return {"original": ao, "candidate": ac, "worse": (ao - ac) / ao}
+
+
+def run_case(
+    case: str,
+    work: Path,
+    original: str,
+    seed: int,
+    variants: dict[str, dict[str, Any]],
+    log: Any,
+    spread: bool = True,
+) -> dict[str, Any]:
+    task = CASES[case][0]
+    target = _target(case, work)
+    t0 = time.perf_counter()
+    ref = _job(work, original, f"{case}-retrain", kind="unlearn", target=target, method="retrain", seed=seed)
+    alt = (
+        _job(
+            work,
+            original,
+            f"{case}-retrain-alt",
+            kind="unlearn",
+            target=target,
+            method="retrain",
+            seed=seed + ALT_RETRAIN,
+        )
+        if spread
+        else None
+    )
+    log(f"  {case}: retrained x{2 if spread else 1} in {time.perf_counter() - t0:.0f} s")
+    names = [*BASE_METRICS, *recovery_metrics(), "cost_ratio"]
+
+    def report(candidate: JobResult, names: list[str] = names) -> dict[str, Any]:
+        r = verify(
+            VerifySpec(
+                artifact_root=str(work / "art"),
+                dataset_dir=str(work / "data"),
+                candidate_version=str(candidate.model_version),
+                original_version=original,
+                reference_version=str(ref.model_version),
+                target=json.loads(target.to_json()),
+                tests=[],
+                metrics=names,
+                job_cost=candidate.to_dict()["cost"],
+                reference_cost=ref.to_dict()["cost"],
+                seed=seed,
+            )
+        )
+        return _metrics(r)
+
+    out: dict[str, Any] = {
+        "target": target.to_dict(),
+        "retrain_cpu_s": ref.cost.cpu_s,
+        # the second retrained model: only what the targets compare with (the attack's TPR, canaries)
+        "retrained": report(alt, SPREAD_METRICS) if alt is not None else {},
+        "candidates": {},
+    }
+    for name, config in variants.items():
+        if name != "defaults" and target.kind != "data_source":
+            continue  # variants are stop rules of data-source targets: elsewhere they equal the defaults
+        t1 = time.perf_counter()
+        unl = _job(
+            work,
+            original,
+            f"{case}-{name}",
+            kind="unlearn",
+            target=target,
+            method="gradient_ascent_ewc",
+            method_config=config,
+            seed=seed,
+        )
+        m = report(unl)
+        out["candidates"][name] = {
+            "metrics": m,
+            "cpu_s": unl.cost.cpu_s,
+            "cost": unl.cost.cpu_s / ref.cost.cpu_s,
+            "retained": _retained(m, task),
+            "details": {
+                k: v for k, v in unl.metrics.get("method", {}).items() if isinstance(v, (int, float))
+            },
+        }
+        log(
+            f"  {case} [{name}]: job {unl.cost.cpu_s:.1f} CPU s (retrain {ref.cost.cpu_s:.1f}), "
+            f"{time.perf_counter() - t1:.0f} s with verification; "
+            + ", ".join(f"{k} {_f(v)}" for k, v in _row_values(out, name).items())
+        )
+    return out
+
+
+def run_suite(
+    seeds: list[int],
+    cases: list[str],
+    variants: dict[str, dict[str, Any]],
+    log: Any,
+    spread: bool = True,
+    save: Any = None,
+) -> dict[str, Any]:
+    """Every case x seed; ``save(results)`` after each case (a long run that is stopped keeps what it did)."""
+    results: dict[str, dict[str, Any]] = {c: {} for c in cases}
+    for task in ("digits", "lm"):  # the quick task first
+        mine = [c for c in cases if CASES[c][0] == task]
+        if not mine:
+            continue
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                t0 = time.perf_counter()
+                original = train_original(task, work, seed)
+                log(f"{task} seed {seed}: original trained in {time.perf_counter() - t0:.0f} s")
+                for case in mine:
+                    results[case][str(seed)] = run_case(case, work, original, seed, variants, log, spread)
+                    if save is not None:
+                        save(results)
+    return results
+
+
+# ---- reading the results -------------------------------------------------------------------------------
+
+
+def _v(metrics: dict[str, Any], name: str, role: str | None = None) -> float | None:
+    m = metrics.get(name)
+    if not m or not m["applies"]:
+        return None
+    x = m["values"].get(role) if role else m["value"]
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _row_values(case_seed: dict[str, Any], variant: str) -> dict[str, float | None]:
+    """The figures of one case and seed for one candidate variant."""
+    c = case_seed["candidates"][variant]
+    m, r = c["metrics"], case_seed["retrained"]
+    row: dict[str, float | None] = {
+        "mia_auc": _v(m, "mia_auc"),
+        "mia_auc_ref": _v(m, "mia_auc", "reference"),
+        "mia_auc_gap": _v(m, "mia_auc_gap"),
+        "tpr1": _v(m, "mia_tpr_at_1pct_fpr"),
+        "tpr1_retrained": _v(r, "mia_tpr_at_1pct_fpr"),
+        "tpr1_original": _v(m, "mia_tpr_at_1pct_fpr", "original"),
+        "retained_orig": c["retained"]["original"],
+        "retained_cand": c["retained"]["candidate"],
+        "retained_worse": c["retained"]["worse"],
+        "canary_p": _v(m, "canary_exposure_pvalue"),
+        "canary_p_retrained": _v(r, "canary_exposure_pvalue"),
+        "canary_p_original": _v(m, "canary_exposure_pvalue", "original"),
+        "cost": c["cost"],
+        "sampled": _v(m, "sampled_extraction_rate"),
+        "sampled_ref": _v(m, "sampled_extraction_rate", "reference"),
+        "sampled_original": _v(m, "sampled_extraction_rate", "original"),
+    }
+    for name in recovery_metrics():
+        row[name] = _v(m, name)
+        row[f"{name}_ref"] = _v(m, name, "reference")
+    return row
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _ms(xs: list[float | None], digits: int = 3) -> str:
+    """mean ± sd (n) of the measured values; n/a when none."""
+    ys = [x for x in xs if x is not None]
+    if not ys:
+        return "n/a"
+    sd = statistics.stdev(ys) if len(ys) > 1 else 0.0
+    return f"{statistics.fmean(ys):.{digits}f} ± {sd:.{digits}f}" + (
+        f" ({len(ys)}/{len(xs)} measured)" if len(ys) < len(xs) else ""
+    )
+
+
+def judge(case: str, per_seed: dict[str, Any], variant: str) -> list[dict[str, Any]]:
+    """One line per target: name, the numbers, met / missed (per seed: how many met)."""
+    task = CASES[case][0]
+    rows = [_row_values(per_seed[s], variant) for s in per_seed]
+    n = len(rows)
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, figures: str, oks: list[bool | None]) -> None:
+        measured = [o for o in oks if o is not None]
+        if not measured:
+            status = "does not apply"
+        elif all(measured) and len(measured) == n:
+            status = "met"
+        elif all(measured):
+            status = f"met where measured ({len(measured)}/{n})"
+        else:
+            status = f"**missed** ({sum(measured)}/{len(measured)} seeds met)"
+        out.append({"target": name, "figures": figures, "status": status})
+
+    gaps = [r["mia_auc_gap"] for r in rows]
+    add(
+        f"MIA AUC within {MIA_GAP} of retrained",
+        f"candidate {_ms([r['mia_auc'] for r in rows])}, retrained {_ms([r['mia_auc_ref'] for r in rows])}, "
+        f"gap {_ms(gaps)} (each: {', '.join(_f(g) for g in gaps)})",
+        [None if g is None else g <= MIA_GAP for g in gaps],
+    )
+    retr = [r["tpr1_retrained"] for r in rows if r["tpr1_retrained"] is not None]
+    lo, hi = (min(retr), max(retr)) if retr else (None, None)
+    add(
+        "TPR at 1 % FPR within retrained spread",
+        f"candidate {_ms([r['tpr1'] for r in rows])} (each: {', '.join(_f(r['tpr1']) for r in rows)}), "
+        f"retrained {_f(lo)}..{_f(hi)}, original {_ms([r['tpr1_original'] for r in rows])}",
+        [None if r["tpr1"] is None or lo is None else lo - 1e-9 <= r["tpr1"] <= hi + 1e-9 for r in rows],
+    )
+    what = "perplexity" if task == "lm" else "accuracy"
+    add(
+        f"retained {what} at most {int(100 * UTILITY)} % worse than original",
+        f"original {_ms([r['retained_orig'] for r in rows])}, candidate {_ms([r['retained_cand'] for r in rows])}, "
+        f"worse by {_ms([None if r['retained_worse'] is None else 100 * r['retained_worse'] for r in rows], 1)} %",
+        [None if r["retained_worse"] is None else r["retained_worse"] <= UTILITY for r in rows],
+    )
+    add(
+        f"canaries at chance (corrected p >= {PVALUE})",
+        f"candidate p {_ms([r['canary_p'] for r in rows])}, retrained {_ms([r['canary_p_retrained'] for r in rows])}, "
+        f"original {_ms([r['canary_p_original'] for r in rows])}",
+        [None if r["canary_p"] is None else r["canary_p"] >= PVALUE for r in rows],
+    )
+    for name in recovery_metrics():
+        cand = [r[name] for r in rows]
+        ref = [r[f"{name}_ref"] for r in rows]
+        add(
+            f"{name} <= retrained + {RECOVERY}",
+            f"candidate {_ms(cand)}, retrained {_ms(ref)}",
+            [None if c is None or f is None else c <= f + RECOVERY for c, f in zip(cand, ref, strict=True)],
+        )
+    cand = [r["sampled"] for r in rows]
+    ref = [r["sampled_ref"] for r in rows]
+    add(
+        f"sampled_extraction_rate (best-of-N) <= retrained + {RECOVERY}",
+        f"candidate {_ms(cand)}, retrained {_ms(ref)}, original {_ms([r['sampled_original'] for r in rows])}",
+        [None if c is None or f is None else c <= f + RECOVERY for c, f in zip(cand, ref, strict=True)],
+    )
+    costs = [r["cost"] for r in rows]
+    add(
+        f"cost / retraining CPU{f' <= {LM_COST}' if task == 'lm' else ' (reported)'}",
+        f"{_ms(costs)} (each: {', '.join(_f(c) for c in costs)})",
+        [c <= LM_COST for c in costs] if task == "lm" else [None for _ in costs],
+    )
+    if task != "lm":
+        out[-1]["status"] = "reported (no target)"
+    return out
+
+
+def tables(results: dict[str, Any], variant: str) -> list[str]:
+    lines: list[str] = []
+    for case, per_seed in results.items():
+        if not per_seed:
+            continue
+        seeds = ", ".join(per_seed)
+        lines += [
+            "",
+            f"### {case} (seeds {seeds})",
+            "",
+            CASES[case][1] + ".",
+            "",
+            "| target | mean ± sd over seeds | verdict |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {t['target']} | {t['figures']} | {t['status']} |" for t in judge(case, per_seed, variant)
+        ]
+    return lines
+
+
+def comparison(results: dict[str, Any], variants: list[str]) -> list[str]:
+    """Variants side by side (stop-rule choice): per case, the MIA gap, TPR, retained and cost."""
+    lines = [
+        "| case | variant | MIA AUC - retrained's (signed) | MIA AUC gap | TPR@1% | retained worse % | canary p | cost |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case, per_seed in results.items():
+        for v in variants:
+            rows = [_row_values(per_seed[s], v) for s in per_seed]
+            signed = [
+                None if r["mia_auc"] is None or r["mia_auc_ref"] is None else r["mia_auc"] - r["mia_auc_ref"]
+                for r in rows
+            ]
+            lines.append(
+                f"| {case} | {v} | {_ms(signed)} | {_ms([r['mia_auc_gap'] for r in rows])} | {_ms([r['tpr1'] for r in rows])} | "
+                f"{_ms([None if r['retained_worse'] is None else 100 * r['retained_worse'] for r in rows], 1)} | "
+                f"{_ms([r['canary_p'] for r in rows])} | {_ms([r['cost'] for r in rows])} |"
+            )
+    return lines
+
+
+def _variants_block(results: dict[str, Any]) -> list[str]:
+    names = sorted({v for per_seed in results.values() for s in per_seed.values() for v in s["candidates"]})
+    if names == ["defaults"]:
+        return []
+    return [
+        "### Variants on the same seeds (each over the defaults; mean ± sd)",
+        "",
+        *comparison(results, ["defaults", *[n for n in names if n != "defaults"]]),
+        "",
+    ]
+
+
+NOTES = "<!-- suite notes: kept when the tables are regenerated -->"
+
+
+def write_results(results: dict[str, Any], command: str, seeds: list[int], wall_s: float) -> None:
+    from results import current_section
+
+    old = current_section("Unlearning suite")
+    notes = old[old.find(NOTES) :].rstrip() if NOTES in old else NOTES
+    body = [
+        "## Unlearning suite",
+        "",
+        f"`{command}` ({wall_s / 60:.0f} minutes; 1 torch thread, in-process federation, a shared 2-core x86 VM, "
+        f"`nice -n 10`). `gradient_ascent_ewc` with the defaults on cases and seeds fixed before tuning "
+        f"(bench/suite.py: test seeds {', '.join(map(str, seeds))}; the defaults were tuned on seeds "
+        f"{', '.join(map(str, TUNING_SEEDS))}, never on these). Per seed a new dataset, original and "
+        "retrained reference; the LM is the small community LM on 3 nodes (8 rounds), digits the noisy "
+        "non-IID setup on 5 nodes (30 rounds). Verdicts: met when every seed meets the target; the figures are "
+        "mean ± sd over the seeds. The retrained spread of TPR at 1 % FPR comes from a second retrained model "
+        "per seed (another batch order) verified against the reference.",
+        *tables(results, "defaults"),
+        "",
+        *_variants_block(results),
+        notes,
+    ]
+    replace_section(body)
+
+
+def merge(paths: list[Path]) -> tuple[dict[str, Any], list[int], float]:
+    """The results of several runs (each case's seeds together), their seeds and the longest run's wall time."""
+    merged: dict[str, dict[str, Any]] = {}
+    seeds: list[int] = []
+    wall = 0.0
+    for path in paths:
+        saved = json.loads(path.read_text())
+        if "results" not in saved:
+            raise SystemExit(f"{path}: not the --json of a suite run")
+        for case, per_seed in saved["results"].items():
+            merged.setdefault(case, {}).update(per_seed)
+        seeds += [s for s in saved["seeds"] if s not in seeds]
+        wall = max(wall, float(saved["wall_s"]))
+    return merged, seeds, wall
+
+
+def parse_variants(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    variants: dict[str, dict[str, Any]] = {"defaults": {}}
+    for item in items or []:
+        name, _, config = item.partition("=")
+        if not name or not config:
+            raise SystemExit(f"--variant takes NAME=JSON, got {item!r}")
+        variants[name] = json.loads(config)
+    return variants
+
+
+def main(args: argparse.Namespace, command: str) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(TEST_SEEDS)
+    cases = args.cases.split(",") if args.cases else list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(CASES)}")
+    if args.write and sorted(seeds) != sorted(TEST_SEEDS):
+        raise SystemExit("--write reports the test seeds only: run without --seeds")
+    if args.from_json:  # the section from finished runs (their --json), e.g. one process per seed
+        merged, seeds, wall = merge([Path(p) for p in args.from_json])
+        print("\n".join(tables(merged, "defaults")))
+        if args.write:
+            if sorted(seeds) != sorted(TEST_SEEDS):
+                raise SystemExit(f"--write reports the test seeds {TEST_SEEDS}; these runs have {seeds}")
+            write_results(merged, "python bench/unlearning.py --suite", seeds, wall)
+        return
+    variants = parse_variants(args.variant)
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
+
+    out = Path(args.json) if args.json else Path(tempfile.gettempdir(), "unlearning-suite.json")
+
+    def save(results: dict[str, Any]) -> None:
+        saved = {
+            "command": command,
+            "seeds": seeds,
+            "wall_s": time.perf_counter() - t0,
+            "variants": variants,
+            "results": results,
+        }
+        out.write_text(json.dumps(saved, indent=1, default=str))
+
+    results = run_suite(seeds, cases, variants, log, spread=not args.no_spread, save=save)
+    save(results)
+    wall = time.perf_counter() - t0
+    print("\n".join(tables(results, "defaults")))
+    if len(variants) > 1:
+        print("\n".join(["", *comparison(results, list(variants))]))
+    log(f"done; results in {out}")
+    if args.write:
+        write_results(results, command, seeds, wall)
