@@ -22,7 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unlearning.contract import DEFAULT_METHOD, ContractError, Target, validate_method_settings
+from unlearning.contract import (
+    DEFAULT_METHOD,
+    ContractError,
+    Target,
+    parse_contribution_settings,
+    validate_method_settings,
+)
 
 JOB_KINDS = ("train", "unlearn")
 RUNTIMES = ("in-process",)
@@ -61,6 +67,10 @@ class JobSpec:
     runtime: str = (
         "in-process"  # how run_job runs the Flower apps (the simulation/deployment runners add theirs)
     )
+    contribution: dict[str, Any] = field(default_factory=dict)  # train: how each node's contribution is
+    # measured (unlearning.contract.ContributionSettings; {"method": "none"} skips it)
+    dataset_sources: list[list[dict[str, Any]]] | None = None  # the dataset's data sources by partition id
+    # (name, sha256, records; run_job fills it in from the manifest): a trained version records those it used
 
     def validate(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -73,6 +83,10 @@ class JobSpec:
             )
         if self.kind == "train" and self.rounds < 1:
             raise JobSpecError("a train job needs rounds >= 1")
+        try:
+            parse_contribution_settings(self.contribution)
+        except ContractError as exc:
+            raise JobSpecError(str(exc)) from exc
         if self.kind == "unlearn":
             if self.target is None:
                 raise JobSpecError("an unlearn job needs a target")
@@ -167,6 +181,7 @@ class JobResult:
     )  # {"after": eval, "before": eval (unlearn), "method": ...}
     cost: JobCost = field(default_factory=JobCost)
     error: str | None = None
+    contribution: dict[str, Any] | None = None  # train: each node's contribution (unlearning.contribution)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

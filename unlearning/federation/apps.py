@@ -118,6 +118,11 @@ def build_client_app() -> ClientApp:
         named = ConfigRecord({"groups": json.dumps(names)})
         return Message(RecordDict({P.METRICS: P.metric_record(metrics), P.CONFIG: named}), reply_to=msg)
 
+    @app.query("utility")
+    def utility(msg: Message, context: Context) -> Message:
+        metrics = node.utility(P.config_of(msg), _node_config(context), P.models_of(msg))
+        return Message(RecordDict({P.METRICS: P.metric_record(metrics)}), reply_to=msg)
+
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         metrics = node.evaluate(P.config_of(msg), _node_config(context), P.from_record(P.arrays_of(msg)))

@@ -88,15 +88,20 @@ class FlowerSettings:
 
 
 def prepared(spec: JobSpec, settings: FlowerSettings) -> JobSpec:
-    """The spec a runtime hands to the ServerApp: the dataset's node names (from its manifest, when this
-    machine has it; run_job has checked it does) and the settings' timeouts filled in where the spec leaves
-    them open."""
-    from unlearning.federation.server import manifest_names
+    """The spec a runtime hands to the ServerApp: the dataset's node names and, for a training job, its data
+    sources (from its manifest, when this machine has it; run_job has checked it does) and the settings'
+    timeouts filled in where the spec leaves them open."""
+    from unlearning.federation.server import manifest_names, manifest_sources
 
     names = spec.node_names if spec.node_names is not None else manifest_names(spec.dataset_dir)
+    sources = spec.dataset_sources
+    if sources is None and spec.kind == "train":  # what a trained version records it trained on
+        by_pid = manifest_sources(spec.dataset_dir)
+        sources = [by_pid[p] for p in sorted(by_pid)] if by_pid is not None else None
     return replace(
         spec,
         node_names=names,
+        dataset_sources=sources,
         timeout_s=spec.timeout_s if spec.timeout_s is not None else settings.exchange_timeout_s,
         node_timeout_s=spec.node_timeout_s if spec.node_timeout_s is not None else settings.node_timeout_s,
     )

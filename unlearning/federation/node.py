@@ -484,6 +484,22 @@ def evaluate(
     return out
 
 
+def utility(
+    cfg: Mapping[str, Any], node_config: UserConfig, models: Mapping[str, Mapping[str, Tensor]]
+) -> dict[str, float]:
+    """Contribution's utilities: each model's mean loss and accuracy on the local validation data
+    (``loss:<name>``, ``accuracy:<name>``; ``num-examples`` weighs them across nodes)."""
+    start = time.thread_time()
+    task = task_from_config(cfg, node_config)
+    t = node_tensors(cfg, node_config, task)
+    out = {"num-examples": float(batch_len(t.validation))}
+    for name, arrays in models.items():
+        val = local.evaluate(_model(task, cfg, arrays), t.validation, task)
+        out[f"loss:{name}"], out[f"accuracy:{name}"] = val["loss"], val["accuracy"]
+    out["cpu-s"] = time.thread_time() - start
+    return out
+
+
 # ---- verification: this node scores its own examples; only scores and counts leave it ----------------
 
 

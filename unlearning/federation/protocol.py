@@ -36,6 +36,8 @@ EVALUATE = "evaluate"
 PROBE = "query.probe"
 SCORE = "query.score"
 RELEARN = "query.relearn"
+# contribution: each ``model:<name>`` of the message evaluated on the node's validation data (node.utility)
+UTILITY = "query.utility"
 # community evaluation: per-group validation figures of each model (unlearning.evaluation.node_groups)
 GROUPS = "query.groups"
 

@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,10 @@ class JobCancelled(Exception):
 
 class NodeFailure(RuntimeError):
     """A node replied with an error, or did not (re)appear before the node timeout."""
+
+
+# sees every FedAvg round: (phase, round, the global model sent, the nodes, their replies in that order)
+RoundObserver = Callable[[str, int, ArrayRecord, Sequence["NodeInfo"], Sequence[Message]], None]
 
 
 TRANSIENT_ERRORS = frozenset(
@@ -140,6 +144,7 @@ class Federation:
         self.names: dict[int, str] = dict(enumerate(names or []))
         wanted = spec.nodes if spec.nodes is not None else (sorted(self.names) if names is not None else None)
         self.required: list[int] | None = sorted(set(wanted)) if wanted is not None else None
+        self.round_observers: list[RoundObserver] = []  # called after every FedAvg round's replies
 
     @property
     def seed(self) -> int:
@@ -451,6 +456,8 @@ class Federation:
                 records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra), **ewc}
                 msgs.append(self.message(n, P.TRAIN, phase, r, records))
             replies = self.exchange(phase, r, rounds, msgs)
+            for observe in self.round_observers:
+                observe(phase, r, arrays, chosen, replies)
             arrays = aggregate(replies, P.ARRAYS)
         return P.from_record(arrays)
 
@@ -607,6 +614,32 @@ class Federation:
         }
         return {"nodes": per_node, "mean": weighted_summary(replies), "worst": worst}
 
+    def utility(
+        self, models: Mapping[str, Params], round_: int = 1, total: int = 1, phase: str = "contribution"
+    ) -> tuple[dict[str, dict[str, float]], float]:
+        """Every node evaluates each of ``models`` on its own validation data (one ``query.utility`` message per
+        node carrying them all); per model the validation loss and accuracy averaged over the nodes by their
+        examples, and the CPU seconds the nodes reported."""
+        arrays = {P.MODEL_PREFIX + k: P.to_record(v) for k, v in models.items()}
+        msgs = [
+            self.message(n, P.UTILITY, phase, round_, {P.CONFIG: self.config(None, round_), **arrays})
+            for n in self.nodes
+        ]
+        metrics = [P.metrics_of(r) for r in self.exchange(phase, round_, total, msgs)]
+        out: dict[str, dict[str, float]] = {}
+        for name in models:
+            sums, weight = {"loss": 0.0, "accuracy": 0.0}, 0.0
+            for m in metrics:
+                w = m.get("num-examples", 0.0)
+                if w > 0 and all(math.isfinite(m.get(f"{k}:{name}", math.nan)) for k in sums):
+                    weight += w
+                    for k in sums:
+                        sums[k] += w * m[f"{k}:{name}"]
+            if weight <= 0:
+                raise NodeFailure("no node has validation data to measure contributions on")
+            out[name] = {k: v / weight for k, v in sums.items()}
+        return out, sum(m.get("cpu-s", 0.0) for m in metrics)
+
     def node_query(
         self,
         mtype: str,
@@ -659,6 +692,98 @@ def aggregate(replies: Sequence[Message], key: str) -> ArrayRecord:
     return aggregate_arrayrecords(contents, "num-examples")
 
 
+def manifest_sources(dataset_dir: str) -> dict[int, list[dict[str, Any]]] | None:
+    """The dataset's data sources by partition id (federation name, sha256, records), when this machine has
+    its manifest."""
+    from unlearning.data import read_manifest
+
+    if not dataset_dir:
+        return None
+    try:
+        nodes = read_manifest(Path(dataset_dir))["nodes"]
+        return {
+            pid: [
+                {
+                    "name": str(src["name"]),
+                    "sha256": str(src.get("sha256", "")),
+                    "records": src.get("records"),
+                }
+                for src in n.get("sources", [])
+            ]
+            for pid, n in enumerate(nodes)
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def dataset_sources(spec: JobSpec) -> dict[int, list[dict[str, Any]]] | None:
+    """The job's dataset's data sources by partition id: the spec's (run_job fills them in from the manifest,
+    so a ServerApp on a machine without it has them), else the manifest's when this machine has it."""
+    if spec.dataset_sources is not None:
+        return {pid: [dict(src) for src in srcs] for pid, srcs in enumerate(spec.dataset_sources)}
+    return manifest_sources(spec.dataset_dir)
+
+
+def trained_sources(
+    spec: JobSpec, nodes: Sequence[NodeInfo], excluded: Sequence[Target]
+) -> list[dict[str, Any]] | None:
+    """The data sources a training job trained on: those of the nodes that took part, less any the lineage
+    unlearned as a whole (a data-source target); each with its partition. None without the manifest."""
+    by_pid = dataset_sources(spec)
+    if by_pid is None:
+        return None
+    gone = {t.value for t in excluded if t.kind == "data_source"}
+    return [
+        {**src, "partition": n.partition_id}
+        for n in nodes
+        for src in by_pid.get(n.partition_id, [])
+        if src["name"] not in gone
+    ]
+
+
+def track_contribution(fed: Federation, spec: JobSpec, task: Task) -> Any:
+    """A :class:`unlearning.contribution.ContributionTracker` watching ``fed``'s ``train`` rounds (None when
+    the spec's contribution method is ``none``)."""
+    from unlearning.contribution import ContributionTracker
+
+    current = {"round": 0}
+    by_pid = dataset_sources(spec) or {}
+    tracker = ContributionTracker.create(
+        spec.contribution,
+        is_classifier=bool(task.is_classifier),
+        evaluate=lambda models: fed.utility(models, current["round"], spec.rounds),
+        names=fed.names,
+        sources={pid: [str(s["name"]) for s in srcs] for pid, srcs in by_pid.items()},
+    )
+    if tracker is None:
+        return None
+
+    def observe(
+        phase: str, round_: int, before: ArrayRecord, nodes: Sequence[NodeInfo], replies: Sequence[Message]
+    ) -> None:
+        if phase != "train":
+            return
+        current["round"] = round_
+        updates = {
+            n.partition_id: (P.from_record(P.arrays_of(r)), P.metrics_of(r)["num-examples"])
+            for n, r in zip(nodes, replies, strict=True)
+        }
+        after = P.from_record(aggregate(replies, P.ARRAYS))
+        tracker.observe(round_, P.from_record(before), updates, after)
+
+    fed.round_observers.append(observe)
+    return tracker
+
+
+def _contribution_bytes(fed: Federation) -> dict[str, int]:
+    rounds = [c for c in fed.cost.rounds if c.phase == "contribution"]
+    return {
+        "messages": sum(c.messages for c in rounds),
+        "bytes_to_nodes": sum(c.bytes_to_nodes for c in rounds),
+        "bytes_from_nodes": sum(c.bytes_from_nodes for c in rounds),
+    }
+
+
 def execute_job(
     grid: Grid,
     spec: JobSpec,
@@ -696,7 +821,11 @@ def execute_job(
         params = parameters_dict(model)
         if spec.kind == "train":
             fed.discover(None)
+            tracker = track_contribution(fed, spec, task)
             params = fed.fedavg(params, spec.rounds, "train", spec.local)
+            if tracker is not None:
+                result.contribution = tracker.finish()
+                result.contribution["cost"].update(_contribution_bytes(fed))
             training = {
                 **lineage,
                 "kind": "train",
@@ -704,6 +833,7 @@ def execute_job(
                 "local": spec.local,
                 "init": lineage.get("init") or base.version,
                 "excluded": lineage.get("excluded", []),
+                "sources": trained_sources(spec, fed.nodes, excluded),
             }
             if spec.evaluate:
                 result.metrics["after"] = fed.evaluate(params, None)
@@ -744,7 +874,10 @@ def execute_job(
             job_id=spec.job_id,
             tokenizer=tokenizer,
             training=training,
-            metrics={"after": result.metrics.get("after", {}).get("mean", {})},
+            metrics={
+                "after": result.metrics.get("after", {}).get("mean", {}),
+                **({"contribution": result.contribution} if result.contribution else {}),
+            },
         )
         result.model_version, result.content_hash = version.version, version.content_hash
         result.status = "succeeded"
