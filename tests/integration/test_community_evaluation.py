@@ -354,3 +354,89 @@ def test_commons_probe_add_list_accept_reject(
     assert json.loads(r.output)["review_reason"] == "too vague"
     assert run(ann, "probe", "list", "--state", "accepted").output.strip().startswith("#1")
     assert run(ann, "probe", "show", "99").exit_code == 1
+
+
+def test_the_version_page_shows_the_evaluation_per_group_and_files_a_proposal_from_a_degraded_group(
+    client: Client, ctx: Ctx, community: dict[str, Person], digits: Digits
+) -> None:
+    """End to end through the service: the worker evaluates a candidate trained without class 3 against the
+    released version on the nodes of the service's dataset; the version page shows class 3 as the worst group,
+    the disparity, a plot per group, and a link to a prefilled new-proposal form."""
+    from urllib.parse import unquote
+
+    from governance.domain.review import SYSTEM
+    from governance.jobs.worker import Worker, verify_and_release_base
+    from governance.services import gate
+    from tests.integration.test_ui_pages import sign_in
+
+    shutil.copytree(digits.art / "versions", ctx.settings.artifact_dir / "versions", dirs_exist_ok=True)
+    ctx.settings.dataset_dir = digits.data
+    verify_and_release_base(ctx, digits.released)
+    gate.register_base_version(ctx, digits.without3)
+    gate.queue_verification(ctx, SYSTEM, digits.without3)
+    assert Worker(ctx, "w-ui").run_once()
+    ev = client.get(f"/api/v1/models/{digits.without3}/evaluation", headers=community["ann"].auth).json()
+    assert ev["released"]["version"] == digits.released and ev["worst_group"]["group"] == "3"
+
+    sign_in(client, ctx, community["ann"].id, "ann")
+    html = client.get(f"/models/{digits.without3}").text
+    section = html.split('id="h-evaluation"')[1].split("</section>")[0]
+    assert section.count('<svg class="group-plot"') == 10 and "<script" not in section
+    worst = section.split("Worst group")[1].split("</div>")[0]
+    assert "<strong>3</strong>" in worst and "0.0 %" in worst
+    disparity = section.split("Disparity")[1].split("</div>")[0]
+    assert f"candidate <strong>{100 * ev['disparity']['candidate']['gap']:.1f} %</strong>" in disparity
+    assert " vs 3)" in disparity.split(", released")[0]  # the candidate's lowest group
+    assert 'aria-label="group 3: released' in section and "candidate 0.0 %" in section
+    links = [unquote(x.split('"')[0]) for x in section.split('class="file-proposal" href="')[1:]]
+    link = next(x for x in links if "category=3&" in x).replace("&amp;", "&")
+    assert link.startswith("/proposals/new?target=category")
+    form = client.get(link.replace("+", " ")).text
+    assert 'name="category" value="3"' in form and f"Group 3 degraded in {digits.without3}" in form
+    assert "released version" in form.split('name="rationale"')[1].split("</textarea>")[0]
+    # the released version itself: evaluated when it was adopted (no released version then to compare with)
+    rel = client.get(f"/models/{digits.released}").text
+    assert "no released version yet" in rel
+
+
+def test_probe_pages_submit_triage_and_show_errors_next_to_fields(
+    client: Client, ctx: Ctx, community: dict[str, Person]
+) -> None:
+    from tests.integration.test_ui_pages import error_of, sign_in
+
+    token = sign_in(client, ctx, community["ann"].id, "ann")
+    page = client.get("/probes").text
+    assert "Submit a probe" in page and "No probe is waiting" in page
+    r = client.post(
+        "/probes", data={"csrf_token": token, "title": "No codes", "kind": "forbidden", "lines": "x"}
+    )
+    assert r.status_code == 422 and "prompt =&gt; forbidden completion" in (error_of(r.text, "lines") or "")
+    r = client.post(
+        "/probes",
+        data={
+            "csrf_token": token,
+            "title": "Pairs",
+            "kind": "paired",
+            "lines": "He is | She is | kind",
+            "threshold": "x",
+        },
+    )
+    assert r.status_code == 422 and error_of(r.text, "threshold")
+    assert client.get("/api/v1/probes", headers=community["ann"].auth).json() == []
+    data = {"csrf_token": token, "title": "No codes", "kind": "forbidden", "lines": "The code is => 4242"}
+    r = client.post("/probes", data=data, follow_redirects=False)
+    assert r.status_code == 303
+    page = client.get("/probes").text
+    queue = page.split('id="h-queue"')[1].split("</section>")[0]
+    assert "#1 No codes" in queue and "/probes/1/accept" not in queue  # ann is no reviewer
+    token = sign_in(client, ctx, community["rev1"].id, "rev1")
+    assert "/probes/1/accept" in client.get("/probes").text
+    r = client.post("/probes/1/reject", data={"csrf_token": token, "reason": ""})
+    assert r.status_code == 422 and error_of(r.text, "reason-1")
+    assert (
+        client.post("/probes/1/accept", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    )
+    page = client.get("/probes").text
+    assert "#1 No codes" in page.split('id="h-accepted"')[1] and "No probe is waiting" in page
+    assert client.post("/probes/1/accept", data={"csrf_token": token}).status_code == 409
+    assert client.post("/probes/1/accept", data={}).status_code == 403  # no CSRF token

@@ -20,6 +20,7 @@ from governance.web.ui.auth_pages import AuthPages
 from governance.web.ui.community import DataSourcePages, ElectionPages, MemberPages
 from governance.web.ui.jobs_pages import JobPages
 from governance.web.ui.models_pages import ModelPages
+from governance.web.ui.probes_pages import ProbePages
 from governance.web.ui.proposals import ProposalPages
 from governance.web.ui.render import STATIC, UI_EXCEPTION_HANDLERS, provide_form, template_config
 from governance.web.ui.security import csrf_guard, security_headers_middleware, session_middleware
@@ -34,6 +35,7 @@ PAGES: list[Any] = [
     ElectionPages,
     JobPages,
     ModelPages,
+    ProbePages,
     AuditPages,
     MemberPages,
 ]

@@ -23,6 +23,15 @@ from governance.web.ui.render import Form, field_errors, page, pydantic_errors, 
 
 TARGET_KINDS = [k.value for k in TargetKind]
 EXAMPLE_ROWS = 3
+# the new-proposal form's fields that a link may prefill (``/proposals/new?target=category&category=3&...``)
+PREFILLED = (
+    "title",
+    "category",
+    "pattern",
+    "rationale",
+    "evidence",
+    *(f"{part}_{i}" for i in range(1, EXAMPLE_ROWS + 1) for part in ("prompt", "completion")),
+)
 # the actions a person takes on this page, with the service call each one makes
 ACTIONS: dict[str, Callable[[Ctx, int, ActorView, Form], Any]] = {
     "submit": lambda ctx, pid, a, f: proposals.submit(ctx, pid, a),
@@ -200,6 +209,8 @@ class ProposalPages(Controller):
         if kind not in TARGET_KINDS:
             kind = TargetKind.DATA_SOURCE.value
         values = {"data_source_id": request.query_params.get("data_source_id") or ""}
+        # prefilled from the query (a version page files a proposal from a failing group or probe in one click)
+        values.update({k: v[:4000] for k in PREFILLED if (v := request.query_params.get(k))})
         if request.headers.get("hx-request") and request.query_params.get("part") == "tests":
             return page(
                 request, "proposals/_tests.html", kind=kind, tests=metrics_for(kind), comparators=COMPARATORS
