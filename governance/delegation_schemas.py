@@ -75,6 +75,7 @@ class PollDelegationPublic(BaseModel):
     max_depth: int | None
     carried: int = Field(description="votes the caller casts for others here (or would, by voting)")
     my_delegate_id: int | None = Field(description="whom the caller's own vote goes to unless they vote")
+    my_delegate: str | None = Field(None, description="that delegate's handle")
     tags: list[str]
 
 

@@ -245,13 +245,15 @@ def for_proposal(ctx: Ctx, proposal_id: int, viewer: ActorView | None) -> PollDe
         tags = ddb.tags_of(s, p.id)
         edges, depth, voted, recused = _poll_state(s, p)
         me = viewer.member_id if viewer is not None else None
+        mine = edges.get(me) if me is not None else None
         return PollDelegationPublic(
             proposal_id=p.id,
             frozen=p.voting_opened_at is not None,
             delegations=len(edges),
             max_depth=depth or None,
             carried=_carried(me, edges, depth, voted, recused) if me is not None else 0,
-            my_delegate_id=edges.get(me) if me is not None else None,
+            my_delegate_id=mine,
+            my_delegate=_handles(s, {mine}).get(mine) if mine is not None else None,
             tags=tags,
         )
 

@@ -362,3 +362,69 @@ def test_cli_delegation_add_list_carried_revoke(client: Client, community: dict[
     assert r.exit_code == 0 and f"your vote is back in #{p['id']}" in r.output, r.output
     r = runner.invoke(main, ["delegation", "revoke", "0"], obj=api(client, ann))
     assert r.exit_code == 3, r.output
+
+
+def test_ui_delegate_revoke_and_what_you_carry(
+    client: Client, community: dict[str, Person], ctx: Ctx, pass_time: PassTime
+) -> None:
+    from tests.integration.test_ui_pages import error_of
+
+    people = community
+    ann, cat = people["ann"], people["cat"]
+    token = sign_in(client, ctx, ann.id, "ann")
+    page = client.get("/me").text
+    assert 'id="h-delegation"' in page and "you delegate none" in page
+    # bad input: an error next to its field, nothing stored
+    r = client.post("/me/delegations", data={"csrf_token": token, "delegate": "nobody-here", "scope": "all"})
+    assert r.status_code == 422 and "no member" in (error_of(r.text, "delegate") or ""), r.text
+    r = client.post(
+        "/me/delegations",
+        data={"csrf_token": token, "delegate": "cat", "scope": "tag", "scope_value": "two words"},
+    )
+    assert r.status_code == 422 and "tag" in (error_of(r.text, "scope_value") or ""), r.text
+    r = client.post("/me/delegations", data={"delegate": "cat", "scope": "all"})  # no CSRF token
+    assert r.status_code == 403
+    assert ok(client.get("/api/v1/delegations", headers=ann.auth))["given"] == []
+    r = client.post(
+        "/me/delegations",
+        data={
+            "csrf_token": token,
+            "delegate": "cat",
+            "scope": "category",
+            "scope_value": "cooking",
+            "next": "/me",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/me"
+    page = client.get("/me").text
+    assert "@cat" in page and "category cooking" in page and "goes to @cat" in page
+    # a cycle is refused on the page
+    sign_in_cat = sign_in(client, ctx, cat.id, "cat")
+    r = client.post("/me/delegations", data={"csrf_token": sign_in_cat, "delegate": "ann", "scope": "all"})
+    assert r.status_code == 409 and "cycle" in (error_of(r.text, "delegate") or "")
+    # the delegate sees what they carry, on /me and on the proposal page; the tally shows the weight apart
+    p = new_proposal(client, people["coun1"])
+    pid = p["id"]
+    to_voting(client, p, people)
+    page = client.get("/me").text
+    assert f"#{pid} Forget the recipes source" in page and "you carry <strong>1</strong> vote" in page
+    page = client.get(f"/proposals/{pid}").text
+    assert "You carry <strong>1</strong> delegated vote here" in page
+    vote(client, pid, cat, "approve")
+    tally_html = client.get(f"/proposals/{pid}/tally").text
+    assert "Cast by delegates for others</th><td>1</td>" in tally_html, tally_html
+    assert "Cast by members themselves</th><td>1</td>" in tally_html
+    # ann revokes from the page: her vote leaves the open poll
+    token = sign_in(client, ctx, ann.id, "ann")
+    page = client.get(f"/proposals/{pid}").text
+    assert "your vote goes to @cat" in page
+    (given,) = ok(client.get("/api/v1/delegations", headers=ann.auth))["given"]
+    r = client.post(
+        f"/me/delegations/{given['id']}/revoke", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    assert "yours again in open polls" in client.get("/me/delegations").text
+    assert tally(client, pid, ann)["delegated"] == zero()
+    r = client.post(f"/me/delegations/{given['id']}/revoke", data={"csrf_token": token})
+    assert r.status_code == 409

@@ -18,6 +18,7 @@ from governance.web.ui.account import AccountPages
 from governance.web.ui.audit_pages import AuditPages
 from governance.web.ui.auth_pages import AuthPages
 from governance.web.ui.community import DataSourcePages, ElectionPages, MemberPages
+from governance.web.ui.delegation_pages import DelegationPages
 from governance.web.ui.jobs_pages import JobPages
 from governance.web.ui.models_pages import ModelPages
 from governance.web.ui.probes_pages import ProbePages
@@ -30,6 +31,7 @@ __all__ = ["static_router", "template_config", "ui_router"]
 PAGES: list[Any] = [
     AuthPages,
     AccountPages,
+    DelegationPages,
     ProposalPages,
     DataSourcePages,
     ElectionPages,

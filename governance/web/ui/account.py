@@ -15,6 +15,7 @@ from governance.domain.registry import ModelState
 from governance.domain.review import ActorView
 from governance.services import auth, browse, events, gate, jobs, members, registry
 from governance.services.context import Ctx
+from governance.web.ui import delegation_pages
 from governance.web.ui.render import Form, field_errors, page, redirect, safe_next
 from governance.web.ui.security import session_cookie
 
@@ -93,6 +94,7 @@ class AccountPages(Controller):
             grants=grants,
             tokens=tokens,
             ledgers=ledgers,
+            **delegation_pages.me_context(ctx, actor),
             **extra,
         )
 

@@ -19,6 +19,7 @@ from governance.domain.review import ActorView
 from governance.schemas import ProposalCreate, ProposalUpdate
 from governance.services import browse, comments, data_sources, proposals
 from governance.services.context import Ctx
+from governance.web.ui import delegation_pages
 from governance.web.ui.render import Form, field_errors, page, pydantic_errors, redirect
 
 TARGET_KINDS = [k.value for k in TargetKind]
@@ -294,6 +295,7 @@ class ProposalPages(Controller):
             names=browse.names(ctx, ids),
             actions=set(p.allowed_actions),
             shown_actions=set(p.allowed_actions) & set(ACTIONS) | ({"edit"} & set(p.allowed_actions)),
+            **delegation_pages.poll_context(ctx, proposal_id, actor),
             **extra,
         )
 
