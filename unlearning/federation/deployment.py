@@ -18,12 +18,12 @@ imported here and in ``simulation.py``, and the project pins ``flwr==1.41.*``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -210,7 +210,9 @@ class ControlClient:
     ) -> None:
         scheme = "http" if insecure else "https"
         self.base_url = f"{scheme}://{address}"
-        verify: str | bool = False if insecure else (root_certificates or True)
+        verify: ssl.SSLContext | bool = False
+        if not insecure:  # the CA bundle the SuperLink's certificate is checked against (or the system's)
+            verify = ssl.create_default_context(cafile=root_certificates)
         self._own_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=timeout, verify=verify)
 
@@ -347,7 +349,8 @@ class LocalFederation:
     ``artifact_root`` is the artifact store as the SuperLink's ServerApps see it (``COMMONS_SERVERAPP_ARTIFACT_ROOT``
     in the SuperLink's environment): the deployment runtime sends no path, so a federation that runs jobs
     needs it. ``node_superlink`` is the address the SuperNodes dial (default: the SuperLink's own; a test
-    puts a recording relay there).
+    puts a recording relay there). ``database`` is the SuperLink's ``--database`` (default: Flower's in-memory
+    state, the documented choice: see docs/federation.md, "SuperLink state").
 
     ``torch_threads`` (default 1) sets ``OMP_NUM_THREADS`` for the app processes: three nodes on a small
     machine otherwise oversubscribe its cores. With ``die_with_parent`` (the default, Linux) the processes also end when the thread that called
@@ -365,8 +368,10 @@ class LocalFederation:
         die_with_parent: bool = True,
         artifact_root: Path | None = None,
         node_superlink: str | None = None,
+        database: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.database = database
         self.artifact_root = artifact_root
         self.node_superlink = node_superlink
         self.torch_threads = torch_threads
@@ -417,6 +422,18 @@ class LocalFederation:
         self._processes.append(proc)
         return proc
 
+    def control_client(self) -> ControlClient:
+        """A client of this federation's Control API (``SecureFederation``: over TLS)."""
+        return ControlClient(self.address)
+
+    def runtime_port(self) -> int:
+        """The port of the next SuperNode's runtime API (``SecureFederation``: from its port range)."""
+        return free_port(self.host)
+
+    def before_nodes(self, control: ControlClient) -> None:
+        """Called once the SuperLink is healthy, before the SuperNodes start (``SecureFederation`` starts
+        its fleet gateway and registers the nodes' keys here)."""
+
     def superlink_argv(self) -> list[str]:
         return [
             _executable("flower-superlink"),
@@ -426,6 +443,7 @@ class LocalFederation:
             "--port",
             str(self.port),
             "--disable-runtime-dependency-installation",
+            *(["--database", self.database] if self.database else []),
         ]
 
     def supernode_argv(self, index: int, node_config_file: Path, runtime_port: int) -> list[str]:
@@ -459,17 +477,18 @@ class LocalFederation:
         deadline = time.monotonic() + timeout
         root = {ARTIFACT_ROOT_ENV: str(Path(self.artifact_root).resolve())} if self.artifact_root else {}
         link = self._spawn("superlink", self.superlink_argv(), root)
-        with ControlClient(self.address) as control:
+        with self.control_client() as control:
             while not control.healthy():
                 self._check_alive(link)
                 if time.monotonic() > deadline:
                     raise FederationError(f"SuperLink not healthy after {timeout:.0f} s:\n{link.log_tail()}")
                 time.sleep(0.2)
+            self.before_nodes(control)
             for index, config in enumerate(self.nodes):
                 name = f"supernode-{index}"
                 config_file = self.workdir / f"{name}.toml"
                 config_file.write_text(node_config_toml(config))
-                self._spawn(name, self.supernode_argv(index, config_file, free_port(self.host)))
+                self._spawn(name, self.supernode_argv(index, config_file, self.runtime_port()))
             while True:
                 for proc in self._processes:
                     self._check_alive(proc)
@@ -614,46 +633,11 @@ def local_federation(
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m unlearning.federation.deployment",
-        description="Run a single-machine Flower federation (SuperLink + SuperNodes) until interrupted.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a SuperLink and N SuperNodes; Ctrl-C stops them all")
-    up.add_argument("--workdir", type=Path, default=Path(".commons/federation"))
-    up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=9093)
-    up.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="if set, node i gets node config data-path=<data-root>/node-<i>",
-    )
-    up.add_argument(
-        "--artifact-root",
-        type=Path,
-        default=None,
-        help="the artifact store as the SuperLink's ServerApps see it (COMMONS_SERVERAPP_ARTIFACT_ROOT); "
-        "needed to run jobs (they carry no paths)",
-    )
-    args = parser.parse_args(argv)
-    nodes: list[dict[str, ConfigValue]] = []
-    for i in range(args.nodes):
-        node: dict[str, ConfigValue] = {"partition-id": i, "num-partitions": args.nodes}
-        if args.data_root is not None:
-            node["data-path"] = str((args.data_root / f"node-{i}").resolve())
-        nodes.append(node)
-    federation = LocalFederation(
-        args.workdir, nodes, host=args.host, port=args.port, artifact_root=args.artifact_root
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with federation:
-        print(f"SuperLink at {federation.address}; {args.nodes} SuperNodes online; logs in {args.workdir}")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-    return 0
+    """``up`` (a federation on this machine, by default with TLS, SuperNode authentication and the Control API
+    on 127.0.0.1 only), ``certs``, ``node-key`` and ``register``: :func:`unlearning.federation.security.main`."""
+    from unlearning.federation.security import main
+
+    return main(argv)
 
 
 if __name__ == "__main__":
