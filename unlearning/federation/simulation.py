@@ -47,6 +47,12 @@ from unlearning.federation.deployment import (
 
 log = logging.getLogger(__name__)
 
+RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""Ray's services (GCS, raylet, object manager, workers, agents) listen on 127.0.0.1 only. Ray binds them
+to the node's IP, and takes the machine's routable address for it, even from ``_node_ip_address=
+"127.0.0.1"`` (``resolve_ip_for_localhost``), unless "clusters" are off: this variable (despite its name,
+honoured on Linux too) makes Ray take the loopback address as the node's. A simulation is one machine."""
+
 
 class SimulationFailed(FederationError):
     """The simulation subprocess ended with an error (``reason``) or was cancelled."""
@@ -99,7 +105,7 @@ def backend_config(num_cpus: int, cpus_per_node: float = 1.0) -> dict[str, Any]:
         "client_resources": {"num_cpus": cpus_per_node, "num_gpus": 0.0},
         "init_args": {
             "num_cpus": num_cpus,
-            "include_dashboard": False,
+            "include_dashboard": False,  # no dashboard: nothing listens beyond Ray's own services
             "logging_level": "WARNING",
             "log_to_driver": False,
         },
@@ -206,6 +212,7 @@ def run_simulation_job(
         threads = str(torch_threads)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, COMMONS_TORCH_THREADS=threads)
         env.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray FutureWarning
+        env.update(RAY_LOOPBACK_ENV)
         started = time.monotonic()
         child = subprocess.Popen(
             [python, "-m", "unlearning.federation.simulation", str(request)],
@@ -282,6 +289,7 @@ def _child_main(argv: Sequence[str] | None = None) -> int:
     request = json.loads(args.request.read_text())
     status_file = Path(request["status_file"])
     _quiet_flower()
+    os.environ.update(RAY_LOOPBACK_ENV)  # before Ray is imported (it reads the variable at import)
     threads = int(os.environ.get("COMMONS_TORCH_THREADS", "1"))
     with contextlib.suppress(ImportError):
         import torch
