@@ -8,7 +8,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: run test lint typecheck pytest install bench clean
+.PHONY: run test lint typecheck pytest install bench node-wheel clean
 
 $(BIN)/commons: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python bench/votes.py
+
+# the node package (docs/federation.md, "Setting up a node"): dist/commons_node-<version>-py3-none-any.whl
+node-wheel: install
+	$(BIN)/python node/build.py --out dist
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
