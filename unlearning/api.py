@@ -167,9 +167,21 @@ def init_dataset(task: str, out_dir: str | Path, **options: Any) -> dict[str, An
     raise ValueError(f"no generator for task {task!r}; use digits or community-lm (or bring your own JSONL)")
 
 
-def verify(spec: VerifySpec, progress: VerifyProgressCallback | None = None) -> VerificationReport:
+def verify(
+    spec: VerifySpec, progress: VerifyProgressCallback | None = None, flower: FlowerSettings | None = None
+) -> VerificationReport:
     """Verify a candidate model version against its acceptance tests (see :mod:`unlearning.verification`):
-    the per-example work runs on the nodes; only scores and aggregates come back."""
+    the per-example work runs on the nodes; only scores and aggregates come back.
+
+    ``spec.runtime`` says how the nodes are reached: ``in-process`` (the dataset directory's node folders,
+    on this machine) or ``deployment``: the verification runs as a Flower run on the SuperLink of
+    ``flower`` (None: from the environment), so that the dataset directory here needs only what the operator
+    publishes (the manifest, and the held-out split when there is one); see
+    :mod:`unlearning.federation.verify_runtime`."""
+    if spec.runtime == "deployment":
+        from unlearning.federation.verify_runtime import verify_on_superlink
+
+        return verify_on_superlink(spec, progress, flower)
     from unlearning.verification import verify as _verify
 
     return _verify(spec, progress)

@@ -172,10 +172,14 @@ def default_verifier(
         regressions=regressions,
         proposal_id=claim.proposal_id,
         job_id=f"job-{claim.job_id}",
+        # a deployment job's verification reaches the members' nodes through the SuperLink too: the service's
+        # dataset directory then needs only the published manifest (and held-out split)
+        runtime="deployment" if claim.spec.get("runtime") == "deployment" else "in-process",
     )
     report = verify(
         spec,
         progress=lambda p: progress({"phase": "verify", "stage": p.stage, "done": p.done, "total": p.total}),
+        flower=flower_settings(ctx.settings),
     )
     store_report_page(ctx, report.to_dict())
     return report.to_dict(), bool(report.passed)

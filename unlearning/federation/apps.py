@@ -35,6 +35,7 @@ from torch import Tensor
 from unlearning.federation import node
 from unlearning.federation import protocol as P
 from unlearning.federation.deployment import ARTIFACT_ROOT_ENV
+from unlearning.federation.verify_runtime import VERIFY_SPEC_KEY
 from unlearning.jobs import JobResult, JobSpec, ProgressCallback, ProgressEvent
 
 logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -151,6 +152,18 @@ def _progress_to_file(path: Path) -> ProgressCallback:
     return write
 
 
+def _artifact_root(context: Context, spec_root: str) -> str:
+    """The artifact store as this ServerApp's machine sees it: run config ``artifact-root``, else the
+    environment's ``COMMONS_SERVERAPP_ARTIFACT_ROOT``, else the spec's (a simulation's absolute path)."""
+    root = str(context.run_config.get("artifact-root") or os.environ.get(ARTIFACT_ROOT_ENV) or spec_root)
+    if not root:
+        raise ValueError(
+            f"no artifact store: start the SuperLink with {ARTIFACT_ROOT_ENV}=<the store's root as "
+            "this machine sees it>, or set run config artifact-root"
+        )
+    return root
+
+
 def build_server_app(
     spec: JobSpec | None = None,
     *,
@@ -166,20 +179,18 @@ def build_server_app(
         from unlearning.federation.server import execute_job
 
         job = spec
+        if job is None and context.run_config.get(VERIFY_SPEC_KEY):  # a verification, not a job
+            from unlearning.federation.verify_runtime import serve_verification
+
+            serve_verification(grid, dict(context.run_config), _artifact_root(context, ""))
+            return
         if job is None:
             if "job-spec" not in context.run_config:
                 raise ValueError("run config has no 'job-spec' (a JobSpec as JSON)")
             job = JobSpec.from_json(str(context.run_config["job-spec"]))
-            if os.environ.get(ARTIFACT_ROOT_ENV):
-                job.artifact_root = os.environ[ARTIFACT_ROOT_ENV]
-            for key, attr in (("artifact-root", "artifact_root"), ("dataset-dir", "dataset_dir")):
-                if context.run_config.get(key):
-                    setattr(job, attr, str(context.run_config[key]))
-            if not job.artifact_root:
-                raise ValueError(
-                    f"no artifact store: start the SuperLink with {ARTIFACT_ROOT_ENV}=<the store's root as "
-                    "this machine sees it>, or set run config artifact-root"
-                )
+            job.artifact_root = _artifact_root(context, job.artifact_root)
+            if context.run_config.get("dataset-dir"):
+                job.dataset_dir = str(context.run_config["dataset-dir"])
         events = progress
         if events is None and spec is None:  # run by Flower from run config: report progress through a file
             events = _progress_to_file(progress_path(job.artifact_root, job.job_id))

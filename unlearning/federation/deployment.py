@@ -47,6 +47,12 @@ ARTIFACT_ROOT_ENV = "COMMONS_SERVERAPP_ARTIFACT_ROOT"
 """The artifact store's root as the machine of a ServerApp run by Flower sees it: set in the SuperLink's
 environment (its ``flower-superexec`` and ``flwr-serverapp`` children inherit it)."""
 
+NODE_RUNTIME = "unlearning.federation.node_runtime"
+"""The warm SuperNode and its long-running ClientApp executor (``python -m`` module)."""
+
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+"""Flower's SuperExec polls for tasks (a run's ServerApp) this often, 1 s by default."""
+
 PROTOBUF_MEDIA_TYPE = "application/protobuf"
 PROTOBUF_STREAM_MEDIA_TYPE = "application/flower-protobuf-stream"
 
@@ -446,9 +452,21 @@ class LocalFederation:
             *(["--database", self.database] if self.database else []),
         ]
 
+    isolation: str = "process"
+    """``process`` (the default): each SuperNode is Flower's with ``--isolation process`` and shorter idle
+    waits, and runs its ClientApp tasks in one long-running executor process beside it
+    (:mod:`unlearning.federation.node_runtime`: torch and the apps imported once, the node's data cached
+    between messages); ``subprocess``: Flower's default, a fresh ``flwr-clientapp`` process per message."""
+
     def supernode_argv(self, index: int, node_config_file: Path, runtime_port: int) -> list[str]:
+        warm = self.isolation == "process"
         return [
-            _executable("flower-supernode"),
+            *(
+                [sys.executable, "-m", NODE_RUNTIME, "supernode"]
+                if warm
+                else [_executable("flower-supernode")]
+            ),
+            *(["--isolation", "process"] if warm else []),
             "--insecure",
             "--superlink",
             self.node_superlink or self.address,
@@ -458,6 +476,20 @@ class LocalFederation:
             self.host,
             "--port",
             str(runtime_port),
+        ]
+
+    def clientapp_argv(self, runtime_port: int, supernode_pid: int) -> list[str]:
+        """The long-running ClientApp executor of the SuperNode whose Runtime API is at ``runtime_port``."""
+        return [
+            sys.executable,
+            "-m",
+            NODE_RUNTIME,
+            "clientapp",
+            "--runtime-api-address",
+            f"{self.host}:{runtime_port}",
+            "--insecure",
+            "--parent-pid",
+            str(supernode_pid),
         ]
 
     def start(self, timeout: float = 60.0) -> Self:
@@ -476,6 +508,7 @@ class LocalFederation:
     def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         root = {ARTIFACT_ROOT_ENV: str(Path(self.artifact_root).resolve())} if self.artifact_root else {}
+        root[SUPEREXEC_POLL_ENV] = os.environ.get(SUPEREXEC_POLL_ENV, "0.1")  # ServerApps start sooner
         link = self._spawn("superlink", self.superlink_argv(), root)
         with self.control_client() as control:
             while not control.healthy():
@@ -488,7 +521,10 @@ class LocalFederation:
                 name = f"supernode-{index}"
                 config_file = self.workdir / f"{name}.toml"
                 config_file.write_text(node_config_toml(config))
-                self._spawn(name, self.supernode_argv(index, config_file, self.runtime_port()))
+                runtime_port = self.runtime_port()
+                node = self._spawn(name, self.supernode_argv(index, config_file, runtime_port))
+                if self.isolation == "process":
+                    self._spawn(f"clientapp-{index}", self.clientapp_argv(runtime_port, node.popen.pid))
             while True:
                 for proc in self._processes:
                     self._check_alive(proc)

@@ -1,0 +1,77 @@
+"""The pieces of the warm Deployment Engine and of verification through the SuperLink that need no Flower
+processes (the whole path runs in tests/integration/test_federation_runtimes.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from unlearning.federation.deployment import LocalFederation
+from unlearning.federation.node_runtime import _alive, _capped_time, main
+from unlearning.federation.verify_runtime import VerificationFailed, publish_dataset, verification_key
+from unlearning.verification.spec import VerifySpec
+
+
+def test_the_supernode_waits_at_most_the_cap() -> None:
+    shim = _capped_time(0.05)
+    started = time.monotonic()
+    shim.sleep(3)  # Flower's idle wait after a pull that brought nothing
+    assert time.monotonic() - started < 1.0
+    assert shim.monotonic is time.monotonic  # everything else is the time module's
+
+
+def test_a_killed_supernode_counts_as_gone_before_it_is_reaped() -> None:
+    assert _alive(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert _alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while _alive(child.pid) and time.monotonic() < deadline:  # a zombie until waited for: not alive
+        time.sleep(0.05)
+    assert not _alive(child.pid)
+    child.wait()
+
+
+def test_the_node_runtime_names_its_two_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["nonsense"]) == 2
+    assert "clientapp --runtime-api-address" in capsys.readouterr().err
+
+
+def test_local_federation_starts_warm_nodes_by_default(tmp_path: Path) -> None:
+    fed = LocalFederation(tmp_path, [{"partition-id": 0, "num-partitions": 1}], port=9999)
+    assert fed.isolation == "process"
+    node = fed.supernode_argv(0, tmp_path / "n.toml", 9100)
+    assert node[1:4] == ["-m", "unlearning.federation.node_runtime", "supernode"]
+    assert node[node.index("--isolation") + 1] == "process"
+    executor = fed.clientapp_argv(9100, 4242)
+    assert executor[3] == "clientapp"
+    assert executor[executor.index("--runtime-api-address") + 1] == "127.0.0.1:9100"
+    assert executor[executor.index("--parent-pid") + 1] == "4242"
+    fed.isolation = "subprocess"  # Flower's own: a flwr-clientapp process per message
+    assert Path(fed.supernode_argv(0, tmp_path / "n.toml", 9100)[0]).name == "flower-supernode"
+
+
+def test_only_the_published_part_of_a_dataset_goes_to_the_verification_run(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "node-0").mkdir(parents=True)
+    (data / "node-0" / "digits.jsonl").write_text('{"x": [1.0]}\n')
+    (data / "heldout").mkdir()
+    (data / "heldout" / "test.jsonl").write_text('{"x": [2.0]}\n')
+    (data / "manifest.json").write_text(json.dumps({"nodes": [{"path": "node-0"}]}))
+    out = publish_dataset(data, tmp_path / "job" / "dataset")
+    assert sorted(p.name for p in out.iterdir()) == ["heldout", "manifest.json"]
+    assert (out / "manifest.json").read_bytes() == (data / "manifest.json").read_bytes()  # same config hash
+    with pytest.raises(VerificationFailed, match="no dataset manifest"):
+        publish_dataset(tmp_path / "nothing", tmp_path / "job2")
+
+
+def test_a_verification_has_its_own_job_folder() -> None:
+    spec = VerifySpec(artifact_root="", dataset_dir="", candidate_version="v 1/2", tests=[], job_id="job-7")
+    assert verification_key(spec) == "job-7-verify-v_1_2"
