@@ -79,6 +79,7 @@ def test_a_registered_node_runs_a_job_over_tls(secured: tuple[SecureFederation, 
         base_version=v0.version,
         rounds=1,
         evaluate=False,
+        contribution={"method": "none"},  # two exchanges: discovery and one round
         runtime="deployment",
     )
     settings = FlowerSettings(
@@ -131,7 +132,7 @@ def test_registering_a_bad_key_is_refused(secured: tuple[SecureFederation, Path]
     fed, _ = secured
     bogus = tmp_path / "bogus.pub"
     bogus.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx4 test\n")
-    with fed.control_client() as control, pytest.raises(ValueError, match="OpenSSH public key|NIST"):
+    with fed.control_client() as control, pytest.raises(ValueError, match=r"OpenSSH public key|NIST"):
         register_node_key(control, bogus)
     key = make_node_key(tmp_path, "again")
     with fed.control_client() as control:

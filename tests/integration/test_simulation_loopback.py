@@ -84,6 +84,7 @@ def test_ray_listens_on_loopback_only(tmp_path: Path) -> None:
         base_version=v0.version,
         rounds=1,
         evaluate=False,
+        contribution={"method": "none"},  # two exchanges: discovery and one round
         runtime="simulation",
     )
     seen: dict[tuple[str, int], str] = {}

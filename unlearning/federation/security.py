@@ -183,10 +183,9 @@ def make_node_key(directory: Path, name: str = "node") -> NodeKey:
 def public_key_bytes(public_key: Path) -> bytes:
     """An OpenSSH EC public key file as the SuperLink stores it (PEM SubjectPublicKeyInfo), the same
     conversion ``flwr supernode register`` does; anything but a NIST-curve EC key raises ``ValueError``."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-
-    from cryptography.exceptions import UnsupportedAlgorithm
 
     try:
         key = serialization.load_ssh_public_key(Path(public_key).read_bytes())
