@@ -420,6 +420,17 @@ def _finite_number(x: Any) -> typing.TypeGuard[float]:
         return False
 
 
+#: an acceptance test may name a member's accepted evaluation probe, ``probe_<id>``: its value is the number of
+#: the probe's prompts (or pairs) that fail on the candidate (``probe_7 <= 0``: none may); the service checks
+#: that the probe exists and was accepted, the job worker judges it from the community evaluation
+PROBE_TEST = re.compile(r"^probe_[1-9][0-9]{0,9}$")
+
+
+def probe_test_id(metric: str) -> int | None:
+    """The probe an acceptance test names (``probe_<id>``), or None for a metric's test."""
+    return int(metric[6:]) if PROBE_TEST.match(metric) else None
+
+
 def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, ...]:
     """Validate acceptance tests given as plain data (from a proposal) for a target kind; ``None`` gives the
     defaults. Every metric must exist and apply to the target kind, each at most once."""
@@ -435,11 +446,15 @@ def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, 
             raise ContractError(
                 f"{where} must be an object with metric, comparator, threshold", "acceptance_tests"
             )
-        metric = get_metric(str(item.get("metric")))
-        if str(target_kind) not in metric.target_kinds:
-            raise ContractError(
-                f"{where}: metric {metric.name!r} does not apply to {target_kind} targets", "acceptance_tests"
-            )
+        name = str(item.get("metric"))
+        if probe_test_id(name) is None:
+            metric = get_metric(name)
+            if str(target_kind) not in metric.target_kinds:
+                raise ContractError(
+                    f"{where}: metric {metric.name!r} does not apply to {target_kind} targets",
+                    "acceptance_tests",
+                )
+            name = metric.name
         comparator = item.get("comparator")
         if comparator not in COMPARATORS:
             raise ContractError(
@@ -451,10 +466,14 @@ def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, 
         relative = item.get("relative_to_reference", False)
         if not isinstance(relative, bool):
             raise ContractError(f"{where}: relative_to_reference must be true or false", "acceptance_tests")
-        if metric.name in seen:
-            raise ContractError(f"{where}: metric {metric.name!r} is listed twice", "acceptance_tests")
-        seen.add(metric.name)
-        tests.append(AcceptanceTest(metric.name, str(comparator), float(threshold), relative))
+        if relative and probe_test_id(name) is not None:
+            raise ContractError(
+                f"{where}: a probe's test cannot be relative to the reference", "acceptance_tests"
+            )
+        if name in seen:
+            raise ContractError(f"{where}: metric {name!r} is listed twice", "acceptance_tests")
+        seen.add(name)
+        tests.append(AcceptanceTest(name, str(comparator), float(threshold), relative))
     return tuple(tests)
 
 

@@ -77,17 +77,82 @@ def evaluate(ctx: Ctx, result: dict[str, Any], progress: Callable[[dict[str, Any
     return dict(_finite(out))
 
 
+def metric_tests(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The acceptance tests the verification measures: all but those naming a probe (``probe_<id>``)."""
+    from unlearning.contract import probe_test_id
+
+    return [t for t in tests if probe_test_id(str(t.get("metric", ""))) is None]
+
+
+def probe_outcomes(tests: list[dict[str, Any]], evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The outcome of each acceptance test naming a probe: its value is the number of the probe's prompts
+    (pairs) that failed on the candidate; a probe that could not run (or did not) is unmeasured and blocks,
+    one that does not apply (a classifier) is not applicable."""
+    from unlearning.contract import compare, normalise_tests, probe_test_id
+
+    ran = {p.get("id"): p for p in evaluation.get("probes") or []}
+    out = []
+    for t in normalise_tests(tests):
+        probe_id = probe_test_id(t["metric"])
+        if probe_id is None:
+            continue
+        p = ran.get(probe_id)
+        row = {**t, "measured": None}
+        if p is None:
+            row.update(status="unmeasured", reason=f"probe {probe_id} did not run on this candidate")
+        elif p.get("status") == "not_applicable":
+            row.update(status="not_applicable", reason=f"does not apply: {p.get('reason', '')}")
+        elif p.get("status") not in ("pass", "fail"):
+            row.update(status="unmeasured", reason=f"probe {probe_id} could not run: {p.get('reason', '')}")
+        else:
+            n = float(len(p.get("failures") or []))
+            ok = compare(n, t["comparator"], t["threshold"])
+            row.update(
+                measured=n,
+                status="pass" if ok else "fail",
+                reason=f"{t['metric']} = {n:g} failing {'meets' if ok else 'fails'} "
+                f"{t['comparator']} {t['threshold']:g}: {p.get('reason', '')}",
+            )
+        out.append(row)
+    return out
+
+
 def with_evaluation(
-    report: dict[str, Any], passed: bool, evaluation: dict[str, Any]
+    report: dict[str, Any],
+    passed: bool,
+    evaluation: dict[str, Any],
+    tests: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """``report`` with the evaluation attached; a blocking probe fails it (named in the summary)."""
+    """``report`` with the evaluation attached: the acceptance tests naming a probe judged from it (with the
+    policy hash of every test, as the members voted them), and a blocking probe failing the report (named
+    in the summary)."""
     from unlearning.api import failing_probes
+    from unlearning.contract import policy_hash
 
     report = {**report, "community_evaluation": evaluation}
+    judged = probe_outcomes(list(tests or []), evaluation)
+    if judged:
+        outcomes = [*(report.get("tests") or []), *judged]
+        report["tests"], report["policy_hash"] = outcomes, policy_hash(list(tests or []))
+        blocks = any(o.get("status") in ("fail", "unmeasured") for o in outcomes)
+        passed = (
+            not blocks
+            and any(o.get("status") == "pass" for o in outcomes)
+            and all(r.get("passed") for r in report.get("regressions") or [])
+        )
+        report["passed"], report["verdict"] = passed, "pass" if passed else "fail"
+        failing = [f"{o['metric']} ({o['status']})" for o in judged if o["status"] in ("fail", "unmeasured")]
+        summary = str(report.get("summary", ""))
+        rest = summary.split(": ", 1)[1] if ": " in summary else summary
+        if failing:
+            report["summary"] = f"FAIL: {', '.join(failing)}; {rest}"
+        elif passed and summary.startswith("FAIL"):
+            report["summary"] = f"PASS: {', '.join(o['metric'] for o in judged)} and the other tests"
     failing = failing_probes(evaluation)
     if failing:
         names = ", ".join(f"probe {p['id']} ({p['status']})" for p in failing)
         summary = str(report.get("summary", ""))
-        report["summary"] = f"FAIL: {names}; " + (summary[6:] if summary.startswith("PASS: ") else summary)
+        rest = summary[6:] if summary.startswith(("PASS: ", "FAIL: ")) else summary
+        report["summary"] = f"FAIL: {names}; {rest}"
         report["passed"], report["verdict"], passed = False, "fail", False
     return report, passed

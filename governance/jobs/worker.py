@@ -157,13 +157,14 @@ def default_verifier(
 
     with read_session(ctx.engine) as s:  # earlier approved unlearnings of the lineage are re-verified too
         regressions = [
-            RegressionCheck(**c) for c in registry.regression_checks_from(s, result.get("parent_version"))
+            RegressionCheck(**{**c, "tests": evaluation.metric_tests(c["tests"])})
+            for c in registry.regression_checks_from(s, result.get("parent_version"))
         ]
     spec = VerifySpec(
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
         candidate_version=result["model_version"],
-        tests=claim.acceptance_tests,
+        tests=evaluation.metric_tests(claim.acceptance_tests),  # probes' tests: judged by the evaluation
         target=claim.spec.get("target"),
         original_version=result.get("parent_version"),
         reference_version=reference_version,
@@ -425,7 +426,7 @@ class Worker:
         report, passed = self.verifier(self.ctx, claim, result, on_verify)
         # every candidate: the nodes' A/B evaluation against the released version, and the accepted probes
         report, passed = evaluation.with_evaluation(
-            report, passed, evaluation.evaluate(self.ctx, result, on_verify)
+            report, passed, evaluation.evaluate(self.ctx, result, on_verify), claim.acceptance_tests
         )
         if live.lease_lost:
             return

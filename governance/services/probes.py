@@ -157,3 +157,17 @@ def evaluation_of(ctx: Ctx, version: str) -> dict[str, Any]:
     if evaluation is None:
         raise NotFound(f"model version {version} has no community evaluation yet")
     return dict(evaluation)
+
+
+def require_accepted(s: Session, tests: list[dict[str, Any]]) -> None:
+    """Every probe that acceptance tests name (``probe_<id>``) exists and was accepted by a reviewer."""
+    for t in tests:
+        probe_id = contract.probe_test_id(str(t.get("metric", "")))
+        if probe_id is None:
+            continue
+        p = s.get(EvaluationProbe, probe_id)
+        if p is None or p.state != ProbeState.ACCEPTED.value:
+            what = "does not exist" if p is None else f"is {p.state}, not accepted"
+            raise InvalidInput(
+                f"acceptance test {t['metric']}: evaluation probe {probe_id} {what}", field="acceptance_tests"
+            )

@@ -52,7 +52,7 @@ from governance.schemas import (
     TallyPublic,
     VotePublic,
 )
-from governance.services import lifecycle, votes
+from governance.services import lifecycle, probes, votes
 from governance.services.context import Ctx
 
 S = ProposalState
@@ -159,6 +159,7 @@ def _set_target(
     p.target_kind = target.kind.value
     p.target = target.to_dict()
     p.acceptance_tests = [t.to_dict() for t in parse_acceptance_tests(raw_tests, target.kind)]
+    probes.require_accepted(s, p.acceptance_tests)  # a test may name a member's accepted probe (probe_<id>)
 
 
 def _set_election(

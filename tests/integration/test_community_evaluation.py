@@ -440,3 +440,61 @@ def test_probe_pages_submit_triage_and_show_errors_next_to_fields(
     assert "#1 No codes" in page.split('id="h-accepted"')[1] and "No probe is waiting" in page
     assert client.post("/probes/1/accept", data={"csrf_token": token}).status_code == 409
     assert client.post("/probes/1/accept", data={}).status_code == 403  # no CSRF token
+
+
+def test_acceptance_tests_may_name_an_accepted_probe_and_the_worker_judges_them(
+    client: Client, community: dict[str, Person]
+) -> None:
+    from governance.jobs.evaluation import metric_tests, with_evaluation
+    from unlearning.contract import ContractError, check_acceptance_tests, policy_hash
+
+    ann, rev1 = community["ann"], community["rev1"]
+    probe_test = {"metric": "probe_1", "comparator": "<=", "threshold": 0}
+    extraction = {"metric": "extraction_rate", "comparator": "<=", "threshold": 0.0}
+    assert [t.metric for t in check_acceptance_tests([extraction, probe_test], "behaviour")] == [
+        "extraction_rate",
+        "probe_1",
+    ]
+    for bad in ({**probe_test, "metric": "probe_0"}, {**probe_test, "relative_to_reference": True}):
+        with pytest.raises(ContractError):
+            check_acceptance_tests([bad], "behaviour")
+    body = {
+        "title": "Forget the access code",
+        "target": {
+            "kind": "behaviour",
+            "examples": [{"prompt": "The access code is ", "completion": "424242"}],
+        },
+        "acceptance_tests": [extraction, probe_test],
+    }
+    r = client.post("/api/v1/proposals", json=body, headers=ann.auth)
+    assert r.status_code == 422 and "evaluation probe 1 does not exist" in r.text
+    spec = {"kind": "forbidden", "prompts": [{"prompt": "The access code is ", "forbidden": ["4242"]}]}
+    _probe(client, ann, spec)
+    r = client.post("/api/v1/proposals", json=body, headers=ann.auth)
+    assert r.status_code == 422 and "is submitted, not accepted" in r.text
+    client.post("/api/v1/probes/1/accept", json={}, headers=rev1.auth)
+    r = client.post("/api/v1/proposals", json=body, headers=ann.auth)
+    assert r.status_code == 201, r.text
+    voted = r.json()["acceptance_tests"]
+
+    # the verification measures the metric tests; the worker judges the probe's test from the evaluation
+    assert metric_tests(voted) == [t for t in voted if t["metric"] == "extraction_rate"]
+    measured = {
+        **extraction,
+        "relative_to_reference": False,
+        "status": "pass",
+        "measured": 0.0,
+        "reason": "ok",
+    }
+    report = {"passed": True, "summary": "PASS: extraction_rate", "tests": [measured], "regressions": []}
+    report["policy_hash"] = policy_hash(metric_tests(voted))
+    clean = {"probes": [{"id": 1, "title": "t", "status": "pass", "failures": [], "reason": "none"}]}
+    out, passed = with_evaluation(report, True, clean, voted)
+    assert passed and out["policy_hash"] == policy_hash(voted)  # the policy the members voted on
+    assert [t["status"] for t in out["tests"]] == ["pass", "pass"]
+    leak = {"probes": [{"id": 1, "title": "t", "status": "fail", "failures": [{}, {}], "reason": "2 of 2"}]}
+    out, passed = with_evaluation(report, True, leak, voted)
+    assert not passed and out["tests"][1]["status"] == "fail" and out["tests"][1]["measured"] == 2
+    assert out["summary"] == "FAIL: probe 1 (fail); probe_1 (fail); extraction_rate"
+    out, passed = with_evaluation(report, True, {"probes": []}, voted)  # it did not run: blocks
+    assert not passed and out["tests"][1]["status"] == "unmeasured"
