@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from governance.audit import log as audit_log
@@ -78,6 +78,7 @@ def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
         rows = s.exec(
             select(Proposal)
             .where(col(Proposal.state).in_([st.value for st in OPEN_STATES]))
+            .where(or_(col(Proposal.state) != S.DRAFT.value, col(Proposal.proposer_id) == actor.member_id))
             .order_by(col(Proposal.id).desc())
             .limit(limit)
         ).all()

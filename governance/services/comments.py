@@ -34,7 +34,7 @@ def _public(c: ProposalComment) -> CommentPublic:
 
 
 def may_comment(state: str, actor: ActorView | None) -> bool:
-    """Members discuss a proposal until it closes (a draft is discussed once it is submitted, or by anyone)."""
+    """Members discuss a proposal until it closes (a draft only its author sees, until it is submitted)."""
     return (
         actor is not None
         and actor.member_id is not None
@@ -52,8 +52,8 @@ def add(ctx: Ctx, proposal_id: int, actor: ActorView, body: str) -> CommentPubli
     now = ctx.clock.now()
     with write_session(ctx.engine) as s:
         p = s.get(Proposal, proposal_id)
-        if p is None:
-            raise NotFound(f"no proposal {proposal_id}")
+        if p is None or (p.state == ProposalState.DRAFT.value and p.proposer_id != actor.member_id):
+            raise NotFound(f"no proposal {proposal_id}")  # a draft is its author's until submitted
         if actor.member_id is None or Role.MEMBER not in actor.roles:
             raise PermissionDenied("only members may take part in the discussion")
         if not may_comment(p.state, actor):

@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from governance.bounds import is_id
@@ -30,7 +31,7 @@ from governance.db.models import (
 )
 from governance.db.models import Conflict as ConflictRow
 from governance.domain.consent import ConsentState
-from governance.domain.errors import Conflict, InvalidInput, PermissionDenied
+from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from governance.domain.proposals import (
     Action,
     ElectionSpec,
@@ -316,7 +317,9 @@ def list_proposals(
     proposer_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    viewer_id: int | None = None,
 ) -> list[ProposalPublic]:
+    """Newest first. A draft is its author's until submitted: it is listed only to ``viewer_id`` its author."""
     if state is not None and state not in {s.value for s in ProposalState}:
         raise InvalidInput(f"unknown state {state!r}", field="state")
     if target_kind is not None and target_kind not in {k.value for k in TargetKind}:
@@ -327,6 +330,7 @@ def list_proposals(
         raise InvalidInput("limit must be 1-500 and offset >= 0", field="limit")
     with read_session(ctx.engine) as s:
         q = select(Proposal).order_by(col(Proposal.id).desc()).limit(limit).offset(offset)
+        q = q.where(or_(col(Proposal.state) != S.DRAFT.value, col(Proposal.proposer_id) == viewer_id))
         if state:
             q = q.where(Proposal.state == state)
         if target_kind:
@@ -377,6 +381,8 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
     now = ctx.clock.now()
     with read_session(ctx.engine) as s:
         p = lifecycle.load_proposal(s, proposal_id)
+        if p.state == S.DRAFT.value and (viewer is None or viewer.member_id != p.proposer_id):
+            raise NotFound(f"no proposal {proposal_id}")  # a draft is its author's until submitted
         history = s.exec(
             select(ProposalEvent)
             .where(ProposalEvent.proposal_id == proposal_id)

@@ -448,6 +448,14 @@ def test_draft_edit_and_submit(client: Client, community: dict[str, Person]) -> 
     bob = community["bob"]
     p = new_proposal(client, bob, submit=False)
     assert p["state"] == "draft"
+    # a draft is its author's until submitted: nobody else lists or reads it
+    ann, admin = community["ann"].auth, community["admin"].auth
+    for who in (ann, admin):
+        assert client.get(f"/api/v1/proposals/{p['id']}", headers=who).status_code == 404
+        assert p["id"] not in [x["id"] for x in ok(client.get("/api/v1/proposals", headers=who))]
+        assert ok(client.get("/api/v1/proposals?state=draft", headers=who)) == []
+    assert ok(client.get(f"/api/v1/proposals/{p['id']}", headers=bob.auth))["title"] == p["title"]
+    assert [x["id"] for x in ok(client.get("/api/v1/proposals?state=draft", headers=bob.auth))] == [p["id"]]
     r = client.patch(
         f"/api/v1/proposals/{p['id']}", json={"title": "Better title"}, headers=community["ann"].auth
     )
@@ -462,6 +470,7 @@ def test_draft_edit_and_submit(client: Client, community: dict[str, Person]) -> 
     )
     assert r["title"] == "Better title" and r["acceptance_tests"][0]["threshold"] == 0.02
     assert ok(client.post(f"/api/v1/proposals/{p['id']}/submit", headers=bob.auth))["state"] == "submitted"
+    assert ok(client.get(f"/api/v1/proposals/{p['id']}", headers=ann))["state"] == "submitted"
     r = client.patch(f"/api/v1/proposals/{p['id']}", json={"title": "Too late"}, headers=bob.auth)
     assert r.status_code == 409
 

@@ -69,6 +69,7 @@ class ProposalController(Controller):
             proposer_id=actor.member_id if mine else proposer_id,
             limit=limit,
             offset=offset,
+            viewer_id=actor.member_id,
         )
 
     @post("/", sync_to_thread=True)

@@ -164,6 +164,7 @@ class ProposalPages(Controller):
                 kind=kind or None,
                 proposer_id=actor.member_id if mine else None,
                 limit=200,
+                viewer_id=actor.member_id,
             )
         except InvalidInput as exc:
             rows, errors = [], field_errors(exc)
