@@ -141,11 +141,11 @@ def with_evaluation(
             and all(r.get("passed") for r in report.get("regressions") or [])
         )
         report["passed"], report["verdict"] = passed, "pass" if passed else "fail"
-        failing = [f"{o['metric']} ({o['status']})" for o in judged if o["status"] in ("fail", "unmeasured")]
+        blocking = [f"{o['metric']} ({o['status']})" for o in judged if o["status"] in ("fail", "unmeasured")]
         summary = str(report.get("summary", ""))
         rest = summary.split(": ", 1)[1] if ": " in summary else summary
-        if failing:
-            report["summary"] = f"FAIL: {', '.join(failing)}; {rest}"
+        if blocking:
+            report["summary"] = f"FAIL: {', '.join(blocking)}; {rest}"
         elif passed and summary.startswith("FAIL"):
             report["summary"] = f"PASS: {', '.join(o['metric'] for o in judged)} and the other tests"
     failing = failing_probes(evaluation)

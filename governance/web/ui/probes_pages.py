@@ -66,7 +66,7 @@ class ProbePages(Controller):
     ) -> Template:
         rows = probes.list_probes(ctx, limit=500)
         by_state = {s: [p for p in rows if p.state == s] for s in probes.STATES}
-        ids = {p.submitted_by for p in rows} | {p.reviewed_by for p in rows if p.reviewed_by}
+        ids = [*(p.submitted_by for p in rows), *(p.reviewed_by for p in rows)]
         extra.setdefault("values", {"kind": "forbidden", "threshold": "0.5"})
         return page(
             request,
@@ -76,7 +76,7 @@ class ProbePages(Controller):
             accepted=by_state["accepted"],
             rejected=by_state["rejected"],
             reviewer=Role.REVIEWER in actor.roles,
-            names=browse.names(ctx, ids),
+            names=browse.names(ctx, list[int | None](ids)),
             **extra,
         )
 
