@@ -28,6 +28,7 @@ from unlearning.evaluation import (
     failing_probes,
 )
 from unlearning.federation.flower_runtimes import FlowerSettings
+from unlearning.footprint import footprint
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback, ProgressEvent
 from unlearning.verification.spec import (
     RegressionCheck,
@@ -58,6 +59,7 @@ __all__ = [
     "discard_job_versions",
     "evaluate_candidate",
     "failing_probes",
+    "footprint",
     "init_dataset",
     "init_model",
     "render_report_html",

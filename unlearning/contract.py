@@ -953,6 +953,30 @@ def validate_method_settings(name: str, settings: Mapping[str, Any] | None = Non
     return dict(settings or {})
 
 
+@dataclass
+class FedEraserConfig:
+    """FedEraser (Liu et al. 2021): rebuild the model from the lineage's kept global models and the remaining
+    nodes' kept updates, each calibrated by a short local training on that node (unlearning/methods/federaser.py)."""
+
+    calibration_ratio: float = setting(
+        0.5, gt=0.0, le=10.0, help="a calibration round's local training / the lineage's (epochs or steps)"
+    )
+    local: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=schema(help="LocalConfig overrides of the calibration rounds", local=True),
+    )
+
+
+register_method_spec(
+    MethodSpec(
+        "federaser",
+        "FedEraser: removes a departed node's contribution with the remaining nodes alone, from the global "
+        "models and node updates that training kept (train with keep_updates_every); never contacts that node",
+        FedEraserConfig,
+    )
+)
+
+
 for _method in (
     MethodSpec(
         "gradient_ascent",
@@ -976,6 +1000,7 @@ for _method in (
     ),
 ):
     register_method_spec(_method)
+
 
 # ---- contribution: each node's share of a training job's quality (unlearning/contribution.py) -----------
 

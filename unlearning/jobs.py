@@ -57,6 +57,10 @@ class JobSpec:
     target: Target | None = None  # unlearn: what to forget
     seed: int = 0  # seeds every node's batch order and the retrain reference
     nodes: list[int] | None = None  # partition ids taking part (default: every node in the dataset)
+    departed: list[str] | None = None  # nodes (manifest names) that left the federation: never contacted,
+    # their data wholly left out (a ``retrain`` reference without them; ``federaser`` removes their share)
+    keep_updates_every: int = 0  # train: keep the global model and every node's update each this many
+    # rounds in the artifact store (unlearning.federation.history), for federaser; 0 keeps none
     node_names: list[str] | None = None  # the dataset's nodes by partition id (manifest names; run_job fills
     # it in): the job must reach every one of them (or every one of ``nodes``) and fails naming any it cannot
     evaluate: bool = True  # federated evaluation before (unlearn) and after the job
@@ -100,6 +104,12 @@ class JobSpec:
             raise JobSpecError(f"no dataset at {self.dataset_dir} (manifest.json missing)")
         if self.num_threads < 1:
             raise JobSpecError("num_threads must be >= 1")
+        if not isinstance(self.keep_updates_every, int) or not 0 <= self.keep_updates_every <= 1000:
+            raise JobSpecError("keep_updates_every must be an integer from 0 (keep none) to 1000")
+        if self.departed is not None and (
+            not isinstance(self.departed, list) or not all(isinstance(n, str) and n for n in self.departed)
+        ):
+            raise JobSpecError("departed must be a list of node names")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -149,6 +159,11 @@ class JobCost:
     optimizer_steps: int = 0  # local optimizer steps summed over nodes
     bytes_sent: int = 0  # both directions, all rounds
     rounds: list[RoundCost] = field(default_factory=list)
+    bytes_to_nodes: int = 0  # the messages' contents sent to the nodes, all rounds
+    bytes_from_nodes: int = 0  # ... and the replies' (bytes_sent is the two together)
+    energy_j: float | None = None  # the job's energy (see unlearning.footprint)
+    energy_method: str | None = None  # "measured-rapl" | "estimated"
+    energy_basis: dict[str, Any] = field(default_factory=dict)  # the RAPL zones, or the estimate's constants
 
 
 @dataclass

@@ -5,7 +5,7 @@ up` starts).
 Two SuperNodes with registered keys join through the fleet gateway and run a small train job to the end; a
 SuperNode with a key nobody registered is refused and exits; the gateway answers 404 for the Control API
 (where runs are started and nodes registered) and the SuperLink itself listens on 127.0.0.1 only; plain HTTP
-is refused. Bounded: about a minute on 2 cores. Skipped locally with COMMONS_SKIP_DEPLOYMENT_TESTS=1, never when
+is refused; every socket any of its processes listens on is on loopback and in the port range. Bounded: about a minute on 2 cores. Skipped locally with COMMONS_SKIP_DEPLOYMENT_TESTS=1, never when
 CI=true."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
+import contextlib
 import ssl
 import time
 from collections.abc import Iterator
@@ -65,11 +66,52 @@ def _listening(port: int) -> list[str]:
     return found
 
 
+def _sockets_of(pids: list[int]) -> set[tuple[str, int]]:
+    """(local address, port) of every listening socket of ``pids`` and the processes below them."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            if pid in pids:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    inodes = set()
+    for pid in filter(ours, parent):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                address, _, port = fields[1].rpartition(":")
+                found.add((address, int(port, 16)))
+    return found
+
+
+def test_every_process_listens_in_the_port_range_on_loopback(secured: tuple[SecureFederation, Path]) -> None:
+    fed, _ = secured
+    assert fed.ports is not None
+    sockets = _sockets_of(fed.pids)  # SuperLink, gateway, SuperNodes, their executors and superexecs
+    assert {port for _, port in sockets} >= {fed.port, fed.fleet_port}
+    assert all(fed.ports.first <= port <= fed.ports.last for _, port in sockets), sockets
+    assert all(address in ("0100007F", "0000000000000000FFFF00000100007F") for address, _ in sockets), sockets
+    assert _listening(fed.port) == ["0100007F"]  # the SuperLink (Control API included): 127.0.0.1 only
+
+
 def test_a_registered_node_runs_a_job_over_tls(secured: tuple[SecureFederation, Path]) -> None:
     fed, base = secured
-    ports = [fed.port, fed.fleet_port]
-    assert all(fed.ports is not None and fed.ports.first <= p <= fed.ports.last for p in ports)
-    assert _listening(fed.port) == ["0100007F"]  # the SuperLink (Control API included): 127.0.0.1 only
     v0 = init_model(base / "art", "digits", size="tiny", seed=0)
     spec = JobSpec(
         kind="train",

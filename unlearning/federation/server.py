@@ -166,6 +166,7 @@ class Federation:
         self.names: dict[int, str] = dict(enumerate(names or []))
         wanted = spec.nodes if spec.nodes is not None else (sorted(self.names) if names is not None else None)
         self.required: list[int] | None = sorted(set(wanted)) if wanted is not None else None
+        self.departed: dict[int, str] = {}  # partitions left out by design (see leave_out), by id -> name
         self.round_observers: list[RoundObserver] = []  # called after every FedAvg round's replies
 
     @property
@@ -240,6 +241,8 @@ class Federation:
         self.cost.optimizer_steps += steps
         self.cost.node_cpu_s += summary.get("cpu-s", 0.0)
         self.cost.bytes_sent += sent + received
+        self.cost.bytes_to_nodes += sent
+        self.cost.bytes_from_nodes += received
         if self.progress is not None:
             self.progress(ProgressEvent(self.spec.job_id, phase, round_, total, summary))
 
@@ -390,6 +393,26 @@ class Federation:
             )
             node.node_id = info.node_id
 
+    def leave_out(self, names: Iterable[str]) -> dict[int, str]:
+        """Nodes that left the federation (manifest names): the job never contacts them (they are no longer
+        required, and discovery drops them if they answer). Unknown names raise ValueError."""
+        wanted = set(names)
+        if not wanted:
+            return {}
+        by_name = {name: pid for pid, name in self.names.items()}
+        unknown = sorted(wanted - set(by_name))
+        if unknown:
+            raise ValueError(
+                f"departed node(s) {', '.join(unknown)} are not in the dataset "
+                f"(its nodes: {', '.join(by_name) or 'unknown: no manifest'})"
+            )
+        self.departed = {by_name[n]: n for n in sorted(wanted)}
+        base = self.required if self.required is not None else sorted(self.names)
+        self.required = [p for p in base if p not in self.departed]
+        if not self.required:
+            raise ValueError("every node of the dataset has departed: nothing is left to run on")
+        return self.departed
+
     # ---- building blocks -----------------------------------------------------------------------------
     def discover(self, target: Target | None) -> list[NodeInfo]:
         """Ask every connected node which partition it holds, until every required node has answered (see
@@ -431,13 +454,17 @@ class Federation:
                     f"(joined: {self._labels(joined) or 'none'})"
                 )
             backoff = self._sleep(backoff, deadline, "while discovering nodes")
-        nodes = sorted(found.values(), key=lambda n: n.partition_id)
+        nodes = sorted(
+            (n for n in found.values() if n.partition_id not in self.departed), key=lambda n: n.partition_id
+        )
         if self.required is not None:
             wanted = set(self.required)
             nodes = [n for n in nodes if n.partition_id in wanted]
         self.nodes = nodes
         self.cost.rounds.append(RoundCost("info", 1, messages, sent, received, time.perf_counter() - t0, 0))
         self.cost.bytes_sent += sent + received
+        self.cost.bytes_to_nodes += sent
+        self.cost.bytes_from_nodes += received
         if self.progress is not None:
             self.progress(ProgressEvent(self.spec.job_id, "info", 1, 1, {"nodes": float(len(nodes))}))
         return nodes
@@ -482,6 +509,38 @@ class Federation:
                 observe(phase, r, arrays, chosen, replies)
             arrays = aggregate(replies, P.ARRAYS)
         return P.from_record(arrays)
+
+    def local_updates(
+        self,
+        params: Params,
+        phase: str,
+        local: dict[str, Any],
+        nodes: Sequence[Node],
+        *,
+        target: Target | None = None,
+        round_: int = 1,
+        total: int = 1,
+    ) -> dict[int, tuple[Params, float]]:
+        """One round of local training on retained data on each of ``nodes`` from ``params``, not averaged:
+        each node's model and its number of examples, by partition id (FedEraser's calibration)."""
+        by_pid = {n.partition_id: n for n in self.nodes}
+        chosen = [by_pid[n.partition_id] for n in nodes]
+        arrays = P.to_record(params)
+        msgs = [
+            self.message(
+                n,
+                P.TRAIN,
+                phase,
+                round_,
+                {P.ARRAYS: arrays, P.CONFIG: self.config(target, round_, local=local, use="retain")},
+            )
+            for n in chosen
+        ]
+        replies = self.exchange(phase, round_, total, msgs)
+        return {
+            n.partition_id: (P.from_record(P.arrays_of(r)), P.metrics_of(r)["num-examples"])
+            for n, r in zip(chosen, replies, strict=True)
+        }
 
     def fisher(
         self,
@@ -815,12 +874,15 @@ def execute_job(
     """Run ``spec`` on ``grid``; never raises for job failures (see JobResult.status)."""
     from unlearning.artifacts import ArtifactStore
     from unlearning.federation.protocol import load_record
+    from unlearning.footprint import EnergyMeter
     from unlearning.local import parameters_dict
     from unlearning.methods import MethodContext, get_method
     from unlearning.methods.base import with_defaults
     from unlearning.tasks import make_task
 
     t0, c0 = time.perf_counter(), time.process_time()
+    meter = EnergyMeter()
+    recorder = None
     result = JobResult(
         job_id=spec.job_id,
         kind=spec.kind,
@@ -841,9 +903,22 @@ def execute_job(
         excluded = [Target.from_dict(t) for t in lineage.get("excluded", [])]
         fed = Federation(grid, spec, task, base.model_config, excluded, progress, cancel)
         params = parameters_dict(model)
+        method = None
+        if spec.kind == "unlearn":
+            assert spec.target is not None  # validated by JobSpec.validate
+            defaults = task.method_defaults.get(spec.target.kind, {})
+            method = get_method(spec.method, with_defaults(spec.method, defaults, spec.method_config))
+        fed.leave_out(departed_nodes(spec, method))
         if spec.kind == "train":
             fed.discover(None)
             tracker = track_contribution(fed, spec, task)
+            if spec.keep_updates_every:
+                from unlearning.federation.history import UpdateRecorder
+
+                recorder = UpdateRecorder(
+                    spec.artifact_root, spec.job_id, spec.keep_updates_every, int(lineage.get("rounds", 0))
+                )
+                fed.round_observers.append(recorder)
             params = fed.fedavg(params, spec.rounds, "train", spec.local)
             if tracker is not None:
                 result.contribution = tracker.finish()
@@ -856,13 +931,15 @@ def execute_job(
                 "init": lineage.get("init") or base.version,
                 "excluded": lineage.get("excluded", []),
                 "sources": trained_sources(spec, fed.nodes, excluded),
+                # the update history covers the lineage's rounds only while every training job keeps one
+                "history": [*lineage.get("history", []), recorder.finish()] if recorder else [],
             }
+            if recorder is not None:
+                result.metrics["history"] = training["history"][-1]
             if spec.evaluate:
                 result.metrics["after"] = fed.evaluate(params, None)
         else:
-            assert spec.target is not None  # validated by JobSpec.validate
-            defaults = task.method_defaults.get(spec.target.kind, {})
-            method = get_method(spec.method, with_defaults(spec.method, defaults, spec.method_config))
+            assert spec.target is not None and method is not None
             fed.discover(spec.target)
             if spec.evaluate:
                 result.metrics["before"] = fed.evaluate(params, spec.target, "evaluate-before")
@@ -874,15 +951,26 @@ def execute_job(
                 return parameters_dict(store.get(str(init)).load_into(task.build_model(spec.seed)))
 
             ctx = MethodContext(
-                fed=fed, target=spec.target, original=params, lineage=lineage, load_init=load_init
+                fed=fed,
+                target=spec.target,
+                original=params,
+                lineage=lineage,
+                load_init=load_init,
+                departed=dict(fed.departed),
+                artifact_root=spec.artifact_root,
             )
             params, details = method.run(ctx)
+            if fed.departed:  # said in the result (and so in the audit log and on the job's page)
+                details["departed"] = [fed.label(p) for p in sorted(fed.departed)]
+                details["departed-excluded-by-design"] = True
             result.metrics["method"] = details
             training = {
                 **lineage,
                 "excluded": [*lineage.get("excluded", []), json.loads(spec.target.to_json())],
                 "unlearning": {"method": spec.method, "config": spec.method_config, "target": result.target},
             }
+            if fed.departed:
+                training["departed"] = sorted({*lineage.get("departed", []), *fed.departed.values()})
             if spec.evaluate:
                 result.metrics["after"] = fed.evaluate(params, spec.target)
         load_record(model, params)

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from unlearning.contract import AscentSettings, method_spec, parse_method_settings
@@ -59,6 +59,8 @@ class MethodContext:
     original: Params  # the pre-unlearning global model
     lineage: dict[str, Any]  # the base version's training section (rounds, local settings, init version)
     load_init: Callable[[], Params]  # the initial (untrained) model of the lineage, for retraining
+    departed: dict[int, str] = field(default_factory=dict)  # nodes left out by design: partition -> name
+    artifact_root: str = ""  # the artifact store (the lineage's update history, for federaser)
 
 
 def with_defaults(name: str, defaults: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,6 +81,8 @@ def with_defaults(name: str, defaults: Mapping[str, Any], config: Mapping[str, A
 class UnlearningMethod(ABC):
     name: ClassVar[str] = ""
     Config: ClassVar[type[Any]]
+    # True: the method runs without the node that holds a data-source target (it is left out of the job)
+    without_owner: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = parse_method_settings(self.name, config)

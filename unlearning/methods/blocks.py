@@ -24,6 +24,9 @@ class Node(Protocol):
     @property
     def node_id(self) -> int: ...
 
+    @property
+    def partition_id(self) -> int: ...
+
 
 class FederationBlocks(Protocol):
     """The building blocks a method composes. Every block sends messages to the nodes and waits for their
@@ -37,6 +40,11 @@ class FederationBlocks(Protocol):
     @property
     def seed(self) -> int:
         """The job's seed (batch orders on the nodes, random reference models)."""
+        ...
+
+    @property
+    def nodes(self) -> Sequence[Node]:
+        """The nodes taking part in the job (after discovery; departed nodes are never among them)."""
         ...
 
     def holders(self, target: Target) -> tuple[Sequence[Node], set[int]]:
@@ -97,6 +105,21 @@ class FederationBlocks(Protocol):
     ) -> tuple[Params, dict[str, float]]:
         """Federated bounded gradient ascent on the holders until their ``stop`` rule holds; returns the
         unlearned parameters and a summary (steps, rounds, holders, the holders' last metrics)."""
+        ...
+
+    def local_updates(
+        self,
+        params: Params,
+        phase: str,
+        local: dict[str, Any],
+        nodes: Sequence[Node],
+        *,
+        target: Target | None = None,
+        round_: int = 1,
+        total: int = 1,
+    ) -> dict[int, tuple[Params, float]]:
+        """One round of local training on retained data on each of ``nodes`` from ``params``, not averaged:
+        each node's model and number of examples by partition id (FedEraser's calibration)."""
         ...
 
     def evaluate(self, params: Params, target: Target | None, phase: str = "evaluate") -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """Cost: the unlearning job's compute against retraining's (from the jobs' ``JobResult.cost``).
 
 ``cost_ratio`` = CPU seconds of the unlearning job / CPU seconds of the retraining job (wall seconds when
-CPU seconds are missing); it needs the retraining job's cost. Wall time, CPU seconds and bytes sent of both
-jobs are in the details.
+CPU seconds are missing); it needs the retraining job's cost. Wall time, CPU seconds, bytes to and from the
+nodes and energy of both jobs are in the details, with the footprint (each figure's ratio to retraining's, and
+whether energy was measured or estimated: unlearning.footprint), unmeasured or not.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from unlearning.footprint import footprint
 from unlearning.verification.registry import Verification, metric, result, unmeasured
 
 
@@ -23,10 +25,21 @@ def _compute(cost: dict[str, Any]) -> tuple[float, str]:
 def cost_ratio(v: Verification) -> Any:
     name = "cost_ratio"
     job, ref = v.spec.job_cost, v.spec.reference_cost
-    keep = ("wall_s", "cpu_s", "node_cpu_s", "bytes_sent", "optimizer_steps")
+    keep = (
+        "wall_s",
+        "cpu_s",
+        "node_cpu_s",
+        "bytes_sent",
+        "bytes_to_nodes",
+        "bytes_from_nodes",
+        "optimizer_steps",
+        "energy_j",
+        "energy_method",
+    )
     details: dict[str, Any] = {
         "job": {k: job.get(k) for k in keep} if job else None,
         "retrain": {k: ref.get(k) for k in keep} if ref else None,
+        "footprint": footprint(job, ref),
     }
     if not job:
         return unmeasured(name, "the unlearning job's cost was not given", details=details)
