@@ -28,6 +28,7 @@ from unlearning.federation.local_grid import LocalGrid
 from unlearning.tasks import make_task
 from unlearning.verification import RegressionCheck, VerificationReport, VerifyProgress, VerifySpec, verify
 from unlearning.verification.catalog import CATALOG
+from unlearning.verification.shifts import SHIFTS
 
 torch.set_num_threads(1)
 
@@ -384,6 +385,55 @@ def test_per_example_attack_and_recovery_attacks_tell_the_original_from_a_retrai
     assert sampled.values["reference"] == 0.0 and retrained.metrics["sampled_extraction_rate"].value == 0.0
     assert (sampled.value or 0.0) >= (sampled.values["reference"] or 0.0)
     assert sampled.details["computed_at"] == ["nodes: node-0"]
+
+
+def test_the_retained_attack_finds_a_model_fitted_closer_to_the_retained_data(lm: Trained) -> None:
+    """Issue 16 item 1 on the retained data: a model retrained without the target and then fine-tuned further
+    on what the nodes retain ranks their retained examples above held-out ones (against the retrained
+    reference), where the original and a model retrained with another seed do not; the nodes score their own
+    retained examples. And the format-shifted probes (item 2) run on the node that holds the canaries."""
+    target = Target("data_source", "node-0/notebook")
+    retrained = _retrained(lm, target, 1)
+    fitted = _job(lm.root, lm.data, retrained, "fit-retained", kind="train", rounds=4, local={"steps": 20})
+    assert fitted.model_version is not None
+    metrics = ["retained_mia_tpr_at_1pct_fpr", "format_shift_extraction_rate", "format_shift_recovery"]
+
+    def verified(candidate: str, metrics: list[str]) -> VerificationReport:
+        return verify(
+            VerifySpec(
+                artifact_root=str(lm.root),
+                dataset_dir=str(lm.data),
+                candidate_version=candidate,
+                original_version=lm.original,
+                reference_version=_retrained(lm, target, 0),
+                target=json.loads(target.to_json()),
+                tests=[],
+                metrics=metrics,
+                probe_examples=32,
+            )
+        )
+
+    plain, over = verified(retrained, metrics), verified(fitted.model_version, metrics[:1])
+    fit_r, ret_r = over.metrics["retained_mia_tpr_at_1pct_fpr"], plain.metrics["retained_mia_tpr_at_1pct_fpr"]
+    assert fit_r.value is not None and ret_r.value is not None and fit_r.values["original"] is not None
+    assert fit_r.value > max(fit_r.values["original"], ret_r.value) + 0.05, (fit_r.details, ret_r.details)
+    assert fit_r.details["by_model"]["candidate"]["pvalue"] < 0.01, fit_r.details["by_model"]
+    assert ret_r.value <= ret_r.details["by_model"]["candidate"]["tpr_95"]
+    assert fit_r.values["reference"] is None and fit_r.details["members"] == 32
+    assert fit_r.details["computed_at"] == [
+        "nodes: node-0, node-1, node-2",
+        "service: published held-out split",
+    ]
+    shifted = plain.metrics["format_shift_extraction_rate"]  # the node holding the 2 canaries shifts them
+    assert (
+        shifted.applies
+        and shifted.details["attempts"] == 2
+        and shifted.details["computed_at"] == ["nodes: node-0"]
+    )
+    assert shifted.values["reference"] == 0.0 and set(shifted.details["by_shift"]["candidate"]) == set(SHIFTS)
+    recovery = plain.metrics["format_shift_recovery"]
+    assert recovery.applies and set(recovery.details["loss"]) == {"unshifted", *SHIFTS}
+    assert recovery.details["computed_at"] == ["nodes: node-0"]
 
 
 def test_per_example_attack_on_digits(noisy_digits: Trained) -> None:
