@@ -72,13 +72,19 @@ def _nice(lo: float, hi: float) -> tuple[float, float]:
     return lo, hi
 
 
-def _svg(ids: _Ids, title: str, desc: str, body: str, legend: Sequence[tuple[str, str, str]]) -> str:
-    """One accessible figure: role=img with a title and a description; a legend as text below."""
+def _svg(ids: _Ids, title: str, desc: str, body: str, legend: Sequence[tuple[str, str, str | None]]) -> str:
+    """One accessible figure: role=img with a title and a description; a legend as text below (a line
+    sample in the series' style, or a filled box for bars: style None)."""
     t, d = ids("plot-title"), ids("plot-desc")
     items = "".join(
-        f'<li><svg width="14" height="10" aria-hidden="true" focusable="false"><rect width="14" height="10" '
-        f'fill="{colour}" {extra}/></svg> {escape(label)}</li>'
-        for label, colour, extra in legend
+        '<li><svg width="20" height="10" aria-hidden="true" focusable="false">'
+        + (
+            f'<line x1="0" y1="5" x2="20" y2="5" stroke="{colour}" stroke-width="2" {style}/>'
+            if style is not None
+            else f'<rect width="20" height="10" fill="{colour}"/>'
+        )
+        + f"</svg> {escape(label)}</li>"
+        for label, colour, style in legend
     )
     return (
         f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
@@ -162,12 +168,12 @@ def distribution_svg(
     box = (float(edges[0]), float(edges[-1]), 0.0, top * 1.05)
     box = (*_nice(box[0], box[1]), box[2], box[3])
     body = _axes(*box, xlabel, "share of examples")
-    legend = []
+    legend: list[tuple[str, str, str | None]] = []
     for label, role, part, s in shares:
         colour = COLOURS.get(role, "#1f2328")
         dash = DASHES.get(part, "")
         body += _polyline(_steps(edges, s), box, f'stroke="{colour}" stroke-width="2" {dash}')
-        legend.append((label, colour, ""))
+        legend.append((label, colour, dash))
     desc = "; ".join(
         f"{label}: {sum(c)} examples, median bin {_median_bin(edges, c)}" for label, _, _, c in series
     )
@@ -187,7 +193,7 @@ def roc_svg(ids: _Ids, curves: dict[str, list[list[float]]], aucs: dict[str, flo
     box = (0.0, 1.0, 0.0, 1.0)
     body = _axes(*box, "false-positive rate", "true-positive rate")
     body += _polyline([(0, 0), (1, 1)], box, 'stroke="#8c959f" stroke-width="1" stroke-dasharray="4 3"')
-    legend = []
+    legend: list[tuple[str, str, str | None]] = []
     for role in ROLES:
         if role in curves:
             body += _polyline(
@@ -239,7 +245,9 @@ def bars_svg(
         f"{ROLE_LABELS.get(r, r)}: " + ", ".join(f"{g} {_fmt(v)}" for g, v in zip(groups, vs, strict=False))
         for r, vs in series.items()
     )
-    legend = [(ROLE_LABELS.get(r, r), COLOURS.get(r, "#57606a"), "") for r in series]
+    legend: list[tuple[str, str, str | None]] = [
+        (ROLE_LABELS.get(r, r), COLOURS.get(r, "#57606a"), None) for r in series
+    ]
     return _svg(ids, title, desc + ".", body, legend)
 
 
