@@ -6,12 +6,15 @@ and every process started here must be gone afterwards.
 The deployment job sends no path of the service's machine: the SuperLink reaches the artifact store through its
 own root (a different path to the same store here) and each SuperNode its data through its own node config
 (other paths again); the run config and every byte between the SuperNodes and the SuperLink (through a
-recording relay) are searched for the service's paths. Last, a SuperNode is killed by PID mid-job: the job
-fails, naming the node's partition, within Flower's heartbeat window plus the node timeout (a job that starts
-without a node is refused the same way: tests/unit/test_node_failure.py).
+recording relay) are searched for the service's paths. With only what the operator publishes at the service
+(manifest, held-out split), a deployment job and its verification (a Flower run) pass, and no digits row
+crosses the relay. Last, a SuperNode is killed by PID mid-job: the job fails, naming the node's partition,
+within Flower's heartbeat window plus the node timeout (a job that starts without a node is refused the same
+way: tests/unit/test_node_failure.py).
 
-Slow (Flower polls every 3 s and starts a ClientApp process, which imports torch, for every message): about
-four minutes on 2 cores, most of it the deployment job and the wait (36-60 s) for Flower to notice the killed
+The SuperNodes are warm (LocalFederation's default: --isolation process and one long-running ClientApp
+executor each, unlearning.federation.node_runtime). Slow all the same: about five minutes on 2 idle cores,
+most of it the deployment jobs, the verification and the wait (36-60 s) for Flower to notice the killed
 node."""
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import contextlib
+import json
+import shutil
 import signal
 import socket
 import threading
@@ -31,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,9 +50,12 @@ from unlearning import (
     init_model,
     run_job,
 )
-from unlearning.data import read_manifest
+from unlearning.api import VerifySpec, verify
+from unlearning.data import load_node_data, read_manifest
 from unlearning.federation.deployment import DeploymentRunner, FederationError, LocalFederation, RunFailed
 from unlearning.federation.flower_runtimes import FlowerSettings
+from unlearning.tasks import make_task
+from unlearning.verification.spec import VerifyProgress
 
 torch.set_num_threads(1)
 
@@ -235,6 +244,120 @@ def test_deployment_engine_runs_the_unlearning_job(
     for path in deployment.service_paths:
         assert path not in str(run_config), path
         assert path.encode() not in wire, path
+
+
+def _published(data: Path, out: Path) -> Path:
+    """What the operator publishes at the service: the manifest (no canary inserted in members' data) and the
+    held-out split; no node directory."""
+    out.mkdir(parents=True)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["canaries"] = [c for c in manifest.get("canaries", []) if not c.get("inserted")]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(data / "heldout", out / "heldout")
+    return out
+
+
+def _found(wire: bytes, needles: list[bytes]) -> list[bytes]:
+    """The needles (16 bytes or longer) that occur in ``wire``: every 16-byte window is hashed at once
+    (numpy), and only the windows whose hash is a needle's are compared (thousands of needles, megabytes)."""
+    size = len(wire)
+    if size < 16:
+        return []
+    mult = np.uint64(0x9E3779B97F4A7C15)
+
+    def key(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return np.bitwise_xor(first, second * mult)
+
+    words = np.empty(size - 7, dtype=np.uint64)  # the little-endian uint64 at every byte offset
+    for k in range(8):
+        count = (size - k) // 8
+        words[k::8] = np.frombuffer(wire, dtype="<u8", count=count, offset=k)
+    with np.errstate(over="ignore"):
+        windows = key(words[:-8], words[8:])
+        heads = np.frombuffer(b"".join(n[:16] for n in needles), dtype="<u8").reshape(-1, 2)
+        wanted = key(heads[:, 0].copy(), heads[:, 1].copy())
+    by_key: dict[int, list[bytes]] = {}
+    for k_, n in zip(wanted.tolist(), needles, strict=True):
+        by_key.setdefault(k_, []).append(n)
+    hits = []
+    for pos in np.nonzero(np.isin(windows, wanted))[0].tolist():
+        hits += [n for n in by_key[int(windows[pos])] if wire[pos : pos + len(n)] == n]
+    return hits
+
+
+def test_no_member_data_at_the_service_job_and_verification(
+    deployment: Deployment, trained: Trained, reference: JobResult, tmp_path: Path
+) -> None:
+    """The service holds only what the operator publishes (a manifest, the held-out split): a deployment job
+    and its verification run, the verifier's per-example queries reach the members' SuperNodes through the
+    SuperLink, and no digits row crosses the wire between SuperNodes and SuperLink (all 1,797, as float32,
+    float64 and JSON text); the job's parameters do, as a control."""
+    service = _published(trained.data, tmp_path / "published")
+    assert not any(p.is_dir() and p.name.startswith("node-") for p in service.iterdir())
+    settings = settings_of(deployment.federation)
+    start = len(deployment.relay.captured)
+    result = run_job(
+        replace(unlearn_spec(trained, "unlearn-published", "deployment"), dataset_dir=str(service)),
+        flower=settings,
+    )
+    assert result.status == "succeeded", result.error
+    assert result.content_hash == reference.content_hash
+    assert result.model_version is not None
+    spec = VerifySpec(
+        artifact_root=str(trained.root),
+        dataset_dir=str(service),
+        candidate_version=result.model_version,
+        tests=[
+            {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 1.0},
+            {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 1.0},
+        ],
+        target={"kind": "category", "value": "7"},
+        metrics=["forget_accuracy_gap", "retained_utility_drop", "mia_auc"],
+        probe_examples=32,
+        runtime="deployment",
+    )
+    events: list[VerifyProgress] = []
+    started = time.monotonic()
+    on_nodes = verify(spec, events.append, flower=settings)
+    print(f"verification through the SuperLink: {time.monotonic() - started:.1f} s")
+    assert on_nodes.passed, on_nodes.summary
+    assert events and events[-1].stage == "done"  # forwarded from the ServerApp's process
+    where = {name: m.details.get("computed_at") for name, m in on_nodes.metrics.items() if m.applies}
+    assert where["forget_accuracy_gap"] == ["nodes: node-0, node-1, node-2"]
+    assert where["retained_utility_drop"] == ["nodes: node-0, node-1, node-2"]
+    # the same figures as the verifier with every member's data at hand (in process; the config hashes differ
+    # only by the manifests': the published one leaves out the canaries inserted in members' data)
+    central = verify(replace(spec, dataset_dir=str(trained.data), runtime="in-process"))
+    assert on_nodes.passed == central.passed and set(on_nodes.metrics) == set(central.metrics)
+    for name, m in central.metrics.items():
+        for key, value in m.values.items():
+            got = on_nodes.metrics[name].values[key]
+            if isinstance(value, float):
+                assert got == pytest.approx(value, rel=1e-5, abs=1e-6), (name, key)
+            else:
+                assert got == value, (name, key)
+
+    wire = bytes(deployment.relay.captured[start:])
+    rows = [r for n in read_manifest(trained.data)["nodes"] for r in _node_rows(trained.data / n["path"])]
+    rows += [
+        json.loads(line) for f in sorted((trained.data / "heldout").glob("*.jsonl")) for line in f.open()
+    ]
+    assert len(rows) == 1797
+    needles = []
+    for r in rows:
+        x = np.asarray(r["x"])
+        needles += [x.astype(np.float32).tobytes()[:64], x.astype(np.float64).tobytes()[:128]]
+        needles.append(json.dumps(r["x"])[:64].encode())
+    assert not _found(wire, needles), "a digits row crossed the wire"
+    candidate = ArtifactStore(trained.root).get(result.model_version)
+    weights = candidate.load_into(make_task(candidate.task, candidate.model_config).build_model(0))
+    control = [p.detach().flatten()[:16].numpy().astype(np.float32).tobytes() for p in weights.parameters()]
+    assert _found(wire, control), "the control: the job's parameters crossed the wire"
+
+
+def _node_rows(path: Path) -> list[dict[str, object]]:
+    data = load_node_data(path)
+    return list(data.train) + list(data.validation)
 
 
 def test_deployment_run_is_cancelled_through_the_control_api(
