@@ -520,7 +520,7 @@ def probe_data(cfg: Mapping[str, Any], node_config: UserConfig) -> ProbeData:
     from unlearning.verification.probes import dedup_records, node_canaries
 
     path, pid = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
-    key = ("probe", str(path), str(cfg.get("target", "")))
+    key = ("probe", str(path), str(cfg.get("target", "")), str(cfg.get("excluded", "")))
 
     def make() -> ProbeData:
         target, excluded = parse_targets(cfg)
