@@ -83,6 +83,8 @@ class ProposalView:
     turnout: int = 0
     actor_is_elector: bool = False
     actor_has_voted: bool = False
+    turnout_gain: int | None = None  # what the actor's vote adds to the turnout (None: 1, or 0 for a change);
+    # with delegation, a delegate's first vote also casts the votes they carry (governance/domain/delegation.py)
     council_members: frozenset[int] = frozenset()  # council at the time of the decision
     council_ratify: frozenset[int] = frozenset()  # decisions in the current council round
     council_veto: frozenset[int] = frozenset()
@@ -315,7 +317,8 @@ def _apply(
                 already_extended=view.deadline_extended,
                 now=now,
                 turnout_before=view.turnout,
-                turnout_after=view.turnout + (0 if view.actor_has_voted else 1),
+                turnout_after=view.turnout
+                + (view.turnout_gain if view.turnout_gain is not None else 0 if view.actor_has_voted else 1),
                 electorate=view.electorate_size,
                 rules=policy.voting,
             )

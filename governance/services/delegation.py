@@ -242,6 +242,8 @@ def for_proposal(ctx: Ctx, proposal_id: int, viewer: ActorView | None) -> PollDe
     with read_session(ctx.engine) as s:
         p = lifecycle.load_proposal(s, proposal_id)
         assert p.id is not None
+        if p.state == S.DRAFT.value and (viewer is None or viewer.member_id != p.proposer_id):
+            raise NotFound(f"no proposal {proposal_id}")  # a draft is its author's until submitted
         tags = ddb.tags_of(s, p.id)
         edges, depth, voted, recused = _poll_state(s, p)
         me = viewer.member_id if viewer is not None else None

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from governance.bounds import is_id
+from governance.db import delegation as delegation_db
 from governance.db.engine import write_session
 from governance.db.models import CurrentVote, Elector, Proposal, VoteRecord
 from governance.domain.errors import DomainError, InvalidInput, NotAuthenticated, NotFound
@@ -146,6 +147,9 @@ def _cast_on_proposal(
         )
     ).one()
     base = replace(lifecycle.proposal_view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
+    weight = delegation_db.TurnoutWeights.load(s, p)  # None: the poll froze no delegation
+    if weight is not None:
+        turnout = weight.turnout()
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:
@@ -158,6 +162,7 @@ def _cast_on_proposal(
             turnout=turnout,
             actor_is_elector=mid in electors,
             actor_has_voted=mid in voted,
+            turnout_gain=weight.gain(mid) if weight is not None and mid is not None else None,
         )
         try:
             d = decide(view, actor, Action.VOTE, now, ctx.policy)
@@ -166,9 +171,12 @@ def _cast_on_proposal(
             continue
         assert mid is not None
         accepted.append((i, mid in voted))
-        if mid not in voted:
-            voted.add(mid)
+        if weight is not None:
+            turnout += view.turnout_gain or 0
+            weight.add(mid)
+        elif mid not in voted:
             turnout += 1
+        voted.add(mid)
         if d.updates:  # a late quorum extends the deadline (once); later votes must see it
             lifecycle.apply_updates(p, d.updates)
         events.extend(d.events[1:])  # the vote itself is recorded below, with its choice

@@ -262,6 +262,8 @@ def test_tags_scope_a_delegation(client: Client, community: dict[str, Person]) -
     ) == ["health", "privacy"]
     r = client.put(f"/api/v1/proposals/{pid}/tags", json={"tags": ["x"]}, headers=ann.auth)
     assert r.status_code == 403
+    assert client.get(f"/api/v1/proposals/{pid}/delegation", headers=ann.auth).status_code == 404  # a draft
+    assert poll_view(client, pid, people["coun1"])["tags"] == ["health", "privacy"]
     r = client.put(f"/api/v1/proposals/{pid}/tags", json={"tags": ["not ok"]}, headers=people["coun1"].auth)
     assert r.status_code == 422
     ok(client.post(f"/api/v1/proposals/{pid}/submit", headers=people["coun1"].auth))
@@ -428,3 +430,25 @@ def test_ui_delegate_revoke_and_what_you_carry(
     assert tally(client, pid, ann)["delegated"] == zero()
     r = client.post(f"/me/delegations/{given['id']}/revoke", data={"csrf_token": token})
     assert r.status_code == 409
+
+
+def test_a_delegates_vote_that_makes_quorum_late_extends_the_deadline(
+    client: Client, community: dict[str, Person], pass_time: PassTime
+) -> None:
+    people = community
+    cat = people["cat"]
+    for h in ("ann", "bob", "dan", "rev3", "coun3"):
+        delegate(client, people[h], cat)
+    p = new_proposal(client, people["coun1"])
+    pid = p["id"]
+    to_voting(client, p, people)
+    deadline = ok(client.get(f"/api/v1/proposals/{pid}", headers=cat.auth))["voting_deadline"]
+    pass_time(days=6, hours=12)  # within the last 24 hours
+    vote(client, pid, people["ann"], "approve")  # a delegator's own vote: 1 of 11, ann no longer carried
+    assert tally(client, pid, cat)["turnout"] == 1
+    vote(client, pid, cat, "approve")  # cat's vote casts 4 more: 6 of 11 make quorum (0.5), first now
+    t = tally(client, pid, cat)
+    assert t["turnout"] == 6 and t["quorum_reached"]
+    detail = ok(client.get(f"/api/v1/proposals/{pid}", headers=cat.auth))
+    assert detail["voting_deadline"] > deadline
+    assert [e for e in detail["history"] if e["action"] == "deadline_extended"]
