@@ -456,8 +456,17 @@ def evaluate_candidate(spec: EvaluationSpec, grid: Grid | None = None) -> dict[s
         models: dict[str, nn.Module] = {"candidate": cand.load_into(task.build_model(spec.seed))}
         released: dict[str, Any] | None = None
         note = ""
+        rel = None
         if spec.released_version and spec.released_version != spec.candidate_version:
-            rel = store.get(spec.released_version)
+            from unlearning.artifacts import ArtifactError
+
+            try:
+                rel = store.get(spec.released_version)
+            except ArtifactError as exc:  # the candidate is still evaluated (and its probes run) alone
+                note = (
+                    f"the released version {spec.released_version} cannot be read ({exc}): no A/B comparison"
+                )
+        if rel is not None:
             if rel.task != cand.task or rel.model_config != cand.model_config:
                 note = f"the released version {rel.version} is another model ({rel.task}): no A/B comparison"
             else:
@@ -465,7 +474,7 @@ def evaluate_candidate(spec: EvaluationSpec, grid: Grid | None = None) -> dict[s
                 released = {"version": rel.version, "content_hash": rel.content_hash}
         elif spec.released_version == spec.candidate_version:
             note = "the candidate is the released version"
-        else:
+        elif not note:
             note = "no released version yet: the candidate's figures only"
         for m in models.values():
             m.eval()

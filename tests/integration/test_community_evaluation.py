@@ -96,6 +96,10 @@ def test_the_released_version_against_itself_and_without_a_released_version(digi
     # without a released version the worst group is the one with the lowest accuracy
     assert ev["worst_group"]["group"] == "3" and ev["worst_group"]["by"].startswith("lowest accuracy")
     assert ev["disparity"].get("released") is None
+    # a released version whose bytes are gone: the candidate is still evaluated, alone, and says why
+    spec.released_version = "mv-00000000000000000000"
+    ev = evaluate_candidate(spec)
+    assert "cannot be read" in ev["comparison"] and ev["released"] is None and len(ev["groups"]) == 10
 
 
 def test_collate_groups_by_name_across_nodes_and_a_list_field_counts_in_each_group() -> None:
