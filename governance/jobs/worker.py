@@ -109,19 +109,28 @@ def run_unlearning(
         target=Target.from_dict(spec["target"]),
         seed=int(spec.get("seed", 0)),
         runtime=spec.get("runtime", "in-process"),
+        departed=list(spec["departed"]) if spec.get("departed") else None,
     )
     return run_job(job_spec, progress, cancel, flower_settings(ctx.settings))
 
 
 def retrain_reference(
-    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event
+    ctx: Ctx,
+    claim: jobs.Claim,
+    progress: Callable[[Any], None],
+    cancel: threading.Event,
+    departed: list[str] | None = None,
 ) -> Any:
     """The gold standard the candidate is measured against: FedAvg from the same start without the forget
-    data (the ``retrain`` method)."""
+    data (the ``retrain`` method), and without the nodes the candidate's job left out (``departed``: a
+    departed member's node, for FedEraser)."""
+    spec = {**claim.spec, "method": "retrain", "method_config": {}}
+    if departed:
+        spec["departed"] = sorted(set(departed) | set(claim.spec.get("departed") or []))
     reference = jobs.Claim(
         claim.job_id,
         claim.attempt,
-        {**claim.spec, "method": "retrain", "method_config": {}},
+        spec,
         claim.acceptance_tests,
         claim.state,
         None,
@@ -147,7 +156,8 @@ def default_verifier(
         def on_ref(event: Any) -> None:
             progress({"phase": "reference", "round": event.round, "total_rounds": event.total_rounds})
 
-        ref = retrain_reference(ctx, claim, on_ref, threading.Event())
+        left_out = ((result.get("metrics") or {}).get("method") or {}).get("departed-nodes")
+        ref = retrain_reference(ctx, claim, on_ref, threading.Event(), departed=left_out)
         if getattr(ref, "status", None) != "succeeded":
             raise RuntimeError(f"the retrained reference failed: {getattr(ref, 'error', None)}")
         reference_version, reference_cost = ref.model_version, ref.to_dict().get("cost")

@@ -79,10 +79,18 @@ def public(j: Job) -> dict[str, Any]:
         "error": j.error,
         "cancel_requested": j.cancel_requested,
         "cancel_reason": j.cancel_reason,
+        "departed": departed_of(j.result),
         "created_at": j.created_at,
         "started_at": j.started_at,
         "finished_at": j.finished_at,
     }
+
+
+def departed_of(result: dict[str, Any] | None) -> list[str]:
+    """The nodes a job's run left out by design (departed members), as its result names them."""
+    method = ((result or {}).get("metrics") or {}).get("method") or {}
+    departed = method.get("departed") if isinstance(method, dict) else None
+    return [str(d) for d in departed] if isinstance(departed, list) else []
 
 
 # -- the proposal side ---------------------------------------------------------------------------------------
@@ -205,7 +213,10 @@ def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any
         registry.register_from_job(s, job, now, trusted_verifier(ctx.settings))  # the candidate enters
         if _proposal_state(s, job) is ProposalState.UNLEARNING:
             _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
-        job_event(s, job, "job.finished", now, {"model_version": job.model_version})
+        finished: dict[str, Any] = {"model_version": job.model_version}
+        if departed_of(result):  # nodes the job left out by design (a departed member, FedEraser)
+            finished["departed"] = departed_of(result)
+        job_event(s, job, "job.finished", now, finished)
 
 
 def complete(ctx: Ctx, job_id: int, worker: str, report: dict[str, Any], passed: bool) -> None:

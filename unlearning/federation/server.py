@@ -962,6 +962,7 @@ def execute_job(
             params, details = method.run(ctx)
             if fed.departed:  # said in the result (and so in the audit log and on the job's page)
                 details["departed"] = [fed.label(p) for p in sorted(fed.departed)]
+                details["departed-nodes"] = sorted(fed.departed.values())  # for the retrained reference
                 details["departed-excluded-by-design"] = True
             result.metrics["method"] = details
             training = {

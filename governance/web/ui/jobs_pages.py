@@ -18,6 +18,7 @@ from governance.domain.proposals import ProposalState
 from governance.domain.review import ActorView
 from governance.services import jobs, proposals
 from governance.services.context import Ctx
+from governance.web.ui.footprint_view import job_footprint
 from governance.web.ui.render import Form, field_errors, page, redirect
 from unlearning import contract
 
@@ -127,6 +128,7 @@ class JobPages(Controller):
             final=is_final(job["state"]),
             cost=scalars,
             cost_rounds=rounds,
+            fp=job_footprint(job),
             tests=report.get("tests") or [],
             summary=report.get("summary"),
             actions=actions,

@@ -272,6 +272,9 @@ class ProposalPages(Controller):
         **extra: Any,
     ) -> Template:
         p = proposals.get_detail(ctx, proposal_id, actor)
+        from governance.web.ui.footprint_view import proposal_verdict  # the verdict box and its footprint
+
+        extra = {**proposal_verdict(ctx, proposal_id, actor), **extra}
         hidden = bool(p.tally and p.tally.hidden)
         items = browse.timeline(ctx, proposal_id, hide_choices=hidden)
         talk = comments.list_for(ctx, proposal_id)
