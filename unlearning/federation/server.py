@@ -827,6 +827,9 @@ def track_contribution(fed: Federation, spec: JobSpec, task: Task) -> Any:
     the spec's contribution method is ``none``)."""
     from unlearning.contribution import ContributionTracker
 
+    if not any(n.n_validation for n in fed.nodes):  # nothing to measure a utility on: train without it
+        log.warning("%s: no node has validation data; contributions are not measured", spec.job_id)
+        return None
     current = {"round": 0}
     by_pid = dataset_sources(spec) or {}
     tracker = ContributionTracker.create(
