@@ -325,6 +325,14 @@ def test_report_endpoints(client: Client, ctx: Ctx, community: dict[str, Person]
     assert r.status_code == 200
     if html:
         assert r.headers["content-type"].startswith("text/html") and "<html" in r.text
+        # the worker stores the page once with the report (issue 19); the endpoint serves that file as stored
+        from unlearning.api import store_report_html
+
+        stored = client.get(path.removesuffix(".html"), headers=admin.auth).json()
+        page = store_report_html(ctx.settings.artifact_dir, stored)
+        assert page.read_text() == r.text  # the same page, rendered once
+        page.write_text("<p>the stored page</p>")
+        assert client.get(path, headers=admin.auth).text == "<p>the stored page</p>"
     else:
         assert r.json()["candidate_hash"] == h("rep")
 
