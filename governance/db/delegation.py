@@ -25,6 +25,7 @@ from governance.domain.delegation import (
     Scope,
     ScopeKind,
     Topic,
+    Turnout,
     applicable,
     delegated_tally,
     resolve,
@@ -174,40 +175,11 @@ def poll_tally(
     return delegated_tally(res, electorate=electorate, rules=rules, edges=edges, recused=who)
 
 
-class TurnoutWeights:
-    """The weighted turnout of a poll with delegations, as votes arrive (the late-quorum extension counts
-    the votes a delegate's first vote casts for others too)."""
-
-    def __init__(self, edges: dict[int, int], depth: int, recused: set[int], voted: set[int]) -> None:
-        self.edges, self.depth, self.recused, self.voted = edges, depth, recused, set(voted)
-
-    @classmethod
-    def load(cls, s: Session, p: Proposal) -> TurnoutWeights | None:
-        assert p.id is not None
-        edges, depth = frozen(s, p.id)
-        if not depth:
-            return None
-        voted = set(s.exec(select(CurrentVote.member_id).where(CurrentVote.proposal_id == p.id)).all())
-        return cls(edges, depth, recused(s, p), voted)
-
-    def turnout(self, voted: set[int] | None = None) -> int:
-        """Votes cast, direct and delegated, when ``voted`` (default: who voted so far) have voted."""
-        voters = self.voted if voted is None else voted
-        electors = voters | set(self.edges) | set(self.edges.values())
-        res = resolve(
-            electors=electors,
-            edges=self.edges,
-            direct=dict.fromkeys(voters, "x"),
-            recused=self.recused,
-            max_depth=self.depth,
-        )
-        return len(voters) + res.delegated_total
-
-    def gain(self, member: int) -> int:
-        """How much ``member``'s vote adds to the turnout now (0 for a change of vote)."""
-        if member in self.voted:
-            return 0
-        return self.turnout(self.voted | {member}) - self.turnout()
-
-    def add(self, member: int) -> None:
-        self.voted.add(member)
+def turnout(s: Session, p: Proposal) -> Turnout | None:
+    """The weighted turnout of ``p``'s poll as votes arrive (None: the poll froze no delegation)."""
+    assert p.id is not None
+    edges, depth = frozen(s, p.id)
+    if not depth:
+        return None
+    voted = s.exec(select(CurrentVote.member_id).where(CurrentVote.proposal_id == p.id)).all()
+    return Turnout(edges=edges, voted=voted, recused=recused(s, p), max_depth=depth)

@@ -226,7 +226,7 @@ class Fate(StrEnum):
     NOT_CAST = "not_cast"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ballot:
     """How one elector's vote was counted."""
 
@@ -313,6 +313,8 @@ def resolve(
             choice = direct[m]
             b = Ballot(m, Fate.DIRECT, choice, m)
             res.direct[choice] = res.direct.get(choice, 0) + 1
+        elif m not in edges:  # most electors: no delegation and no vote
+            b = Ballot(m, Fate.NOT_CAST, why_not=NO_VOTE)
         else:
             b = _follow(m, edges, direct, recused, max_depth)
             if b.fate is Fate.DELEGATED:
@@ -361,3 +363,68 @@ def delegated_tally(
         delegated={c.value: res.delegated.get(c.value, 0) for c in VoteChoice},
         recused_delegates=tuple(sorted(m for m in recused if m in delegates)),
     )
+
+
+class Turnout:
+    """The turnout of a poll with delegations (votes cast, direct and delegated) kept up to date as votes
+    arrive, for the late-quorum extension: what one more vote adds is found by walking back from the voter
+    along the delegations, within the depth limit, instead of counting the whole poll again."""
+
+    def __init__(
+        self,
+        *,
+        edges: Mapping[int, int],
+        voted: Iterable[int],
+        recused: Collection[int] = (),
+        max_depth: int,
+    ) -> None:
+        self.edges, self.recused, self.max_depth = dict(edges), frozenset(recused), max_depth
+        self.voted = set(voted)
+        self.delegators: dict[int, list[int]] = {}
+        for a, b in self.edges.items():
+            self.delegators.setdefault(b, []).append(a)
+        electors = self.voted | set(self.edges) | set(self.edges.values())
+        res = resolve(
+            electors=electors,
+            edges=self.edges,
+            direct=dict.fromkeys(self.voted, "x"),
+            recused=self.recused,
+            max_depth=max_depth,
+        )
+        self.cast = {m for m, b in res.ballots.items() if b.fate is not Fate.NOT_CAST}
+
+    @property
+    def total(self) -> int:
+        return len(self.cast)
+
+    def _newly_cast(self, member: int) -> set[int]:
+        """The electors whose vote ``member``'s first vote would cast that are not cast now (``member``
+        included)."""
+        if member in self.voted:
+            return set()
+        out = {member} - self.cast
+        if member in self.recused:  # a recused delegate's vote carries nobody
+            return out
+        frontier, seen = [member], {member}
+        for _ in range(self.max_depth):
+            nxt = []
+            for m in frontier:
+                for d in self.delegators.get(m, ()):
+                    if d in seen:
+                        continue
+                    seen.add(d)
+                    if d in self.voted and d not in self.recused:
+                        continue  # their own vote carries their delegators
+                    if d not in self.voted and d not in self.cast:
+                        out.add(d)
+                    nxt.append(d)
+            frontier = nxt
+        return out
+
+    def gain(self, member: int) -> int:
+        """How much ``member``'s vote adds to the turnout now (0 for a change of vote)."""
+        return len(self._newly_cast(member))
+
+    def add(self, member: int) -> None:
+        self.cast |= self._newly_cast(member)
+        self.voted.add(member)

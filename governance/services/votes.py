@@ -147,9 +147,9 @@ def _cast_on_proposal(
         )
     ).one()
     base = replace(lifecycle.proposal_view(s, p, SYSTEM, Action.EDIT), electorate_size=electorate_size)
-    weight = delegation_db.TurnoutWeights.load(s, p)  # None: the poll froze no delegation
+    weight = delegation_db.turnout(s, p)  # None: the poll froze no delegation
     if weight is not None:
-        turnout = weight.turnout()
+        turnout = weight.total
     accepted: list[tuple[int, bool]] = []  # (request index, was a change of vote)
     events = []
     for i in idxs:

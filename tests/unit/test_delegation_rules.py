@@ -18,6 +18,7 @@ from governance.domain.delegation import (
     Scope,
     ScopeKind,
     Topic,
+    Turnout,
     applicable,
     carried_by,
     check_new,
@@ -248,3 +249,31 @@ def test_resolution_matches_a_brute_force_walk(
     assert counted == _oracle(list(range(10)), edges, direct, depth)
     assert sum(r.direct.values()) == len(direct)
     assert sum(r.delegated.values()) == sum(r.carried.values()) <= 10 - len(direct)
+
+
+def _cast_count(edges: dict[int, int], voted: set[int], recused: set[int], depth: int) -> int:
+    r = resolve(
+        electors=range(12), edges=edges, direct=dict.fromkeys(voted, "x"), recused=recused, max_depth=depth
+    )
+    return sum(1 for b in r.ballots.values() if b.fate is not Fate.NOT_CAST)
+
+
+@given(
+    st.dictionaries(st.integers(0, 11), st.integers(0, 11), max_size=12),
+    st.sets(st.integers(0, 11), max_size=4),
+    st.lists(st.integers(0, 11), max_size=12),
+    st.sets(st.integers(0, 11), max_size=3),
+    st.integers(1, 4),
+)
+def test_the_incremental_turnout_equals_a_full_recount(
+    edges: dict[int, int], voted: set[int], arrivals: list[int], recused: set[int], depth: int
+) -> None:
+    edges = {a: b for a, b in edges.items() if a != b}
+    t = Turnout(edges=edges, voted=voted, recused=recused, max_depth=depth)
+    assert t.total == _cast_count(edges, voted, recused, depth)
+    for m in arrivals:
+        before = _cast_count(edges, voted, recused, depth)
+        gain = t.gain(m)
+        t.add(m)
+        voted = voted | {m}
+        assert t.total == _cast_count(edges, voted, recused, depth) == before + gain
