@@ -119,6 +119,21 @@ def test_transitive_chain_override_and_recount(
     assert r.exit_code == 0, r.output
     assert "OK: approve 3, object 3, abstain 0, block 0 (electorate 11), as the tally published" in r.output
     assert "direct: approve 2, object 2, abstain 0, block 0; delegated: approve 1, object 1" in r.output
+    # a tally entry that misstates the delegated votes, or a frozen delegation set that was not the one
+    # counted, fails the recount
+    export = log.read_bytes()
+    published = b'"delegated":{"abstain":0,"approve":1,"block":0,"object":1}'
+    forged = export.replace(published, b'"delegated":{"abstain":0,"approve":2,"block":0,"object":0}')
+    assert forged != export
+    (poll,) = recount(forged, pid)
+    assert not poll.matches and poll.delegated == zero(approve=1, object=1)
+    (tmp_path / "forged.jsonl").write_bytes(forged)
+    r = CliRunner().invoke(main, ["audit", "recount", str(tmp_path / "forged.jsonl"), str(pid)])
+    assert r.exit_code == 1 and "delegated votes: recounted" in r.output, r.output
+    edge = f"[{dan.id},{ann.id}]".encode()
+    assert export.count(edge) == 1
+    (poll,) = recount(export.replace(edge, f"[{dan.id},{cat.id}]".encode()), pid)
+    assert not poll.matches and poll.counts == zero(approve=4, object=2)
 
 
 def test_bad_delegations_are_refused_and_change_nothing(client: Client, community: dict[str, Person]) -> None:
