@@ -95,6 +95,12 @@ class CommonsClient:
     def action(self, proposal_id: int, name: str, body: dict[str, Any] | None = None) -> Any:
         return self._call("POST", f"/api/v1/proposals/{proposal_id}/{name}", json=body or {})
 
+    def jobs(self, proposal_id: int | None = None, limit: int = 50) -> Any:
+        params: dict[str, Any] = {"limit": limit}
+        if proposal_id is not None:
+            params["proposal_id"] = proposal_id
+        return self._get("/api/v1/jobs", params=params)
+
     def vote(self, proposal_id: int, choice: str, reason: str | None) -> Any:
         return self.action(proposal_id, "votes", {"choice": choice, "reason": reason or ""})
 

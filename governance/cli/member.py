@@ -140,11 +140,29 @@ def proposal_show(click_ctx: click.Context, proposal_id: int, as_json: bool) -> 
             f"    {e['at']}  {e['action']:<20} {e['from_state'] or ''} -> {e['to_state'] or ''}"
             for e in p["history"]
         ]
+        for j in p.get("jobs", []):
+            lines.append(
+                f"  job #{j['id']}: {j['state']} (attempt {j['attempt']} of {j['max_attempts']})"
+                + (f", model {j['model_version']}" if j.get("model_version") else "")
+            )
+            if j.get("error"):
+                lines.append(f"    error: {str(j['error']).strip().splitlines()[0]}")
         if p.get("allowed_actions"):
             lines.append(f"  you may: {', '.join(p['allowed_actions'])}")
         return "\n".join(lines)
 
-    echo(api(click_ctx).proposal(proposal_id), as_json, render)
+    client = api(click_ctx)
+    detail = client.proposal(proposal_id)
+    if detail.get("state") not in (
+        "draft",
+        "submitted",
+        "triage",
+        "voting",
+        "council_review",
+        "appeal_window",
+    ):
+        detail["jobs"] = client.jobs(proposal_id=proposal_id)  # why a job failed, with what to fix
+    echo(detail, as_json, render)
 
 
 @proposal.command("list")

@@ -109,3 +109,27 @@ def test_a_withdrawal_of_consent_is_never_lost(
     assert Worker(ctx, "w2", runner=ok_runner, verifier=verifier(True)).run_once()
     assert proposals.get_detail(ctx, pid).state == "verified"
     assert data_sources.get(ctx, src).consent_state == "withdrawn"  # forgotten, verified
+
+
+def test_proposal_show_says_why_the_job_failed(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person], client: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from governance.cli import main
+    from governance.cli.common import ApiContext
+    from governance.client import CommonsClient
+
+    pid = approved_proposal(ctx, clock, community)
+
+    def no_base(ctx: Ctx, claim: jobs.Claim, progress: Any, cancel: threading.Event) -> JobResult:
+        raise jobs.PermanentJobError("no base model version: release one, then retry the job")
+
+    assert Worker(ctx, "w1", runner=no_base, verifier=verifier(True)).run_once()
+    r = CliRunner().invoke(
+        main, ["proposal", "show", str(pid)], obj=ApiContext(CommonsClient(client, community["bob"].token))
+    )
+    assert r.exit_code == 0, r.output
+    assert "job_failed" in r.output
+    assert "failed (attempt 1 of 3)" in r.output
+    assert "PermanentJobError: no base model version: release one" in r.output
