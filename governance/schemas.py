@@ -195,6 +195,10 @@ class ProposalPublic(BaseModel):
     block_on_record: bool
     vote_outcome: str | None
     appealed: bool
+    appeal_of: str | None = Field(
+        default=None,
+        description="while an appeal is heard: the outcome appealed (rejected, vetoed, approved)",
+    )
     closed_at: datetime | None
 
 

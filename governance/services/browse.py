@@ -191,8 +191,15 @@ def _brief(payload: dict[str, Any]) -> dict[str, Any]:
     for k, v in payload.items():
         if k in ("actor", "record", "comment", "acceptance_tests", "title", "kind") or v in (None, [], {}):
             continue
-        keep[k] = v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
+        if k in MEMBER_KEYS and isinstance(v, list) and all(isinstance(x, int) for x in v):
+            keep[k] = v  # member ids: the page names them by handle
+        else:
+            keep[k] = v if isinstance(v, str | int | float | bool) else json.dumps(v, sort_keys=True)
     return keep
+
+
+#: timeline details that hold member ids (council decisions, support for a cancellation)
+MEMBER_KEYS = ("ratify", "veto", "support", "member")
 
 
 @dataclass

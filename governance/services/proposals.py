@@ -41,7 +41,7 @@ from governance.domain.proposals import (
     parse_acceptance_tests,
     parse_target,
 )
-from governance.domain.review import ActorView, ProposalView, allowed
+from governance.domain.review import ActorView, ProposalView, allowed, recusal_reason
 from governance.domain.roles import Role, parse_role
 from governance.schemas import (
     DecisionPublic,
@@ -88,6 +88,7 @@ def to_public(p: Proposal) -> ProposalPublic:
         block_on_record=p.block_on_record,
         vote_outcome=p.vote_outcome,
         appealed=p.appealed,
+        appeal_of=p.appeal_of,
         closed_at=p.closed_at,
     )
 
@@ -455,3 +456,23 @@ def list_votes(ctx: Ctx, proposal_id: int, history: bool = False) -> list[VotePu
             )
             for r in s.exec(q).all()
         ]
+
+
+def recusal_for(ctx: Ctx, proposal_id: int, actor: ActorView) -> str | None:
+    """Why a reviewer or council member may not review this proposal (shown where their buttons would be)."""
+    if actor.member_id is None or not ({Role.REVIEWER, Role.COUNCIL} & actor.roles):
+        return None
+    with read_session(ctx.engine) as s:
+        p = lifecycle.load_proposal(s, proposal_id)
+        return recusal_reason(lifecycle.proposal_view(s, p, actor, None), actor.member_id)
+
+
+def reasons_given(ctx: Ctx, proposal_id: int) -> list[VotePublic]:
+    """The reasons members gave with their current votes (objections and blocks first); withheld while a
+    secret tally's vote is open, like the votes themselves."""
+    try:
+        rows = [v for v in list_votes(ctx, proposal_id) if v.reason]
+    except PermissionDenied:  # a secret vote still open
+        return []
+    order = {"block": 0, "object": 1}
+    return sorted(rows, key=lambda v: (order.get(v.choice, 2), v.cast_at))

@@ -145,6 +145,27 @@ def _field_for(exc: InvalidInput, kind: str) -> dict[str, str]:
     return {name: exc.message}
 
 
+#: an appeal hearing names its question and what each of the council's two answers does
+#: (governance/domain/review.py, ``_council``): (question, the ratify button, the veto button)
+HEARINGS: dict[str, tuple[str, str, str]] = {
+    "rejected": (
+        "An appeal of the triage rejection: should the members vote on it after all?",
+        "Uphold the appeal: the member vote opens",
+        "Dismiss the appeal: the rejection stands",
+    ),
+    "vetoed": (
+        "An appeal of the council's veto: should the proposal be approved after all?",
+        "Uphold the appeal: the proposal is approved",
+        "Dismiss the appeal: the veto stands",
+    ),
+    "approved": (
+        "An appeal of the approval: should the approval be overturned?",
+        "Dismiss the appeal: the approval stands",
+        "Uphold the appeal: the proposal is vetoed",
+    ),
+}
+
+
 class ProposalPages(Controller):
     path = "/proposals"
     include_in_schema = False
@@ -286,6 +307,12 @@ class ProposalPages(Controller):
         ids.update(c.author_id for c in talk)
         ids.update(d.member_id for d in [*p.triage, *p.council])
         ids.update(p.conflicts)
+        reasons = proposals.reasons_given(ctx, proposal_id)
+        ids.update(v.member_id for v in reasons)
+        for i in items:  # council decisions name their members: shown by handle
+            for key in ("ratify", "veto", "support", "member"):
+                value = i.details.get(key)
+                ids.update(value if isinstance(value, list) else [value] if isinstance(value, int) else [])
         return page(
             request,
             "proposals/detail.html",
@@ -299,6 +326,9 @@ class ProposalPages(Controller):
             names=browse.names(ctx, ids),
             actions=set(p.allowed_actions),
             shown_actions=set(p.allowed_actions) & set(ACTIONS) | ({"edit"} & set(p.allowed_actions)),
+            reasons=reasons,
+            recused=proposals.recusal_for(ctx, proposal_id, actor),
+            hearing=HEARINGS.get(p.appeal_of or "") if p.state == "council_review" and p.appealed else None,
             **delegation_pages.poll_context(ctx, proposal_id, actor),
             **extra,
         )
