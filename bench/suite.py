@@ -313,6 +313,8 @@ def _row_values(case_seed: dict[str, Any], variant: str) -> dict[str, float | No
         "canary_p_retrained": _v(r, "canary_exposure_pvalue"),
         "canary_p_original": _v(m, "canary_exposure_pvalue", "original"),
         "cost": c["cost"],
+        "forget_acc_gap": _v(m, "forget_accuracy_gap"),
+        "forget_ppl_ratio": _v(m, "forget_perplexity_ratio"),
         "sampled": _v(m, "sampled_extraction_rate"),
         "sampled_ref": _v(m, "sampled_extraction_rate", "reference"),
         "sampled_original": _v(m, "sampled_extraction_rate", "original"),
@@ -359,6 +361,15 @@ def judge(case: str, per_seed: dict[str, Any], variant: str) -> list[dict[str, A
             status = f"**missed** ({sum(measured)}/{len(measured)} seeds met)"
         out.append({"target": name, "figures": figures, "status": status})
 
+    fag = [r["forget_acc_gap"] for r in rows]
+    fpr = [r["forget_ppl_ratio"] for r in rows]
+    if any(x is not None for x in fag + fpr):
+        add(
+            "forgetting (reported): forget accuracy gap to retrained / forget perplexity over retrained's",
+            f"accuracy gap {_ms(fag)}, perplexity ratio {_ms(fpr)}",
+            [None for _ in rows],
+        )
+        out[-1]["status"] = "reported (no target)"
     gaps = [r["mia_auc_gap"] for r in rows]
     add(
         f"MIA AUC within {MIA_GAP} of retrained",
@@ -445,6 +456,8 @@ def comparison(results: dict[str, Any], variants: list[str]) -> list[str]:
     ]
     for case, per_seed in results.items():
         for v in variants:
+            if not per_seed or any(v not in x["candidates"] for x in per_seed.values()):
+                continue  # a variant runs on data-source cases only
             rows = [_row_values(per_seed[s], v) for s in per_seed]
             signed = [
                 None if r["mia_auc"] is None or r["mia_auc_ref"] is None else r["mia_auc"] - r["mia_auc_ref"]
