@@ -122,3 +122,19 @@ def test_bad_settings_are_refused(settings: dict[str, object], message: str) -> 
     with pytest.raises(ContractError, match=message) as info:
         parse_contribution_settings(settings)
     assert info.value.field == "contribution"
+
+
+def test_a_job_spec_with_bad_contribution_settings_is_refused_before_any_work() -> None:
+    from unlearning.jobs import JobSpec, JobSpecError
+
+    spec = JobSpec(
+        kind="train",
+        job_id="j",
+        artifact_root="/nonexistent",
+        dataset_dir="/nonexistent",
+        base_version="mv-0",
+        contribution={"method": "gtg-shapley", "max_permutations": -1},
+    )
+    with pytest.raises(JobSpecError, match="max_permutations"):
+        spec.validate()
+    assert JobSpec.from_json(spec.to_json()).contribution == spec.contribution  # travels as run config
