@@ -14,10 +14,11 @@ It then compares the counts with the ones the ``proposal.tally`` entry published
 revealed (the poll is still open) or whose reveal does not match its commitment is reported, never guessed.
 
 A poll with delegations (docs/governance.md, "Delegation") has a ``proposal.delegations_frozen`` entry after its
-electorate: the delegations that count, ``[delegator, delegate]``, and the depth limit. A delegator who revoked
-during the poll has a ``proposal.delegation_withdrawn`` entry. The recount resolves the chains itself
-(governance/domain/delegation.py): a member's own vote, else their chain's first voting delegate within the
-depth limit, passing over recused delegates, whom it also derives from the log (the targeted data source's
+electorate: the delegations that count, ``[delegator, delegate]``, each one its delegator made
+(``delegation.created``) and had not revoked (``delegation.revoked``) by then, and the depth limit. A delegator
+who revoked during the poll has a ``proposal.delegation_withdrawn`` entry. The recount resolves the chains
+itself (governance/domain/delegation.py): a member's own vote, else their chain's first voting delegate within
+the depth limit, passing over recused delegates, whom it also derives from the log (the targeted data source's
 owner from its ``data_source.registered`` entry, an election's candidate from ``proposal.created``, members who
 declared a conflict). It compares the delegated votes, per choice, with the tally entry's ``delegated``.
 """
@@ -41,6 +42,8 @@ WITHDRAWN_ACTION = "proposal.delegation_withdrawn"
 CREATED_ACTION = "proposal.created"
 CONFLICT_ACTION = "proposal.declare_conflict"
 SOURCE_ACTION = "data_source.registered"
+DELEGATED_ACTION = "delegation.created"
+REVOKED_ACTION = "delegation.revoked"
 
 
 class RecountError(ValueError):
@@ -65,6 +68,7 @@ class Recount:
     published_delegated: dict[str, int] | None = None
     recused_delegates: list[int] = field(default_factory=list)
     published_recused: list[int] | None = None
+    unbacked: list[list[int]] = field(default_factory=list)  # frozen edges no standing delegation backs
 
     @property
     def turnout(self) -> int:
@@ -80,6 +84,7 @@ class Recount:
         return (
             self.closed
             and not self.unrevealed
+            and not self.unbacked
             and self.published == self.counts
             and self.published_delegated == self.delegated
             and (self.published_recused is None or self.published_recused == self.recused_delegates)
@@ -108,6 +113,7 @@ def recount(export: bytes | Iterable[bytes], proposal_id: int) -> list[Recount]:
     owners: dict[str, int] = {}  # data source subject -> owner (from its registration)
     source: str | None = None  # the proposal's targeted data source
     recused: set[int] = set()  # an election's candidate, members who declared a conflict
+    standing: dict[tuple[Any, Any], int] = {}  # (delegator, delegate) -> delegations made less revoked
     for n, raw in enumerate(_lines(export)):
         if n == 0 or not raw:
             continue  # the header
@@ -119,6 +125,10 @@ def recount(export: bytes | Iterable[bytes], proposal_id: int) -> list[Recount]:
             continue
         if entry.get("action") == SOURCE_ACTION and (owner := _member(entry.get("actor"))) is not None:
             owners[str(entry.get("subject"))] = owner
+        if entry.get("action") in (DELEGATED_ACTION, REVOKED_ACTION):
+            given = entry.get("payload") or {}
+            pair = (given.get("delegator"), given.get("delegate"))
+            standing[pair] = standing.get(pair, 0) + (1 if entry.get("action") == DELEGATED_ACTION else -1)
         if entry.get("subject") != subject:
             continue
         action, payload = entry.get("action"), entry.get("payload") or {}
@@ -131,6 +141,8 @@ def recount(export: bytes | Iterable[bytes], proposal_id: int) -> list[Recount]:
             recused.add(who)
         elif action == DELEGATIONS_ACTION and poll is not None:
             poll.delegations = {int(a): int(b) for a, b in payload.get("edges", [])}
+            # every frozen delegation is one its delegator made and had not revoked by then
+            poll.unbacked = [[a, b] for a, b in poll.delegations.items() if standing.get((a, b), 0) < 1]
             poll.max_depth = int(payload.get("max_depth", 1))
         elif action == WITHDRAWN_ACTION and poll is not None:
             poll.delegations.pop(int(payload.get("delegator", -1)), None)

@@ -142,6 +142,8 @@ def recount(export_file: str, proposal_id: int) -> None:
         else:
             failed = True
             click.echo(f"FAIL: recounted {counts}; the tally published {poll.published}", err=True)
+            if poll.unbacked:
+                click.echo(f"frozen delegations no delegation entry backs: {poll.unbacked}", err=True)
             if poll.published_delegated != poll.delegated:
                 click.echo(
                     f"delegated votes: recounted {poll.delegated}; published {poll.published_delegated}",

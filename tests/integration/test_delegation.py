@@ -134,6 +134,7 @@ def test_transitive_chain_override_and_recount(
     assert export.count(edge) == 1
     (poll,) = recount(export.replace(edge, f"[{dan.id},{cat.id}]".encode()), pid)
     assert not poll.matches and poll.counts == zero(approve=4, object=2)
+    assert poll.unbacked == [[dan.id, cat.id]]  # dan never delegated to cat
 
 
 def test_bad_delegations_are_refused_and_change_nothing(client: Client, community: dict[str, Person]) -> None:
@@ -206,7 +207,7 @@ def test_revocation_during_a_poll_and_delegations_made_after_its_opening(
     pass_time(days=8)
     poll = recounted(client, pid)
     assert poll.matches and poll.delegated == zero() and poll.counts == zero(approve=6), poll
-    assert poll.delegations == {}
+    assert poll.delegations == {} and poll.unbacked == []
 
     q = new_proposal(client, people["coun2"])  # the next poll: dan's delegation counts, ann's does not
     to_voting(client, q, people)
