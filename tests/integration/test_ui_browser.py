@@ -239,6 +239,12 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
     expect(mod.page.locator("#report table.verdicts")).to_contain_text("pass")
     plots = mod.page.frame_locator("iframe.report").locator("svg")
     expect(plots.first).to_be_visible()  # the HTML report's plots, embedded
+    # the report page: rendered once by the worker and stored with the model versions, accessible (issue 19)
+    report = mod.page.frame_locator("iframe.report")
+    expect(report.get_by_role("table", name=re.compile("^Every measured metric"))).to_be_visible()
+    expect(report.get_by_role("columnheader", name="retrained")).to_have_count(1)
+    expect(report.get_by_role("img").first).to_have_accessible_name(re.compile(r"\w"))
+    assert len(list((ctx.settings.artifact_dir / "reports").glob("*.html"))) == 1
     expect(mod.page.get_by_role("button", name=re.compile("^Release"))).to_have_count(0)  # the council does
     mod.page.locator("iframe.report").scroll_into_view_if_needed()
     shot(mod.page, "model-version")
