@@ -200,11 +200,22 @@ def main() -> None:
         help="per-example membership inference and recovery attacks (bench/attacks.py)",
     )
     ap.add_argument(
+        "--retained",
+        action="store_true",
+        help="the retained-data attack, format shifts and the report page's speed (bench/retained.py)",
+    )
+    ap.add_argument("--fit-rounds", type=int, default=4, help="--retained: extra rounds on the retained data")
+    ap.add_argument(
         "--seeds", type=int, default=5, help="--calibrate, --attacks: retrained candidates per target"
     )
     ap.add_argument("--null-secrets", type=int, default=200, help="--calibrate: secrets per retrained model")
     ap.add_argument("--tasks", default="lm,digits", help="--calibrate, --attacks: lm, digits or both")
     args = ap.parse_args()
+    if args.retained:
+        from retained import run_retained  # bench/retained.py
+
+        run_retained(args, " ".join(["python bench/verification.py", *sys.argv[1:]]))
+        return
     if args.attacks:
         from attacks import run_attacks  # bench/attacks.py
 
