@@ -89,3 +89,38 @@ def test_a_consent_withdrawal_says_it_is_not_voted_on(
     page = _page(client, ctx, community["cat"], pid)
     assert "Voting has not opened" not in page
     assert "A withdrawal of consent is not put to a vote" in page
+
+
+def test_a_failed_form_keeps_every_value_and_names_the_metric(
+    ctx: Ctx, client: Any, community: dict[str, Person]
+) -> None:
+    from governance.services import proposals as svc
+
+    bob = community["bob"]
+    token = sign_in(client, ctx, bob.id, bob.handle)
+    form = {
+        "target_kind": "category",
+        "title": "Forget cooking",
+        "category": "cooking",
+        "csrf_token": token,
+        "test_forget_accuracy_gap": "on",
+        "thr_forget_accuracy_gap": "0.013",  # the threshold the member means to put to the vote
+        "cmp_forget_accuracy_gap": "<=",
+        "test_mia_auc": "on",
+        "thr_mia_auc": "lots",
+        "cmp_mia_auc": "<=",
+    }
+    r = client.post("/proposals/new", data=form)
+    assert r.status_code == 422
+    page = html.unescape(r.text)
+    assert 'id="error-summary"' in page and "One thing to fix (nothing was saved)" in page
+    assert 'href="#thr_mia_auc">mia_auc: the threshold must be a number' in page
+    assert 'value="0.013"' in page and 'value="lots"' in page  # nothing falls back to the defaults
+    assert svc.list_proposals(ctx, viewer_id=bob.id) == []
+    # a forged target kind is refused, not coerced into another kind
+    r = client.post("/proposals/new", data={**form, "target_kind": "everything", "thr_mia_auc": "0.6"})
+    assert r.status_code == 422 and "unknown target kind 'everything'" in html.unescape(r.text)
+    assert svc.list_proposals(ctx, viewer_id=bob.id) == []
+    # Pydantic's wording becomes a sentence
+    r = client.post("/proposals/new", data={**form, "title": "x", "thr_mia_auc": "0.6"})
+    assert "the title needs at least 3 characters" in html.unescape(r.text)

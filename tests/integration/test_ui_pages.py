@@ -529,7 +529,9 @@ def test_forms_show_errors_next_to_fields(
             "cmp_mia_auc": "<=",
         },
     )
-    assert r.status_code == 422 and "must be a number" in (error_of(r.text, "acceptance_tests") or "")
+    assert r.status_code == 422 and "mia_auc: the threshold must be a number" in (
+        error_of(r.text, "thr_mia_auc") or ""
+    )
     r = client.post(
         "/data-sources", data={"name": "mine", "node_id": "n1", "content_hash": "xyz", "csrf_token": token}
     )

@@ -81,9 +81,12 @@ def metrics_for(kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _tests_from_form(form: Form, kind: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(the tests to send, the editor rows to show again)."""
-    tests, rows = [], []
+def _tests_from_form(
+    form: Form, kind: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """(the tests to send, the editor rows to show again, errors by field). Every row keeps what the member
+    typed, valid or not: a failed form never falls back to the defaults."""
+    tests, rows, errors = [], [], {}
     for row in metrics_for(kind):
         name = row["name"]
         use = form.checked(f"test_{name}")
@@ -97,10 +100,16 @@ def _tests_from_form(form: Form, kind: str) -> tuple[list[dict[str, Any]], list[
         rows.append(row)
         if not use:
             continue
+        if row["comparator"] not in COMPARATORS:
+            errors[f"cmp_{name}"] = f"{name}: choose one of {', '.join(COMPARATORS)}"
         try:
-            threshold: Any = float(row["threshold"])
-        except ValueError:
-            raise InvalidInput(f"the threshold of {name} must be a number", "acceptance_tests") from None
+            threshold = float(row["threshold"])
+        except (TypeError, ValueError):
+            errors[f"thr_{name}"] = f"{name}: the threshold must be a number, e.g. 0.05"
+            continue
+        if threshold != threshold or threshold in (float("inf"), float("-inf")):
+            errors[f"thr_{name}"] = f"{name}: the threshold must be a finite number"
+            continue
         tests.append(
             {
                 "metric": name,
@@ -109,9 +118,9 @@ def _tests_from_form(form: Form, kind: str) -> tuple[list[dict[str, Any]], list[
                 "relative_to_reference": row["relative"],
             }
         )
-    if not tests:
-        raise InvalidInput("choose at least one acceptance test", field="acceptance_tests")
-    return tests, rows
+    if not tests and not errors:
+        errors["acceptance_tests"] = "choose at least one acceptance test"
+    return tests, rows, errors
 
 
 def _target_from_form(form: Form, kind: str) -> dict[str, Any]:
@@ -131,9 +140,12 @@ def _target_from_form(form: Form, kind: str) -> dict[str, Any]:
     return target
 
 
-def _field_for(exc: InvalidInput, kind: str) -> dict[str, str]:
-    """Put a service error next to the input it is about."""
+def _field_for(exc: InvalidInput, kind: str, tests: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """Put a service error next to the input it is about (an acceptance test's next to its threshold)."""
     name = exc.field or "_form"
+    for t in tests or []:
+        if name.startswith("acceptance_tests") and str(t["metric"]) in exc.message:
+            return {f"thr_{t['metric']}": exc.message}
     if name.startswith("target"):
         name = {
             "data_source": "data_source_id",
@@ -245,15 +257,19 @@ class ProposalPages(Controller):
         self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form
     ) -> Template | Redirect:
         kind = form.get("target_kind")
-        if kind not in TARGET_KINDS:
+        if kind not in TARGET_KINDS:  # a forged kind is refused, not coerced into another
             kind = TargetKind.DATA_SOURCE.value
+            return self._new_form(
+                request,
+                ctx,
+                actor,
+                kind,
+                status_code=422,
+                errors={"_form": f"unknown target kind {form.get('target_kind')!r}: choose one of the tabs"},
+                values=form.values(),
+            )
         # collect every problem at once: the tests, the target, then the rest of the form
-        errors: dict[str, str] = {}
-        rows, tests = metrics_for(kind), list[dict[str, Any]]()
-        try:
-            tests, rows = _tests_from_form(form, kind)
-        except InvalidInput as exc:
-            errors.update(_field_for(exc, kind))
+        tests, rows, errors = _tests_from_form(form, kind)
         target = _target_from_form(form, kind) if form.get("data_source_id") or kind != "data_source" else {}
         try:
             parse_target(target or {"kind": kind})
@@ -275,7 +291,7 @@ class ProposalPages(Controller):
             try:
                 created = proposals.create(ctx, data, actor)
             except InvalidInput as exc:
-                errors = _field_for(exc, kind)
+                errors = _field_for(exc, kind, tests)
             else:
                 what = "submitted" if created.state != ProposalState.DRAFT.value else "saved as a draft"
                 return redirect(f"/proposals/{created.id}", flash=f"Proposal {created.id} is {what}.")

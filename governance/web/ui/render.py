@@ -148,11 +148,31 @@ def field_errors(exc: InvalidInput, default_field: str = "_form") -> dict[str, s
 
 
 def pydantic_errors(exc: Any) -> dict[str, str]:
+    """Validation errors by field, as sentences (not Pydantic's wording: "String should match pattern ...")."""
     out: dict[str, str] = {}
     for e in exc.errors():
         loc = ".".join(str(p) for p in e.get("loc", ())) or "_form"
-        out.setdefault(loc, str(e.get("msg", "invalid")).removeprefix("Value error, "))
+        out.setdefault(loc, _sentence(loc, e))
     return out
+
+
+def _sentence(loc: str, e: Any) -> str:
+    what = loc.rsplit(".", 1)[-1].replace("_", " ")
+    ctx = e.get("ctx") or {}
+    kind = str(e.get("type", ""))
+    if kind == "string_pattern_mismatch":
+        return f"the {what} has characters that are not allowed here"
+    if kind == "string_too_short":
+        return f"the {what} needs at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"the {what} has at most {ctx.get('max_length')} characters"
+    if kind == "missing":
+        return f"the {what} is required"
+    if kind in ("int_parsing", "int_type"):
+        return f"the {what} must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return f"the {what} must be a number"
+    return str(e.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 # -- error pages -----------------------------------------------------------------------------------------------
