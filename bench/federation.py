@@ -31,11 +31,10 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package before bench/unlearning.py
 
 import torch
-from results import replace_section
+from results import replace_section  # bench/results.py (the script's directory)
 
 from unlearning import JobResult, JobSpec, Target, init_dataset, init_model, run_job
 from unlearning.data import read_manifest

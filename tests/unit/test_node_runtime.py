@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from unlearning.federation.deployment import LocalFederation
-from unlearning.federation.node_runtime import _alive, _capped_time, main
+from unlearning.federation.node_runtime import _alive, _capped_time, fast_object_pulls, main
 from unlearning.federation.verify_runtime import VerificationFailed, publish_dataset, verification_key
 from unlearning.verification.spec import VerifySpec
 
@@ -75,3 +75,15 @@ def test_only_the_published_part_of_a_dataset_goes_to_the_verification_run(tmp_p
 def test_a_verification_has_its_own_job_folder() -> None:
     spec = VerifySpec(artifact_root="", dataset_dir="", candidate_version="v 1/2", tests=[], job_id="job-7")
     assert verification_key(spec) == "job-7-verify-v_1_2"
+
+
+def test_object_pulls_are_retried_sooner_once() -> None:
+    import types
+
+    calls: list[dict[str, object]] = []
+    module = types.ModuleType("fake_flower")
+    module.pull_objects = lambda *a, **kw: calls.append(kw)  # type: ignore[attr-defined]
+    fast_object_pulls(module)
+    fast_object_pulls(module)  # idempotent: not wrapped twice
+    module.pull_objects(["id"])  # type: ignore[attr-defined]
+    assert calls == [{"initial_backoff": 0.05, "backoff_cap": 0.5}]

@@ -16,8 +16,10 @@ executor, kept alive between messages:
 - ``python -m unlearning.federation.node_runtime supernode <flower-supernode arguments>`` runs Flower's own
   ``flower-supernode`` with its fixed waits shortened: it sleeps 3 s after a pull that brought no message
   and 0.5 s between checks for a reply; here both are at most ``COMMONS_SUPERNODE_POLL_S`` (default
-  0.25 s). This touches a module attribute of Flower's SuperNode loop (``flwr.supernode.
-  start_client_internal.time``): pinned to flwr 1.41 like the rest of the adapter.
+  0.25 s). This touches module attributes of Flower's SuperNode loop (``flwr.supernode.
+  start_client_internal.time`` and ``.pull_objects``): pinned to flwr 1.41 like the rest of the adapter.
+- Both, and the ServerApp (server.py), retry a message's object that is not uploaded yet after 0.05 s and
+  then at most every 0.5 s (:func:`fast_object_pulls`; Flower waits 1, 2, 4 ... 10 s).
 
 ``LocalFederation`` (deployment.py) starts both per node by default; docs/federation.md gives the commands
 for real hosts. The ServerApp side polls its replies every 0.05-0.25 s (server.py) instead of Flower's
@@ -71,12 +73,33 @@ def _capped_time(cap: float) -> types.ModuleType:
     return shim
 
 
+PULL_BACKOFF_S = 0.05
+PULL_BACKOFF_CAP_S = 0.5
+
+
+def fast_object_pulls(module: types.ModuleType, name: str = "pull_objects") -> None:
+    """Make ``module``'s Flower object-pull function retry a missing object after 0.05 s, then at most every
+    0.5 s. A message's objects (its arrays, configs, metrics) are uploaded after the message itself is
+    listed, and Flower 1.41 retries an object that is not there yet after 1, 2, 4 ... 10 s: with no process
+    to start, a warm node asks that early and waited seconds for objects that came milliseconds later."""
+    import functools
+
+    current = getattr(module, name)
+    if getattr(current, "commons_fast", False):
+        return
+    fast = functools.partial(current, initial_backoff=PULL_BACKOFF_S, backoff_cap=PULL_BACKOFF_CAP_S)
+    fast.commons_fast = True  # type: ignore[attr-defined]
+    setattr(module, name, fast)
+
+
 def run_supernode(argv: Sequence[str]) -> None:
-    """Flower's ``flower-supernode`` (same arguments) with its idle waits capped."""
+    """Flower's ``flower-supernode`` (same arguments) with its idle waits capped and its object pulls
+    retried sooner."""
     import flwr.supernode.start_client_internal as loop
     from flwr.supernode.cli import flower_supernode
 
     loop.time = _capped_time(_env_seconds(SUPERNODE_POLL_ENV, 0.25))  # type: ignore[attr-defined]
+    fast_object_pulls(loop)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 
@@ -130,6 +153,9 @@ class ClientAppExecutor:
         self.stopping = threading.Event()
         self.tasks_run = 0
         self._apps: dict[str, Any] = {}  # FAB hash -> its ClientApp, loaded once
+        import flwr.supernode.runtime.run_clientapp as clientapp_runtime
+
+        fast_object_pulls(clientapp_runtime, "pull_and_inflate_object_from_tree")
         self._client = RuntimeHttpClient.from_server_address(
             server_address=runtime_api_address,
             insecure=insecure,

@@ -87,6 +87,11 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
 
     if not isinstance(grid, HttpGrid):
         return list(grid.send_and_receive(messages, timeout=timeout))
+    import flwr.superlink.grid.http_grid as http_grid
+
+    from unlearning.federation.node_runtime import fast_object_pulls
+
+    fast_object_pulls(http_grid)  # a reply's objects: retried after 0.05 s, not 1, 2, 4 ... s
     pending = set(grid.push_messages(messages))
     replies: list[Message] = []
     deadline, wait = time.monotonic() + timeout, 0.05
