@@ -184,7 +184,7 @@ def _row(r: dict[str, Any]) -> str:
     if not r.get("ok"):
         err = str(r.get("error") or "failed").strip().splitlines()
         return f"| {_label(r)} | {r['nodes']} | failed: {err[-1][:120] if err else ''} | | | | | |"
-    per_node = 1000 * r["job_s"] / r["nodes"]
+    per_node = 1000 * r.get("job_cpu_s", 0.0) / r["nodes"]
     up = f"{r['federation_up_s']:.1f}" if "federation_up_s" in r else ""
     return (
         f"| {_label(r)} | {r['nodes']} | {r['job_s']:.1f} | {r.get('job_cpu_s', 0):.1f} | {per_node:.0f} | {r['peak_rss_mb']:,} "
@@ -234,7 +234,7 @@ def write_results(rows: list[dict[str, Any]], state: str) -> None:
         "unless noted; federation up is the time until every SuperNode was online. Load: the machine's "
         "1-minute load average when the point ended (2 cores: above 2, the job shared its CPUs).",
         "",
-        "| runtime | nodes | job s | job CPU s | ms per node | peak RSS MB (processes) | federation up s | load |",
+        "| runtime | nodes | job s | job CPU s | CPU ms per node | peak RSS MB (processes) | federation up s | load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *table,
     ]
