@@ -175,6 +175,7 @@ class ProgressEvent:
     round: int  # 1-based within the phase
     total_rounds: int  # planned rounds of the phase (ascent: an upper bound)
     metrics: dict[str, float] = field(default_factory=dict)  # aggregated over the replies of the round
+    nodes: int = 0  # how many nodes answered the round
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

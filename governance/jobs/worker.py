@@ -395,11 +395,22 @@ class Worker:
         elif result is None:
 
             def on_progress(event: Any) -> None:
+                before = live.progress or {}
+                if event.phase == "info":  # the federation's roll call: how many nodes take part
+                    nodes_total = int(event.metrics.get("nodes", 0)) or None
+                else:
+                    nodes_total = before.get("nodes_total")
+                same_phase = before.get("phase") == event.phase and event.round > 1
                 live.progress = {
                     "phase": event.phase,
                     "round": event.round,
                     "total_rounds": event.total_rounds,
                     "metrics": dict(event.metrics),
+                    "nodes_done": getattr(event, "nodes", None),  # job_progress: nodes that answered
+                    "nodes_total": nodes_total,
+                    "phase_started": before.get("phase_started")
+                    if same_phase
+                    else self.ctx.clock.now().isoformat(),
                 }
                 if event.round == event.total_rounds:
                     self._safe(jobs.record_milestone, claim, live.progress)
@@ -425,13 +436,22 @@ class Worker:
                 return
             result = res.to_dict()
             result.setdefault("task", _task_of(self.ctx, result.get("model_version")))
+            if (
+                claim.spec.get("kind") == "train"
+            ):  # its integrity report attests the stored bytes: re-hash them
+                stored = stored_result(self.ctx, str(result["model_version"]))
+                if stored["content_hash"] != result.get("content_hash"):
+                    raise RuntimeError(f"the stored model {result['model_version']} does not match its hash")
             jobs.start_verification(self.ctx, claim.job_id, self.name, result)
         if self.stopping.is_set():
             jobs.release(self.ctx, claim.job_id, self.name)
             return
 
         def on_verify(p: dict[str, Any]) -> None:
-            live.progress = p
+            before = live.progress or {}
+            same = before.get("phase") == p.get("phase") and before.get("stage") == p.get("stage")
+            started = before.get("phase_started") if same else self.ctx.clock.now().isoformat()
+            live.progress = {**p, "phase_started": started}  # job_progress: the stage's pace, for time left
 
         report, passed = self.verifier(self.ctx, claim, result, on_verify)
         # every candidate: the nodes' A/B evaluation against the released version, and the accepted probes

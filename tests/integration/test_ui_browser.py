@@ -226,7 +226,9 @@ def test_a_proposal_goes_from_filing_to_a_released_model(
     worker = threading.Thread(target=Worker(ctx, "ui-test").run_once, daemon=True)
     worker.start()
     # the panel refreshes by itself, and the whole page reloads once the job is final
-    expect(mod.page.locator("#progress .job-state")).to_have_text("succeeded", timeout=60_000)
+    expect(mod.page.locator("#progress .job-state")).to_have_text(
+        "finished · verification passed", timeout=60_000
+    )
     worker.join(timeout=60)
     expect(mod.page.locator("#progress")).to_contain_text("PASS")
     expect(mod.page.locator("table.attempts")).to_contain_text("verified")

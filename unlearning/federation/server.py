@@ -249,7 +249,7 @@ class Federation:
         self.cost.bytes_to_nodes += sent
         self.cost.bytes_from_nodes += received
         if self.progress is not None:
-            self.progress(ProgressEvent(self.spec.job_id, phase, round_, total, summary))
+            self.progress(ProgressEvent(self.spec.job_id, phase, round_, total, summary, len(replies)))
 
     def exchange(self, phase: str, round_: int, total: int, messages: list[Message]) -> list[Message]:
         """Send, wait for every reply (re-sending after transient node failures, see the module docstring),
@@ -471,7 +471,9 @@ class Federation:
         self.cost.bytes_to_nodes += sent
         self.cost.bytes_from_nodes += received
         if self.progress is not None:
-            self.progress(ProgressEvent(self.spec.job_id, "info", 1, 1, {"nodes": float(len(nodes))}))
+            self.progress(
+                ProgressEvent(self.spec.job_id, "info", 1, 1, {"nodes": float(len(nodes))}, len(nodes))
+            )
         return nodes
 
     def fedavg(

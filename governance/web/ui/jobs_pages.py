@@ -12,6 +12,7 @@ from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
 from governance.bounds import Id, parse_id
+from governance.domain import job_progress
 from governance.domain.errors import InvalidInput, NotFound
 from governance.domain.jobs import FINAL_JOB_STATES, JobState, may_cancel, may_retry
 from governance.domain.proposals import ProposalState
@@ -46,25 +47,15 @@ def job_actions(job: dict[str, Any], proposal_state: str | None, actor: ActorVie
     return out
 
 
-def progress_view(job: dict[str, Any]) -> dict[str, Any]:
-    """The job's progress record as the page shows it: phase, round of rounds, stage, the metrics so far."""
-    p = dict(job.get("progress") or {})
-    done, total = p.get("round"), p.get("total_rounds")
-    if p.get("phase") == "verify":
-        done, total = p.get("done"), p.get("total")
-    metrics = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
-    return {
-        "phase": p.get("phase"),
-        "stage": p.get("stage"),
-        "done": done if isinstance(done, int | float) else None,
-        "total": total if isinstance(total, int | float) and total else None,
-        "metrics": metrics,
-        "other": {
-            k: v
-            for k, v in p.items()
-            if k not in ("phase", "stage", "round", "total_rounds", "done", "total", "metrics")
-        },
-    }
+def progress_view(ctx: Ctx, job: dict[str, Any]) -> dict[str, Any]:
+    """The job's progress record as the page shows it (governance.domain.job_progress): step of steps, phase,
+    round of rounds, nodes done, time left, the metrics so far (identifiers left out), the outcome's words."""
+    spec = job.get("spec") or {}
+    with_reference = bool(ctx.settings.verify_with_reference and spec.get("target"))
+    facts = job_progress.progress_facts(
+        job.get("progress"), kind=spec.get("kind"), with_reference=with_reference, now=ctx.clock.now()
+    )
+    return {**facts, "outcome": job_progress.outcome(job["state"], job_progress.verdict_of(job))}
 
 
 def cost_view(cost: dict[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -124,7 +115,7 @@ class JobPages(Controller):
             status_code=status_code,
             job=job,
             proposal=proposal,
-            progress=progress_view(job),
+            progress=progress_view(ctx, job),
             final=is_final(job["state"]),
             cost=scalars,
             cost_rounds=rounds,
@@ -152,7 +143,7 @@ class JobPages(Controller):
             request,
             "jobs/_progress.html",
             job=job,
-            progress=progress_view(job),
+            progress=progress_view(ctx, job),
             final=final,
             poll=POLL_SECONDS,
         )
