@@ -21,7 +21,7 @@ from governance.db.models import CurrentVote, Member, MemberRole, Proposal, Prop
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import ActorView, allowed
 from governance.schemas import ProposalPublic, VotePublic
-from governance.services import lifecycle, proposals
+from governance.services import comments, lifecycle, proposals
 from governance.services.context import Ctx
 
 S = ProposalState
@@ -68,6 +68,7 @@ class Dashboard:
     drafts: list[ProposalPublic] = field(default_factory=list)
     mine_open: list[ProposalPublic] = field(default_factory=list)
     open_count: int = 0
+    reported_comments: list[comments.ReportedComment] = field(default_factory=list)  # reviewers' queue
 
 
 def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
@@ -99,6 +100,7 @@ def dashboard(ctx: Ctx, actor: ActorView, limit: int = 500) -> Dashboard:
             if allowed(view, actor, Action.APPEAL, now):
                 out.appeals.append(pub)
     out.votes_to_cast.sort(key=lambda p: p.voting_deadline or now)
+    out.reported_comments = comments.reported(ctx, actor)
     return out
 
 

@@ -141,9 +141,10 @@ def populate(ctx: Ctx, people: dict[str, Person], clock: FixedClock) -> dict[str
     for r in ("rev1", "rev2"):
         proposals.triage(ctx, voting.id, people[r].actor, "approve", None)
     proposals.vote(ctx, voting.id, ann.actor, "object", "it is my data, but fine")
-    comments.add(ctx, voting.id, ann.actor, "I would rather withdraw consent myself.")
+    note = comments.add(ctx, voting.id, ann.actor, "I would rather withdraw consent myself.")
     return {
         "proposal_id": voting.id,
+        "comment_id": note.id,
         "draft_id": draft.id,
         "behaviour_id": behaviour.id,
         "election_id": election.id,
@@ -303,6 +304,7 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
         .replace("{source_id:int}", str(ids["source_id"]))
         .replace("{seq:int}", "1")
         .replace("{job_id:int}", str(ids["job_id"]))
+        .replace("{comment_id:int}", str(ids.get("comment_id", 1)))
         .replace("{version:str}", str(ids["version"]))
     )
 

@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from governance.web.ui.account import AccountPages
 from governance.web.ui.audit_pages import AuditPages
 from governance.web.ui.auth_pages import AuthPages
+from governance.web.ui.comment_pages import CommentPages
 from governance.web.ui.community import DataSourcePages, ElectionPages, MemberPages
 from governance.web.ui.delegation_pages import DelegationPages
 from governance.web.ui.jobs_pages import JobPages
@@ -33,6 +34,7 @@ PAGES: list[Any] = [
     AccountPages,
     DelegationPages,
     ProposalPages,
+    CommentPages,
     DataSourcePages,
     ElectionPages,
     JobPages,
