@@ -21,7 +21,7 @@ class _Fed:
     def __init__(self) -> None:
         self.stop: dict[str, Any] = {}
 
-    class task:  # noqa: N801 - the attribute a method reads
+    class task:  # the attribute a method reads
         is_classifier = False
 
     def ascent(self, params: Any, target: Any, local: Any, stop: dict[str, Any], **kw: Any) -> Any:
