@@ -119,6 +119,10 @@ class CommonsClient:
     def register_data_source(self, body: dict[str, Any]) -> Any:
         return self._call("POST", "/api/v1/data-sources", json=body)
 
+    def data_source_ledger(self, source_id: int) -> Any:
+        """Is the data source in the released model: the answer, the lineage and the audit proofs."""
+        return self._get(f"/api/v1/data-sources/{source_id}/ledger")
+
     # -- the model registry
 
     def models(self, **filters: Any) -> Any:
