@@ -28,6 +28,7 @@ from governance.schemas import ProposalCreate
 from governance.services import browse, comments, proposals
 from governance.services.context import Ctx
 from tests.conftest import Person
+from tests.integration.test_ui_browser import Session, browser  # noqa: F401  (a module-scoped fixture)
 from tests.integration.test_ui_pages import error_of, sign_in
 
 
@@ -382,3 +383,44 @@ def test_the_moderators_day_in_the_ui(
     assert _post(client, f"{base}/{reply.id}/delete", token).status_code == 303
     html = _discussion(client.get(f"/proposals/{pid}").text)
     assert "deleted by its author" in html and "Found it on page 4" not in html
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_report_reply_and_hide_in_a_browser(
+    browser: Any,  # noqa: F811  (the chromium fixture of test_ui_browser)
+    live_url: str,
+    ctx: Ctx,
+    community: dict[str, Person],
+) -> None:
+    from playwright.sync_api import expect
+
+    pid = _proposal(ctx, community["cat"], "Forget the cooking forum")
+    c = comments.add(ctx, pid, community["ann"].actor, "you are all fools")
+    bob = Session(browser, live_url, ctx, community["bob"])
+    page = bob.page
+    page.goto(f"/proposals/{pid}")
+    page.get_by_role("link", name=f"Report comment {c.id}").click()
+    page.get_by_role("button", name="Send report").click()
+    expect(page.locator("#report-reason-error")).to_contain_text("the reason cannot be empty")
+    page.get_by_label("Why should reviewers look at it?").fill("An insult")
+    page.get_by_role("button", name="Send report").click()
+    expect(page.locator(".flash")).to_contain_text("sent to the reviewers")
+    page.goto(f"/proposals/{pid}")
+    page.get_by_role("link", name=f"Reply to comment {c.id}").click()
+    page.get_by_label("Your reply").fill("Please keep it civil")
+    page.get_by_role("button", name="Post reply").click()
+    expect(page.locator("#discussion .replies")).to_contain_text("Please keep it civil")
+    bob.close()
+
+    rev = Session(browser, live_url, ctx, community["rev1"])
+    queue = rev.page.get_by_role("region", name="Reported comments")
+    expect(queue).to_contain_text("An insult")
+    queue.get_by_role("link", name=re.compile(rf"Comment {c.id}\b.*moderate it")).click()
+    rev.page.get_by_label("Hide it: the reason is shown in place of its text").fill("Personal attack")
+    rev.page.get_by_role("button", name="Hide comment").click()
+    expect(rev.page.locator(".flash")).to_contain_text("The comment is hidden")
+    rev.page.goto(f"/proposals/{pid}")
+    expect(rev.page.locator(f"#comment-{c.id}")).to_contain_text("hidden by a reviewer: Personal attack")
+    expect(rev.page.locator("#discussion")).not_to_contain_text("you are all fools")
+    rev.close()
