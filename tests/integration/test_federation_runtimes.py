@@ -13,9 +13,9 @@ within Flower's heartbeat window plus the node timeout (a job that starts withou
 way: tests/unit/test_node_failure.py).
 
 The SuperNodes are warm (LocalFederation's default: --isolation process and one long-running ClientApp
-executor each, unlearning.federation.node_runtime). Slow all the same: about five minutes on 2 idle cores,
-most of it the deployment jobs, the verification and the wait (36-60 s) for Flower to notice the killed
-node."""
+executor each, unlearning.federation.node_runtime). Slow all the same: several minutes on 2 cores (on a loaded
+machine a deployment job took 56-107 s and the verification 107 s), plus the wait (36-60 s) for Flower to
+notice the killed node."""
 
 from __future__ import annotations
 
