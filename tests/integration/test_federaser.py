@@ -22,11 +22,11 @@ from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, 
 from unlearning.data import load_heldout, load_node_data
 from unlearning.federation.apps import build_client_app
 from unlearning.federation.flower_runtimes import FlowerSettings, prepared
-from unlearning.federation.history import HISTORIES, INDEX
 from unlearning.federation.local_grid import LocalGrid
 from unlearning.federation.server import execute_job
 from unlearning.local import per_example
 from unlearning.tasks import make_task
+from unlearning.update_history import HISTORIES, INDEX
 
 torch.set_num_threads(1)
 

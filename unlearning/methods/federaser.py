@@ -2,7 +2,7 @@
 al. 2021, "FedEraser: Enabling Efficient Client-Level Data Removal from Federated Learning Models").
 
 Training kept, every ``keep_updates_every`` = k rounds (t_1 = 1, t_2 = 1 + k, ...), the global model W_{t_j} and
-each node's update dW^i_j summed over the interval's k rounds (:mod:`unlearning.federation.history`). The
+each node's update dW^i_j summed over the interval's k rounds (written by :mod:`unlearning.federation.history`). The
 unlearned model is rebuilt from the lineage's initial model U_1 = W_{t_1} over the kept intervals, leaving the
 departed node(s) out:
 
@@ -65,7 +65,7 @@ class FedEraser(UnlearningMethod):
     without_owner = True
 
     def run(self, ctx: MethodContext) -> tuple[Params, dict[str, Any]]:
-        from unlearning.federation.history import check_complete, load_rounds
+        from unlearning.update_history import check_complete, load_rounds
 
         c: FedEraserConfig = self.config
         fed = ctx.fed
