@@ -208,7 +208,8 @@ def write(results: dict[str, dict[str, Any]]) -> None:
     lines = [
         "## FedEraser (a departed member)",
         "",
-        "`python bench/federaser.py --write` (in process, 1 torch thread, shared 2-core machine). A member has",
+        f"`{' '.join(['python', 'bench/federaser.py', *sys.argv[1:]])}` (in process, 1 torch thread, shared",
+        "2-core machine). A member has",
         "left: node-0 is stopped and never contacted (the grid records every destination). `federaser` rebuilds",
         "the model from the global models and node updates that training kept every k rounds, calibrating the",
         "remaining nodes' updates by half a training round of local work per kept interval; `retrain without the",
