@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +80,17 @@ def reset(ctx: Ctx) -> None:
 
 
 def create(ctx: Ctx, *, size: str = "default", say: Say = print, progress: Any = None) -> DemoCommunity:
-    """Create the demo community in an empty database (see the module docstring)."""
+    """Create the demo community in an empty database and train its base model here, through a job worker
+    (see the module docstring); ``commons serve`` instead queues the training and serves at once."""
+    demo = create_community(ctx, size=size, say=say)
+    job_id = queue_base_model(ctx, size=size, say=say)
+    demo.base_version = run_training_job(ctx, job_id, progress=progress)
+    say(f"base model {demo.base_version} released")
+    return demo
+
+
+def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> DemoCommunity:
+    """Members, the 5 nodes' corpus and its data sources, and sample proposals (seconds); no model yet."""
     from unlearning.api import init_dataset
 
     if size not in SIZES:
@@ -113,11 +124,56 @@ def create(ctx: Ctx, *, size: str = "default", say: Say = print, progress: Any =
                 demo.people[owner],
             )
             demo.sources[src["name"]] = ds.id
-
-    demo.base_version = train_base_model(ctx, size=size, say=say, progress=progress)
     _sample_proposals(ctx, demo)
     say("sample proposals: " + ", ".join(f"#{pid} {k}" for k, pid in demo.proposals.items()))
     return demo
+
+
+def queue_base_model(ctx: Ctx, *, size: str, say: Say = print) -> int:
+    """Initialise the community LM and queue its federated training on the 5 nodes as a job the worker runs;
+    the job releases the trained model as the base version. Returns the job's id."""
+    from governance.services import training
+    from unlearning.api import init_model
+
+    cfg = SIZES[size]
+    init = init_model(ctx.settings.artifact_dir, "community-lm", size=cfg["model"], seed=0)
+    job_id = training.enqueue(
+        ctx,
+        base_version=init.version,
+        rounds=cfg["rounds"],
+        purpose="the demo's base model",
+        release_as_base=True,
+        num_threads=min(2, os.cpu_count() or 1),
+    )
+    say(f"training the base model: job #{job_id}, {cfg['rounds']} federated rounds on 5 nodes")
+    return job_id
+
+
+def run_training_job(ctx: Ctx, job_id: int, *, progress: Any = None) -> str:
+    """Run the queued training job ``job_id`` here, with a worker of this process (``progress`` gets every
+    round's event); returns the released version."""
+    from governance.jobs.worker import Worker, run_unlearning
+    from governance.services import jobs
+
+    def runner(c: Ctx, claim: Any, on_event: Any, cancel: threading.Event) -> Any:
+        def both(event: Any) -> None:
+            on_event(event)
+            if progress is not None:
+                progress(event)
+
+        return run_unlearning(c, claim, both, cancel)
+
+    worker = Worker(ctx, "demo", runner=runner)
+    for _ in range(ctx.settings.job_max_attempts * 2):
+        job = jobs.get(ctx, job_id)
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        if not worker.run_once():
+            time.sleep(1.0)  # a failed attempt waits for its backoff
+    job = jobs.get(ctx, job_id)
+    if job["state"] != "succeeded" or not job.get("model_version"):
+        raise RuntimeError(f"training the base model failed: {job.get('error') or job['state']}")
+    return str(job["model_version"])
 
 
 def _set_password(ctx: Ctx, member_id: int) -> None:
@@ -126,38 +182,6 @@ def _set_password(ctx: Ctx, member_id: int) -> None:
     except ModuleNotFoundError:  # pragma: no cover - passwords land with the web UI
         return
     auth.set_password(ctx, member_id, DEMO_PASSWORD)
-
-
-def train_base_model(ctx: Ctx, *, size: str, say: Say, progress: Any = None) -> str:
-    """Initialise the community LM and train it federatedly on the 5 nodes; release it as the base version."""
-    from unlearning.api import JobSpec, init_model, run_job
-
-    cfg = SIZES[size]
-    root = ctx.settings.artifact_dir
-    init = init_model(root, "community-lm", size=cfg["model"], seed=0)
-    say(f"training the base model ({cfg['rounds']} federated rounds on 5 nodes) ...")
-    spec = JobSpec(
-        kind="train",
-        job_id="demo-base",
-        artifact_root=str(root.resolve()),
-        dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
-        base_version=init.version,
-        rounds=cfg["rounds"],
-        num_threads=min(2, os.cpu_count() or 1),  # nothing else runs while the demo is created
-    )
-    result = run_job(spec, progress, threading.Event())
-    if result.status != "succeeded" or result.model_version is None:
-        raise RuntimeError(f"training the base model failed: {result.error}")
-    release_base(ctx, result.model_version, parent=init.version)
-    say(f"base model {result.model_version} ({result.cost.wall_s:.0f} s)")
-    return result.model_version
-
-
-def release_base(ctx: Ctx, version: str, parent: str | None) -> None:
-    """Record the base version in the model registry as released, so that jobs start from it."""
-    from governance.jobs.worker import verify_and_release_base
-
-    verify_and_release_base(ctx, version, parent=parent)
 
 
 def _sample_proposals(ctx: Ctx, demo: DemoCommunity) -> None:

@@ -29,7 +29,14 @@ from governance.cli.common import (
     default=None,
     help="on an empty database, create the demo community first (default: ask when run in a terminal)",
 )
-def serve(host: str | None, port: int | None, demo: bool | None) -> None:
+@click.option(
+    "--size",
+    type=click.Choice(["small", "default"]),
+    default="default",
+    show_default=True,
+    help="the demo's base model: small trains in well under a minute on 2 cores, default in a few minutes",
+)
+def serve(host: str | None, port: int | None, demo: bool | None, size: str) -> None:
     """Run the service: upgrade the database to the latest schema, then serve the API and the UI."""
     import uvicorn
 
@@ -39,15 +46,16 @@ def serve(host: str | None, port: int | None, demo: bool | None) -> None:
     s.data_dir.mkdir(parents=True, exist_ok=True)
     ctx = open_ctx()  # upgrades the database to the latest schema
     if demo is not False:
-        _offer_demo(ctx, demo)
+        _offer_demo(ctx, demo, size)
     host, port = host or s.host, port or s.port
     click.echo(f"Commons on http://{host}:{port}  (database: {redact(s.effective_database_url)})")
-    ctx.engine.dispose()
+    _report_preparing(ctx)
     uvicorn.run(build(s), host=host, port=port, log_level="warning")
 
 
-def _offer_demo(ctx: Any, asked: bool | None) -> None:
-    """First start on an empty database: offer the demo community (asked only in an interactive terminal)."""
+def _offer_demo(ctx: Any, asked: bool | None, size: str) -> None:
+    """First start on an empty database: offer the demo community (asked only in an interactive terminal).
+    The community is created at once; its base model is trained by the service's worker in the background."""
     from governance import demo as demo_mod
 
     if not demo_mod.is_empty(ctx):
@@ -55,14 +63,48 @@ def _offer_demo(ctx: Any, asked: bool | None) -> None:
     interactive = sys.stdin.isatty() and not os.environ.get("CI")
     if asked is None:
         if not interactive:
-            click.echo("empty database: `commons demo` creates a demo community (or `commons serve --demo`)")
+            click.echo("empty database: `commons serve --demo` creates a demo community (or `commons demo`)")
             return
         if not click.confirm(
-            "The database is empty. Create a demo community (members, 5 nodes, a model trained in a few minutes)?",
+            "The database is empty. Create a demo community (members, 5 nodes, proposals; its model trains in "
+            "the background while the service runs; --no-demo skips this, --size small trains faster)?",
             default=True,
         ):
             return
-    _create_demo(reset=False, yes=True, size="default", ctx=ctx)
+    demo_mod.create_community(ctx, size=size, say=click.echo)
+    demo_mod.queue_base_model(ctx, size=size, say=click.echo)
+    click.echo(f"demo community ready: sign in as alice / {demo_mod.DEMO_PASSWORD}")
+
+
+def _report_preparing(ctx: Any) -> None:
+    """While a base model is being prepared, print its progress and the time left every 15 s (a thread)."""
+    import threading
+    import time
+
+    from governance.services import training
+
+    if not training.preparing(ctx):
+        return
+    if not ctx.settings.embedded_worker:
+        click.echo("a base model waits for a worker: start one with `commons worker`")
+
+    def report() -> None:
+        last = ""
+        while True:
+            try:
+                rows = training.preparing(ctx)
+            except Exception:  # the database went away: the service reports that itself
+                return
+            if not rows:
+                click.echo("the base model is ready: proposals can now be unlearned")
+                return
+            line = "preparing " + rows[0].describe()
+            if line != last:
+                click.echo(line)
+                last = line
+            time.sleep(15)
+
+    threading.Thread(target=report, name="commons-preparing", daemon=True).start()
 
 
 @click.command()
@@ -186,7 +228,7 @@ def demo_run(size: str, wait: float) -> None:
     """Drive one proposal from filing to the release verdict, headless (creates the demo community first
     when the database is empty) and print the gate's verdict and the HTML report's path."""
     from governance import demo as demo_mod
-    from governance.jobs.worker import Worker
+    from governance.jobs.worker import Worker, run_unlearning
     from governance.services import jobs as jobs_service
     from governance.services import members
 
@@ -200,13 +242,57 @@ def demo_run(size: str, wait: float) -> None:
     pid = demo_mod.walk(ctx, people, source, say=click.echo, wait=wait)
     (job,) = jobs_service.list_jobs(ctx, proposal_id=pid)
     click.echo(f"job {job['id']}: unlearning {job['spec']['target']['value']} with {job['spec']['method']}")
-    worker = Worker(ctx, "demo")
+    worker = Worker(ctx, "demo", runner=_narrated(run_unlearning), verifier=_narrated_verifier())
     while jobs_service.get(ctx, job["id"])["state"] not in ("succeeded", "failed", "cancelled"):
         if not worker.run_once():
             break
     done = jobs_service.get(ctx, job["id"])
     click.echo(f"job {job['id']}: {done['state']}; model version {done['model_version']}")
-    _print_verdict(ctx, done)
+    if _print_verdict(ctx, done) == "allow":
+        from governance.services import gate
+
+        released = gate.release(ctx, people["alice"], str(done["model_version"]))
+        click.echo(f"released {released.version} by alice (admin): CI's `commons gate` now answers allow")
+
+
+def _narrated(runner: Any) -> Any:
+    """The job runner, saying each phase's round of rounds and the time left as it goes."""
+    from datetime import UTC, datetime
+
+    from governance.domain.jobs import time_left
+
+    def run(ctx: Any, claim: Any, progress: Any, cancel: Any) -> Any:
+        started: dict[str, datetime] = {}
+
+        def say(event: Any) -> None:
+            progress(event)
+            now = datetime.now(UTC)
+            left = time_left(started.setdefault(event.phase, now), now, event.round, event.total_rounds)
+            eta = f", about {left:.0f} s left in this phase" if left is not None else ""
+            click.echo(f"  {event.phase}: round {event.round} of {event.total_rounds}{eta}")
+
+        return runner(ctx, claim, say, cancel)
+
+    return run
+
+
+def _narrated_verifier() -> Any:
+    from governance.jobs.worker import default_verifier
+
+    def verify(ctx: Any, claim: Any, result: Any, progress: Any) -> Any:
+        click.echo("  verifying: the retrained reference, then every test the members voted ...")
+        last: dict[str, Any] = {}
+
+        def say(p: dict[str, Any]) -> None:
+            progress(p)
+            key = (p.get("phase"), p.get("stage"))
+            if key != last.get("key"):
+                last["key"] = key
+                click.echo(f"  {p.get('phase')}: {p.get('stage') or ''}".rstrip(": "))
+
+        return default_verifier(ctx, claim, result, say)
+
+    return verify
 
 
 def _actor_for(ctx: Any, members: Any, handle: str) -> Any:
@@ -227,7 +313,7 @@ def _source_id(ctx: Any, node: str, name: str) -> int:
     raise click.ClickException(f"no data source {node}/{name}: run `commons demo --reset` first")
 
 
-def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
+def _print_verdict(ctx: Any, job: dict[str, Any]) -> str | None:
     from governance.services import gate
 
     report = job.get("report") or {}
@@ -247,6 +333,8 @@ def _print_verdict(ctx: Any, job: dict[str, Any]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_html(report))
             click.echo(f"report: {path}  (served at {verdict.report_url})")
+        return str(verdict.verdict)
+    return None
 
 
 @click.group()

@@ -171,3 +171,14 @@ def error_summary(error: str | None) -> str | None:
 def sees_traces(roles: frozenset[Role]) -> bool:
     """Operators (admins) see jobs' full tracebacks, with the server's paths; everyone else a summary."""
     return Role.ADMIN in roles
+
+
+def time_left(started: datetime, now: datetime, done: int, total: int) -> float | None:
+    """Seconds left, estimated from the pace so far (``done`` of ``total`` steps since ``started``); None
+    before the first step is done."""
+    if done <= 0 or total <= 0 or done > total:
+        return None
+    if started.tzinfo is None and now.tzinfo is not None:
+        started = started.replace(tzinfo=now.tzinfo)
+    elapsed = max(0.0, (now - started).total_seconds())
+    return elapsed / done * (total - done)

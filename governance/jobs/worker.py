@@ -92,7 +92,9 @@ def run_unlearning(
     from unlearning.contract import DEFAULT_METHOD, Target
 
     spec = claim.spec
-    base = spec.get("base_version")
+    if spec.get("kind") == "train":
+        return run_training(ctx, claim, progress, cancel)
+    base = spec.get("base_version") or _base_now(ctx)
     if not base:
         raise jobs.PermanentJobError(
             "no base model version: release one (`commons registry adopt`), or set "
@@ -110,6 +112,40 @@ def run_unlearning(
         seed=int(spec.get("seed", 0)),
         runtime=spec.get("runtime", "in-process"),
         departed=list(spec["departed"]) if spec.get("departed") else None,
+    )
+    return run_job(job_spec, progress, cancel, flower_settings(ctx.settings))
+
+
+def _base_now(ctx: Ctx) -> str | None:
+    """The base of a job queued before any was released: the latest released version now. While a training
+    job that releases the base is unfinished, the attempt waits for it (a transient failure, retried)."""
+    from governance.db.engine import read_session
+    from governance.services import job_queue, training
+
+    with read_session(ctx.engine) as s:
+        base = job_queue.base_version(s, ctx)
+    if base is None and (pending := training.base_pending(ctx)) is not None:
+        raise RuntimeError(f"the base model is still being prepared (job #{pending}); this job waits for it")
+    return base
+
+
+def run_training(
+    ctx: Ctx, claim: jobs.Claim, progress: Callable[[Any], None], cancel: threading.Event
+) -> Any:
+    """A training job (governance.services.training): federated rounds from the spec's base version."""
+    from unlearning.api import JobSpec, run_job
+
+    spec = claim.spec
+    job_spec = JobSpec(
+        kind="train",
+        job_id=f"job-{claim.job_id}-a{claim.attempt}",
+        artifact_root=str(ctx.settings.artifact_dir.resolve()),
+        dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
+        base_version=str(spec["base_version"]),
+        rounds=int(spec.get("rounds", 1)),
+        seed=int(spec.get("seed", 0)),
+        runtime=spec.get("runtime", "in-process"),
+        num_threads=int(spec.get("num_threads") or 1),
     )
     return run_job(job_spec, progress, cancel, flower_settings(ctx.settings))
 
@@ -146,7 +182,7 @@ def default_verifier(
     with a retrained reference unless ``COMMONS_VERIFY_WITH_REFERENCE=false``."""
     from unlearning.api import VerifySpec, verify
 
-    if claim.spec.get("kind") == "verify" and not claim.acceptance_tests:
+    if claim.spec.get("kind") in ("verify", "train") and not claim.acceptance_tests:
         owed = _regressions_owed(ctx, result.get("parent_version"))
         if not owed:  # nothing to measure: the report attests the bytes and that nothing is owed
             return integrity_report(ctx, claim, result), True
@@ -462,6 +498,11 @@ class Worker:
             return
         report = sign_verification(self.ctx, report)
         jobs.complete(self.ctx, claim.job_id, self.name, report, passed)
+        if passed and claim.spec.get("kind") == "train" and claim.spec.get("release_as_base"):
+            from governance.domain.review import SYSTEM
+            from governance.services import gate
+
+            gate.release(self.ctx, SYSTEM, str(result["model_version"]))
 
     def _heartbeat(self, claim: jobs.Claim, live: _Live, done: threading.Event) -> None:
         interval = max(0.5, self.ctx.settings.job_lease_seconds / 4)

@@ -37,7 +37,7 @@ from governance.domain.jobs import (
 from governance.domain.proposals import Action, ProposalState
 from governance.domain.review import SYSTEM, ActorView
 from governance.domain.roles import Role
-from governance.services import job_queue, lifecycle, registry
+from governance.services import job_queue, ledger, lifecycle, registry
 from governance.services.audit import record
 from governance.services.context import Ctx
 from governance.services.job_queue import job_event
@@ -210,7 +210,12 @@ def start_verification(ctx: Ctx, job_id: int, worker: str, result: dict[str, Any
         job.cost = result.get("cost") or {}
         s.add(job)
         s.flush()
-        registry.register_from_job(s, job, now, trusted_verifier(ctx.settings))  # the candidate enters
+        row = registry.register_from_job(s, job, now, trusted_verifier(ctx.settings))  # the candidate enters
+        if job.kind == "train" and row is not None:  # the ledger: what it trained on, each node's share
+            from unlearning.api import stored_version
+
+            manifest = stored_version(ctx.settings.artifact_dir, row.version).manifest
+            ledger.record_training(s, row, manifest, now)
         if _proposal_state(s, job) is ProposalState.UNLEARNING:
             _advance_proposal(s, ctx, job, Action.START_VERIFICATION, now)
         finished: dict[str, Any] = {"model_version": job.model_version}
