@@ -220,6 +220,7 @@ class AuditPage:
     tree_size: int
     next_before: int | None  # pass as ``before`` for the next (older) page
     actions: list[str]
+    newer_after: int | None = None  # pass as ``after`` for the previous (newer) page
 
 
 def audit_search(
@@ -230,31 +231,52 @@ def audit_search(
     subject: str | None = None,
     before: int | None = None,
     limit: int = 50,
+    text: str | None = None,
+    after: int | None = None,
 ) -> AuditPage:
     """Newest first. ``action`` matches a prefix ("proposal." for every proposal event), ``subject`` and
-    ``actor`` match exactly (``member:3``, ``proposal:12``, ``system``)."""
+    ``actor`` match exactly (``member:3``, ``proposal:12``, ``system``); ``text`` is found anywhere in the
+    entry (its actor, action, subject or payload: free text is stored as salted hashes, so it finds names,
+    targets, versions, not what was written in a reason), case-insensitively. Pages: ``before`` (older
+    than) or ``after`` (newer than) a sequence number."""
     limit = max(1, min(limit, 200))
-    with read_session(ctx.engine) as s:
-        q = select(AuditEntryRow).order_by(col(AuditEntryRow.seq).desc()).limit(limit + 1)
+
+    def filtered(q: Any) -> Any:
         if action:
             q = q.where(col(AuditEntryRow.action).startswith(action, autoescape=True))
         if actor:
             q = q.where(AuditEntryRow.actor == actor)
         if subject:
             q = q.where(AuditEntryRow.subject == subject)
-        if before is not None:
-            q = q.where(AuditEntryRow.seq < before)
-        found = s.exec(q).all()
+        if needle := (text or "").strip().lower():  # the audit text filter
+            q = q.where(func.lower(col(AuditEntryRow.body)).contains(needle, autoescape=True))
+        return q
+
+    with read_session(ctx.engine) as s:
+        if after is not None and before is None:  # the newer page: the ``limit`` entries just after ``after``
+            q = filtered(select(AuditEntryRow)).where(AuditEntryRow.seq > after)
+            found = list(reversed(s.exec(q.order_by(col(AuditEntryRow.seq).asc()).limit(limit)).all()))
+        else:
+            q = filtered(select(AuditEntryRow)).order_by(col(AuditEntryRow.seq).desc()).limit(limit)
+            if before is not None:
+                q = q.where(AuditEntryRow.seq < before)
+            found = list(s.exec(q).all())
+
+        def exists(cond: Any) -> bool:
+            return s.exec(filtered(select(AuditEntryRow.seq)).where(cond).limit(1)).first() is not None
+
+        older = bool(found) and exists(AuditEntryRow.seq < found[-1].seq)
+        newer = bool(found) and exists(AuditEntryRow.seq > found[0].seq)
         size = audit_log.tree_head(s).size
         actions = sorted(
             a for a in s.exec(select(AuditEntryRow.action).group_by(col(AuditEntryRow.action))).all()
         )
     rows = []
-    for r in found[:limit]:
+    for r in found:
         e = audit_log._public(r)
         rows.append(AuditRow(e.seq, e.timestamp, e.actor, e.action, e.subject, e.payload))
-    nxt = rows[-1].seq if len(found) > limit else None
-    return AuditPage(rows, size, nxt, actions)
+    nxt = rows[-1].seq if older else None
+    return AuditPage(rows, size, nxt, actions, rows[0].seq if newer else None)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from governance.bounds import is_id
@@ -319,8 +319,10 @@ def list_proposals(
     limit: int = 50,
     offset: int = 0,
     viewer_id: int | None = None,
+    q: str | None = None,
 ) -> list[ProposalPublic]:
-    """Newest first. A draft is its author's until submitted: it is listed only to ``viewer_id`` its author."""
+    """Newest first. A draft is its author's until submitted: it is listed only to ``viewer_id`` its author.
+    ``q`` (text search) matches the title or the rationale, case-insensitively, as a substring."""
     if state is not None and state not in {s.value for s in ProposalState}:
         raise InvalidInput(f"unknown state {state!r}", field="state")
     if target_kind is not None and target_kind not in {k.value for k in TargetKind}:
@@ -329,18 +331,27 @@ def list_proposals(
         raise InvalidInput(f"unknown proposal kind {kind!r}", field="kind")
     if not 1 <= limit <= 500 or offset < 0:
         raise InvalidInput("limit must be 1-500 and offset >= 0", field="limit")
+    if q is not None and len(q) > 200:  # text search
+        raise InvalidInput("the search text is at most 200 characters", field="q")
     with read_session(ctx.engine) as s:
-        q = select(Proposal).order_by(col(Proposal.id).desc()).limit(limit).offset(offset)
-        q = q.where(or_(col(Proposal.state) != S.DRAFT.value, col(Proposal.proposer_id) == viewer_id))
+        stmt = select(Proposal).order_by(col(Proposal.id).desc()).limit(limit).offset(offset)
+        stmt = stmt.where(or_(col(Proposal.state) != S.DRAFT.value, col(Proposal.proposer_id) == viewer_id))
         if state:
-            q = q.where(Proposal.state == state)
+            stmt = stmt.where(Proposal.state == state)
         if target_kind:
-            q = q.where(Proposal.target_kind == target_kind)
+            stmt = stmt.where(Proposal.target_kind == target_kind)
         if kind:
-            q = q.where(Proposal.kind == kind)
+            stmt = stmt.where(Proposal.kind == kind)
         if proposer_id is not None:
-            q = q.where(Proposal.proposer_id == proposer_id)
-        return [to_public(p) for p in s.exec(q).all()]
+            stmt = stmt.where(Proposal.proposer_id == proposer_id)
+        if text := (q or "").strip().lower():  # text search: lower() on both sides, SQLite and PostgreSQL
+            stmt = stmt.where(
+                or_(
+                    func.lower(col(Proposal.title)).contains(text, autoescape=True),
+                    func.lower(col(Proposal.rationale)).contains(text, autoescape=True),
+                )
+            )
+        return [to_public(p) for p in s.exec(stmt).all()]
 
 
 def _tally_public(s: Session, ctx: Ctx, p: Proposal) -> TallyPublic | None:

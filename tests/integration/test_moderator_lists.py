@@ -3,16 +3,22 @@ be searched and paged; reviewers see who has not voted yet and remind them; rati
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
 from governance.domain.clock import FixedClock
+from governance.domain.errors import InvalidInput
 from governance.jobs.worker import Worker
-from governance.services import jobs
+from governance.schemas import ProposalCreate
+from governance.services import browse, jobs, proposals
 from governance.services.context import Ctx
+from governance.web.ui import proposals as ui_proposals
 from tests.conftest import Person
 from tests.integration.test_jobs import approved_proposal, fake_result, verifier
 from tests.integration.test_ui_pages import sign_in
@@ -75,3 +81,94 @@ def test_a_running_phase_shows_round_of_rounds_nodes_and_time_left(
     assert "round 2 of 4" in page and "3 of 3 node(s) answered" in page and "<progress" in page
     assert "about 30 s left in this phase" in page  # 30 s for 2 rounds since the phase began: 2 more left
     assert "finished · verification passed" in client.get(f"/jobs/{job['id']}").text
+
+
+# --- lists: search and pages -----------------------------------------------------------------------------
+
+
+def _file(ctx: Ctx, who: Person, title: str, rationale: str = "", submit: bool = True) -> int:
+    p = proposals.create(
+        ctx,
+        ProposalCreate(
+            title=title, rationale=rationale, target={"kind": "category", "category": "spam"}, submit=submit
+        ),
+        who.actor,
+    )
+    return p.id
+
+
+def test_proposals_are_searched_by_title_and_rationale(ctx: Ctx, community: dict[str, Person]) -> None:
+    a = _file(ctx, community["ann"], "Forget the SPAM folder")
+    b = _file(ctx, community["bob"], "Another one", rationale="It leaks Spam-like phrases")
+    _file(ctx, community["cat"], "Unrelated", rationale="nothing here")
+    draft = _file(ctx, community["dan"], "spam draft", submit=False)
+    _file(ctx, community["cat"], "100% sure", rationale="a literal percent")
+    found = [p.id for p in proposals.list_proposals(ctx, q="spam", viewer_id=community["ann"].id)]
+    assert found == [b, a]  # newest first; another member's draft stays private
+    assert draft in [p.id for p in proposals.list_proposals(ctx, q="SPAM", viewer_id=community["dan"].id)]
+    assert [p.title for p in proposals.list_proposals(ctx, q="0%")] == ["100% sure"]  # % is no wildcard
+    assert proposals.list_proposals(ctx, q="_") == []
+    with pytest.raises(InvalidInput):
+        proposals.list_proposals(ctx, q="x" * 201)
+
+
+def test_the_api_pages_proposals_with_next_and_previous_links(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    ids = [_file(ctx, community["ann"], f"Spam {i}") for i in range(5)]
+    _file(ctx, community["ann"], "Other")
+    auth = community["bob"].auth
+    r = client.get("/api/v1/proposals", params={"q": "spam", "limit": 2}, headers=auth)
+    assert r.status_code == 200 and [p["id"] for p in r.json()] == ids[::-1][:2]
+    assert 'rel="next"' in r.headers["link"] and 'rel="prev"' not in r.headers["link"]
+    seen = [p["id"] for p in r.json()]
+    while 'rel="next"' in r.headers.get("link", ""):
+        nxt = r.headers["link"].split(">")[0].lstrip("<")
+        assert "q=spam" in nxt
+        r = client.get(nxt, headers=auth)
+        seen += [p["id"] for p in r.json()]
+    assert seen == ids[::-1] and 'rel="prev"' in r.headers["link"]
+    assert client.get("/api/v1/proposals", params={"q": "x" * 300}, headers=auth).status_code == 400
+
+
+def test_the_proposals_page_searches_and_pages(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ui_proposals, "PAGE_SIZE", 2)
+    for i in range(3):
+        _file(ctx, community["ann"], f"Canary {i}", rationale="remove it")
+    _file(ctx, community["ann"], "Other thing")
+    sign_in(client, ctx, community["rev1"].id, "rev1")
+    html = client.get("/proposals", params={"q": "CANARY"}).text
+    assert "Canary 2" in html and "Canary 1" in html and "Canary 0" not in html and "Other thing" not in html
+    nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+    assert nxt is not None and "q=CANARY" in nxt.group(1).replace("&amp;", "&")
+    page2 = client.get(nxt.group(1).replace("&amp;", "&")).text
+    assert (
+        "Canary 0" in page2
+        and "Canary 2" not in page2
+        and 'rel="prev"' in page2
+        and 'rel="next"' not in page2
+    )
+    bad = client.get("/proposals", params={"q": "x" * 201})
+    assert bad.status_code == 422 and "at most 200 characters" in bad.text
+
+
+def test_the_audit_log_is_searched_and_paged(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    ids = [_file(ctx, community["ann"], f"Audit me {i}") for i in range(3)]
+    first = browse.audit_search(ctx, subject=f"proposal:{ids[0]}")
+    assert first.rows and all(r.subject == f"proposal:{ids[0]}" for r in first.rows)
+    hits = browse.audit_search(ctx, text=f"PROPOSAL:{ids[1]}")
+    assert hits.rows and all(f"proposal:{ids[1]}" in json.dumps(r.payload) + r.subject for r in hits.rows)
+    everything = browse.audit_search(ctx, limit=200).rows
+    p1 = browse.audit_search(ctx, limit=2)
+    assert [r.seq for r in p1.rows] == [r.seq for r in everything[:2]] and p1.newer_after is None
+    p2 = browse.audit_search(ctx, limit=2, before=p1.next_before)
+    assert [r.seq for r in p2.rows] == [r.seq for r in everything[2:4]] and p2.newer_after == p2.rows[0].seq
+    back = browse.audit_search(ctx, limit=2, after=p2.newer_after)
+    assert [r.seq for r in back.rows] == [r.seq for r in p1.rows]
+    html = client.get("/audit", params={"q": f"proposal:{ids[2]}"}).text
+    assert f'href="/audit?subject=proposal:{ids[2]}"' in html and f"proposal:{ids[0]}<" not in html
+    assert client.get("/audit", params={"after": "x"}).status_code == 422

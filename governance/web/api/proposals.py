@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Parameter, QueryParameter
 
 from governance.bounds import MAX_FILTER, MAX_TEXT, NO_NUL, Filter, Id, Offset, OptionalId
@@ -27,6 +27,7 @@ from governance.schemas import (
 from governance.services import proposals, votes
 from governance.services.context import Ctx
 from governance.web.deps import bearer_token, session_actor
+from governance.web.paging import pages
 from unlearning import contract
 
 
@@ -57,20 +58,29 @@ class ProposalController(Controller):
         kind: Filter = None,
         mine: bool = False,
         proposer_id: OptionalId = None,
+        q: Filter = None,
         limit: int = Parameter(default=50, ge=1, le=500),
         offset: Offset = 0,
-    ) -> list[ProposalPublic]:
-        """Newest first, filtered by state, target kind, kind and proposer (``mine=true`` for yours)."""
-        return proposals.list_proposals(
+    ) -> Response[list[ProposalPublic]]:
+        """Newest first, filtered by state, target kind, kind and proposer (``mine=true`` for yours); ``q``
+        searches titles and rationales (case-insensitive substring). Pages by ``offset``/``limit``: the
+        ``Link`` header gives the ``next`` and ``prev`` pages' URLs with the same filters."""
+        rows = proposals.list_proposals(
             ctx,
             state=state_filter,
             target_kind=target_kind,
             kind=kind,
             proposer_id=actor.member_id if mine else proposer_id,
-            limit=limit,
+            limit=min(limit + 1, 500),
             offset=offset,
             viewer_id=actor.member_id,
+            q=q,
         )
+        more = len(rows) > limit or (limit == 500 and len(rows) == limit)
+        filters: dict[str, object] = {"state": state_filter, "target_kind": target_kind, "kind": kind, "q": q}
+        filters.update({"mine": "true" if mine else None, "proposer_id": proposer_id})
+        links = pages(self.path, filters, offset, limit, min(len(rows), limit), more).link_header()
+        return Response(rows[:limit], headers={"Link": links} if links else None)
 
     @post("/", sync_to_thread=True)
     def create(self, ctx: Ctx, actor: ActorView, data: ProposalCreate) -> ProposalPublic:

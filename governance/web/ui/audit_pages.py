@@ -22,20 +22,30 @@ class AuditPages(Controller):
     @get("/", sync_to_thread=True)
     def list_page(self, request: Request[Any, Any, Any], ctx: Ctx) -> Template:
         q = request.query_params
-        filters = {k: (q.get(k) or "").strip() for k in ("action", "actor", "subject", "before")}
+        filters = {
+            k: (q.get(k) or "").strip() for k in ("q", "action", "actor", "subject", "before", "after")
+        }
         errors: dict[str, str] = {}
-        before = None
+        before = after = None
         if filters["before"]:
             if filters["before"] == "0":
                 before = 0
             elif (before := parse_id(filters["before"])) is None:
                 errors["before"] = "a sequence number (0, 1, 2, …)"
+        if filters["after"] and (after := parse_id(filters["after"])) is None and filters["after"] != "0":
+            errors["after"] = "a sequence number (0, 1, 2, …)"  # the audit text filter's pages
+        elif filters["after"] == "0":
+            after = 0
+        if len(filters["q"]) > 200:
+            errors["q"] = "at most 200 characters"
         result = browse.audit_search(
             ctx,
             action=filters["action"] or None,
             actor=filters["actor"] or None,
             subject=filters["subject"] or None,
             before=before,
+            text=filters["q"][:200] or None,
+            after=after,
         )
         return page(
             request,

@@ -19,10 +19,12 @@ from governance.domain.review import ActorView
 from governance.schemas import ProposalCreate, ProposalUpdate
 from governance.services import browse, comments, data_sources, proposals
 from governance.services.context import Ctx
+from governance.web import paging
 from governance.web.ui import delegation_pages
 from governance.web.ui.render import Form, field_errors, page, pydantic_errors, redirect
 
 TARGET_KINDS = [k.value for k in TargetKind]
+PAGE_SIZE = 50  # proposals a list page shows
 EXAMPLE_ROWS = 3
 # the new-proposal form's fields that a link may prefill (``/proposals/new?target=category&category=3&...``)
 PREFILLED = (
@@ -187,7 +189,9 @@ class ProposalPages(Controller):
         q = request.query_params
         state, target_kind, kind = (q.get(k) or "" for k in ("state", "target_kind", "kind"))
         mine = q.get("mine") in ("1", "on", "true")
-        filters = {"state": state, "target_kind": target_kind, "kind": kind, "mine": mine}
+        text = (q.get("q") or "").strip()
+        offset = parse_id(q.get("offset") or "0") or 0  # list pages: PAGE_SIZE proposals a page
+        filters = {"state": state, "target_kind": target_kind, "kind": kind, "mine": mine, "q": text}
         errors: dict[str, str] = {}
         try:
             rows = proposals.list_proposals(
@@ -196,11 +200,18 @@ class ProposalPages(Controller):
                 target_kind=target_kind or None,
                 kind=kind or None,
                 proposer_id=actor.member_id if mine else None,
-                limit=200,
+                limit=PAGE_SIZE + 1,
+                offset=offset,
                 viewer_id=actor.member_id,
+                q=text or None,
             )
         except InvalidInput as exc:
             rows, errors = [], field_errors(exc)
+        kept: dict[str, object] = {**filters, "mine": "1" if mine else None}
+        nav = paging.pages(
+            "/proposals", kept, offset, PAGE_SIZE, min(len(rows), PAGE_SIZE), len(rows) > PAGE_SIZE
+        )
+        rows = rows[:PAGE_SIZE]
         return page(
             request,
             "proposals/list.html",
@@ -208,6 +219,7 @@ class ProposalPages(Controller):
             rows=rows,
             filters=filters,
             errors=errors,
+            nav=nav,
             states=[s.value for s in ProposalState],
             target_kinds=TARGET_KINDS,
             names=browse.names(ctx, {p.proposer_id for p in rows}),
