@@ -21,6 +21,7 @@ from governance.web.api.delegations import DelegationController
 from governance.web.api.jobs import JobController, NotificationController, WebhookController
 from governance.web.api.members import MemberController
 from governance.web.api.models import ModelController, ReleaseController
+from governance.web.api.nudges import NudgeController
 from governance.web.api.probes import EvaluationController, ProbeController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
@@ -46,6 +47,7 @@ def route_handlers() -> list[Any]:
         MemberController,
         DataSourceController,
         ProposalController,
+        NudgeController,
         MetaController,
         JobController,
         WebhookController,

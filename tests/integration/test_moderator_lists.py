@@ -13,10 +13,10 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from governance.domain.clock import FixedClock
-from governance.domain.errors import InvalidInput
+from governance.domain.errors import InvalidInput, InvalidTransition, PermissionDenied
 from governance.jobs.worker import Worker
 from governance.schemas import ProposalCreate
-from governance.services import browse, jobs, proposals
+from governance.services import browse, events, jobs, nudges, proposals
 from governance.services.context import Ctx
 from governance.web.ui import proposals as ui_proposals
 from tests.conftest import Person
@@ -172,3 +172,63 @@ def test_the_audit_log_is_searched_and_paged(
     html = client.get("/audit", params={"q": f"proposal:{ids[2]}"}).text
     assert f'href="/audit?subject=proposal:{ids[2]}"' in html and f"proposal:{ids[0]}<" not in html
     assert client.get("/audit", params={"after": "x"}).status_code == 422
+
+
+# --- who has not voted yet ---------------------------------------------------------------------------------
+
+
+def _voting(ctx: Ctx, people: dict[str, Person], title: str = "Remind us") -> int:
+    pid = _file(ctx, people["ann"], title)
+    for r in ("rev1", "rev2"):
+        proposals.triage(ctx, pid, people[r].actor, "approve", None)
+    assert proposals.get_detail(ctx, pid).state == "voting"
+    return pid
+
+
+def test_reviewers_see_who_has_not_voted_and_remind_them_once_a_day(
+    ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+) -> None:
+    pid = _voting(ctx, community)
+    for h in ("ann", "bob", "rev3"):
+        proposals.vote(ctx, pid, community[h].actor, "approve", None)
+    rev = community["rev1"].actor
+    silent = {n.handle for n in nudges.not_voted(ctx, pid, rev)}
+    assert silent == set(community) - {"ann", "bob", "rev3"}
+    with pytest.raises(PermissionDenied):
+        nudges.not_voted(ctx, pid, community["dan"].actor)
+    with pytest.raises(PermissionDenied):
+        nudges.remind(ctx, pid, community["dan"].actor)
+    assert nudges.remind(ctx, pid, rev) == len(silent)
+    dan = events.list_notifications(ctx, community["dan"].id)
+    assert any(n["kind"] == "vote_reminder" and f"#{pid}" in n["message"] for n in dan)
+    assert not any(n["kind"] == "vote_reminder" for n in events.list_notifications(ctx, community["ann"].id))
+    assert nudges.remind(ctx, pid, community["rev2"].actor) == 0  # the same day: nobody twice
+    entries = browse.audit_search(ctx, action="proposal.voters_reminded").rows
+    assert len(entries) == 1 and entries[0].actor == f"member:{community['rev1'].id}"
+    assert sorted(entries[0].payload["members"]) == sorted(community[h].id for h in silent)
+    clock.advance(days=1)
+    proposals.vote(ctx, pid, community["dan"].actor, "abstain", None)
+    assert nudges.remind(ctx, pid, rev) == len(silent) - 1  # the next day, those still silent
+    other = _file(ctx, community["bob"], "Not open")
+    with pytest.raises(InvalidTransition):
+        nudges.remind(ctx, other, rev)
+
+
+def test_the_not_voted_list_on_the_page_and_the_api(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    pid = _voting(ctx, community)
+    proposals.vote(ctx, pid, community["ann"].actor, "approve", None)
+    r = client.get(f"/api/v1/proposals/{pid}/not-voted", headers=community["rev1"].auth)
+    assert r.status_code == 200 and "ann" not in {n["handle"] for n in r.json()} and len(r.json()) == 10
+    assert client.get(f"/api/v1/proposals/{pid}/not-voted", headers=community["dan"].auth).status_code == 403
+    r = client.post(f"/api/v1/proposals/{pid}/remind", headers=community["rev1"].auth)
+    assert r.status_code == 200 and r.json() == {"reminded": 10}
+    assert client.post(f"/api/v1/proposals/{pid}/remind", headers=community["dan"].auth).status_code == 403
+    token = sign_in(client, ctx, community["rev2"].id, "rev2")
+    html = client.get(f"/proposals/{pid}").text
+    assert "Not voted yet (10)" in html and "@dan" in html and "Remind them" in html
+    r = client.post(f"/proposals/{pid}/remind", data={"csrf_token": token}, follow_redirects=True)
+    assert r.status_code == 200 and "already reminded today" in r.text
+    sign_in(client, ctx, community["dan"].id, "dan")
+    assert "Not voted yet" not in client.get(f"/proposals/{pid}").text  # members do not see the list

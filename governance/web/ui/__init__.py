@@ -22,6 +22,7 @@ from governance.web.ui.community import DataSourcePages, ElectionPages, MemberPa
 from governance.web.ui.delegation_pages import DelegationPages
 from governance.web.ui.jobs_pages import JobPages
 from governance.web.ui.models_pages import ModelPages
+from governance.web.ui.nudge_pages import NudgePages
 from governance.web.ui.probes_pages import ProbePages
 from governance.web.ui.proposals import ProposalPages
 from governance.web.ui.render import STATIC, UI_EXCEPTION_HANDLERS, provide_form, template_config
@@ -34,6 +35,7 @@ PAGES: list[Any] = [
     AccountPages,
     DelegationPages,
     ProposalPages,
+    NudgePages,
     CommentPages,
     DataSourcePages,
     ElectionPages,
