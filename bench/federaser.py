@@ -79,7 +79,9 @@ def evaluate(task: Task, model: torch.nn.Module, forget: list[Any], test: list[A
     return {**quality, "MIA AUC": loss_auc(fl, tl)}
 
 
-def scenario(name: str, work: Path, rounds: int, local: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def scenario(
+    name: str, work: Path, rounds: int, local: dict[str, Any], seed: int = 0, size: str = "default"
+) -> dict[str, Any]:
     data, root = work / f"{name}-data", work / f"{name}-art"
     if name == "digits":
         init_dataset("digits", data, nodes=5, partition="dirichlet", alpha=1.0, seed=seed, noise=0.4)
@@ -87,7 +89,7 @@ def scenario(name: str, work: Path, rounds: int, local: dict[str, Any], seed: in
         source = f"node-{DEPARTED}/digits"
     else:
         init_dataset("community-lm", data, nodes=5, seed=seed)
-        v0 = init_model(root, "community-lm", seed=seed)
+        v0 = init_model(root, "community-lm", size=size, seed=seed)
         source = f"node-{DEPARTED}/notebook"
     forget = list({str(r): r for r in load_node_data(data / f"node-{DEPARTED}").train}.values())
     test = load_heldout(data, "test")
@@ -188,6 +190,7 @@ def main() -> None:
     ap.add_argument("--digits-rounds", type=int, default=20)
     ap.add_argument("--lm-rounds", type=int, default=24)
     ap.add_argument("--lm-steps", type=int, default=10)
+    ap.add_argument("--lm-size", default="default", help="community-lm size (tiny, small, default)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     results: dict[str, dict[str, Any]] = {}
@@ -197,7 +200,9 @@ def main() -> None:
             if name == "digits":
                 results[name] = scenario(name, Path(tmp), args.digits_rounds, {"epochs": 1.0})
             else:
-                results[name] = scenario(name, Path(tmp), args.lm_rounds, {"steps": args.lm_steps})
+                results[name] = scenario(
+                    name, Path(tmp), args.lm_rounds, {"steps": args.lm_steps}, size=args.lm_size
+                )
             print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
             print("\n".join(table(results[name])), flush=True)
             if args.write:  # after each scenario: a long run keeps what it measured
