@@ -19,6 +19,7 @@ from governance.schemas import ProposalCreate
 from governance.services import browse, events, jobs, nudges, proposals
 from governance.services.context import Ctx
 from governance.web.ui import proposals as ui_proposals
+from governance.web.ui.markup import render_markdown
 from tests.conftest import Person
 from tests.integration.test_jobs import approved_proposal, fake_result, verifier
 from tests.integration.test_ui_pages import sign_in
@@ -232,3 +233,47 @@ def test_the_not_voted_list_on_the_page_and_the_api(
     assert r.status_code == 200 and "already reminded today" in r.text
     sign_in(client, ctx, community["dan"].id, "dan")
     assert "Not voted yet" not in client.get(f"/proposals/{pid}").text  # members do not see the list
+
+
+# --- Markdown in rationales and evidence ------------------------------------------------------------------
+
+
+def test_markdown_renders_safe_links_only() -> None:
+    html = str(
+        render_markdown(
+            "A **bold** claim <script>alert(1)</script> <img src=x onerror=alert(1)>\n\n"
+            "See https://example.org/a_b?c=1. Also [docs](http://docs.example/x) and [bad](javascript:alert(1))"
+            " and [data](data:text/html,hi) and <ftp://files.example/>"
+        )
+    )
+    assert "<strong>bold</strong>" in html and "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;" in html  # written HTML shows as text
+    assert (
+        '<a href="https://example.org/a_b?c=1" rel="nofollow noopener">https://example.org/a_b?c=1</a>.'
+        in html
+    )
+    assert '<a href="http://docs.example/x" rel="nofollow noopener">docs</a>' in html
+    assert "javascript:" not in html.split("[bad]")[0] and 'href="javascript' not in html
+    assert 'href="data:' not in html and 'href="ftp:' not in html
+    assert html.count("<p>") == 2
+
+
+def test_a_proposals_rationale_and_evidence_render_links(
+    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person]
+) -> None:
+    pid = proposals.create(
+        ctx,
+        ProposalCreate(
+            title="Linked",
+            rationale="Reported in https://forum.example/t/42 <b>loud</b>",
+            evidence="[the log](https://logs.example/1) and [x](javascript:alert(1))",
+            target={"kind": "category", "category": "spam"},
+            submit=True,
+        ),
+        community["ann"].actor,
+    ).id
+    sign_in(client, ctx, community["bob"].id, "bob")
+    html = client.get(f"/proposals/{pid}").text
+    assert '<a href="https://forum.example/t/42" rel="nofollow noopener">' in html
+    assert '<a href="https://logs.example/1" rel="nofollow noopener">the log</a>' in html
+    assert "&lt;b&gt;loud&lt;/b&gt;" in html and 'href="javascript' not in html

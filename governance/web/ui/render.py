@@ -22,6 +22,7 @@ from governance.domain.errors import Conflict, DomainError, InvalidInput, NotFou
 from governance.domain.review import ActorView
 from governance.services.auth import SessionMember
 from governance.web.errors import NotAuthenticated, log_unexpected, request_id
+from governance.web.ui.markup import render_markdown
 from governance.web.ui.security import csrf_token
 
 log = logging.getLogger("commons.ui")
@@ -51,6 +52,7 @@ def _configure(engine: JinjaTemplateEngine) -> None:
     env: Environment = engine.engine
     env.filters["when"] = _when
     env.filters["label"] = _label
+    env.filters["markdown"] = render_markdown  # members' Markdown, safely (governance/web/ui/markup.py)
     env.trim_blocks = True
     env.lstrip_blocks = True
 
