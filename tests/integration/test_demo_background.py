@@ -26,6 +26,9 @@ def test_time_left_follows_the_pace_so_far() -> None:
     assert time_left(t0.replace(tzinfo=None), t0 + timedelta(seconds=8), 1, 2) == 8.0
 
 
+# the job queue and the registry run on both databases elsewhere (test_jobs, test_release_gate); training an LM
+# twice here would only repeat them at the cost of a minute
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_demo_is_served_at_once_and_its_model_trained_in_the_background(
     ctx: Ctx, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
