@@ -268,7 +268,10 @@ def _narrated(runner: Any) -> Any:
             progress(event)
             now = datetime.now(UTC)
             left = time_left(started.setdefault(event.phase, now), now, event.round, event.total_rounds)
-            eta = f", about {left:.0f} s left in this phase" if left is not None else ""
+            if event.total_rounds <= 1:
+                click.echo(f"  {event.phase}: done")
+                return
+            eta = f", about {left:.0f} s left in this phase" if left else ""
             click.echo(f"  {event.phase}: round {event.round} of {event.total_rounds}{eta}")
 
         return runner(ctx, claim, say, cancel)
