@@ -69,7 +69,8 @@ def _listening_sockets_of_simulation() -> list[tuple[str, int, str]]:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 address, _, port = fields[1].rpartition(":")
-                sockets.append((address, int(port, 16), procs[inodes[fields[9]]][1][:80]))
+                # the whole command line: a deep checkout's path would cut "gcs_server" off an 80-character prefix
+                sockets.append((address, int(port, 16), procs[inodes[fields[9]]][1]))
     return sockets
 
 
