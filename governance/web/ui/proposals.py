@@ -338,7 +338,7 @@ class ProposalPages(Controller):
         reasons = proposals.reasons_given(ctx, proposal_id)
         ids.update(v.member_id for v in reasons)
         for i in items:  # council decisions name their members: shown by handle
-            for key in ("ratify", "veto", "support", "member"):
+            for key in browse.MEMBER_KEYS:
                 value = i.details.get(key)
                 ids.update(value if isinstance(value, list) else [value] if isinstance(value, int) else [])
         return page(
@@ -355,6 +355,7 @@ class ProposalPages(Controller):
             actions=set(p.allowed_actions),
             shown_actions=set(p.allowed_actions) & set(ACTIONS) | ({"edit"} & set(p.allowed_actions)),
             reasons=reasons,
+            member_keys=browse.MEMBER_KEYS,
             recused=proposals.recusal_for(ctx, proposal_id, actor),
             hearing=HEARINGS.get(p.appeal_of or "") if p.state == "council_review" and p.appealed else None,
             **delegation_pages.poll_context(ctx, proposal_id, actor),
