@@ -95,6 +95,10 @@ class CommonsClient:
     def action(self, proposal_id: int, name: str, body: dict[str, Any] | None = None) -> Any:
         return self._call("POST", f"/api/v1/proposals/{proposal_id}/{name}", json=body or {})
 
+    def write_outcome(self, proposal_id: int, body: dict[str, str], revise: bool = False) -> Any:
+        """Write (POST) or revise (PUT) the outcome statement of a closed decision."""
+        return self._call("PUT" if revise else "POST", f"/api/v1/proposals/{proposal_id}/outcome", json=body)
+
     def jobs(self, proposal_id: int | None = None, limit: int = 50) -> Any:
         params: dict[str, Any] = {"limit": limit}
         if proposal_id is not None:

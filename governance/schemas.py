@@ -12,6 +12,7 @@ from annotated_types import MaxLen
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from governance.bounds import MAX_LIST, JsonObject, LongText, Name, Text, Title, Word
+from governance.outcome_schemas import OutcomeStatus
 
 HANDLE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,63}$"
 
@@ -217,6 +218,9 @@ class ProposalDetail(ProposalPublic):
     conflicts: list[int]
     tally: TallyPublic | None
     allowed_actions: list[str] = Field(description="what the caller may do now")
+    outcome: OutcomeStatus | None = Field(
+        default=None, description="the outcome statement of a closed decision, or who is expected to write it"
+    )
 
 
 class ErrorPublic(BaseModel):

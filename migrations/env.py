@@ -13,6 +13,7 @@ import governance.db.delegation
 import governance.db.evaluation
 import governance.db.ledger
 import governance.db.models
+import governance.db.outcomes
 import governance.db.registry
 from governance.db.base import metadata
 from governance.db.engine import make_engine
@@ -24,6 +25,7 @@ _TABLE_MODULES = (
     governance.db.evaluation,
     governance.db.ledger,
     governance.db.models,
+    governance.db.outcomes,
     governance.db.registry,
 )
 

@@ -149,6 +149,7 @@ def proposal_show(click_ctx: click.Context, proposal_id: int, as_json: bool) -> 
                 lines.append(f"    error: {str(j['error']).strip().splitlines()[0]}")
         if p.get("allowed_actions"):
             lines.append(f"  you may: {', '.join(p['allowed_actions'])}")
+        lines += outcome_lines(p.get("outcome"))
         return "\n".join(lines)
 
     client = api(click_ctx)
@@ -163,6 +164,40 @@ def proposal_show(click_ctx: click.Context, proposal_id: int, as_json: bool) -> 
     ):
         detail["jobs"] = client.jobs(proposal_id=proposal_id)  # why a job failed, with what to fix
     echo(detail, as_json, render)
+
+
+def outcome_lines(o: dict[str, Any] | None) -> list[str]:
+    """The outcome statement of a closed decision, or who is expected to write it."""
+    if not o or not o.get("closed"):
+        return []
+    st = o.get("statement")
+    if st is None:
+        return [f"  outcome: not written yet; expected from {o['expected_from']}"]
+    revised = f", revised {len(o.get('history', []))} time(s)" if o.get("history") else ""
+    return [
+        f"  outcome (version {st['version']} by @{st['author']}, {st['written_at']}{revised}):",
+        f"    decided: {st['decided']}",
+        f"    why: {st['reasons']}",
+        f"    next: {st['next_steps']}",
+    ]
+
+
+@proposal.command("outcome")
+@click.argument("proposal_id", type=int)
+@click.option("--decided", required=True, help="what was decided")
+@click.option("--why", "reasons", required=True, help="why it was decided")
+@click.option("--next", "next_steps", required=True, help="what happens next")
+@click.option("--revise", is_flag=True, help="replace the statement written already (its history is kept)")
+@click.pass_context
+@domain_errors
+def proposal_outcome(
+    click_ctx: click.Context, proposal_id: int, decided: str, reasons: str, next_steps: str, revise: bool
+) -> None:
+    """Write the outcome statement of a closed decision (its author or a council member; a reviewer for a
+    triage rejection). Every member is notified."""
+    body = {"decided": decided, "reasons": reasons, "next_steps": next_steps}
+    o = api(click_ctx).write_outcome(proposal_id, body, revise=revise)
+    click.echo(f"proposal #{proposal_id}: outcome statement version {o['statement']['version']} saved")
 
 
 @proposal.command("list")

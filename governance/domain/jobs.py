@@ -90,6 +90,7 @@ def check_method_settings(method: str, settings: Any) -> dict[str, Any]:
 WEBHOOK_EVENTS = frozenset(
     {
         "proposal.state_changed",
+        "proposal.outcome_written",  # an outcome statement written or revised (services/outcomes.py)
         "job.queued",
         "job.started",
         "job.progress",

@@ -53,7 +53,7 @@ from governance.schemas import (
     TallyPublic,
     VotePublic,
 )
-from governance.services import lifecycle, probes, votes
+from governance.services import lifecycle, outcomes, probes, votes
 from governance.services.context import Ctx
 
 S = ProposalState
@@ -441,6 +441,7 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
             conflicts=sorted(conflicts),
             tally=_tally_public(s, ctx, p),
             allowed_actions=actions,
+            outcome=outcomes.status_in(s, p, viewer),
         )
 
 

@@ -22,6 +22,7 @@ from governance.web.api.jobs import JobController, NotificationController, Webho
 from governance.web.api.members import MemberController
 from governance.web.api.models import ModelController, ReleaseController
 from governance.web.api.nudges import NudgeController
+from governance.web.api.outcomes import OutcomeController
 from governance.web.api.probes import EvaluationController, ProbeController
 from governance.web.api.proposals import MetaController, ProposalController
 from governance.web.deps import provide_actor, provide_ctx, provide_session, provide_settings
@@ -48,6 +49,7 @@ def route_handlers() -> list[Any]:
         DataSourceController,
         ProposalController,
         NudgeController,
+        OutcomeController,
         MetaController,
         JobController,
         WebhookController,

@@ -23,6 +23,7 @@ from governance.web.ui.delegation_pages import DelegationPages
 from governance.web.ui.jobs_pages import JobPages
 from governance.web.ui.models_pages import ModelPages
 from governance.web.ui.nudge_pages import NudgePages
+from governance.web.ui.outcome_pages import OutcomePages
 from governance.web.ui.probes_pages import ProbePages
 from governance.web.ui.proposals import ProposalPages
 from governance.web.ui.render import STATIC, UI_EXCEPTION_HANDLERS, provide_form, template_config
@@ -36,6 +37,7 @@ PAGES: list[Any] = [
     DelegationPages,
     ProposalPages,
     NudgePages,
+    OutcomePages,
     CommentPages,
     DataSourcePages,
     ElectionPages,

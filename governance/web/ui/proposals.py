@@ -20,7 +20,7 @@ from governance.schemas import ProposalCreate, ProposalUpdate
 from governance.services import browse, comments, data_sources, proposals
 from governance.services.context import Ctx
 from governance.web import paging
-from governance.web.ui import delegation_pages, nudge_pages
+from governance.web.ui import delegation_pages, nudge_pages, outcome_pages
 from governance.web.ui.render import Form, field_errors, page, pydantic_errors, redirect
 
 TARGET_KINDS = [k.value for k in TargetKind]
@@ -360,6 +360,7 @@ class ProposalPages(Controller):
             hearing=HEARINGS.get(p.appeal_of or "") if p.state == "council_review" and p.appealed else None,
             **delegation_pages.poll_context(ctx, proposal_id, actor),
             **nudge_pages.context(ctx, p, actor),
+            **outcome_pages.context(p),
             **extra,
         )
 
