@@ -52,7 +52,9 @@ def _check(seen: list[tuple[str, Message]], needles: list[bytes], param_names: s
         if msg.has_content():
             for key, rec in msg.content.array_records.items():
                 assert key in allowed_arrays or key.startswith(P.MODEL_PREFIX)  # contribution's subset models
-                assert set(rec) == param_names, "an ArrayRecord carries something other than the parameters"
+                assert list(rec) == [P.PACKED], "a model travels as one packed array"
+                got = set(P.from_record(rec))
+                assert got == param_names, "an ArrayRecord carries something other than the parameters"
             for rec in msg.content.metric_records.values():
                 assert all(isinstance(v, (int, float)) for v in rec.values())
 

@@ -13,18 +13,25 @@ a relearning attack the attacked models' parameters (tests/integration/test_veri
 
 This is also the adapter between Flower's records and the rest of ``unlearning``, which sees parameters as
 plain tensors (``dict[str, Tensor]``): :func:`to_record` and :func:`from_record` are the only conversions.
+Each such record holds ONE array, ``packed``: the whole state dict in one buffer (names, dtypes and shapes in
+its header; :mod:`unlearning.federation.packing`), not one Flower array per tensor, because a Deployment
+Engine node fetches every array of a message with its own HTTP requests. :func:`weighted_mean` is FedAvg
+over such state dicts (Flower's ``aggregate_arrayrecords``, computed the same way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import (
     Grid as Grid,  # where a ServerApp sends its messages (any runtime's); for annotations
 )
 from torch import Tensor, nn
+
+from unlearning.federation import packing
 
 # message types (<category>.<action>, Flower's Message API)
 INFO = "query.info"
@@ -45,6 +52,7 @@ ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 ANCHOR, FISHER_ARRAYS, BALL_CENTER = "anchor", "fisher", "ball-center"
 SCORES = "scores"  # a verification reply's per-example scores (one tensor per model and score)
 MODEL_PREFIX = "model:"  # a verification message's models by name ("model:candidate", ...)
+PACKED = "packed"  # the one array of every ArrayRecord: a whole state dict (see packing.py)
 
 
 def arrays_of(message: Message, key: str = ARRAYS) -> ArrayRecord:
@@ -73,11 +81,43 @@ def metric_record(metrics: Mapping[str, float]) -> MetricRecord:
 
 
 def to_record(tensors: Mapping[str, Tensor]) -> ArrayRecord:
-    return ArrayRecord({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    """``tensors`` as an ArrayRecord of one packed array (one object on the wire, whatever their number)."""
+    data = packing.pack(tensors)
+    array = Array(dtype="uint8", shape=(len(data),), stype=packing.STYPE, data=data)
+    return ArrayRecord({PACKED: array})
 
 
 def from_record(record: ArrayRecord) -> dict[str, Tensor]:
-    return dict(record.to_torch_state_dict())
+    """The tensors of a record made by :func:`to_record`, in their order; :class:`packing.PackError` for any
+    other record (an array per tensor comes from a sender that does not speak this protocol)."""
+    if list(record.keys()) != [PACKED] or record[PACKED].stype != packing.STYPE:
+        raise packing.PackError(
+            f"an ArrayRecord of arrays {sorted(record.keys())[:3]} is not one {packing.STYPE!r} array "
+            f"named {PACKED!r}: the sender runs another version of the protocol"
+        )
+    return packing.unpack(record[PACKED].data)
+
+
+def weighted_mean(states: Sequence[tuple[Mapping[str, Tensor], float]]) -> dict[str, Tensor]:
+    """The weighted mean of state dicts (FedAvg), computed as Flower's ``aggregate_arrayrecords`` does (in
+    numpy, ``sum_i state_i * (w_i / sum w)`` in the order given; a key's dtype follows numpy's rules), so the
+    result is the same on every runtime. bfloat16, which numpy lacks, is averaged in float32."""
+    total = sum(w for _, w in states)
+    sums: dict[str, np.ndarray] = {}
+    bf16: set[str] = set()
+    for tensors, w in states:
+        factor = w / total
+        for k, v in tensors.items():
+            if v.dtype == torch.bfloat16:
+                bf16.add(k)
+                v = v.float()
+            term = v.detach().cpu().numpy() * factor
+            if k in sums:
+                sums[k] += term
+            else:
+                sums[k] = term
+    out = {k: torch.from_numpy(np.asarray(v)) for k, v in sums.items()}
+    return {k: v.to(torch.bfloat16) if k in bf16 else v for k, v in out.items()}
 
 
 @torch.no_grad()

@@ -32,7 +32,6 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from unlearning.artifacts import ArtifactNotFound
 from unlearning.contract import ContractError
@@ -764,20 +763,16 @@ def _ewc_records(anchor: Params | None, fisher: Params | None) -> dict[str, Arra
 
 
 def aggregate(replies: Sequence[Message], key: str) -> ArrayRecord:
-    """FedAvg (Flower's ``aggregate_arrayrecords``) of the ArrayRecord ``key``, weighted by num-examples."""
-    contents = [
-        RecordDict(
-            {
-                key: P.arrays_of(r, key),
-                P.METRICS: P.metric_record({"num-examples": P.metrics_of(r)["num-examples"]}),
-            }
-        )
+    """FedAvg of the ArrayRecord ``key`` of the replies, weighted by num-examples (protocol.weighted_mean,
+    computed as Flower's ``aggregate_arrayrecords``), packed for the next message."""
+    states = [
+        (P.from_record(P.arrays_of(r, key)), P.metrics_of(r)["num-examples"])
         for r in replies
         if P.metrics_of(r)["num-examples"] > 0
     ]
-    if not contents:
+    if not states:
         raise NodeFailure("no reply carried any examples to aggregate")
-    return aggregate_arrayrecords(contents, "num-examples")
+    return P.to_record(P.weighted_mean(states))
 
 
 def manifest_sources(dataset_dir: str) -> dict[int, list[dict[str, Any]]] | None:
