@@ -56,6 +56,7 @@ __all__ = [
     "VerificationReport",
     "VerifySpec",
     "check_probe_spec",
+    "dataset_sources",
     "discard_job_versions",
     "evaluate_candidate",
     "failing_probes",
@@ -167,6 +168,29 @@ def init_dataset(task: str, out_dir: str | Path, **options: Any) -> dict[str, An
     if task == "community-lm":
         return generate_community_corpus(Path(out_dir), **options)
     raise ValueError(f"no generator for task {task!r}; use digits or community-lm (or bring your own JSONL)")
+
+
+def dataset_sources(dataset_dir: str | Path) -> list[dict[str, str]] | None:
+    """The data sources a dataset's manifest lists, ``[{"node", "name" (``<node>/<source>``), "file",
+    "sha256"}]`` (the published manifest only, no record), or None where ``dataset_dir`` holds no manifest."""
+    from unlearning.data import MANIFEST, read_manifest
+
+    if not (Path(dataset_dir) / MANIFEST).is_file():
+        return None
+    return [
+        {"node": str(n["node"]), "name": str(s["name"]), "file": str(s["file"]), "sha256": str(s["sha256"])}
+        for n in read_manifest(Path(dataset_dir))["nodes"]
+        for s in n["sources"]
+    ]
+
+
+def protected_commitment(path: str | Path) -> dict[str, Any]:
+    """The commitment to a data source owner's protected strings, ``{"count", "sha256"}``, computed where the
+    file is (its salt is read from, or created as, ``protected.salt`` beside it); neither the strings nor the
+    salt are in it (:mod:`unlearning.verification.protected`). Raises ValueError on a malformed file."""
+    from unlearning.verification.protected import commitment_of_file
+
+    return commitment_of_file(Path(path), create_salt=True)
 
 
 def verify(

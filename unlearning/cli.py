@@ -1,14 +1,17 @@
 """``commons model ...``: initialise, train, unlearn and inspect model versions without the service.
 
 Registered in the ``commons`` CLI by the service (``main.add_command(model)``); also usable on its own via
-``python -m unlearning.cli``. State lives under ``--root`` (``$COMMONS_MODEL_ROOT``, default
-``.commons/models``): ``versions/`` (the artifact store), ``datasets/``, ``jobs/`` and ``current.json``
-(the dataset and latest version the next command starts from).
+``python -m unlearning.cli``. State lives under ``--root``, by default the service's artifact store
+(``$COMMONS_DATA_DIR/artifacts``, ``.commons/artifacts`` when unset: the directory ``commons serve`` and
+``commons registry adopt`` read, see :func:`default_root`): ``versions/`` (the artifact store), ``datasets/``,
+``jobs/`` and ``current.json`` (the dataset and latest version the next command starts from).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -20,6 +23,17 @@ from unlearning.contract import DEFAULT_METHOD, Target
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressEvent
 
 CURRENT = "current.json"
+
+#: the environment variable and default of the service's data directory (governance.settings.Settings.data_dir,
+#: read there as ``COMMONS_DATA_DIR``); its ``artifacts/`` sub-directory is the service's artifact store
+DATA_DIR_ENV = "COMMONS_DATA_DIR"
+DATA_DIR_DEFAULT = ".commons"
+
+
+def default_root() -> Path:
+    """The service's artifact store, ``$COMMONS_DATA_DIR/artifacts`` (``.commons/artifacts`` when unset): what
+    ``governance.settings.Settings().artifact_dir`` says, read here without importing the service."""
+    return Path(os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT)) / "artifacts"
 
 
 def _root(ctx: click.Context) -> Path:
@@ -76,17 +90,16 @@ def parse_target(text: str) -> Target:
 @click.group(name="model")
 @click.option(
     "--root",
-    envvar="COMMONS_MODEL_ROOT",
-    default=".commons/models",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Artifact store and datasets.",
+    help="Artifact store and datasets [default: the service's store, $COMMONS_DATA_DIR/artifacts, "
+    ".commons/artifacts when COMMONS_DATA_DIR is unset].",
 )
 @click.pass_context
-def model(ctx: click.Context, root: str) -> None:
+def model(ctx: click.Context, root: str | None) -> None:
     """Federated models: init, train, unlearn, show."""
     ctx.ensure_object(dict)
-    ctx.obj["root"] = root
+    ctx.obj["root"] = str(default_root()) if root is None else root
 
 
 @model.command()
@@ -110,6 +123,17 @@ def model(ctx: click.Context, root: str) -> None:
     help="digits only.",
 )
 @click.option("--noise", default=0.0, show_default=True, help="digits only: fixed Gaussian pixel noise.")
+@click.option(
+    "--heldout",
+    "heldout",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="--data only: the share of each data source's records held out (seeded by --seed) as the dataset's "
+    "published held-out split (heldout/test.jsonl): the non-members that membership inference compares the "
+    "forgotten records with. They leave the nodes; 0 keeps every record on its node (mia_auc_gap then does "
+    "not apply).",
+)
 @click.pass_context
 def init(
     ctx: click.Context,
@@ -120,6 +144,7 @@ def init(
     size: str,
     partition: str,
     noise: float,
+    heldout: float,
 ) -> None:
     """Create a dataset and register an initial (untrained) model version."""
     from unlearning.api import init_dataset, init_model
@@ -141,7 +166,7 @@ def init(
                 "a bring-your-own model needs --data (one sub-directory of JSONL per node)"
             )
         ds = root / "datasets" / f"byo-{Path(task).name}"
-        import_jsonl_nodes(Path(data), ds, seed=seed)
+        import_jsonl_nodes(Path(data), ds, seed=seed, heldout_fraction=heldout)
     else:
         raise click.BadParameter(
             f"{task!r} is not community-lm, digits or an existing directory", param_hint="--task"
@@ -158,35 +183,116 @@ def init(
     click.echo(f"version  {version.version}  (task {version.task}, untrained)")
 
 
+#: a node folder's or a JSONL file's name, kept as the node's and the data source's name: it becomes a path,
+#: a federation name (``<node>/<source>``), a Flower node config value and a registry field
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESERVED_NODES = ("heldout",)  # the dataset's published held-out split lives in DATASET/heldout/
+
+
+def _check_name(name: str, what: str, where: Path) -> None:
+    if not NAME_RE.match(name) or name.endswith("."):
+        raise click.UsageError(
+            f"{what} {str(where)!r}: its name {name!r} cannot be kept as a {what}'s name (use 1 to 64 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit); rename it"
+        )
+    if what == "node folder" and name in RESERVED_NODES:
+        raise click.UsageError(
+            f"node folder {str(where)!r}: {name!r} is reserved for the held-out split; rename it"
+        )
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise click.UsageError(f"{path}:{i}: not a JSON line ({exc.msg})") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                raise click.UsageError(f'{path}:{i}: a record is a JSON object with a "text" string')
+            out.append(rec)
+    return out
+
+
 def import_jsonl_nodes(
-    src: Path, dest: Path, *, seed: int = 0, validation_fraction: float = 0.1
+    src: Path,
+    dest: Path,
+    *,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    heldout_fraction: float = 0.1,
 ) -> dict[str, Any]:
-    """Copy per-node JSONL (``src/<node>/*.jsonl``, records with ``text`` and optional ``category``) into the
-    dataset layout with a manifest; ``validation.jsonl`` is kept, else every 10th record becomes validation."""
+    """Copy per-node JSONL (``src/<node>/<source>.jsonl``, records with ``text`` and optional ``category``,
+    ``kind``; ``kind: canary`` with its ``secret`` marks an inserted canary) into the dataset layout with a
+    manifest. Node folders and source files keep their names (``src/alice/notes.jsonl`` is the data source
+    ``alice/notes`` on node ``alice``); a name that cannot be kept is refused, naming the folder or file.
+
+    Per source file (seeded by ``seed``): ``round(heldout_fraction * n)`` records go to the dataset's published
+    held-out split (``heldout/test.jsonl``, what membership inference compares the forgotten records with),
+    then every 10th remaining record to the node's local ``validation.jsonl`` (unless the node brings its own
+    ``validation.jsonl``). Canary records are never held out or validated: they stay in their source. A share
+    that would leave a source with no training record is refused. Hidden folders and files (``.name``) are
+    skipped."""
     import random
 
-    from unlearning.data import read_jsonl, write_dataset
+    from unlearning.data import write_dataset
 
     nodes: dict[str, dict[str, list[dict[str, Any]]]] = {}
     validation: dict[str, list[dict[str, Any]]] = {}
+    held: list[dict[str, Any]] = []
     rng = random.Random(seed)
-    for i, node_dir in enumerate(sorted(p for p in src.iterdir() if p.is_dir())):
-        name = f"node-{i}"
-        files = {
-            p.stem: read_jsonl(p) for p in sorted(node_dir.glob("*.jsonl")) if p.name != "validation.jsonl"
-        }
-        if (node_dir / "validation.jsonl").is_file():
-            validation[name] = read_jsonl(node_dir / "validation.jsonl")
-        else:
-            validation[name] = []
-            for stem, recs in files.items():
-                idx = set(rng.sample(range(len(recs)), k=len(recs) // int(1 / validation_fraction)))
-                validation[name] += [r for j, r in enumerate(recs) if j in idx]
-                files[stem] = [r for j, r in enumerate(recs) if j not in idx]
+    for node_dir in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        name = node_dir.name
+        _check_name(name, "node folder", node_dir)
+        paths = [
+            p
+            for p in sorted(node_dir.glob("*.jsonl"))
+            if p.name != "validation.jsonl" and not p.name.startswith(".")
+        ]
+        if not paths:
+            raise click.UsageError(f"node folder {str(node_dir)!r} has no .jsonl file")
+        files: dict[str, list[dict[str, Any]]] = {}
+        for p in paths:
+            _check_name(p.stem, "data source file", p)
+            files[p.stem] = _read_records(p)
+        own_validation = (node_dir / "validation.jsonl").is_file()
+        validation[name] = _read_records(node_dir / "validation.jsonl") if own_validation else []
+        for stem, recs in files.items():
+            free = [j for j, r in enumerate(recs) if r.get("kind") != "canary"]
+            out = set(rng.sample(free, k=min(len(free), round(len(recs) * heldout_fraction))))
+            held += [{k: v for k, v in recs[j].items() if k != "source"} for j in sorted(out)]
+            if not own_validation:
+                free = [j for j in free if j not in out]
+                val = set(
+                    rng.sample(free, k=min(len(free), (len(recs) - len(out)) // int(1 / validation_fraction)))
+                )
+                validation[name] += [recs[j] for j in sorted(val)]
+                out |= val
+            files[stem] = [r for j, r in enumerate(recs) if j not in out]
+            if not files[stem]:
+                raise click.UsageError(
+                    f"{node_dir / (stem + '.jsonl')}: {len(recs)} record(s), and holding out "
+                    f"{heldout_fraction:g} of them leaves none to train on (give it more records or a smaller "
+                    "--heldout)"
+                )
         nodes[name] = files
     if not nodes:
         raise click.UsageError(f"{src} has no node sub-directories")
-    return write_dataset(dest, task="causal-lm", seed=seed, nodes=nodes, validation=validation, heldout={})
+    heldout = {"test": held} if held else {}
+    return write_dataset(
+        dest,
+        task="causal-lm",
+        seed=seed,
+        nodes=nodes,
+        validation=validation,
+        heldout=heldout,
+        extra={
+            "imported": {"heldout_fraction": heldout_fraction, "validation_fraction": validation_fraction}
+        },
+    )
 
 
 def _run_with_progress(spec: JobSpec, as_json: bool) -> JobResult:

@@ -78,7 +78,17 @@ def data_source_register(
     click_ctx: click.Context, name: str, path: str, node_id: str, description: str, as_json: bool
 ) -> None:
     """Register NAME, a data source you own on --node, with the sha256 of PATH (a file, or a directory: see
-    `commons data-source hash`)."""
+    `commons data-source hash`). Where the service holds the federation's dataset manifest, PATH must be one
+    of its source files (DATASET/<node>/<NAME>.jsonl, as `commons model init` wrote it)."""
+    folder = Path(path)
+    if folder.is_dir() and (folder.parent / "manifest.json").is_file():  # a node folder of a dataset
+        files = sorted(p.name for p in folder.glob("*.jsonl") if p.name != "validation.jsonl")
+        raise CliUsageError(
+            f"{path} is a node folder of a dataset: a data source is one of its files, registered one by one "
+            f"({', '.join(files) or 'it has none'}), e.g. `commons data-source register "
+            f"{Path(files[0]).stem if files else 'NAME'} {folder / (files[0] if files else 'NAME.jsonl')} "
+            f"--node {folder.name}`"
+        )
     body = {"name": name, "node_id": node_id, "content_hash": _hash_of(path), "description": description}
     d = api(click_ctx).register_data_source(body)
     echo(

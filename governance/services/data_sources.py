@@ -6,7 +6,7 @@ from sqlmodel import col, select
 
 from governance.db.engine import read_session, write_session
 from governance.db.models import DataSource, Proposal
-from governance.domain.errors import Conflict, NotFound, PermissionDenied
+from governance.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from governance.domain.review import ActorView
 from governance.schemas import DataSourceCreate, DataSourcePublic, ProposalPublic
 from governance.services.audit import record
@@ -28,9 +28,47 @@ def public(d: DataSource) -> DataSourcePublic:
     )
 
 
+def check_against_dataset(ctx: Ctx, data: DataSourceCreate) -> None:
+    """Where the service has the federation's dataset manifest (COMMONS_DATASET_DIR, default
+    COMMONS_DATA_DIR/dataset), a data source is one of its node files: its sha256 must be the file's and its
+    node and name the file's (``alice/notes.jsonl`` is ``notes`` on node ``alice``), else a job could never
+    find it. Without a manifest (nodes hold the data and the service has none) nothing can be checked."""
+    from unlearning.api import dataset_sources
+
+    dataset = ctx.settings.effective_dataset_dir
+    try:
+        sources = dataset_sources(dataset)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InvalidInput(
+            f"the federation's dataset manifest in {dataset} cannot be read: the operator must fix it"
+        ) from None
+    if sources is None:
+        return
+    same = [s for s in sources if s["sha256"] == data.content_hash]
+    if not same:
+        listed = ", ".join(s["name"] for s in sources[:8]) + (", ..." if len(sources) > 8 else "")
+        raise InvalidInput(
+            f"sha256 {data.content_hash[:12]}... matches no data source file of the federation's dataset "
+            f"(its sources: {listed}): register the source file your node holds, as `commons model init` wrote "
+            "it (e.g. `commons data-source register notes DATASET/alice/notes.jsonl --node alice`), not a "
+            "folder or your original file",
+            "content_hash",
+        )
+    wanted = {data.name, f"{data.node_id}/{data.name}"}
+    if not any(s["node"] == data.node_id and s["name"] in wanted for s in same):
+        s = same[0]
+        short = s["name"].partition("/")[2]
+        raise InvalidInput(
+            f"that sha256 is the dataset's data source {s['name']} ({s['file']}): register it as {short!r} "
+            f"on node {s['node']!r}, not as {data.name!r} on {data.node_id!r}",
+            "name",
+        )
+
+
 def register(ctx: Ctx, data: DataSourceCreate, actor: ActorView) -> DataSourcePublic:
     if actor.member_id is None:
         raise PermissionDenied("a data source is registered by its owner")
+    check_against_dataset(ctx, data)
     with write_session(ctx.engine) as s:
         clash = s.exec(
             select(DataSource.id).where(DataSource.owner_id == actor.member_id, DataSource.name == data.name)

@@ -442,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-root",
         type=Path,
         default=None,
-        help="if set, node i gets node config data-path=<data-root>/node-<i>",
+        help="a dataset directory: node i gets node config data-path=<data-root>/<the manifest's node i> "
+        "(<data-root>/node-<i> without a manifest)",
     )
     up.add_argument(
         "--artifact-root",
@@ -497,10 +498,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.insecure and not _loopback(args.fleet_host):
         parser.error("--insecure is for a federation on 127.0.0.1 only (no TLS, anyone could join)")
     nodes: list[dict[str, ConfigValue]] = []
+    named: list[Path] = []  # a dataset's nodes keep their folder names (``commons model init --data``)
+    if args.data_root is not None and (args.data_root / "manifest.json").is_file():
+        from unlearning.data import node_dirs
+
+        named = node_dirs(args.data_root)
     for i in range(args.nodes):
         node: dict[str, ConfigValue] = {"partition-id": i, "num-partitions": args.nodes}
         if args.data_root is not None:
-            node["data-path"] = str((args.data_root / f"node-{i}").resolve())
+            path = named[i] if i < len(named) else args.data_root / f"node-{i}"
+            node["data-path"] = str(path.resolve())
         nodes.append(node)
     common: dict[str, Any] = {
         "host": "127.0.0.1",
