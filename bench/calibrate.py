@@ -31,7 +31,7 @@ from verification import _job  # bench/verification.py
 
 from unlearning import Target, init_dataset, init_model
 from unlearning.artifacts import ArtifactStore
-from unlearning.contract import default_acceptance_tests
+from unlearning.contract import DatasetFacts, cannot_measure, default_acceptance_tests
 from unlearning.data import load_node_data, node_dirs, read_manifest
 from unlearning.metrics import canary_exposure
 from unlearning.tasks import make_task
@@ -85,6 +85,16 @@ def _targets(task: str, work: Path) -> dict[str, Target]:
             "behaviour", examples=[{"prompt": secret["prefix"], "completion": secret["secret"]}]
         ),
     }
+
+
+#: the registered task each setup trains (the defaults a proposal on it starts from are that task's)
+TASK_NAMES = {"lm": "community-lm", "digits": "digits"}
+
+
+def _measurable(tests: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """The tests a proposal on ``task`` would vote (a test the task cannot measure blocks: issue 19)."""
+    facts = DatasetFacts(task=TASK_NAMES[task])
+    return [t for t in tests if cannot_measure(t["metric"], facts) is None]
 
 
 def _outcomes(report: Any, tests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,7 +167,8 @@ def calibrate_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
                 )
                 for s in range(args.seeds + 1)
             ]
-            defaults = [t.to_dict() for t in default_acceptance_tests(kind)]
+            defaults = [t.to_dict() for t in default_acceptance_tests(kind, TASK_NAMES[task])]
+            old_defaults = _measurable(OLD_DEFAULTS[kind], task)
             rows: dict[str, list[Any]] = {"retrained": [], "original": []}
             values: dict[str, dict[str, list[float | None]]] = {"retrained": {}, "original": {}}
             for role, candidates in (("retrained", retrained[1:]), ("original", [original])):
@@ -174,7 +185,7 @@ def calibrate_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
                         )
                     )
                     rows[role].append(
-                        {"new": _outcomes(report, defaults), "old": _outcomes(report, OLD_DEFAULTS[kind])}
+                        {"new": _outcomes(report, defaults), "old": _outcomes(report, old_defaults)}
                     )
                     for name, m in report.metrics.items():
                         if m.applies:
@@ -273,7 +284,9 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
 def write_results(results: dict[str, Any], args: argparse.Namespace, command: str) -> None:
     policies = [
-        f"- {kind}: {_policy([t.to_dict() for t in default_acceptance_tests(kind)])}" for kind in OLD_DEFAULTS
+        f"- {kind} ({TASK_NAMES[task]}): {_policy([t.to_dict() for t in default_acceptance_tests(kind, TASK_NAMES[task])])}"
+        for task in results
+        for kind in results[task]["targets"]
     ]
     body = [
         "## Default policies",

@@ -35,6 +35,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# the `X as X` imports are re-exported: the service reads what decides whether a test can be measured here
+from unlearning.measurability import BLOCKING_TEST_STATUSES as BLOCKING_TEST_STATUSES
+from unlearning.measurability import NEEDS, unmet
+from unlearning.measurability import VOTED_BUT_UNMEASURABLE as VOTED_BUT_UNMEASURABLE
+from unlearning.measurability import DatasetFacts as DatasetFacts
+from unlearning.measurability import task_family as task_family
+
 REPORT_FORMAT = 1  # the verification report's format; part of every policy hash
 
 TARGET_KINDS = ("data_source", "category", "behaviour")
@@ -186,6 +193,9 @@ class MetricSpec:
     description: str
     target_kinds: frozenset[str]  # proposal targets the metric can apply to
     better: str  # "lower" | "higher" | "closer-to-zero" | ...: what a good candidate shows
+    #: what it needs to be measured (names from unlearning.measurability.NEEDS): the one source the service's
+    #: warning before the vote and the verifier's not_applicable both read
+    needs: tuple[str, ...] = ()
 
 
 def _check_new_name(table: Mapping[str, Any], spec: Any, what: str) -> None:
@@ -209,6 +219,9 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
         )
     if not spec.target_kinds or not spec.target_kinds <= ALL_TARGETS:
         raise ContractError(f"metric {spec.name!r}: target kinds must be among {', '.join(TARGET_KINDS)}")
+    unknown = [n for n in spec.needs if n not in NEEDS]
+    if unknown:
+        raise ContractError(f"metric {spec.name!r}: unknown needs {unknown}; known: {', '.join(NEEDS)}")
     METRICS[spec.name] = spec
     return spec
 
@@ -221,6 +234,13 @@ def get_metric(name: str) -> MetricSpec:
         raise ContractError(f"unknown metric {name!r}; known metrics: {known}", "metric") from None
 
 
+def cannot_measure(metric: str, facts: DatasetFacts) -> str | None:
+    """Why ``metric`` cannot be measured on the model and data ``facts`` describe, in a sentence (None: it
+    can, as far as the facts tell; a probe's test, ``probe_<id>``, is judged by the evaluation instead)."""
+    spec = METRICS.get(metric)
+    return unmet(spec.needs, facts) if spec is not None else None
+
+
 _CLASSIFIER_TARGETS = frozenset({"data_source", "category"})
 for _spec in (
     MetricSpec(
@@ -229,6 +249,7 @@ for _spec in (
         "|forget-set accuracy - retrained reference's| (classifier)",
         _CLASSIFIER_TARGETS,
         "lower",
+        needs=("classifier", "forget_examples"),
     ),
     MetricSpec(
         "forget_perplexity_ratio",
@@ -236,6 +257,7 @@ for _spec in (
         "forget-set perplexity of the candidate / the reference's (LM)",
         ALL_TARGETS,
         "closer-to-one",
+        needs=("language_model", "forget_examples"),
     ),
     MetricSpec(
         "forget_quality",
@@ -243,6 +265,7 @@ for _spec in (
         "KS-test p-value between candidate and reference forget-set scores (TOFU)",
         ALL_TARGETS,
         "higher",
+        needs=("two_forget_examples",),
     ),
     MetricSpec(
         "mia_auc",
@@ -250,14 +273,23 @@ for _spec in (
         "membership-inference AUC, forget vs held-out (0.5 = no signal)",
         ALL_TARGETS,
         "closer-to-reference",
+        needs=("heldout", "two_forget_examples"),
     ),
-    MetricSpec("mia_auc_gap", "privacy", "|MIA AUC - the reference's MIA AUC|", ALL_TARGETS, "lower"),
+    MetricSpec(
+        "mia_auc_gap",
+        "privacy",
+        "|MIA AUC - the reference's MIA AUC|",
+        ALL_TARGETS,
+        "lower",
+        needs=("heldout", "two_forget_examples"),
+    ),
     MetricSpec(
         "privleak",
         "privacy",
         "(AUC_candidate - AUC_reference) / AUC_reference",
         ALL_TARGETS,
         "closer-to-zero",
+        needs=("heldout", "two_forget_examples"),
     ),
     MetricSpec(
         "mia_tpr_at_1pct_fpr",
@@ -266,6 +298,7 @@ for _spec in (
         "rate on the forget examples at 1 % false positives on held-out non-members",
         _CLASSIFIER_TARGETS,
         "lower",
+        needs=("heldout", "two_forget_examples"),
     ),
     MetricSpec(
         "mia_tpr_at_01pct_fpr",
@@ -274,6 +307,7 @@ for _spec in (
         "examples: with fewer than 1000 held-out examples, at no false positive)",
         _CLASSIFIER_TARGETS,
         "lower",
+        needs=("heldout", "two_forget_examples"),
     ),
     MetricSpec(
         "retained_mia_tpr_at_1pct_fpr",
@@ -283,6 +317,7 @@ for _spec in (
         "target (did unlearning expose anyone else more than retraining does?)",
         ALL_TARGETS,
         "lower",
+        needs=("heldout_rest",),
     ),
     MetricSpec(
         "canary_exposure",
@@ -290,6 +325,7 @@ for _spec in (
         "max Secret Sharer exposure of the target's canaries, in bits",
         ALL_TARGETS,
         "lower",
+        needs=("language_model", "canaries"),
     ),
     MetricSpec(
         "canary_exposure_pvalue",
@@ -298,6 +334,7 @@ for _spec in (
         "canaries (Bonferroni; uniform under a model that never saw them)",
         ALL_TARGETS,
         "higher",
+        needs=("language_model", "canaries"),
     ),
     MetricSpec(
         "extraction_rate",
@@ -305,6 +342,7 @@ for _spec in (
         "share of canaries / forbidden completions extracted by greedy decoding",
         ALL_TARGETS,
         "lower",
+        needs=("language_model", "extractable"),
     ),
     MetricSpec(
         "sampled_extraction_rate",
@@ -313,6 +351,7 @@ for _spec in (
         "temperature 1 (best-of-N)",
         ALL_TARGETS,
         "lower",
+        needs=("language_model", "extractable"),
     ),
     MetricSpec(
         "format_shift_extraction_rate",
@@ -321,6 +360,7 @@ for _spec in (
         "format-shifted prompt (lower/upper case, whitespace, a prefix template, a question) (LM)",
         frozenset({"data_source", "behaviour"}),
         "lower",
+        needs=("language_model", "extractable"),
     ),
     MetricSpec(
         "retained_utility_drop",
@@ -342,6 +382,7 @@ for _spec in (
         "|held-out accuracy - the reference's| (classifier)",
         _CLASSIFIER_TARGETS,
         "lower",
+        needs=("classifier", "heldout_rest"),
     ),
     MetricSpec(
         "relearn_recovery",
@@ -349,6 +390,7 @@ for _spec in (
         "share of forgetting undone by a small relearning fine-tune",
         ALL_TARGETS,
         "lower",
+        needs=("forget_examples",),
     ),
     MetricSpec(
         "quantization_recovery",
@@ -356,6 +398,7 @@ for _spec in (
         "share of forgetting undone by int8 dynamic quantisation",
         ALL_TARGETS,
         "lower",
+        needs=("forget_examples",),
     ),
     MetricSpec(
         "quantization4_recovery",
@@ -363,6 +406,7 @@ for _spec in (
         "share of forgetting undone by 4-bit weight quantisation (round-to-nearest per output channel)",
         ALL_TARGETS,
         "lower",
+        needs=("forget_examples",),
     ),
     MetricSpec(
         "format_shift_recovery",
@@ -371,6 +415,7 @@ for _spec in (
         "lower/upper case, whitespace, a prefix template, a question) (LM)",
         ALL_TARGETS,
         "lower",
+        needs=("language_model", "forget_examples"),
     ),
     MetricSpec("cost_ratio", "cost", "unlearning compute / retraining compute", ALL_TARGETS, "lower"),
 ):
@@ -431,11 +476,13 @@ def probe_test_id(metric: str) -> int | None:
     return int(metric[6:]) if PROBE_TEST.match(metric) else None
 
 
-def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, ...]:
+def check_acceptance_tests(raw: Any, target_kind: str, task: str | None = None) -> tuple[AcceptanceTest, ...]:
     """Validate acceptance tests given as plain data (from a proposal) for a target kind; ``None`` gives the
-    defaults. Every metric must exist and apply to the target kind, each at most once."""
+    defaults (for the base model's ``task`` when known). Every metric must exist and apply to the target kind,
+    each at most once. A test that cannot be measured on the task is allowed (the service warns before the
+    vote: :func:`cannot_measure`), and never counts as passed."""
     if raw is None:
-        return default_acceptance_tests(target_kind)
+        return default_acceptance_tests(target_kind, task)
     if not isinstance(raw, list) or not raw:
         raise ContractError("acceptance_tests must be a non-empty list", "acceptance_tests")
     tests: list[AcceptanceTest] = []
@@ -482,6 +529,8 @@ def check_acceptance_tests(raw: Any, target_kind: str) -> tuple[AcceptanceTest, 
 #: Every kind has a forgetting test that applies to each task (a category: forget accuracy on a classifier,
 #: forget perplexity against the reference on a language model); canaries are judged by a p-value corrected
 #: for their number, not by a fixed number of bits (a never-seen secret exceeds 3 bits one time in eight).
+#: A proposal starts from the tests of its kind that can be measured on the base model's task
+#: (:func:`default_acceptance_tests` with the task).
 _DEFAULT_TESTS: dict[str, tuple[AcceptanceTest, ...]] = {
     "data_source": (
         AcceptanceTest("mia_auc_gap", "<=", 0.05),
@@ -503,14 +552,20 @@ _DEFAULT_TESTS: dict[str, tuple[AcceptanceTest, ...]] = {
 }
 
 
-def default_acceptance_tests(target_kind: str) -> tuple[AcceptanceTest, ...]:
-    """The documented defaults a proposal starts from (docs/governance.md), by target kind."""
+def default_acceptance_tests(target_kind: str, task: str | None = None) -> tuple[AcceptanceTest, ...]:
+    """The documented defaults a proposal starts from (docs/governance.md), by target kind and, when the base
+    model's ``task`` is known (a task name such as ``digits``, or ``classifier`` / ``causal-lm``), only those
+    that can be measured on it (a classifier has no perplexity, a language model no forget accuracy)."""
     try:
-        return _DEFAULT_TESTS[str(target_kind)]
+        tests = _DEFAULT_TESTS[str(target_kind)]
     except KeyError:
         raise ContractError(
             f"unknown target kind {target_kind!r}; expected one of {', '.join(TARGET_KINDS)}", "target.kind"
         ) from None
+    if task_family(task) is None:
+        return tests
+    facts = DatasetFacts(task=task, target_kind=str(target_kind))
+    return tuple(t for t in tests if cannot_measure(t.metric, facts) is None)
 
 
 def canonical_json(data: Any) -> bytes:
@@ -639,6 +694,15 @@ class AscentSettings:
     # AUC target against stop_reference.
     stop: str = setting(
         "auto", choices=_STOP_RULES, title="stop rule", help="early-stopping rule of the ascent"
+    )
+    # "ascent": raise every forget example's loss; "matched": raise each one only up to the loss of the node's
+    # unseen example of the same rank (its validation examples, of the same kind with stop_reference
+    # "same-kind"): a bounded objective that shapes the forget losses like unseen ones
+    objective: str = setting(
+        "ascent",
+        choices=("ascent", "matched"),
+        title="objective",
+        help="ascent objective: every forget loss up, or each up to its matched held-out loss",
     )
     heldout_auc: float = setting(
         0.5,

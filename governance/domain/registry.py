@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from governance.domain.errors import InvalidTransition
+from unlearning.contract import BLOCKING_TEST_STATUSES
 
 
 class ModelState(StrEnum):
@@ -150,7 +151,7 @@ def _failing(tests: Sequence[dict[str, Any]]) -> list[str]:
     return [
         f"{t.get('metric')}: {t.get('status')} ({t.get('reason', '')})"
         for t in tests
-        if t.get("status") in ("fail", "unmeasured")
+        if t.get("status") in BLOCKING_TEST_STATUSES  # a voted test nobody could measure never passes
     ]
 
 

@@ -86,9 +86,10 @@ def metric_tests(tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def probe_outcomes(tests: list[dict[str, Any]], evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     """The outcome of each acceptance test naming a probe: its value is the number of the probe's prompts
-    (pairs) that failed on the candidate; a probe that could not run (or did not) is unmeasured and blocks,
-    one that does not apply (a classifier) is not applicable."""
-    from unlearning.contract import compare, normalise_tests, probe_test_id
+    (pairs) that failed on the candidate; a probe that could not run (or did not) is unmeasured, one that
+    cannot be measured on this model (a classifier) is not_applicable: both block (a voted test nobody could
+    measure never counts as passed)."""
+    from unlearning.contract import VOTED_BUT_UNMEASURABLE, compare, normalise_tests, probe_test_id
 
     ran = {p.get("id"): p for p in evaluation.get("probes") or []}
     out = []
@@ -101,7 +102,7 @@ def probe_outcomes(tests: list[dict[str, Any]], evaluation: dict[str, Any]) -> l
         if p is None:
             row.update(status="unmeasured", reason=f"probe {probe_id} did not run on this candidate")
         elif p.get("status") == "not_applicable":
-            row.update(status="not_applicable", reason=f"does not apply: {p.get('reason', '')}")
+            row.update(status="not_applicable", reason=f"{VOTED_BUT_UNMEASURABLE}: {p.get('reason', '')}")
         elif p.get("status") not in ("pass", "fail"):
             row.update(status="unmeasured", reason=f"probe {probe_id} could not run: {p.get('reason', '')}")
         else:
@@ -127,21 +128,21 @@ def with_evaluation(
     policy hash of every test, as the members voted them), and a blocking probe failing the report (named
     in the summary)."""
     from unlearning.api import failing_probes
-    from unlearning.contract import policy_hash
+    from unlearning.contract import BLOCKING_TEST_STATUSES, policy_hash
 
     report = {**report, "community_evaluation": evaluation}
     judged = probe_outcomes(list(tests or []), evaluation)
     if judged:
         outcomes = [*(report.get("tests") or []), *judged]
         report["tests"], report["policy_hash"] = outcomes, policy_hash(list(tests or []))
-        blocks = any(o.get("status") in ("fail", "unmeasured") for o in outcomes)
+        blocks = any(o.get("status") in BLOCKING_TEST_STATUSES for o in outcomes)
         passed = (
             not blocks
             and any(o.get("status") == "pass" for o in outcomes)
             and all(r.get("passed") for r in report.get("regressions") or [])
         )
         report["passed"], report["verdict"] = passed, "pass" if passed else "fail"
-        blocking = [f"{o['metric']} ({o['status']})" for o in judged if o["status"] in ("fail", "unmeasured")]
+        blocking = [f"{o['metric']} ({o['status']})" for o in judged if o["status"] in BLOCKING_TEST_STATUSES]
         summary = str(report.get("summary", ""))
         rest = summary.split(": ", 1)[1] if ": " in summary else summary
         if blocking:

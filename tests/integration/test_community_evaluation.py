@@ -502,3 +502,15 @@ def test_acceptance_tests_may_name_an_accepted_probe_and_the_worker_judges_them(
     assert out["summary"] == "FAIL: probe 1 (fail); probe_1 (fail); extraction_rate"
     out, passed = with_evaluation(report, True, {"probes": []}, voted)  # it did not run: blocks
     assert not passed and out["tests"][1]["status"] == "unmeasured"
+    # voted, but it cannot be measured on this model (a classifier): it blocks too, and says why
+    na = {
+        "probes": [
+            {"id": 1, "title": "t", "status": "not_applicable", "failures": [], "reason": "a classifier"}
+        ]
+    }
+    out, passed = with_evaluation(report, True, na, voted)
+    assert not passed and out["tests"][1]["status"] == "not_applicable"
+    assert (
+        out["tests"][1]["reason"]
+        == "the members voted this test, but it cannot be measured here: a classifier"
+    )

@@ -11,7 +11,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import json
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from unlearning.tasks import make_task
 from unlearning.verification import RegressionCheck, VerificationReport, VerifyProgress, VerifySpec, verify
 from unlearning.verification.catalog import CATALOG
 from unlearning.verification.shifts import SHIFTS
+from unlearning.verification.spec import evaluate_tests, policy_passes
 
 torch.set_num_threads(1)
 
@@ -36,8 +37,9 @@ CATEGORY_TESTS = [
     {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.05},
     {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.05},
     {"metric": "worst_node_utility_drop", "comparator": "<=", "threshold": 0.1},
-    {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0},  # does not apply to digits
 ]
+#: a test that cannot be measured on digits (a classifier has no canaries): voted, it blocks
+UNMEASURABLE_ON_DIGITS = {"metric": "canary_exposure", "comparator": "<=", "threshold": 3.0}
 
 
 @dataclass
@@ -140,9 +142,15 @@ def test_class_unlearning_passes_against_the_retrained_reference(digits: Digits)
     assert rep.models["original"] is not None and rep.models["original"]["version"] == digits.trained
     assert set(rep.libraries) >= {"torch", "flwr", "scikit-learn", "python"}
     by = {t.metric: t for t in rep.tests}
-    assert by["canary_exposure"].status == "not_applicable"
     assert by["forget_accuracy_gap"].status == "pass", by["forget_accuracy_gap"].reason
     assert rep.passed, rep.summary
+    # had the members also voted a test that cannot be measured on digits, it would block the same candidate
+    voted = evaluate_tests(
+        [*CATEGORY_TESTS, UNMEASURABLE_ON_DIGITS], {k: asdict(m) for k, m in rep.metrics.items()}
+    )
+    na = next(t for t in voted if t.metric == "canary_exposure")
+    assert na.status == "not_applicable" and na.blocks and not policy_passes(voted)
+    assert na.reason.startswith("the members voted this test, but it cannot be measured here: ")
     m = rep.metrics
     assert m["forget_accuracy_gap"].values["original"] > 0.8  # the original knew the class
     assert m["forget_accuracy_gap"].values["reference"] == 0.0  # the retrained model never saw it
@@ -273,7 +281,9 @@ def _retrained(setup: Trained, target: Target, seed: int) -> str:
 def _default_policy_verdicts(setup: Trained, target: Target, **kw: object) -> tuple[VerificationReport, ...]:
     """The target kind's default tests on a model retrained without the target (seed 1) and on the original,
     both against the retrained reference (seed 0)."""
-    tests = [t.to_dict() for t in default_acceptance_tests(target.kind)]
+    # the defaults a proposal on this model starts from: those its task can measure
+    task = ArtifactStore(setup.root).get(setup.original).task
+    tests = [t.to_dict() for t in default_acceptance_tests(target.kind, task)]
     retrained = [_retrained(setup, target, seed) for seed in (0, 1)]
     return tuple(
         verify(
@@ -297,8 +307,10 @@ FORGETTING_FAMILIES = {"forgetting", "privacy", "extraction"}
 
 
 def _check_calibrated(retrained: VerificationReport, original: VerificationReport) -> None:
-    """A default policy passes a retrained model and fails the original on a measured forgetting test."""
+    """A default policy passes a retrained model and fails the original on a measured forgetting test; every
+    test of the task's defaults can be measured on it."""
     assert retrained.passed, retrained.summary
+    assert all(t.status != "not_applicable" for t in [*retrained.tests, *original.tests]), retrained.summary
     forgetting = [t for t in retrained.tests if CATALOG[t.metric].family in FORGETTING_FAMILIES]
     assert any(t.status == "pass" for t in forgetting), [(t.metric, t.status, t.reason) for t in forgetting]
     assert not original.passed, original.summary
@@ -509,7 +521,7 @@ def test_community_lm_data_source_with_canaries(tmp_path: Path) -> None:
     )
     assert not m["forget_accuracy_gap"].applies and not m["heldout_accuracy_gap"].applies
     by = {t.metric: t for t in rep.tests}
-    assert by["forget_accuracy_gap"].status == "not_applicable"
+    assert by["forget_accuracy_gap"].status == "not_applicable" and by["forget_accuracy_gap"].blocks
     assert by["retained_utility_drop"].status in ("pass", "fail")
     assert m["quantization_recovery"].applies
     assert rep.timing["wall_s"] < 60

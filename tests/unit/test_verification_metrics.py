@@ -83,7 +83,10 @@ def test_policy_outcomes_and_the_pass_rule() -> None:
         )
     }
     assert out["mia_auc_gap"].status == "pass" and out["mia_auc_gap"].measured == 0.02
-    assert out["canary_exposure"].status == "not_applicable" and not out["canary_exposure"].blocks
+    # the members voted it, but it cannot be measured here: reported as such, and it blocks (never a pass)
+    na = out["canary_exposure"]
+    assert na.status == "not_applicable" and na.blocks
+    assert na.reason == "the members voted this test, but it cannot be measured here: not a language model"
     assert out["cost_ratio"].status == "unmeasured" and out["cost_ratio"].blocks
     assert out["mia_auc"].status == "unmeasured"  # relative to a reference that was not measured
     assert out["retained_utility_drop"].status == "fail"
@@ -91,7 +94,8 @@ def test_policy_outcomes_and_the_pass_rule() -> None:
     ok = evaluate_tests(
         _policy(("mia_auc_gap", "<=", 0.05, False), ("canary_exposure", "<=", 3, False)), metrics
     )
-    assert policy_passes(ok)
+    assert not policy_passes(ok)  # a voted test that cannot be measured is not a pass
+    assert policy_passes(evaluate_tests(_policy(("mia_auc_gap", "<=", 0.05, False)), metrics))
     only_na = evaluate_tests(_policy(("canary_exposure", "<=", 3, False)), metrics)
     assert not policy_passes(only_na)  # nothing was actually measured
 

@@ -544,8 +544,9 @@ def render_html(report: VerificationReport | dict[str, Any]) -> str:
 {plots}
 <h2>Acceptance tests (the policy members voted on)</h2>
 {_tests_table(r.get("tests") or [], "Each acceptance test, the measured value and why it passed or failed")}
-<p><small>not applicable: the metric does not fit this task and is not counted; unmeasured: the metric applies
-but no value could be measured, which blocks the release.</small></p>
+<p><small>not applicable: the members voted the test, but it cannot be measured on this model and data (the
+reason says why); unmeasured: the metric applies but no value could be measured. Both block the release: a
+test nobody measured never counts as passed.</small></p>
 <h2>Regression checks (earlier unlearnings of this lineage)</h2>
 {reg_html}
 {_metrics_table(metrics)}

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from unlearning.measurability import CLASSIFIER, LANGUAGE_MODEL, DatasetFacts
 from unlearning.tasks.base import Batch, Target, Task, batch_len, take
 from unlearning.verification.catalog import CATALOG
 from unlearning.verification.probes import Probes, Scores, score
@@ -404,6 +405,29 @@ def metric(name: str) -> Callable[[F], F]:
 def result(name: str, **kw: Any) -> MetricResult:
     """A MetricResult for an applicable metric (family from the catalogue)."""
     return MetricResult(name=name, family=CATALOG[name].family, applies=True, **kw)
+
+
+def facts_of(v: Verification) -> DatasetFacts:
+    """What this verification's probes hold, in the terms metrics declare their needs in
+    (:mod:`unlearning.measurability`): the runner reports a metric whose needs these do not meet as
+    ``not_applicable``, with the sentence the service shows before the vote."""
+    from unlearning.tasks.lm import CausalLMTask
+
+    p, t = v.probes, v.target
+    family = (
+        CLASSIFIER if v.task.is_classifier else LANGUAGE_MODEL if isinstance(v.task, CausalLMTask) else None
+    )
+    rest = p.heldout_rest
+    return DatasetFacts(
+        task=family,
+        target_kind=t.kind if t is not None else None,
+        forget_examples=p.n_forget if t is not None else 0,
+        heldout=batch_len(p.heldout) if p.heldout is not None else 0,
+        heldout_reason=p.heldout_reason,
+        heldout_rest=batch_len(rest) if rest is not None else 0,
+        canaries=len(p.canaries),
+        extractable=len(p.extraction) + sum(1 for c in p.canaries if c.node is not None),
+    )
 
 
 def not_applicable(name: str, reason: str) -> MetricResult:

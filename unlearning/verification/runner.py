@@ -14,13 +14,20 @@ import torch
 from torch import nn
 
 from unlearning.artifacts import ArtifactStore, ModelVersion, library_versions
+from unlearning.contract import cannot_measure
 from unlearning.data import sha256_file
 from unlearning.tasks import Target, make_task
 from unlearning.tasks.base import Task
 from unlearning.verification.catalog import CATALOG
 from unlearning.verification.nodes import FederatedScorer, federation, local_grid
 from unlearning.verification.probes import build_probes
-from unlearning.verification.registry import METRIC_FUNCTIONS, Verification, unmeasured
+from unlearning.verification.registry import (
+    METRIC_FUNCTIONS,
+    Verification,
+    facts_of,
+    not_applicable,
+    unmeasured,
+)
 from unlearning.verification.spec import (
     MetricResult,
     RegressionCheck,
@@ -61,10 +68,12 @@ def _measure(
     v: Verification, names: list[str], progress: VerifyProgressCallback | None, stage: str
 ) -> dict[str, MetricResult]:
     out: dict[str, MetricResult] = {}
+    facts = facts_of(v)
     for i, name in enumerate(names):
         v.where.clear()
+        why = cannot_measure(name, facts)  # what the metric declares it needs (the catalogue), not met here
         try:
-            out[name] = METRIC_FUNCTIONS[name](v)
+            out[name] = not_applicable(name, why) if why else METRIC_FUNCTIONS[name](v)
         except Exception as exc:  # one broken measurement must not hide the others; it blocks its tests
             log.exception("metric %s failed", name)
             out[name] = unmeasured(name, f"error while measuring: {type(exc).__name__}: {exc}")

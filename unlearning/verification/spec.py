@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from unlearning.contract import (
+    BLOCKING_TEST_STATUSES,
     COMPARATORS,
     METRICS,
     REPORT_FORMAT,
+    VOTED_BUT_UNMEASURABLE,
     ContractError,
     canonical_json,
     compare,
@@ -31,7 +33,8 @@ from unlearning.contract import (
 
 PRECISIONS = ("fp32", "bf16")
 
-# statuses of one acceptance test
+# statuses of one acceptance test; every one but pass blocks (a voted test that cannot be measured here,
+# not_applicable, never counts as passed: unlearning.contract.BLOCKING_TEST_STATUSES)
 PASS, FAIL, NOT_APPLICABLE, UNMEASURED = "pass", "fail", "not_applicable", "unmeasured"
 
 
@@ -202,8 +205,9 @@ class TestOutcome:
 
     @property
     def blocks(self) -> bool:
-        """Whether this outcome stops a release (fail or unmeasured)."""
-        return self.status in (FAIL, UNMEASURED)
+        """Whether this outcome stops a release: fail, unmeasured, or not_applicable (the members voted a test
+        that cannot be measured on this model and data: it never counts as passed)."""
+        return self.status in BLOCKING_TEST_STATUSES
 
 
 def evaluate_tests(
@@ -211,7 +215,9 @@ def evaluate_tests(
 ) -> list[TestOutcome]:
     """Judge every acceptance test against measured metrics (``MetricResult`` dicts by name).
 
-    - a metric that does not apply to the task is ``not_applicable`` (reported, does not block);
+    - a metric that cannot be measured on this model and data (a classifier has no perplexity, the target
+      covers no canary) is ``not_applicable`` and blocks: the members voted it, and a test nobody could
+      measure never counts as passed (the service warns before the vote: unlearning.contract.cannot_measure);
     - a metric that applies but has no value (e.g. it needs a retrained reference) is ``unmeasured``
       and blocks: nothing is released on a number nobody measured;
     - ``relative_to_reference`` compares ``candidate - reference`` of the metric's per-model values.
@@ -228,7 +234,8 @@ def evaluate_tests(
             out.append(outcome(UNMEASURED, None, f"{name} was not computed"))
             continue
         if not m.get("applies", False):
-            out.append(outcome(NOT_APPLICABLE, None, f"does not apply: {m.get('reason', '')}".rstrip(": ")))
+            why = str(m.get("reason") or "the metric does not apply to this model and data")
+            out.append(outcome(NOT_APPLICABLE, None, f"{VOTED_BUT_UNMEASURABLE}: {why}"))
             continue
         value: float | None = m.get("value")
         if rel:
@@ -354,6 +361,7 @@ __all__ = [
     "PRECISIONS",
     "REPORT_FORMAT",
     "UNMEASURED",
+    "VOTED_BUT_UNMEASURABLE",
     "MetricResult",
     "RegressionCheck",
     "RegressionOutcome",
