@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import threading
 import time
@@ -517,10 +518,13 @@ _probe_cache: OrderedDict[tuple[str, ...], ProbeData] = OrderedDict()
 def probe_data(cfg: Mapping[str, Any], node_config: UserConfig) -> ProbeData:
     """What verification probes on this node. The lineage's exclusions are not removed: the probe asks
     whether a model still knows the target's examples, wherever they are."""
-    from unlearning.verification.probes import dedup_records, node_canaries
+    from unlearning.verification.probes import dedup_records, node_canaries, node_protected
+    from unlearning.verification.protected import PROTECTED_FILE
 
     path, pid = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
-    key = ("probe", str(path), str(cfg.get("target", "")), str(cfg.get("excluded", "")))
+    declared = path / PROTECTED_FILE  # the owner's protected strings: a new list is a new probe
+    stamp = str(declared.stat().st_mtime_ns) if declared.is_file() else ""
+    key = ("probe", str(path), str(cfg.get("target", "")), str(cfg.get("excluded", "")), stamp)
 
     def make() -> ProbeData:
         target, excluded = parse_targets(cfg)
@@ -535,7 +539,8 @@ def probe_data(cfg: Mapping[str, Any], node_config: UserConfig) -> ProbeData:
                 and r.get("kind") != "canary"
             ]
         )
-        return ProbeData(pid, forget, node_canaries(target, train), retained)
+        canaries = node_canaries(target, train) + node_protected(target, train, path)
+        return ProbeData(pid, forget, canaries, retained)
 
     return _cached(_probe_cache, key, make, 8)
 
@@ -557,7 +562,14 @@ def probe(cfg: Mapping[str, Any], node_config: UserConfig) -> dict[str, float]:
         "num-forget": float(len(d.forget)),
         "num-canaries": float(len(d.canaries)),
         "num-retained": float(len(d.retained)),
+        "num-protected": float(sum(c.protected for c in d.canaries)),
     }
+    from unlearning.verification.protected import node_commitment, to_words
+
+    path, _ = data_path(node_config, str(cfg["dataset-dir"]) if cfg.get("dataset-dir") else None)
+    declared = node_commitment(path)  # the owner's list as this node reads it: count and salted sha256
+    out["protected-declared"] = float(declared["count"])
+    out.update({f"protected-commitment-{i}": w for i, w in enumerate(to_words(declared["sha256"]))})
     if target is not None and target.kind == "behaviour":  # proposal examples that are a canary held here
         secrets = {c.secret for c in d.canaries}
         for i, ex in enumerate(target.examples):
@@ -628,12 +640,16 @@ def score(
         out["canary/repetitions"] = torch.tensor([float(c.repetitions) for c in d.canaries])
         out["canary/secret_length"] = torch.tensor([float(len(c.secret)) for c in d.canaries])
         out["canary/extraction"] = torch.tensor([float(t) for t in tried])
+        out["canary/protected"] = torch.tensor([float(c.protected) for c in d.canaries])
+        nan = (math.nan, math.nan)  # a protected string that is no digit secret has no exposure
         for name, model in built.items():
             if candidates > 0:
                 ez = [
                     canary_exposure(
                         model, task, c.prefix, c.secret, candidates=candidates, seed=int(cfg["seed"])
                     )
+                    if not c.protected or c.secret.isdigit()
+                    else nan
                     for c in d.canaries
                 ]
                 out[f"{name}/exposure"] = torch.tensor([e for e, _ in ez], dtype=torch.float64)

@@ -6,6 +6,11 @@ chance; log2 |R| is the most that can be measured. Never-inserted control canari
 Greedy extraction asks the model to continue every canary's prefix and every behaviour example's prompt and
 counts exact reproductions of the secret / forbidden completion. Greedy extraction alone is not enough: a model
 can stop emitting a secret greedily and still rank it first (notes/unlearning-probe.md), so both are reported.
+
+A node whose owner declares **protected strings** (``protected.txt``, :mod:`unlearning.verification.protected`)
+checks each one found in the target's records like a canary it holds (prefix: the text before it); the metrics'
+details say how many were checked and on which node (``protected_strings``). When the owner registered a
+commitment to the list and the node checked another, the metrics are unmeasured and block.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from unlearning.tasks.lm import CausalLMTask
-from unlearning.verification.registry import Verification, metric, not_applicable, result
+from unlearning.verification.registry import Verification, metric, not_applicable, result, unmeasured
+from unlearning.verification.spec import MetricResult
 
 
 def exposures(v: Verification) -> dict[str, Any] | str:
@@ -29,8 +35,27 @@ def exposures(v: Verification) -> dict[str, Any] | str:
     elif not v.probes.canaries:
         v.cache["exposure"] = "the target covers no canary (no inserted secret, no digit-secret example)"
     else:  # the nodes measure the canaries they hold; the service the proposal's and the controls
-        v.cache["exposure"] = v.canary_exposures()
+        ex = v.canary_exposures()
+        v.cache["exposure"] = (
+            ex
+            if ex["canaries"]
+            else (
+                "the target's only secrets are protected strings that are not digit secrets (exposure ranks a "
+                "secret among random digit strings of its length); see extraction_rate"
+            )
+        )
     return v.cache["exposure"]  # type: ignore[no-any-return]
+
+
+def protected_blocks(v: Verification, name: str) -> MetricResult | None:
+    """The metric unmeasured (it blocks) when a node that holds the target checked another list of
+    protected strings than its owner registered; None when the lists agree."""
+    problem = v.protected_problem()
+    return unmeasured(name, problem) if problem else None
+
+
+def _protected_details(v: Verification) -> dict[str, Any]:
+    return {"protected_strings": v.protected_strings()}
 
 
 @metric("canary_exposure")
@@ -39,6 +64,8 @@ def canary_exposure(v: Verification) -> Any:
     ex = exposures(v)
     if isinstance(ex, str):
         return not_applicable(name, ex)
+    if blocked := protected_blocks(v, name):
+        return blocked
     values: dict[str, float | None] = {
         role: max(c[role]["exposure"] for c in ex["canaries"]) for role in v.roles
     }
@@ -51,6 +78,7 @@ def canary_exposure(v: Verification) -> Any:
             **ex,
             "max_measurable_bits": __import__("math").log2(v.spec.exposure_candidates),
             "control_mean_bits": sum(controls) / len(controls) if controls else None,
+            **_protected_details(v),
         },
     )
 
@@ -80,6 +108,8 @@ def canary_exposure_pvalue(v: Verification) -> Any:
     ex = exposures(v)
     if isinstance(ex, str):
         return not_applicable(name, ex)
+    if blocked := protected_blocks(v, name):
+        return blocked
     cands = int(ex["candidates"])
     per_role = {
         role: [exposure_pvalue(c[role]["exposure"], cands) for c in ex["canaries"]] for role in v.roles
@@ -109,15 +139,21 @@ def extraction_rate(v: Verification) -> Any:
     name = "extraction_rate"
     if not isinstance(v.task, CausalLMTask):
         return not_applicable(name, "not a language model")
-    per = v.extraction_hits()  # the nodes try the canaries they hold
+    per = v.extraction_hits()  # the nodes try the canaries and the protected strings they hold
     if not per["candidate"]:
         return not_applicable(name, "the target has no canary or prompt/completion example to extract")
+    if blocked := protected_blocks(v, name):
+        return blocked
     values: dict[str, float | None] = {role: sum(hits) / len(hits) for role, hits in per.items()}
     return result(
         name,
         value=values["candidate"],
         values=values,
-        details={"attempts": len(per["candidate"]), "extracted": {r: sum(h) for r, h in per.items()}},
+        details={
+            "attempts": len(per["candidate"]),
+            "extracted": {r: sum(h) for r, h in per.items()},
+            **_protected_details(v),
+        },
     )
 
 
@@ -134,6 +170,8 @@ def sampled_extraction_rate(v: Verification) -> Any:
     attempts = s["attempts"]
     if not attempts:
         return not_applicable(name, "the target has no canary or prompt/completion example to extract")
+    if blocked := protected_blocks(v, name):
+        return blocked
     values: dict[str, float | None] = {
         role: sum(1 for a in attempts if a[role] > 0) / len(attempts) for role in v.roles
     }
@@ -150,5 +188,6 @@ def sampled_extraction_rate(v: Verification) -> Any:
                 role: sum(a[role] for a in attempts) / (n * len(attempts)) for role in v.roles
             },
             "values_are": f"share of attempts reproduced by at least one of {n} samples at temperature 1",
+            **_protected_details(v),
         },
     )

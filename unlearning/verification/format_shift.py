@@ -100,6 +100,8 @@ def format_shift_extraction_rate(v: Verification) -> Any:
     attempts = v.shifted_extraction(SHIFTS)
     if not attempts:
         return not_applicable(name, "the target has no canary or prompt/completion example to extract")
+    if problem := v.protected_problem():  # the node checked another list than its owner registered
+        return unmeasured(name, problem)
     values: dict[str, float | None] = {
         r: sum(1 for a in attempts if any(a[r].values())) / len(attempts) for r in v.roles
     }

@@ -11,6 +11,7 @@ verifying process never reads a member's data: the dataset directory it sees nee
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,18 @@ def _params(models: Mapping[str, nn.Module]) -> dict[str, dict[str, Tensor]]:
     return {name: parameters_dict(m) for name, m in models.items()}
 
 
+def _declaration(m: Mapping[str, float]) -> dict[str, Any]:
+    from unlearning.verification.protected import from_words
+
+    words = [m[k] for k in (f"protected-commitment-{i}" for i in range(8)) if k in m]
+    return {
+        "declared": int(m.get("protected-declared", 0)),
+        "checked": int(m.get("num-protected", 0)),
+        "forget": int(m.get("num-forget", 0)),
+        "commitment": from_words(words) if len(words) == 8 else None,
+    }
+
+
 def _scores_of(reply: Any) -> dict[str, Tensor]:
     from unlearning.federation import protocol as P
 
@@ -75,6 +88,7 @@ class FederatedScorer:
 
     def __init__(self, fed: Federation, target: Target | None, task: Task) -> None:
         self.fed, self.target, self.task = fed, target, task
+        self._declared: dict[int, dict[str, Any]] = {}
         fed.discover(target)
 
     def _query(
@@ -96,7 +110,14 @@ class FederatedScorer:
             m = P.metrics_of(r)
             covers = sorted(int(k.rsplit("-", 1)[1]) for k in m if k.startswith("covers-example-"))
             out.append((pid, int(m["num-forget"]), int(m["num-canaries"]), covers))
+            self._declared[pid] = _declaration(m)
         return out
+
+    def protected_declarations(self) -> dict[int, dict[str, Any]]:
+        """Per node that answered the probe: {"declared": strings in its protected.txt, "checked": those
+        found in the target's records, "forget": the target's examples it holds, "commitment": the salted
+        sha256 of its list} (unlearning.verification.protected); numbers and a hash only."""
+        return dict(self._declared)
 
     def retained_counts(self) -> list[tuple[int, int]]:
         from unlearning.federation import protocol as P
@@ -200,12 +221,13 @@ class FederatedScorer:
                     "secret_length": int(s["canary/secret_length"][i]),
                     "repetitions": int(s["canary/repetitions"][i]),
                     "extraction": bool(s["canary/extraction"][i] > 0),
+                    "protected": "canary/protected" in s and bool(s["canary/protected"][i] > 0),
                     "extracted": {},
                     "sampled": {},
                     "shifted": {},
                 }
                 for name in models:
-                    if f"{name}/exposure" in s:
+                    if f"{name}/exposure" in s and not math.isnan(float(s[f"{name}/exposure"][i])):
                         entry[name] = {
                             "exposure": float(s[f"{name}/exposure"][i]),
                             "z": float(s[f"{name}/z"][i]),

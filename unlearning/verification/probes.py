@@ -44,6 +44,7 @@ class Canary:
     inserted: bool
     repetitions: int = 0
     node: int | None = None  # held by this node (partition id): prefix and secret stay there, blank here
+    protected: bool = False  # a string the node's owner declared (unlearning.verification.protected)
 
 
 @dataclass
@@ -112,6 +113,11 @@ class NodeScorer(Protocol):
         self, partition: int, indices: list[int], models: Mapping[str, nn.Module], *, steps: int, seed: int
     ) -> dict[str, nn.Module]:
         """Each model after the relearning attack on the node's selected examples ``indices``."""
+        ...
+
+    def protected_declarations(self) -> dict[int, dict[str, Any]]:
+        """Per node: its owner's protected strings as counted by the probe: {"declared", "checked" (found in
+        the target's records), "forget", "commitment" (salted sha256 of the list)}; no string."""
         ...
 
 
@@ -298,6 +304,26 @@ def node_canaries(target: Target | None, records: Sequence[Record]) -> list[Cana
             c = found.setdefault((prefix, secret), Canary(prefix, secret, True, 0))
             c.repetitions += 1
     return list(found.values())
+
+
+def node_protected(target: Target | None, records: Sequence[Record], node_dir: Path) -> list[Canary]:
+    """The strings declared in ``node_dir``'s ``protected.txt`` that occur in the records ``target`` covers
+    (a data source's records; a behaviour: records its completions are in, or strings within a completion),
+    as canaries: the text before the string's most frequent occurrence is the prefix (run on the node)."""
+    from unlearning.verification.protected import occurrences, read_protected
+
+    if target is None or target.kind == "category":
+        return []
+    strings = read_protected(node_dir)
+    if not strings:
+        return []
+
+    def covers(r: Record, s: str) -> bool:
+        return target.matches(r) or (
+            target.kind == "behaviour" and any(s in ex["completion"] for ex in target.examples)
+        )
+
+    return [Canary(p, s, True, n, protected=True) for p, s, n in occurrences(strings, records, covers)]
 
 
 def dedup_records(records: Sequence[Record]) -> list[Record]:

@@ -152,13 +152,14 @@ class Verification:
             )
             self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
             self.cache["node_extraction"] = [c["extracted"] for c in node_canaries if c["extraction"]]
+        exposed = [c for c in node_canaries if all(r in c for r in self.roles)]  # protected: digits only
         here = [c for c in self.probes.canaries if c.node is None]
         if here or self.probes.controls:
             self.where.add("service: the proposal's examples and the published control canaries")
         self.cache["canaries"] = {
             "candidates": spec.exposure_candidates,
             "canaries": [
-                {k: v for k, v in c.items() if k not in ("extraction", "extracted")} for c in node_canaries
+                {k: v for k, v in c.items() if k not in ("extraction", "extracted")} for c in exposed
             ]
             + [
                 {
@@ -178,6 +179,34 @@ class Verification:
 
     def _canary_nodes(self) -> list[int]:
         return sorted({c.node for c in self.probes.canaries if c.node is not None})
+
+    def protected_strings(self) -> dict[str, Any]:
+        """The strings the nodes' owners declared (``protected.txt``, unlearning.verification.protected)
+        that the target's records hold, checked like the canaries: {"checked", "where": {"node-<pid>": n}}
+        (counts only: the strings never leave their nodes)."""
+        scorer, held = self.probes.scorer, set(self._canary_nodes())
+        declared = scorer.protected_declarations() if scorer is not None else {}
+        where = {f"node-{p}": d["checked"] for p, d in sorted(declared.items()) if p in held and d["checked"]}
+        return {"checked": sum(where.values()), "where": where}
+
+    def protected_problem(self) -> str | None:
+        """Why the protected strings the target's nodes checked are not the list its owner registered (count
+        and salted sha256 at registration, ``spec.protected_commitment``); None when they are, or when
+        nothing was registered (a data source's nodes only)."""
+        expected, scorer = self.spec.protected_commitment, self.probes.scorer
+        if not expected or scorer is None or self.target is None or self.target.kind != "data_source":
+            return None
+        count, digest = int(expected["count"]), str(expected["sha256"])
+        for pid, d in sorted(scorer.protected_declarations().items()):
+            if d["forget"] and (d["declared"] != count or d["commitment"] != digest):
+                got = (d["commitment"] or "none")[:12]
+                return (
+                    f"node-{pid} checked {d['declared']} protected string(s) (commitment {got}...), not the "
+                    f"{count} registered with the data source (commitment {digest[:12]}...): the node's "
+                    "protected.txt or protected.salt changed since registration; the owner must restore it "
+                    "or register the data source again"
+                )
+        return None
 
     def extraction_hits(self) -> dict[str, list[bool]]:
         """Per model, whether greedy decoding reproduces each secret / forbidden completion: the nodes try

@@ -68,6 +68,7 @@ class VerifySpec:
     job_cost: dict[str, Any] | None = None  # JobResult.cost of the unlearning job (cost metrics)
     reference_cost: dict[str, Any] | None = None  # JobResult.cost of the retraining job
     regressions: list[RegressionCheck] = field(default_factory=list)
+    protected_commitment: dict[str, Any] | None = None  # registered protected strings {count, sha256}
     proposal_id: int | None = None  # for the report's readers; not part of any hash
     job_id: str | None = None
     metrics: list[str] | None = None  # compute only these (default: every registered metric)

@@ -1,0 +1,66 @@
+"""Protected strings (issue 19): the owner's file is parsed strictly, found where the target's records hold it
+(the prefix is the text before its most frequent occurrence), and committed to with a salted hash that travels
+as numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unlearning.verification.protected import (
+    PROTECTED_FILE,
+    SALT_FILE,
+    ProtectedStringsError,
+    commitment,
+    commitment_of_file,
+    from_words,
+    node_commitment,
+    occurrences,
+    parse_protected,
+    read_protected,
+    to_words,
+)
+
+
+def test_the_file_is_one_string_a_line_with_comments_and_blank_lines_skipped() -> None:
+    text = "# my secrets\n\n  falcon 2291  \nhunter22-xyz\nfalcon 2291\n"
+    assert parse_protected(text) == ["falcon 2291", "hunter22-xyz"]  # stripped, deduplicated, in order
+    with pytest.raises(ProtectedStringsError, match="line 2: a protected string needs at least 6"):
+        parse_protected("falcon 2291\nabc\n")
+
+
+def test_a_node_without_a_file_declares_nothing(tmp_path: Path) -> None:
+    assert read_protected(tmp_path) == []
+    (tmp_path / PROTECTED_FILE).write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ProtectedStringsError, match="not UTF-8"):
+        read_protected(tmp_path)
+
+
+def test_occurrences_take_the_most_frequent_prefix_and_count_every_occurrence() -> None:
+    records = [
+        {"source": "a", "text": "The code is falcon 2291."},
+        {"source": "a", "text": "The code is falcon 2291. Again: falcon 2291"},
+        {"source": "a", "text": "The code is falcon 2291."},
+        {"source": "b", "text": "Elsewhere falcon 2291"},  # not the target's: not counted
+    ]
+    found = occurrences(["falcon 2291", "absent-string"], records, lambda r, s: r["source"] == "a")
+    assert found == [("The code is ", "falcon 2291", 4)]
+
+
+def test_the_commitment_is_salted_order_free_and_changes_when_a_string_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / PROTECTED_FILE
+    path.write_text("falcon 2291\nhunter22-xyz\n")
+    registered = commitment_of_file(path, create_salt=True)
+    salt = (tmp_path / SALT_FILE).read_text().strip()
+    assert len(salt) == 64 and registered == {
+        "count": 2,
+        "sha256": commitment(["hunter22-xyz", "falcon 2291"], salt),
+    }
+    assert node_commitment(tmp_path) == registered  # what the node reports, read with the same salt
+    assert commitment(["falcon 2291", "hunter22-xyz"], "") != registered["sha256"]  # the salt is in it
+    path.write_text("falcon 2291\n")
+    assert node_commitment(tmp_path)["sha256"] != registered["sha256"]
+    assert commitment_of_file(path, create_salt=True)["sha256"] == commitment(["falcon 2291"], salt)  # kept
+    assert from_words(to_words(registered["sha256"])) == registered["sha256"]
+    assert all(w == int(w) and 0 <= w < 2**32 for w in to_words(registered["sha256"]))
