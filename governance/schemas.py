@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from annotated_types import MaxLen
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from governance.bounds import MAX_LIST, JsonObject, LongText, Name, Text, Title, Word
 from governance.outcome_schemas import OutcomeStatus
@@ -63,6 +63,20 @@ class DataSourceCreate(_In):
     node_id: Name
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 (hex) of the source's manifest")
     description: Text = ""
+    protected_count: int | None = Field(
+        default=None, ge=0, le=1000, description="how many protected strings the owner declared on the node"
+    )
+    protected_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="salted sha256 of the protected strings (`commons data-source register --protected`)",
+    )
+
+    @model_validator(mode="after")
+    def _protected_pair(self) -> DataSourceCreate:
+        if (self.protected_count is None) != (self.protected_sha256 is None):
+            raise ValueError("protected_count and protected_sha256 go together (a commitment is both)")
+        return self
 
 
 class DataSourcePublic(BaseModel):
@@ -74,6 +88,8 @@ class DataSourcePublic(BaseModel):
     description: str
     consent_state: str
     created_at: datetime
+    protected_count: int | None = None  # the commitment to the owner's protected strings, when registered
+    protected_sha256: str | None = None
 
 
 class AcceptanceTestIn(_In):
@@ -201,6 +217,12 @@ class ProposalPublic(BaseModel):
         description="while an appeal is heard: the outcome appealed (rejected, vetoed, approved)",
     )
     closed_at: datetime | None
+    unmeasurable_tests: dict[str, str] = Field(
+        default_factory=dict,
+        description="acceptance tests (by metric) that cannot be measured on this community's model and dataset, "
+        "each with why: voted, such a test never counts as passed (one proposal: create, edit, show; empty in "
+        "lists)",
+    )
 
 
 class DecisionPublic(BaseModel):

@@ -63,6 +63,7 @@ __all__ = [
     "footprint",
     "init_dataset",
     "init_model",
+    "protected_commitment",
     "render_report_html",
     "report_html_page",
     "run_job",

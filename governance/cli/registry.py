@@ -54,6 +54,16 @@ def _hash_of(path_text: str) -> str:
         raise CliUsageError(f"cannot read {exc.filename or path_text}: {exc.strerror}") from None
 
 
+def _protected_commitment(path_text: str) -> dict[str, Any]:
+    from unlearning.api import protected_commitment
+
+    try:
+        c = protected_commitment(path_text)
+    except (OSError, ValueError) as exc:
+        raise CliUsageError(f"cannot use {path_text} as protected strings: {exc}") from None
+    return {"protected_count": c["count"], "protected_sha256": c["sha256"]}
+
+
 def _source_line(d: dict[str, Any]) -> str:
     return (
         f"#{d['id']:<5} {d['node_id']}/{d['name']:<24} owner {d['owner_id']:<5} {d['consent_state']:<10} "
@@ -71,11 +81,24 @@ def data_source() -> None:
 @click.argument("path", type=click.Path(exists=True, readable=True))
 @click.option("--node", "node_id", required=True, help="the node that holds the data, e.g. node-0")
 @click.option("--description", default="", help="what the data is (shown to members)")
+@click.option(
+    "--protected",
+    "protected_file",
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    default=None,
+    help="your node's protected.txt: registers only its count and salted sha256 (the salt is kept beside it)",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @domain_errors
 def data_source_register(
-    click_ctx: click.Context, name: str, path: str, node_id: str, description: str, as_json: bool
+    click_ctx: click.Context,
+    name: str,
+    path: str,
+    node_id: str,
+    description: str,
+    protected_file: str | None,
+    as_json: bool,
 ) -> None:
     """Register NAME, a data source you own on --node, with the sha256 of PATH (a file, or a directory: see
     `commons data-source hash`). Where the service holds the federation's dataset manifest, PATH must be one
@@ -89,7 +112,14 @@ def data_source_register(
             f"{Path(files[0]).stem if files else 'NAME'} {folder / (files[0] if files else 'NAME.jsonl')} "
             f"--node {folder.name}`"
         )
-    body = {"name": name, "node_id": node_id, "content_hash": _hash_of(path), "description": description}
+    body: dict[str, Any] = {
+        "name": name,
+        "node_id": node_id,
+        "content_hash": _hash_of(path),
+        "description": description,
+    }
+    if protected_file is not None:  # the strings stay here: only how many and a salted hash are sent
+        body |= _protected_commitment(protected_file)
     d = api(click_ctx).register_data_source(body)
     echo(
         d,
@@ -130,6 +160,8 @@ def data_source_show(click_ctx: click.Context, source_id: int, as_json: bool) ->
             f"  sha256: {d['content_hash']}",
             f"  registered: {d['created_at']}",
         ]
+        if d.get("protected_sha256"):
+            lines.append(f"  protected strings: {d['protected_count']} (commitment {d['protected_sha256']})")
         if d.get("description"):
             lines.append(f"  description: {d['description']}")
         lines.append(f"  target it: commons proposal new --title ... --data-source {d['id']}")

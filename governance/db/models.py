@@ -60,6 +60,10 @@ class DataSource(SQLModel, table=True):
     description: str = Field(default="", max_length=4000)
     consent_state: str = Field(default="granted", max_length=32)
     created_at: datetime = _ts(default_factory=utcnow)
+    # the owner's protected strings, as a commitment only (unlearning.verification.protected): how many, and
+    # the salted sha256 of the list the node keeps; the strings and the salt never reach the service
+    protected_count: int | None = Field(default=None)
+    protected_sha256: str | None = Field(default=None, max_length=64)
 
 
 class Proposal(SQLModel, table=True):

@@ -198,7 +198,7 @@ def default_verifier(
             raise RuntimeError(f"the retrained reference failed: {getattr(ref, 'error', None)}")
         reference_version, reference_cost = ref.model_version, ref.to_dict().get("cost")
     from governance.db.engine import read_session
-    from governance.services import registry
+    from governance.services import data_sources, registry
     from unlearning.api import RegressionCheck
 
     with read_session(ctx.engine) as s:  # earlier approved unlearnings of the lineage are re-verified too
@@ -206,6 +206,7 @@ def default_verifier(
             RegressionCheck(**{**c, "tests": evaluation.metric_tests(c["tests"])})
             for c in registry.regression_checks_from(s, result.get("parent_version"))
         ]
+        protected = data_sources.protected_commitment(s, claim.proposal_id)  # the nodes' lists are checked
     spec = VerifySpec(
         artifact_root=str(ctx.settings.artifact_dir.resolve()),
         dataset_dir=str(ctx.settings.effective_dataset_dir.resolve()),
@@ -217,6 +218,7 @@ def default_verifier(
         job_cost=result.get("cost"),
         reference_cost=reference_cost,
         regressions=regressions,
+        protected_commitment=protected,
         proposal_id=claim.proposal_id,
         job_id=f"job-{claim.job_id}",
         # a deployment job's verification reaches the members' nodes through the SuperLink too: the service's

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
+from typing import Any
+
+from sqlmodel import Session, col, select
 
 from governance.db.engine import read_session, write_session
 from governance.db.models import DataSource, Proposal
@@ -25,6 +27,8 @@ def public(d: DataSource) -> DataSourcePublic:
         description=d.description,
         consent_state=d.consent_state,
         created_at=d.created_at,
+        protected_count=d.protected_count,
+        protected_sha256=d.protected_sha256,
     )
 
 
@@ -82,18 +86,33 @@ def register(ctx: Ctx, data: DataSourceCreate, actor: ActorView) -> DataSourcePu
             content_hash=data.content_hash,
             description=data.description,
             created_at=ctx.clock.now(),
+            protected_count=data.protected_count,
+            protected_sha256=data.protected_sha256,
         )
         s.add(d)
         s.flush()
+        payload: dict[str, Any] = {"name": d.name, "node_id": d.node_id, "content_hash": d.content_hash}
+        if d.protected_sha256 is not None:  # the commitment only: the strings and the salt stay on the node
+            payload["protected"] = {"count": d.protected_count, "sha256": d.protected_sha256}
         record(
             s,
             at=ctx.clock.now(),
             actor=actor.member_id,
             action="data_source.registered",
             subject=f"data_source:{d.id}",
-            payload={"name": d.name, "node_id": d.node_id, "content_hash": d.content_hash},
+            payload=payload,
         )
         return public(d)
+
+
+def protected_commitment(s: Session, proposal_id: int | None) -> dict[str, Any] | None:
+    """The commitment to its owner's protected strings ({"count", "sha256"}) of the data source a proposal
+    targets, for its verification to check against what the node reports; None when none was registered."""
+    p = s.get(Proposal, proposal_id) if proposal_id is not None else None
+    d = s.get(DataSource, p.data_source_id) if p is not None and p.data_source_id is not None else None
+    if d is None or d.protected_sha256 is None:
+        return None
+    return {"count": d.protected_count, "sha256": d.protected_sha256}
 
 
 def get(ctx: Ctx, data_source_id: int) -> DataSourcePublic:

@@ -1,4 +1,4 @@
-"""bring your own model: a data source's protected strings (reserved; filled by the work that needs it)
+"""bring your own model: a data source's commitment to its owner's protected strings
 
 Revision ID: 0009
 Revises: 0008
@@ -22,8 +22,16 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    """Upgrade schema: nothing yet (this revision holds its place in the chain)."""
+    """Upgrade schema: a data source's commitment to its owner's protected strings (count, salted sha256)."""
+    with op.batch_alter_table('data_source', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('protected_count', sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column('protected_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True)
+        )
 
 
 def downgrade() -> None:
-    """Downgrade schema: nothing yet."""
+    """Downgrade schema."""
+    with op.batch_alter_table('data_source', schema=None) as batch_op:
+        batch_op.drop_column('protected_sha256')
+        batch_op.drop_column('protected_count')
