@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -236,6 +237,8 @@ def test_deployment_engine_runs_the_unlearning_job(
     phases = {e.phase for e in events}  # forwarded from the ServerApp's process while the run went on
     assert {"ascent", "repair"} <= phases, phases
     assert all(e.job_id == "unlearn-deployment" for e in events)
+    # the ServerApp ran in a child of the federation's ServerApp executor, not in a fresh flwr-serverapp process
+    assert "ServerApp task" in (federation.workdir / "serverapp.log").read_text()
     # no path of the service's machine in the run config, nor in anything the SuperNodes sent or received
     with DeploymentRunner(federation.address) as runner:
         run_config = runner.control.run_state(int(runtime["flower_run_id"])).run_config
@@ -377,6 +380,28 @@ def test_deployment_run_is_cancelled_through_the_control_api(
     with DeploymentRunner(federation.address) as runner:
         nodes = runner.control.list_nodes()
     assert sum(n.status == "online" for n in nodes) == 3  # the federation is still healthy
+
+
+def test_only_the_serverapp_executor_is_handed_runs(federation: LocalFederation) -> None:
+    """The SuperLink runs with a SuperExec auth secret: a ServerApp task (its token, the job spec) goes only to
+    an executor that signs its AcquireTask with it, not to any process that reaches the port."""
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    client = RuntimeHttpClient.from_server_address(  # no retries: Flower's would SIGINT us on a 401
+        server_address=federation.address,
+        insecure=True,
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+    )
+    try:
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.SERVER_APP.value]))
+        assert refused.value.response.status_code == 401, refused.value.response.text
+    finally:
+        client.close()
 
 
 def test_deployment_reports_refused_and_failed_runs(federation: LocalFederation) -> None:

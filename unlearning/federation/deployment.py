@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -49,6 +50,9 @@ environment (its ``flower-superexec`` and ``flwr-serverapp`` children inherit it
 
 NODE_RUNTIME = "unlearning.federation.node_runtime"
 """The warm SuperNode and its long-running ClientApp executor (``python -m`` module)."""
+
+SERVERAPP_RUNTIME = "unlearning.federation.serverapp_runtime"
+"""The SuperLink's ServerApp executor: each run forked from a process with torch and the apps imported."""
 
 SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 """Flower's SuperExec polls for tasks (a run's ServerApp) this often, 1 s by default."""
@@ -450,6 +454,41 @@ class LocalFederation:
             str(self.port),
             "--disable-runtime-dependency-installation",
             *(["--database", self.database] if self.database else []),
+            *(
+                ["--isolation", "process", "--superexec-auth-secret-file", str(self.superexec_secret_file)]
+                if self.server_isolation == "process"
+                else []
+            ),
+        ]
+
+    server_isolation: str = "process"
+    """``process`` (the default): the SuperLink runs with ``--isolation process`` and a SuperExec auth secret,
+    and its ServerApp runs are forked from one long-running executor beside it
+    (:mod:`unlearning.federation.serverapp_runtime`: Flower, torch and the apps imported once); ``subprocess``:
+    Flower's default, ``flower-superexec`` starting a fresh ``flwr-serverapp`` process per run."""
+
+    @property
+    def superexec_secret_file(self) -> Path:
+        """The SuperExec auth secret the SuperLink and the ServerApp executor share (``workdir``, mode 0600)."""
+        return self.workdir / "superexec.secret"
+
+    def runtime_tls_argv(self) -> list[str]:
+        """How the ServerApp executor reaches the SuperLink's Runtime API (``SecureFederation``: TLS)."""
+        return ["--insecure"]
+
+    def serverapp_argv(self, superlink_pid: int) -> list[str]:
+        """The ServerApp executor of this federation's SuperLink (``server_isolation == "process"``)."""
+        return [
+            sys.executable,
+            "-m",
+            SERVERAPP_RUNTIME,
+            "--runtime-api-address",
+            self.address,
+            *self.runtime_tls_argv(),
+            "--superexec-auth-secret-file",
+            str(self.superexec_secret_file),
+            "--parent-pid",
+            str(superlink_pid),
         ]
 
     isolation: str = "process"
@@ -509,7 +548,15 @@ class LocalFederation:
         deadline = time.monotonic() + timeout
         root = {ARTIFACT_ROOT_ENV: str(Path(self.artifact_root).resolve())} if self.artifact_root else {}
         root[SUPEREXEC_POLL_ENV] = os.environ.get(SUPEREXEC_POLL_ENV, "0.1")  # ServerApps start sooner
+        if self.server_isolation == "process":
+            secret = self.superexec_secret_file
+            secret.unlink(missing_ok=True)
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
         link = self._spawn("superlink", self.superlink_argv(), root)
+        if self.server_isolation == "process":
+            self._spawn("serverapp", self.serverapp_argv(link.popen.pid), root)
         with self.control_client() as control:
             while not control.healthy():
                 self._check_alive(link)

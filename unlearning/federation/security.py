@@ -298,6 +298,9 @@ class SecureFederation(LocalFederation):
             "--enable-supernode-auth",
         ]
 
+    def runtime_tls_argv(self) -> list[str]:
+        return ["--root-certificates", str(self.tls.ca_cert)]
+
     def supernode_argv(self, index: int, node_config_file: Path, runtime_port: int) -> list[str]:
         argv = [a for a in super().supernode_argv(index, node_config_file, runtime_port) if a != "--insecure"]
         argv[argv.index("--superlink") + 1] = self.node_superlink or self.fleet_address
