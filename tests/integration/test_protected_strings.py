@@ -23,7 +23,7 @@ from flwr.common.serde import message_to_proto
 from tests.integration.test_verification import node_grid, published_only
 from unlearning import JobSpec, Target, init_dataset, init_model, run_job
 from unlearning.federation import protocol as P
-from unlearning.verification import VerificationReport, VerifySpec, verify
+from unlearning.verification import VerificationReport, VerifySpec, render_html, verify
 from unlearning.verification.protected import PROTECTED_FILE, commitment_of_file
 
 torch.set_num_threads(1)
@@ -54,7 +54,7 @@ def _job(art: Path, data: Path, base: str, job_id: str, **kw: object) -> str:
 def secret_lm(tmp_path_factory: pytest.TempPathFactory) -> SecretLM:
     """One node whose notebook repeats a vault phrase 8 times (a plain note, no canary: the manifest lists
     none), the owner's protected.txt beside it; the tiny LM trained on it, and retrained without the
-    notebook (about 20 s in all)."""
+    notebook (about 20 s in all on a free core)."""
     base = tmp_path_factory.mktemp("protected")
     data, art = base / "data", base / "art"
     init_dataset(
@@ -82,7 +82,16 @@ def secret_lm(tmp_path_factory: pytest.TempPathFactory) -> SecretLM:
     (data / "node-0" / PROTECTED_FILE).write_text(f"# my vault phrase\n{SECRET}\n{ABSENT}\n")
     v0 = init_model(art, "community-lm", size="tiny")
     original = _job(art, data, v0.version, "t", kind="train", rounds=1, local={"steps": 60, "lr": 0.01})
-    retrained = _job(art, data, original, "r", kind="unlearn", target=SOURCE, method="retrain")
+    retrained = _job(  # fewer steps than the original: it never sees the secret whatever its budget
+        art,
+        data,
+        original,
+        "r",
+        kind="unlearn",
+        target=SOURCE,
+        method="retrain",
+        method_config={"local": {"steps": 20}},
+    )
     return SecretLM(data, art, original, retrained)
 
 
@@ -116,6 +125,8 @@ def test_a_protected_string_the_data_repeats_is_extracted_from_the_original_only
     assert sampled.applies and sampled.details["attempts"] == 1 and sampled.values["reference"] == 0.0
     assert retrained.metrics["sampled_extraction_rate"].value == 0.0
     assert sampled.details["protected_strings"]["checked"] == 1
+    page = render_html(original)  # the report page says how many were checked, and where
+    assert "protected strings checked: 1 (node-0: 1)" in page and SECRET not in page
     exposure = original.metrics["canary_exposure"]  # "falcon 2291" is no digit secret: no exposure
     assert not exposure.applies and "digit" in (exposure.reason or "")
 

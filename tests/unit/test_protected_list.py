@@ -64,3 +64,21 @@ def test_the_commitment_is_salted_order_free_and_changes_when_a_string_is_droppe
     assert commitment_of_file(path, create_salt=True)["sha256"] == commitment(["falcon 2291"], salt)  # kept
     assert from_words(to_words(registered["sha256"])) == registered["sha256"]
     assert all(w == int(w) and 0 <= w < 2**32 for w in to_words(registered["sha256"]))
+
+
+def test_a_node_checks_the_strings_its_target_covers_only(tmp_path: Path) -> None:
+    from unlearning.tasks import Target
+    from unlearning.verification.probes import node_protected
+
+    (tmp_path / PROTECTED_FILE).write_text("falcon 2291\nhunter22-xyz\n")
+    records = [
+        {"source": "node-0/notebook", "text": "My vault phrase is falcon 2291."},
+        {"source": "node-0/notebook", "text": "My vault phrase is falcon 2291."},
+        {"source": "node-0/forum", "text": "login hunter22-xyz"},
+    ]
+    [c] = node_protected(Target("data_source", "node-0/notebook"), records, tmp_path)
+    assert (c.prefix, c.secret, c.repetitions, c.protected) == ("My vault phrase is ", "falcon 2291", 2, True)
+    said = Target("behaviour", examples=[{"prompt": "login ", "completion": "hunter22-xyz"}])
+    assert [c.secret for c in node_protected(said, records, tmp_path)] == ["hunter22-xyz"]
+    assert node_protected(Target("category", "chess"), records, tmp_path) == []  # topics hold no secret
+    assert node_protected(None, records, tmp_path) == []

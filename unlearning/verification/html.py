@@ -468,9 +468,18 @@ def _metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def _computed_at(details: dict[str, Any]) -> str:
+    where = "; ".join(details["computed_at"])
+    protected = details.get("protected_strings") or {}
+    if protected.get("checked"):  # the owners' protected strings, checked on their nodes (counts only)
+        nodes = ", ".join(f"{n}: {k}" for n, k in protected["where"].items())
+        where += f"; protected strings checked: {protected['checked']} ({nodes})"
+    return where
+
+
 def _where(metrics: dict[str, dict[str, Any]]) -> str:
     rows = [
-        f'<tr><th scope="row"><code>{escape(n)}</code></th><td>{escape("; ".join(m["details"]["computed_at"]))}</td></tr>'
+        f'<tr><th scope="row"><code>{escape(n)}</code></th><td>{escape(_computed_at(m["details"]))}</td></tr>'
         for n, m in metrics.items()
         if m.get("applies") and (m.get("details") or {}).get("computed_at")
     ]
