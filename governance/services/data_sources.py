@@ -51,11 +51,17 @@ def check_against_dataset(ctx: Ctx, data: DataSourceCreate) -> None:
     same = [s for s in sources if s["sha256"] == data.content_hash]
     if not same:
         listed = ", ".join(s["name"] for s in sources[:8]) + (", ..." if len(sources) > 8 else "")
+        ex = next((s for s in sources if s["node"] == data.node_id), sources[0]) if sources else None
+        example = (
+            f" (e.g. `commons data-source register {ex['name'].partition('/')[2]} DATASET/{ex['file']} "
+            f"--node {ex['node']}`)"
+            if ex
+            else ""
+        )
         raise InvalidInput(
             f"sha256 {data.content_hash[:12]}... matches no data source file of the federation's dataset "
-            f"(its sources: {listed}): register the source file your node holds, as `commons model init` wrote "
-            "it (e.g. `commons data-source register notes DATASET/alice/notes.jsonl --node alice`), not a "
-            "folder or your original file",
+            f"(its sources: {listed or 'none'}): register the source file your node holds, as `commons model "
+            f"init` wrote it{example}, not a folder or your original file",
             "content_hash",
         )
     wanted = {data.name, f"{data.node_id}/{data.name}"}
