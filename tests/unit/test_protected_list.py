@@ -82,3 +82,40 @@ def test_a_node_checks_the_strings_its_target_covers_only(tmp_path: Path) -> Non
     assert [c.secret for c in node_protected(said, records, tmp_path)] == ["hunter22-xyz"]
     assert node_protected(Target("category", "chess"), records, tmp_path) == []  # topics hold no secret
     assert node_protected(None, records, tmp_path) == []
+
+
+class _Declared:
+    """A node scorer that only reports the nodes' declarations (what the probe message returns)."""
+
+    def __init__(self, declared: dict[int, dict[str, object]]) -> None:
+        self.declared = declared
+
+    def protected_declarations(self) -> dict[int, dict[str, object]]:
+        return self.declared
+
+
+def test_a_registered_commitment_is_checked_against_the_nodes_that_hold_the_target_only() -> None:
+    from typing import Any
+
+    from unlearning.tasks import Target
+    from unlearning.verification import VerifySpec
+    from unlearning.verification.probes import Probes
+    from unlearning.verification.registry import Verification
+
+    registered = {"count": 2, "sha256": "ab" * 32}
+    nodes = {
+        0: {"declared": 2, "checked": 1, "forget": 5, "commitment": "ab" * 32},
+        1: {"declared": 0, "checked": 0, "forget": 0, "commitment": "cd" * 32},  # holds none of the source
+    }
+
+    def problem(target: Target, declared: dict[int, dict[str, Any]], spec_target: Target) -> str | None:
+        spec = VerifySpec("", "", "mv-x", [], target=spec_target.to_dict(), protected_commitment=registered)
+        probes = Probes([], {}, None, "", None, scorer=_Declared(declared))  # type: ignore[arg-type]
+        return Verification(spec, None, target, probes, {}).protected_problem()  # type: ignore[arg-type]
+
+    source = Target("data_source", "node-0/notebook")
+    assert problem(source, nodes, source) is None
+    dropped = {**nodes, 0: {**nodes[0], "declared": 1, "commitment": "ef" * 32}}
+    assert "node-0 checked 1 protected string(s)" in (problem(source, dropped, source) or "")
+    other = Target("data_source", "node-1/diary")  # an earlier unlearning re-checked: another source's list
+    assert problem(other, dropped, source) is None

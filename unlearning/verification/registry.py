@@ -193,8 +193,12 @@ class Verification:
         """Why the protected strings the target's nodes checked are not the list its owner registered (count
         and salted sha256 at registration, ``spec.protected_commitment``); None when they are, or when
         nothing was registered (a data source's nodes only)."""
-        expected, scorer = self.spec.protected_commitment, self.probes.scorer
-        if not expected or scorer is None or self.target is None or self.target.kind != "data_source":
+        expected, scorer, t = self.spec.protected_commitment, self.probes.scorer, self.target
+        if not expected or scorer is None or t is None or t.kind != "data_source":
+            return None
+        if (self.spec.target or {}).get(
+            "value"
+        ) != t.value:  # a regression check's target: not registered here
             return None
         count, digest = int(expected["count"]), str(expected["sha256"])
         for pid, d in sorted(scorer.protected_declarations().items()):
