@@ -9,8 +9,10 @@ Layout written by every generator (and by ``commons model init`` for bring-your-
       ...
       heldout/validation.jsonl, heldout/test.jsonl   data no node trains on (benchmarks, central checks)
 
-A node only ever needs its own directory (``--node-config data-path=DATASET/node-0`` in deployment). Every
-record carries ``source`` (the data-source name, ``node-K/<file stem>``) and, where it has one, ``category``.
+The generators name their nodes ``node-K``; an imported dataset (``commons model init --data``) keeps the
+members' folder names (``alice/notes.jsonl``). A node only ever needs its own directory (``--node-config
+data-path=DATASET/node-0`` in deployment). Every record carries ``source`` (the data-source name,
+``<node>/<file stem>``) and, where it has one, ``category``.
 """
 
 from __future__ import annotations

@@ -137,3 +137,19 @@ def test_init_refuses_a_share_outside_0_to_1(tmp_path: Path) -> None:
         ["--root", str(tmp_path), "init", "--task", str(tmp_path), "--data", str(tmp_path), "--heldout", "1"],
     )
     assert r.exit_code == 2 and "--heldout" in r.output
+
+
+def test_the_local_federation_gives_each_node_its_named_folder(tmp_path: Path) -> None:
+    from unlearning.federation.security import node_data_paths
+
+    src = _members(tmp_path / "in", {"carol": {"a": _notes("c", 3)}, "ann": {"b": _notes("a", 3)}})
+    import_jsonl_nodes(src, tmp_path / "ds")
+    assert node_data_paths(tmp_path / "ds", 3) == [
+        tmp_path / "ds/ann",
+        tmp_path / "ds/carol",
+        tmp_path / "ds/node-2",
+    ]
+    assert node_data_paths(tmp_path / "in", 2) == [
+        tmp_path / "in/node-0",
+        tmp_path / "in/node-1",
+    ]  # no manifest

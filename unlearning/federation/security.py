@@ -397,6 +397,18 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def node_data_paths(data_root: Path, nodes: int) -> list[Path]:
+    """Each node's data directory under ``data_root``: the dataset manifest's node paths in partition order (an
+    imported dataset keeps the members' folder names, ``commons model init --data``), ``node-<i>`` beyond them
+    or without a manifest."""
+    named: list[Path] = []
+    if (data_root / "manifest.json").is_file():
+        from unlearning.data import node_dirs
+
+        named = node_dirs(data_root)
+    return [named[i] if i < len(named) else data_root / f"node-{i}" for i in range(nodes)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m unlearning.federation.deployment up | certs | node-key | register``."""
     import argparse
@@ -501,16 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.insecure and not _loopback(args.fleet_host):
         parser.error("--insecure is for a federation on 127.0.0.1 only (no TLS, anyone could join)")
     nodes: list[dict[str, ConfigValue]] = []
-    named: list[Path] = []  # a dataset's nodes keep their folder names (``commons model init --data``)
-    if args.data_root is not None and (args.data_root / "manifest.json").is_file():
-        from unlearning.data import node_dirs
-
-        named = node_dirs(args.data_root)
+    paths = node_data_paths(args.data_root, args.nodes) if args.data_root is not None else []
     for i in range(args.nodes):
         node: dict[str, ConfigValue] = {"partition-id": i, "num-partitions": args.nodes}
-        if args.data_root is not None:
-            path = named[i] if i < len(named) else args.data_root / f"node-{i}"
-            node["data-path"] = str(path.resolve())
+        if paths:
+            node["data-path"] = str(paths[i].resolve())
         nodes.append(node)
     common: dict[str, Any] = {
         "host": "127.0.0.1",
