@@ -196,9 +196,8 @@ class Verification:
         expected, scorer, t = self.spec.protected_commitment, self.probes.scorer, self.target
         if not expected or scorer is None or t is None or t.kind != "data_source":
             return None
-        if (self.spec.target or {}).get(
-            "value"
-        ) != t.value:  # a regression check's target: not registered here
+        registered_for = (self.spec.target or {}).get("value")  # a regression check's target: another list
+        if registered_for != t.value:
             return None
         count, digest = int(expected["count"]), str(expected["sha256"])
         for pid, d in sorted(scorer.protected_declarations().items()):
