@@ -170,6 +170,10 @@ def test_bring_your_own_model_from_data_to_gate(
                           "--test", "mia_auc_gap<=0.2", "--test", "retained_utility_drop<=0.2"], obj=bob)  # fmt: skip
     assert r.exit_code == 0 and "is submitted" in r.output, r.output
     pid = r.output.split("#")[1].split()[0]
+    detail = client.get(f"/api/v1/proposals/{pid}", headers=p["bob"].auth).json()
+    assert "mia_auc_gap" not in detail["unmeasurable_tests"], detail[
+        "unmeasurable_tests"
+    ]  # the held-out split
     for who in ("rev1", "rev2"):
         r = run.invoke(main, ["proposal", "triage", pid, "approve"], obj=api(client, p[who]))
         assert r.exit_code == 0, r.output
