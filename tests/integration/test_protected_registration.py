@@ -6,7 +6,9 @@ commitment to check the node's list against."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from litestar import Litestar
@@ -16,12 +18,20 @@ from governance.cli import main
 from governance.cli.common import ApiContext
 from governance.client import CommonsClient
 from governance.db.engine import read_session
-from governance.services import data_sources
+from governance.jobs import worker
+from governance.services import data_sources, jobs
 from governance.services.context import Ctx
 from tests.conftest import Person
 from unlearning.verification.protected import SALT_FILE, commitment
 
 SECRETS = ("falcon 2291", "moonlit-otter-7730")
+
+
+class _Passed:
+    passed = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": True}
 
 
 def _dump(ctx: Ctx) -> str:
@@ -33,7 +43,11 @@ def _dump(ctx: Ctx) -> str:
 
 
 def test_the_owner_registers_a_commitment_and_no_protected_string_reaches_the_service(
-    client: TestClient[Litestar], ctx: Ctx, community: dict[str, Person], tmp_path: Path
+    client: TestClient[Litestar],
+    ctx: Ctx,
+    community: dict[str, Person],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bob = community["bob"]
     run, as_bob = CliRunner(), ApiContext(CommonsClient(client, bob.token))
@@ -81,6 +95,12 @@ def test_the_owner_registers_a_commitment_and_no_protected_string_reaches_the_se
             "count": 2,
             "sha256": d["protected_sha256"],
         }
+    specs: list[Any] = []  # the worker's verifier hands it to the verification (verify itself stubbed here)
+    monkeypatch.setattr("unlearning.api.verify", lambda spec, **_: specs.append(spec) or _Passed())
+    monkeypatch.setattr(worker, "store_report_page", lambda ctx, report: None)
+    claim = jobs.Claim(1, 1, {"kind": "unlearn"}, [], "verifying", None, p.json()["id"])
+    worker.default_verifier(ctx, claim, {"model_version": "mv-x"}, lambda _: None)
+    assert specs[0].protected_commitment == {"count": 2, "sha256": d["protected_sha256"]}
 
 
 def test_a_half_commitment_is_refused(client: TestClient[Litestar], community: dict[str, Person]) -> None:
