@@ -78,6 +78,12 @@ def test_the_owner_registers_a_commitment_and_no_protected_string_reaches_the_se
     assert d["protected_count"] == 2 and d["protected_sha256"] == commitment(SECRETS, salt)
     r = run.invoke(main, ["data-source", "show", str(d["id"])], obj=as_bob)
     assert r.exit_code == 0 and f"protected strings: 2 (commitment {d['protected_sha256']})" in r.output
+    page = client.get(f"/data-sources/{d['id']}", headers=bob.auth)  # its page shows the commitment
+    assert (
+        page.status_code == 200
+        and "2 declared on the node" in page.text
+        and d["protected_sha256"] in page.text
+    )
 
     stored = _dump(ctx)  # the database, audit log included, holds the commitment and nothing it was made of
     assert d["protected_sha256"] in stored
