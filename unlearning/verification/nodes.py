@@ -3,7 +3,8 @@
 :class:`FederatedScorer` implements :class:`unlearning.verification.probes.NodeScorer` over a
 :class:`unlearning.federation.server.Federation` (any Flower ``Grid``: in process, simulation, deployment):
 the verifier sends models (as parameters) and indices into a node's own examples, each node scores its own
-forget examples and the canaries it holds, and replies with per-example scores and counts only. The
+forget examples and the canaries it holds (with the protected strings its owner declared,
+:mod:`unlearning.verification.protected`), and replies with per-example scores, counts and a hash only. The
 verifying process never reads a member's data: the dataset directory it sees needs only ``manifest.json``
 (and the operator's published ``heldout/`` split).
 """
