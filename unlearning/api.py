@@ -30,6 +30,7 @@ from unlearning.evaluation import (
 from unlearning.federation.flower_runtimes import FlowerSettings
 from unlearning.footprint import footprint
 from unlearning.jobs import JobResult, JobSpec, JobSpecError, ProgressCallback, ProgressEvent
+from unlearning.measurability import dataset_facts as dataset_facts  # what a proposal's tests can measure
 from unlearning.verification.spec import (
     RegressionCheck,
     VerificationReport,

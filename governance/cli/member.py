@@ -93,7 +93,16 @@ def proposal_new(click_ctx: click.Context, /, **o: Any) -> None:
     if o["tests"]:
         body["acceptance_tests"] = [_parse_test(t) for t in o["tests"]]
     p = api(click_ctx).create_proposal(body)
-    echo(p, o["as_json"], lambda p: f"proposal #{p['id']} is {p['state']}: {p['title']}")
+
+    def created(p: dict[str, Any]) -> str:
+        lines = [f"proposal #{p['id']} is {p['state']}: {p['title']}"]
+        lines += [
+            f"  warning: {m} cannot be measured on this model and dataset: {why} (voted, it blocks the release)"
+            for m, why in (p.get("unmeasurable_tests") or {}).items()
+        ]
+        return "\n".join(lines)
+
+    echo(p, o["as_json"], created)
 
 
 def _parse_test(text: str) -> dict[str, Any]:
@@ -119,8 +128,18 @@ def proposal_show(click_ctx: click.Context, proposal_id: int, as_json: bool) -> 
         lines = [_line(p), f"  proposer: member {p['proposer_id']}"]
         if p.get("target"):
             lines.append(f"  target: {json.dumps(p['target'], sort_keys=True)}")
+        unmeasurable = p.get("unmeasurable_tests") or {}
         for t in p.get("acceptance_tests", []):
-            lines.append(f"  test: {t['metric']} {t['comparator']} {t['threshold']}")
+            why = unmeasurable.get(t["metric"])
+            lines.append(
+                f"  test: {t['metric']} {t['comparator']} {t['threshold']}"
+                + (f"  CANNOT BE MEASURED HERE: {why}" if why else "")
+            )
+        if unmeasurable:
+            lines.append(
+                f"  warning: {len(unmeasurable)} test(s) cannot be measured on this model and dataset; "
+                "voted, a test that cannot be measured never counts as passed (the release is blocked)"
+            )
         if p.get("tally"):
             t = p["tally"]
             if t["hidden"]:

@@ -279,9 +279,10 @@ def parse_acceptance_tests(raw: Any, target_kind: TargetKind) -> tuple[Acceptanc
         raise InvalidInput(exc.message, field=exc.field) from None
 
 
-def default_acceptance_tests(target_kind: TargetKind) -> tuple[AcceptanceTest, ...]:
-    """Documented defaults a proposal starts from (docs/governance.md; :mod:`unlearning.contract`)."""
-    return contract.default_acceptance_tests(target_kind.value)
+def default_acceptance_tests(target_kind: TargetKind, task: str | None = None) -> tuple[AcceptanceTest, ...]:
+    """Documented defaults a proposal starts from (docs/governance.md; :mod:`unlearning.contract`): those of
+    the target kind that can be measured on the base model's ``task`` when it is known."""
+    return contract.default_acceptance_tests(target_kind.value, task)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from governance.schemas import (
     TallyPublic,
     VotePublic,
 )
-from governance.services import lifecycle, outcomes, probes, votes
+from governance.services import lifecycle, measurability, outcomes, probes, votes
 from governance.services.context import Ctx
 
 S = ProposalState
@@ -119,15 +119,20 @@ def create(ctx: Ctx, data: ProposalCreate, actor: ActorView) -> ProposalPublic:
         if kind is ProposalKind.ELECTION:
             _set_election(s, p, data.election, data.target, data.consent_withdrawal)
         else:
-            _set_target(s, p, actor, data.target, data.acceptance_tests, data.consent_withdrawal)
+            _set_target(s, p, actor, data.target, data.acceptance_tests, data.consent_withdrawal, ctx=ctx)
         sensitive = {"rationale": p.rationale, "evidence": p.evidence}
         if p.target and p.target.get("kind") == TargetKind.BEHAVIOUR.value:
             sensitive["target"] = json.dumps(p.target, sort_keys=True)
         lifecycle.begin(s, p, actor, now, sensitive)
     assert p.id is not None
-    if data.submit:
-        return submit(ctx, p.id, actor)
-    return to_public(p)
+    return with_unmeasurable_tests(ctx, submit(ctx, p.id, actor) if data.submit else to_public(p))
+
+
+def with_unmeasurable_tests(ctx: Ctx, out: ProposalPublic) -> ProposalPublic:
+    """``out`` with the tests that cannot be measured on this dataset (governance/services/measurability.py)."""
+    with read_session(ctx.engine) as s:
+        p = lifecycle.load_proposal(s, out.id)
+        return out.model_copy(update={"unmeasurable_tests": measurability.for_proposal(s, ctx, p)})
 
 
 def _set_target(
@@ -137,6 +142,8 @@ def _set_target(
     raw_target: dict[str, Any] | None,
     raw_tests: list[dict[str, Any]] | None,
     consent_withdrawal: bool,
+    *,
+    ctx: Ctx,
 ) -> None:
     if raw_target is None:
         raise InvalidInput("an unlearning proposal names its target", field="target")
@@ -160,6 +167,8 @@ def _set_target(
         )
     p.target_kind = target.kind.value
     p.target = target.to_dict()
+    if raw_tests is None:  # the defaults that can be measured on this model and dataset (unmeasurable_tests)
+        raw_tests = measurability.default_tests(s, ctx, p, target.kind.value)
     p.acceptance_tests = [t.to_dict() for t in parse_acceptance_tests(raw_tests, target.kind)]
     probes.require_accepted(s, p.acceptance_tests)  # a test may name a member's accepted probe (probe_<id>)
 
@@ -206,9 +215,12 @@ def update(ctx: Ctx, proposal_id: int, data: ProposalUpdate, actor: ActorView) -
                 fields.get("target", p.target),
                 fields.get("acceptance_tests", p.acceptance_tests),
                 False,
+                ctx=ctx,
             )
 
-    return to_public(lifecycle.act(ctx, proposal_id, actor, Action.EDIT, before=edit))
+    return with_unmeasurable_tests(
+        ctx, to_public(lifecycle.act(ctx, proposal_id, actor, Action.EDIT, before=edit))
+    )
 
 
 def submit(ctx: Ctx, proposal_id: int, actor: ActorView) -> ProposalPublic:
@@ -416,7 +428,7 @@ def get_detail(ctx: Ctx, proposal_id: int, viewer: ActorView | None = None) -> P
             view = lifecycle.proposal_view(s, p, viewer, None)
             actions = [a.value for a in Action if allowed(view, viewer, a, now)]
         return ProposalDetail(
-            **to_public(p).model_dump(),
+            **{**to_public(p).model_dump(), "unmeasurable_tests": measurability.for_proposal(s, ctx, p)},
             history=[
                 EventPublic(
                     action=e.action,

@@ -87,6 +87,7 @@ def test_toy_method_and_metric_reach_the_api_the_ui_and_a_job(
         "name": "toy_metric",
         "description": "a toy metric (always 0)",
         "target_kinds": ["category"],
+        "needs": [],  # declares nothing: measurable on every model and dataset
     } in metrics
 
     # a proposal may name the toy metric (for the target kinds it applies to)

@@ -24,7 +24,7 @@ from governance.schemas import (
     TriageIn,
     VotePublic,
 )
-from governance.services import proposals, votes
+from governance.services import measurability, proposals, votes
 from governance.services.context import Ctx
 from governance.web.deps import bearer_token, session_actor
 from governance.web.paging import pages
@@ -165,12 +165,24 @@ class MetaController(Controller):
     def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/metrics", sync_to_thread=False)
-    def metrics(self) -> dict[str, Any]:
-        """Metric names acceptance tests may use, comparators, and each target kind's default tests."""
+    @get("/metrics", sync_to_thread=True)
+    def metrics(self, ctx: Ctx) -> dict[str, Any]:
+        """Metric names acceptance tests may use (with what each needs to be measured), comparators, each
+        target kind's default tests, and the base model's task with the defaults a proposal on it starts
+        from (only tests that can be measured on that task)."""
+        task = measurability.form_facts(ctx, TargetKind.CATEGORY.value).task
         return {
+            "task": task,
+            "task_defaults": {
+                k.value: [t.to_dict() for t in default_acceptance_tests(k, task)] for k in TargetKind
+            },
             "metrics": [
-                {"name": m.name, "description": m.description, "target_kinds": sorted(m.target_kinds)}
+                {
+                    "name": m.name,
+                    "description": m.description,
+                    "target_kinds": sorted(m.target_kinds),
+                    "needs": list(m.needs),
+                }
                 for m in sorted(known_metrics().values(), key=lambda m: m.name)
             ],
             "comparators": list(COMPARATORS),

@@ -17,11 +17,12 @@ from governance.domain.metrics import COMPARATORS, known_metrics
 from governance.domain.proposals import ProposalState, TargetKind, default_acceptance_tests, parse_target
 from governance.domain.review import ActorView
 from governance.schemas import ProposalCreate, ProposalUpdate
-from governance.services import browse, comments, data_sources, proposals
+from governance.services import browse, comments, data_sources, measurability, proposals
 from governance.services.context import Ctx
 from governance.web import paging
 from governance.web.ui import delegation_pages, nudge_pages, outcome_pages
 from governance.web.ui.render import Form, field_errors, page, pydantic_errors, redirect
+from unlearning.contract import DatasetFacts, cannot_measure, probe_test_id
 
 TARGET_KINDS = [k.value for k in TargetKind]
 PAGE_SIZE = 50  # proposals a list page shows
@@ -62,9 +63,11 @@ DONE = {
 }
 
 
-def metrics_for(kind: str) -> list[dict[str, Any]]:
-    """Rows of the acceptance-test editor: every metric that applies to ``kind``, defaults switched on."""
-    defaults = {t.metric: t for t in default_acceptance_tests(TargetKind(kind))}
+def metrics_for(kind: str, known: DatasetFacts | None = None) -> list[dict[str, Any]]:
+    """Rows of the acceptance-test editor: every metric that applies to ``kind``, the defaults for the base
+    model's task switched on; ``unmeasurable`` says why a row cannot be measured on this model and dataset."""
+    known = known or DatasetFacts(target_kind=kind)
+    defaults = {t.metric: t for t in default_acceptance_tests(TargetKind(kind), known.task)}
     rows = []
     for m in sorted(known_metrics().values(), key=lambda m: (m.name not in defaults, m.name)):
         if kind not in m.target_kinds:
@@ -78,18 +81,19 @@ def metrics_for(kind: str) -> list[dict[str, Any]]:
                 "comparator": d.comparator if d else "<=",
                 "threshold": d.threshold if d else "",
                 "relative": d.relative_to_reference if d else False,
+                "unmeasurable": cannot_measure(m.name, known),
             }
         )
     return rows
 
 
 def _tests_from_form(
-    form: Form, kind: str
+    form: Form, kind: str, known: DatasetFacts | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
     """(the tests to send, the editor rows to show again, errors by field). Every row keeps what the member
     typed, valid or not: a failed form never falls back to the defaults."""
     tests, rows, errors = [], [], {}
-    for row in metrics_for(kind):
+    for row in metrics_for(kind, known):
         name = row["name"]
         use = form.checked(f"test_{name}")
         row = {
@@ -123,6 +127,28 @@ def _tests_from_form(
     if not tests and not errors:
         errors["acceptance_tests"] = "choose at least one acceptance test"
     return tests, rows, errors
+
+
+def _draft_tests(ctx: Ctx, proposal_id: int, kind: str | None, tests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The acceptance-test editor of an unlearning draft: its rows as the draft has them, each marked when it
+    cannot be measured on this model and dataset for the draft's target (nothing for an election)."""
+    if kind not in TARGET_KINDS:
+        return {}
+    known = measurability.proposal_facts(ctx, proposal_id)
+    voted = {str(t.get("metric")): t for t in tests}
+    rows = []
+    for row in metrics_for(kind, known):
+        t = voted.get(row["name"])
+        rows.append(
+            {
+                **row,
+                "use": t is not None,
+                "comparator": t["comparator"] if t else row["comparator"],
+                "threshold": t["threshold"] if t else row["threshold"],
+                "relative": bool(t.get("relative_to_reference")) if t else row["relative"],
+            }
+        )
+    return {"kind": kind, "known": known, "tests": rows, "comparators": COMPARATORS}
 
 
 def _target_from_form(form: Form, kind: str) -> dict[str, Any]:
@@ -235,7 +261,7 @@ class ProposalPages(Controller):
         **extra: Any,
     ) -> Template:
         sources = data_sources.list_all(ctx, limit=500)
-        extra.setdefault("tests", metrics_for(kind))
+        extra.setdefault("tests", metrics_for(kind, measurability.form_facts(ctx, kind)))
         return page(
             request,
             "proposals/new.html",
@@ -259,9 +285,8 @@ class ProposalPages(Controller):
         # prefilled from the query (a version page files a proposal from a failing group or probe in one click)
         values.update({k: v[:4000] for k in PREFILLED if (v := request.query_params.get(k))})
         if request.headers.get("hx-request") and request.query_params.get("part") == "tests":
-            return page(
-                request, "proposals/_tests.html", kind=kind, tests=metrics_for(kind), comparators=COMPARATORS
-            )
+            tests = metrics_for(kind, measurability.form_facts(ctx, kind))
+            return page(request, "proposals/_tests.html", kind=kind, tests=tests, comparators=COMPARATORS)
         return self._new_form(request, ctx, actor, kind, values=values)
 
     @post("/new", sync_to_thread=True)
@@ -281,7 +306,7 @@ class ProposalPages(Controller):
                 values=form.values(),
             )
         # collect every problem at once: the tests, the target, then the rest of the form
-        tests, rows, errors = _tests_from_form(form, kind)
+        tests, rows, errors = _tests_from_form(form, kind, measurability.form_facts(ctx, kind))
         target = _target_from_form(form, kind) if form.get("data_source_id") or kind != "data_source" else {}
         try:
             parse_target(target or {"kind": kind})
@@ -435,27 +460,45 @@ class ProposalPages(Controller):
         if "edit" not in p.allowed_actions:
             raise PermissionDenied("only the proposer edits a proposal, and only while it is a draft")
         values = {"title": p.title, "rationale": p.rationale, "evidence": p.evidence}
-        return page(request, "proposals/edit.html", p=p, values=values, secret=p.secret_tally)
+        return page(
+            request,
+            "proposals/edit.html",
+            p=p,
+            values=values,
+            secret=p.secret_tally,
+            **_draft_tests(ctx, p.id, (p.target or {}).get("kind"), p.acceptance_tests),
+        )
 
     @post("/{proposal_id:int}/edit", sync_to_thread=True)
     def edit(
         self, request: Request[Any, Any, Any], ctx: Ctx, actor: ActorView, form: Form, proposal_id: Id
     ) -> Template | Redirect:
-        try:
-            data = ProposalUpdate(
-                title=form.get("title"),
-                rationale=form.get("rationale"),
-                evidence=form.get("evidence"),
-                secret_tally=form.checked("secret_tally"),
-            )
-            proposals.update(ctx, proposal_id, data, actor)
-        except ValidationError as exc:
-            errors = pydantic_errors(exc)
-        except InvalidInput as exc:
-            errors = field_errors(exc)
-        else:
-            return redirect(f"/proposals/{proposal_id}", flash="The draft is saved.")
         p = proposals.get_detail(ctx, proposal_id, actor)
+        draft = _draft_tests(ctx, proposal_id, (p.target or {}).get("kind"), p.acceptance_tests)
+        fields: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        if draft:  # an unlearning draft: its acceptance tests too (a probe's test is kept as it is)
+            tests, draft["tests"], errors = _tests_from_form(form, draft["kind"], draft["known"])
+            kept = [t for t in p.acceptance_tests if probe_test_id(str(t.get("metric"))) is not None]
+            fields["acceptance_tests"] = tests + kept
+        if not errors:
+            try:
+                data = ProposalUpdate(
+                    title=form.get("title"),
+                    rationale=form.get("rationale"),
+                    evidence=form.get("evidence"),
+                    secret_tally=form.checked("secret_tally"),
+                    **fields,
+                )
+                proposals.update(ctx, proposal_id, data, actor)
+            except ValidationError as exc:
+                errors = pydantic_errors(exc)
+            except InvalidInput as exc:
+                errors = (
+                    _field_for(exc, draft["kind"], fields["acceptance_tests"]) if draft else field_errors(exc)
+                )
+            else:
+                return redirect(f"/proposals/{proposal_id}", flash="The draft is saved.")
         return page(
             request,
             "proposals/edit.html",
@@ -464,4 +507,5 @@ class ProposalPages(Controller):
             values=form.values(),
             errors=errors,
             secret=form.checked("secret_tally"),
+            **draft,
         )
