@@ -237,6 +237,7 @@ def import_jsonl_nodes(
     that would leave a source with no training record is refused. Hidden folders and files (``.name``) are
     skipped."""
     import random
+    import shutil
 
     from unlearning.data import write_dataset
 
@@ -282,8 +283,12 @@ def import_jsonl_nodes(
     if not nodes:
         raise click.UsageError(f"{src} has no node sub-directories")
     heldout = {"test": held} if held else {}
-    return write_dataset(
-        dest,
+    # written beside and swapped in whole: a dataset imported again keeps no folder or held-out file of the last
+    new, old = dest.with_name(dest.name + ".new"), dest.with_name(dest.name + ".old")
+    for leftover in (new, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    manifest = write_dataset(
+        new,
         task="causal-lm",
         seed=seed,
         nodes=nodes,
@@ -293,6 +298,11 @@ def import_jsonl_nodes(
             "imported": {"heldout_fraction": heldout_fraction, "validation_fraction": validation_fraction}
         },
     )
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
 
 
 def _run_with_progress(spec: JobSpec, as_json: bool) -> JobResult:

@@ -88,6 +88,13 @@ def test_names_are_kept_and_a_seeded_share_is_held_out(tmp_path: Path) -> None:
     none = import_jsonl_nodes(src, tmp_path / "d", seed=3, heldout_fraction=0.0)
     assert none["heldout"] == {} and not (tmp_path / "d/heldout").exists()
 
+    # imported again into the same place: nothing of the last import stays (no stale held-out split or node)
+    (tmp_path / "in/bob.k/my-notes_2.jsonl").rename(tmp_path / "in/bob.k/renamed.jsonl")
+    import_jsonl_nodes(src, tmp_path / "a", seed=3, heldout_fraction=0.0)
+    assert not (tmp_path / "a/heldout").exists() and not (tmp_path / "a/bob.k/my-notes_2.jsonl").exists()
+    assert (tmp_path / "a/bob.k/renamed.jsonl").is_file()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a", "b", "c", "d", "in"]
+
 
 @pytest.mark.parametrize(
     ("sources", "share", "message"),
