@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column
+from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 import governance.db.base  # noqa: F401  (naming convention first)
@@ -15,6 +15,7 @@ from governance.db.types import UTCDateTime
 
 class OutcomeStatement(SQLModel, table=True):
     __tablename__ = "outcome_statement"
+    __table_args__ = (UniqueConstraint("proposal_id", "version"),)  # one row per version
     id: int | None = Field(default=None, primary_key=True)
     proposal_id: int = Field(foreign_key="proposal.id", index=True)
     version: int  # 1 for the first statement, then one more per revision

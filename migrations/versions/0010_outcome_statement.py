@@ -36,7 +36,8 @@ def upgrade() -> None:
     sa.Column('written_at', governance.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['author_id'], ['member.id'], name=op.f('fk_outcome_statement_author_id_member')),
     sa.ForeignKeyConstraint(['proposal_id'], ['proposal.id'], name=op.f('fk_outcome_statement_proposal_id_proposal')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outcome_statement'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outcome_statement')),
+    sa.UniqueConstraint('proposal_id', 'version', name=op.f('uq_outcome_statement_proposal_id_version'))
     )
     with op.batch_alter_table('outcome_statement', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outcome_statement_proposal_id'), ['proposal_id'], unique=False)
