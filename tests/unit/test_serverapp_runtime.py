@@ -114,3 +114,9 @@ def test_the_executor_ends_when_its_superlink_is_gone() -> None:
         assert time.monotonic() - started < 5
     finally:
         executor.close()
+
+
+def test_preload_names_what_it_could_not_import(caplog: pytest.LogCaptureFixture) -> None:
+    assert serverapp_runtime.preload(["json", "no_such_module_here"]) == ["no_such_module_here"]
+    assert "not preloaded: no_such_module_here" in caplog.text
+    assert "transformers.models.llama.modeling_llama" in serverapp_runtime.PRELOADED  # the LM's ServerApp

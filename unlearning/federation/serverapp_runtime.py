@@ -47,13 +47,44 @@ SERVERAPP_POLL_ENV = "COMMONS_SERVERAPP_POLL_S"
 ACQUIRE_TASK = "/flwr.proto.Runtime/AcquireTask"  # the Runtime API call SuperExec auth signs
 
 
-def preload() -> None:
-    """Import, once and before any fork, what every ServerApp run needs (Flower's ServerApp runtime, torch,
-    the tasks and the apps)."""
-    import flwr.superlink.runtime.run_serverapp  # noqa: F401
+PRELOADED = (
+    "flwr.superlink.runtime.run_serverapp",  # Flower's flwr-serverapp runtime
+    "unlearning.federation.apps",  # torch, the tasks, the apps
+    "unlearning.federation.server",
+    "unlearning.federation.verify_runtime",
+    "unlearning.federation.history",
+    "unlearning.methods",  # every registered method
+    "unlearning.artifacts",
+    "unlearning.contribution",
+    "unlearning.evaluation",
+    "unlearning.footprint",
+    "unlearning.local",
+    "unlearning.verification",
+    # what the community LM's ServerApp imports lazily: transformers and its Llama (18 s of wall time on a
+    # loaded 2-core machine, which every forked run would otherwise pay again)
+    "transformers",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.llama.configuration_llama",
+    "transformers.models.byt5.tokenization_byt5",
+    "transformers.models.auto.modeling_auto",
+)
 
-    import unlearning.federation.apps
-    import unlearning.federation.server  # noqa: F401
+
+def preload(modules: Sequence[str] = PRELOADED) -> list[str]:
+    """Import, once and before any fork, what ServerApp runs need (Flower's ServerApp runtime, torch, the
+    tasks, the methods, transformers' Llama): a forked run starts with them. Imports only: nothing that
+    computes with torch (its thread pools must not exist before a fork). Returns the modules that could not
+    be imported (logged; a run then imports what it needs itself)."""
+    import importlib
+
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            log.warning("not preloaded: %s (%s)", name, exc)
+            missing.append(name)
+    return missing
 
 
 def run_task_in_child(
