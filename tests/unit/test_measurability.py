@@ -3,6 +3,8 @@ by the service before the vote and by the verifier while measuring (issue 19).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -166,3 +168,15 @@ def test_the_verifier_reports_an_unmet_need_with_the_catalogue_sentence() -> Non
     na = out["forget_perplexity_ratio"]
     assert not na.applies and na.reason == cannot_measure("forget_perplexity_ratio", facts_of(v))
     assert out["forget_accuracy_gap"].applies
+
+
+def test_the_verify_command_defaults_to_the_candidates_task(tmp_path: Path) -> None:
+    from unlearning import init_model
+    from unlearning.verification.cli import task_defaults
+
+    version = init_model(str(tmp_path), "digits", seed=0).version
+    names = [t["metric"] for t in task_defaults("category", str(tmp_path), version)]
+    assert names == [t.metric for t in default_acceptance_tests("category", "digits")]
+    assert "forget_perplexity_ratio" not in names
+    unknown = task_defaults("category", str(tmp_path), "mv-missing")  # verify() will say it is missing
+    assert [t["metric"] for t in unknown] == [t.metric for t in default_acceptance_tests("category")]

@@ -22,6 +22,18 @@ DEFAULT_TESTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def task_defaults(kind: str, artifact_root: str, candidate: str) -> list[dict[str, Any]]:
+    """The defaults a proposal on the candidate's task starts from (a voted test the task cannot measure would
+    block: docs/verification.md); every kind's defaults when the candidate is not in the store."""
+    from unlearning.artifacts import ArtifactError, ArtifactStore
+
+    try:
+        task: str | None = ArtifactStore(artifact_root).get(candidate).task
+    except (ArtifactError, OSError, KeyError, ValueError):  # verify() reports a missing version
+        task = None
+    return [t.to_dict() for t in default_acceptance_tests(kind, task)]
+
+
 @click.command("verify")
 @click.argument("candidate")
 @click.option(
@@ -84,7 +96,10 @@ def verify(
                 raise click.UsageError("--secret takes PROMPT=COMPLETION")
             examples.append({"prompt": prompt, "completion": completion})
         target = {"kind": "behaviour", "examples": examples}
-    tests = json.loads(Path(tests_file).read_text()) if tests_file else DEFAULT_TESTS[target["kind"]]
+    if tests_file:
+        tests = json.loads(Path(tests_file).read_text())
+    else:
+        tests = task_defaults(target["kind"], artifact_root, candidate)
     spec = VerifySpec(
         artifact_root=artifact_root,
         dataset_dir=dataset_dir,
