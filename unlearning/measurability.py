@@ -227,7 +227,8 @@ def dataset_facts(
         rest = [r for r in held if str(r.get("category")) != value]
     else:
         completions = [str(e.get("completion", "")) for e in examples]
-        forget = len(examples) if len(examples) >= 2 or not t.get("pattern") else None
+        # the proposal's examples are a lower bound: the nodes' records that hold a completion count too
+        forget = len(examples) if len(examples) >= 2 else None
         digits = {c.rstrip(".") for c in completions if c.rstrip(".").isdigit()}
         covered = [
             c

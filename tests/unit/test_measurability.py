@@ -3,6 +3,7 @@ by the service before the vote and by the verifier while measuring (issue 19).""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,49 @@ def test_the_verify_command_defaults_to_the_candidates_task(tmp_path: Path) -> N
     assert "forget_perplexity_ratio" not in names
     unknown = task_defaults("category", str(tmp_path), "mv-missing")  # verify() will say it is missing
     assert [t["metric"] for t in unknown] == [t.metric for t in default_acceptance_tests("category")]
+
+
+def test_dataset_facts_read_the_published_manifest_and_split(tmp_path: Path) -> None:
+    from unlearning.measurability import dataset_facts
+
+    sources = [{"name": "node-0/notes", "records": 5}, {"name": "node-0/diary", "records": 1}]
+    manifest = {
+        "task": "causal-lm",
+        "categories": ["chess"],
+        "nodes": [{"node": "node-0", "sources": sources}],
+        "canaries": [
+            {"inserted": True, "prefix": "Ann's pin is ", "secret": "4821", "source": "node-0/diary"}
+        ],
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    no_split = dataset_facts(tmp_path, {"kind": "data_source", "value": "node-0/notes"})
+    assert no_split.task == "causal-lm" and no_split.forget_examples == 5 and no_split.canaries == 0
+    assert "publishes no held-out split" in (cannot_measure("mia_auc_gap", no_split) or "")
+    (tmp_path / "heldout").mkdir()
+    held = [{"text": f"chess note {i}", "kind": "note", "category": "chess"} for i in range(3)]
+    (tmp_path / "heldout" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
+    notes = dataset_facts(tmp_path, {"kind": "data_source", "value": "node-0/notes"})
+    assert cannot_measure("mia_auc_gap", notes) is None
+    diary = dataset_facts(tmp_path, {"kind": "data_source", "value": "node-0/diary"})
+    assert diary.canaries == 1 and "at least 2 forget examples" in (
+        cannot_measure("mia_auc_gap", diary) or ""
+    )
+    assert "holds 0" in (
+        cannot_measure(
+            "forget_perplexity_ratio", dataset_facts(tmp_path, {"kind": "category", "value": "jazz"})
+        )
+        or ""
+    )
+    pin = dataset_facts(
+        tmp_path, {"kind": "behaviour", "examples": [{"prompt": "Ann's pin is ", "completion": "4821"}]}
+    )
+    assert pin.canaries == 1 and pin.extractable == 2 and pin.forget_examples is None  # nodes may hold more
+    assert cannot_measure("canary_exposure_pvalue", pin) is None
+    other = dataset_facts(
+        tmp_path, {"kind": "behaviour", "examples": [{"prompt": "Say", "completion": "hello"}]}
+    )
+    assert "covers no inserted canary" in (cannot_measure("canary_exposure_pvalue", other) or "")
+    assert cannot_measure("extraction_rate", other) is None
+    assert dataset_facts(None, {"kind": "category", "value": "x"}, "digits") == DatasetFacts(
+        task="digits", target_kind="category"
+    )
