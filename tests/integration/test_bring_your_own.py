@@ -6,6 +6,7 @@ manifest) -> `commons proposal new` -> triage, vote, council -> the job -> the r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -24,6 +25,8 @@ from governance.jobs.worker import Worker
 from governance.services.context import Ctx
 from governance.settings import Settings
 from tests.conftest import PassTime, Person
+from tests.integration.test_ui_pages import error_of, sign_in
+from unlearning.data import sha256_file
 
 MEMBERS = {"ann": ["chess", "jazz"], "bob": ["chess", "baking"], "cat": ["jazz", "baking"]}
 DATASET = "artifacts/datasets/byo-tiny-gpt2"  # below COMMONS_DATA_DIR: where `commons model init` put it
@@ -164,6 +167,14 @@ def test_bring_your_own_model_from_data_to_gate(
                    obj=bob)  # fmt: skip
     assert r.exit_code == 0, r.output
     source_id = int(r.output.split("#")[1].split()[0])
+    # the web form goes through the same check: cat's original file is refused, the node's file is not
+    token = sign_in(client, ctx, p["cat"].id, "cat")
+    form = {"name": "jazz", "node_id": "cat", "csrf_token": token}
+    original = hashlib.sha256((trained["out"] / "members/cat/jazz.jsonl").read_bytes()).hexdigest()
+    r = client.post("/data-sources", data={**form, "content_hash": original})
+    assert r.status_code == 422 and "matches no data source file" in (error_of(r.text, "content_hash") or "")
+    r = client.post("/data-sources", data={**form, "content_hash": sha256_file(dataset / "cat/jazz.jsonl")})
+    assert r.status_code == 200 and "is registered" in r.text
 
     # bob tables the proposal with its acceptance tests; reviewers, members and the council decide
     r = run.invoke(main, ["proposal", "new", "--title", "Forget my chess notes", "--data-source", str(source_id),
