@@ -6,6 +6,10 @@ notification to every active member and a ``proposal.outcome_written`` webhook e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from governance.db.engine import read_session, write_session
@@ -24,6 +28,17 @@ from governance.services.context import Ctx
 
 #: how many handles the "expected from" line names before "and N more"
 _NAMED = 5
+#: the dashboard lists the statements a member may write for decisions that closed this recently
+RECENT = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A closed decision whose outcome statement is not written yet, and that the viewer may write."""
+
+    proposal_id: int
+    title: str
+    state: str
 
 
 def _proposal(s: Session, proposal_id: int, viewer: ActorView | None, lock: bool = False) -> Proposal:
@@ -264,3 +279,32 @@ def write(
             now=now,
         )
         return status_in(s, p, actor)
+
+
+def due(ctx: Ctx, actor: ActorView, limit: int = 10) -> list[Due]:
+    """The statements ``actor`` may write that nobody has written yet, for decisions that changed in the last
+    :data:`RECENT` (newest first): their own proposals; for council members every decision but a standing
+    triage rejection; for reviewers the standing triage rejections."""
+    if actor.member_id is None:
+        return []
+    council, reviewer = Role.COUNCIL in actor.roles, Role.REVIEWER in actor.roles
+    written = select(OutcomeStatement.proposal_id)
+    q = select(Proposal).where(
+        col(Proposal.state).not_in([st.value for st in rules.OPEN_STATES]),
+        col(Proposal.id).not_in(written),
+        col(Proposal.updated_at) >= ctx.clock.now() - RECENT,
+    )
+    if not council:
+        states = [ProposalState.REJECTED.value] if reviewer else []
+        q = q.where(or_(col(Proposal.proposer_id) == actor.member_id, col(Proposal.state).in_(states)))
+    out: list[Due] = []
+    with read_session(ctx.engine) as s:
+        for p in s.exec(q.order_by(col(Proposal.updated_at).desc()).limit(limit * 3)).all():
+            assert p.id is not None
+            if rules.may_write(
+                p.state, _triage_rejection(s, p), actor.member_id, actor.roles, p.proposer_id, _recused(s, p)
+            ):
+                out.append(Due(p.id, p.title, p.state))
+            if len(out) == limit:
+                break
+    return out

@@ -26,7 +26,7 @@ from governance.db.models import Notification, WebhookDelivery
 from governance.db.outcomes import OutcomeStatement
 from governance.domain.clock import FixedClock
 from governance.schemas import ProposalCreate
-from governance.services import auth, events, proposals
+from governance.services import auth, events, outcomes, proposals
 from governance.services.context import Ctx
 from tests.conftest import PassTime, Person
 from tests.integration.test_jobs import approved_proposal
@@ -85,8 +85,15 @@ def test_the_author_writes_it_a_council_member_revises_it_and_members_are_told(
     )
     assert client.get(f"/api/v1/proposals/{pid}/outcome", headers=bob.auth).json()["may_write"] is True
 
+    due = {
+        h: [d.proposal_id for d in outcomes.due(ctx, community[h].actor)]
+        for h in ("bob", "coun2", "ann", "rev1")
+    }
+    assert due == {"bob": [pid], "coun2": [pid], "ann": [], "rev1": []}  # the dashboard's list
+
     r = client.post(f"/api/v1/proposals/{pid}/outcome", json=STATEMENT, headers=bob.auth)
     assert r.status_code == 201, r.text
+    assert outcomes.due(ctx, coun1.actor) == []
     st = r.json()["statement"]
     assert st["version"] == 1 and st["author"] == "bob" and st["decision"] == "job_queued"
     assert st["decided"] == STATEMENT["decided"]
@@ -166,6 +173,8 @@ def test_a_triage_rejection_is_explained_by_the_reviewers_and_a_withdrawal_by_it
 ) -> None:
     pid = _rejected_at_triage(ctx, community, pass_time)
     url = f"/api/v1/proposals/{pid}/outcome"
+    assert [d.proposal_id for d in outcomes.due(ctx, community["rev3"].actor)] == [pid]
+    assert outcomes.due(ctx, community["coun1"].actor) == outcomes.due(ctx, community["bob"].actor) == []
     out = client.get(url, headers=community["rev2"].auth).json()
     assert out["expected_from"] == "a reviewer (@rev1, @rev2, @rev3)" and out["may_write"] is True
     for who in ("bob", "coun1"):
@@ -247,8 +256,9 @@ def test_the_page_shows_who_is_expected_then_the_statement_at_the_top(
     )
     assert ann.locator("#outcome form").count() == 0  # a member who may not write it gets no form
 
-    bob = _sign_in(chromium, live_url, ctx, community["bob"])
-    bob.goto(f"/proposals/{pid}")
+    bob = _sign_in(chromium, live_url, ctx, community["bob"])  # the dashboard lists what is due
+    bob.get_by_role("region", name="Outcome statements to write").get_by_role("link").click()
+    bob.wait_for_url(f"{live_url}/proposals/{pid}#outcome")
     # the statement comes before everything else on the page: right under the title
     first_h2 = bob.locator("main h2").first.inner_text()
     assert first_h2 == "Outcome"
@@ -269,6 +279,8 @@ def test_the_page_shows_who_is_expected_then_the_statement_at_the_top(
 
     ann.goto(f"/proposals/{pid}")
     assert "Spam is forgotten." in ann.locator("#outcome dl").inner_text()
+    bob.goto("/")
+    assert bob.get_by_role("region", name="Outcome statements to write").count() == 0
     assert ann.locator("#outcome .awaiting").count() == 0
     ann.goto("/notifications")
     assert f"The outcome statement of #{pid}" in ann.content()

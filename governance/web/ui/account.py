@@ -13,7 +13,7 @@ from governance.domain.errors import InvalidInput
 from governance.domain.jobs import FINAL_JOB_STATES, JobState
 from governance.domain.registry import ModelState
 from governance.domain.review import ActorView
-from governance.services import auth, browse, events, gate, jobs, members, registry, training
+from governance.services import auth, browse, events, gate, jobs, members, outcomes, registry, training
 from governance.services.context import Ctx
 from governance.web.ui import delegation_pages
 from governance.web.ui.render import Form, field_errors, page, redirect, safe_next
@@ -50,6 +50,7 @@ class AccountPages(Controller):
             notifications=unread[:10],
             unread_count=len(unread),
             preparing=training.preparing(ctx),
+            outcomes_due=outcomes.due(ctx, actor),
         )
 
     @get("/notifications", sync_to_thread=True)
