@@ -18,6 +18,7 @@ measured. A voted test that cannot be measured never counts as passed (unlearnin
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -169,10 +170,28 @@ __all__ = [
 # ---- what a dataset tells before any model runs (the service's view: manifest and published split) -------
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _published(root: Path | None) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """(manifest, held-out test records, whether the split exists) of a dataset; read again only when a
+    file changes (a proposal's page reads them on every view)."""
+    if root is None:
+        return {}, [], False
+    files = (root / "manifest.json", root / "heldout" / "test.jsonl")
+    stamp = tuple(f.stat().st_mtime_ns if f.is_file() else None for f in files)
+    return _read_published(str(root), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_published(
+    root: str, stamp: tuple[int | None, ...]
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    manifest_file, split = Path(root) / "manifest.json", Path(root) / "heldout" / "test.jsonl"
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if stamp[0] is not None else {}
+        lines = split.read_text(encoding="utf-8").splitlines() if stamp[1] is not None else []
+        held = [r for r in (json.loads(line) for line in lines if line.strip()) if isinstance(r, dict)]
+    except (OSError, ValueError):  # unreadable: nothing known (never a warning on a guess)
+        return {}, [], False
+    return (manifest if isinstance(manifest, dict) else {}), held, stamp[1] is not None
 
 
 def dataset_facts(
@@ -183,20 +202,12 @@ def dataset_facts(
     ``kind``, ``value``, ``examples``, ``pattern``): the facts ``cannot_measure`` reads. ``task`` is the base
     model's (the registry's); the manifest's when not given. What the published files do not tell (how many
     examples of a category the members hold) stays None: never warned about."""
-    manifest: dict[str, Any] = {}
-    path = (dataset_dir / "manifest.json") if dataset_dir is not None else None
-    if path is not None and path.is_file():
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = {}
+    manifest, held, has_split = _published(dataset_dir)
     task = task or manifest.get("task")
     kind = str((target or {}).get("kind") or "") or None
     if not manifest or dataset_dir is None:
         return DatasetFacts(task=task, target_kind=kind)
-    split = dataset_dir / "heldout" / "test.jsonl"
-    held = _read_jsonl(split)
-    no_split = "" if split.is_file() else "the dataset publishes no held-out split (heldout/test.jsonl)"
+    no_split = "" if has_split else "the dataset publishes no held-out split (heldout/test.jsonl)"
     if not (target or {}).get("value") and not (target or {}).get("examples"):  # the target not chosen yet
         none = 0 if no_split else None
         return DatasetFacts(
