@@ -150,6 +150,7 @@ def init(
     from unlearning.api import init_dataset, init_model
 
     root = _root(ctx)
+    manifest: dict[str, Any] | None = None  # an imported dataset's
     if task in ("digits", "community-lm"):
         ds = root / "datasets" / f"{task}-{seed}"
         opts: dict[str, Any] = {"nodes": nodes, "seed": seed}
@@ -166,7 +167,7 @@ def init(
                 "a bring-your-own model needs --data (one sub-directory of JSONL per node)"
             )
         ds = root / "datasets" / f"byo-{Path(task).name}"
-        import_jsonl_nodes(Path(data), ds, seed=seed, heldout_fraction=heldout)
+        manifest = import_jsonl_nodes(Path(data), ds, seed=seed, heldout_fraction=heldout)
     else:
         raise click.BadParameter(
             f"{task!r} is not community-lm, digits or an existing directory", param_hint="--task"
@@ -180,6 +181,12 @@ def init(
         raise click.BadParameter(f"cannot load the model in {task}: {first}", param_hint="--task") from None
     _save_current(root, dataset=str(ds), version=version.version)
     click.echo(f"dataset  {ds}")
+    if manifest is not None:
+        nodes_line = ", ".join(f"{n['node']} ({len(n['sources'])})" for n in manifest["nodes"])
+        held = manifest["heldout"].get("test", {}).get("records", 0)
+        click.echo(f"nodes    {nodes_line}  (data sources per node)")
+        click.echo(f"held out {held} records in heldout/test.jsonl (published to the service's verifier)")
+        click.echo(f"service  COMMONS_DATASET_DIR={ds.resolve()}")
     click.echo(f"version  {version.version}  (task {version.task}, untrained)")
 
 

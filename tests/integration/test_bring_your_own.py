@@ -89,7 +89,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         env=env,
     )
     assert r.exit_code == 0, r.output
-    init_version = r.output.split("version")[1].split()[0]
+    assert "nodes    ann (2), bob (2), cat (2)" in r.output and "held out 36 records" in r.output, r.output
+    assert f"COMMONS_DATASET_DIR={data_dir / DATASET}" in r.output
+    init_version = r.output.split("version  ")[1].split()[0]
     r = runner.invoke(
         main, ["model", "train", "--rounds", "3", "--local", "steps=5", "--local", "batch_size=8"], env=env
     )
