@@ -206,8 +206,8 @@ class Verification:
                 return (
                     f"node-{pid} checked {d['declared']} protected string(s) (commitment {got}...), not the "
                     f"{count} registered with the data source (commitment {digest[:12]}...): the node's "
-                    "protected.txt or protected.salt changed since registration; the owner must restore it "
-                    "or register the data source again"
+                    "protected.txt or protected.salt changed since registration; the owner must restore them "
+                    "(the service records one commitment per data source, at registration)"
                 )
         return None
 
