@@ -157,7 +157,9 @@ def status_in(s: Session, p: Proposal, viewer: ActorView | None) -> OutcomeStatu
     """The statement and its history, or who is expected to write it (inside a session)."""
     assert p.id is not None
     closed = rules.decision_closed(p.state)
-    triage_rejection = _triage_rejection(s, p) if closed else False
+    if not closed:  # nothing is written before the decision closes, and a closed decision never reopens
+        return OutcomeStatus(closed=False, statement=None, expected_from=_writers(s, p, False)[1])
+    triage_rejection = _triage_rejection(s, p)
     writer_ids, expected = _writers(s, p, triage_rejection)
     versions = _versions(s, p.id)
     handles: dict[int, str] = {}

@@ -134,6 +134,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     r = client.post(f"/api/v1/proposals/{still_open}/outcome", json=STATEMENT, headers=bob.auth)
     assert r.status_code == 409 and "still submitted" in r.json()["detail"]
     assert _saved(ctx, still_open)[0] == 0
+    shown = client.get(f"/api/v1/proposals/{still_open}", headers=bob.auth).json()["outcome"]
+    assert (shown["closed"], shown["statement"], shown["may_write"]) == (False, None, False)
 
     pid = approved_proposal(ctx, clock, community)
     url = f"/api/v1/proposals/{pid}/outcome"
