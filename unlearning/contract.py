@@ -695,15 +695,6 @@ class AscentSettings:
     stop: str = setting(
         "auto", choices=_STOP_RULES, title="stop rule", help="early-stopping rule of the ascent"
     )
-    # "ascent": raise every forget example's loss; "matched": raise each one only up to the loss of the node's
-    # unseen example of the same rank (its validation examples, of the same kind with stop_reference
-    # "same-kind"): a bounded objective that shapes the forget losses like unseen ones
-    objective: str = setting(
-        "ascent",
-        choices=("ascent", "matched"),
-        title="objective",
-        help="ascent objective: every forget loss up, or each up to its matched held-out loss",
-    )
     heldout_auc: float = setting(
         0.5,
         ge=0.0,
