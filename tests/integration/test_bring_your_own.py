@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from litestar.testing import TestClient
 from governance.cli import main
 from governance.cli.common import ApiContext
 from governance.client import CommonsClient
+from governance.domain.clock import FixedClock
 from governance.jobs.worker import Worker
 from governance.services.context import Ctx
 from governance.settings import Settings
@@ -133,6 +135,7 @@ def test_bring_your_own_model_from_data_to_gate(
     client: TestClient[Litestar],
     community: dict[str, Person],
     pass_time: PassTime,
+    clock: FixedClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the service's data directory is the one `commons model` wrote to (a copy per database under test)
@@ -152,6 +155,9 @@ def test_bring_your_own_model_from_data_to_gate(
     # the operator adopts the trained version as the community's base: verified and released
     r = run.invoke(main, ["registry", "adopt", trained["version"]])
     assert r.exit_code == 0 and f"{trained['version']} is released" in r.output, r.output
+    clock.set(
+        datetime.now(UTC)
+    )  # the operator's command ran on the real clock: the service goes on from there
 
     # bob registers his chess notes: the file his node holds, its sha256 computed by the CLI
     bob = api(client, p["bob"])
@@ -221,3 +227,14 @@ def test_bring_your_own_model_from_data_to_gate(
     r = run.invoke(main, ["gate", version, "--token", p["bob"].token], obj=client)
     assert r.exit_code == (0 if report["passed"] else 1), (report["summary"], r.output)
     assert report["passed"], report["summary"]
+
+    # the council releases it; bob's ledger follows his named node's source from the base to the release
+    def ledger_answer() -> str:
+        r = run.invoke(main, ["data-source", "ledger", str(source_id), "--json"], obj=bob)
+        assert r.exit_code == 0, r.output
+        return str(json.loads(r.output)["answer"])
+
+    assert ledger_answer() == "yes"  # the released base trained on bob/chess
+    r = run.invoke(main, ["registry", "release", version], obj=api(client, p["coun1"]))
+    assert r.exit_code == 0 and f"{version} is released" in r.output, r.output
+    assert ledger_answer() == "no"  # the released version unlearned it
