@@ -111,6 +111,10 @@ def test_client_unlearning(trained: Trained, method: str) -> None:
         assert "ascent" in phases and r.metrics["method"]["ascent-steps"] >= 0
     if method == "gradient_ascent_ewc":
         assert {"fisher-ascent", "fisher-repair", "repair"} <= phases
+        # the digits data-source defaults (DigitsTask.method_defaults): the AdamW ascent ends on its stop rule
+        # (plain SGD ran out its steps on a confident model) and 5 repair rounds follow
+        assert r.metrics["method"]["stopped"] == 1.0 and r.metrics["method"]["repair-rounds"] == 5
+        assert sum(1 for c in r.cost.rounds if c.phase == "repair") == 5
     if method == "gradient_ascent":
         assert "reference" in phases  # the Halimi reference needs the owner's local model
 
