@@ -5,9 +5,6 @@ chromium), and bad input changes nothing. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +27,7 @@ from governance.services import auth, events, outcomes, proposals
 from governance.services.context import Ctx
 from tests.conftest import PassTime, Person
 from tests.integration.test_jobs import approved_proposal
-from tests.integration.test_ui_browser import ARGS, CHROMIUM
+from tests.integration.test_ui_browser import browser  # noqa: F401  (the chromium fixture)
 
 STATEMENT = {
     "decided": "Spam is forgotten from the model.",
@@ -218,24 +215,9 @@ def test_the_cli_writes_and_shows_it(
 PASSWORD = "a long enough password"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        message = f"chromium not found at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
-def _sign_in(browser: Any, base: str, ctx: Ctx, who: Person) -> Any:
+def _sign_in(chromium: Any, base: str, ctx: Ctx, who: Person) -> Any:
     auth.set_password(ctx, who.id, PASSWORD)
-    page = browser.new_context(base_url=base).new_page()
+    page = chromium.new_context(base_url=base).new_page()
     page.set_default_timeout(15_000)
     page.goto("/login")
     page.get_by_label("Handle").fill(who.handle)
@@ -247,10 +229,14 @@ def _sign_in(browser: Any, base: str, ctx: Ctx, who: Person) -> Any:
 
 @pytest.mark.browser
 def test_the_page_shows_who_is_expected_then_the_statement_at_the_top(
-    chromium: Any, live_url: str, ctx: Ctx, clock: FixedClock, community: dict[str, Person]
+    browser: Any,  # noqa: F811
+    live_url: str,
+    ctx: Ctx,
+    clock: FixedClock,
+    community: dict[str, Person],
 ) -> None:
     pid = approved_proposal(ctx, clock, community)
-    ann = _sign_in(chromium, live_url, ctx, community["ann"])
+    ann = _sign_in(browser, live_url, ctx, community["ann"])
     ann.goto(f"/proposals/{pid}")
     awaiting = ann.locator("#outcome .awaiting")
     assert awaiting.inner_text() == (
@@ -258,7 +244,7 @@ def test_the_page_shows_who_is_expected_then_the_statement_at_the_top(
     )
     assert ann.locator("#outcome form").count() == 0  # a member who may not write it gets no form
 
-    bob = _sign_in(chromium, live_url, ctx, community["bob"])  # the dashboard lists what is due
+    bob = _sign_in(browser, live_url, ctx, community["bob"])  # the dashboard lists what is due
     bob.get_by_role("region", name="Outcome statements to write").get_by_role("link").click()
     bob.wait_for_url(f"{live_url}/proposals/{pid}#outcome")
     # the statement comes before everything else on the page: right under the title
