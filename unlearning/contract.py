@@ -526,7 +526,7 @@ def check_acceptance_tests(raw: Any, target_kind: str, task: str | None = None) 
 
 #: Calibrated against the two models that define the question (bench/RESULTS.md, "## Default policies"):
 #: models retrained without the target pass them, the original fails them, on the community LM and on digits
-#: (open exception: on the small LM, mia_auc_gap <= 0.05 failed one retrained model of three, gap 0.091).
+#: (open exception: on the small LM, mia_auc_gap <= 0.05 fails 4 of 12 retrained models: bench/auc_null.py).
 #: Every kind has a forgetting test that applies to each task (a category: forget accuracy on a classifier,
 #: forget perplexity against the reference on a language model); canaries are judged by a p-value corrected
 #: for their number, not by a fixed number of bits (a never-seen secret exceeds 3 bits one time in eight).
