@@ -284,6 +284,15 @@ for _spec in (
         needs=("heldout", "two_forget_examples"),
     ),
     MetricSpec(
+        "mia_auc_gap_pvalue",
+        "privacy",
+        "chance that a model which never saw the target lies this far from the reference's MIA AUC (DeLong "
+        "variances from the forget and held-out sizes; Bonferroni over the attacks)",
+        ALL_TARGETS,
+        "higher",
+        needs=("heldout", "two_forget_examples"),
+    ),
+    MetricSpec(
         "privleak",
         "privacy",
         "(AUC_candidate - AUC_reference) / AUC_reference",

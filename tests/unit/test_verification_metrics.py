@@ -22,7 +22,7 @@ from unlearning.verification import (
     policy_passes,
     render_html,
 )
-from unlearning.verification.privacy import auc
+from unlearning.verification.privacy import auc, auc_variance
 from unlearning.verification.probes import Probes, _lowest_k_mean, greedy_extracts, score
 from unlearning.verification.registry import METRIC_FUNCTIONS, Verification
 from unlearning.verification.robustness import _share, quantize
@@ -166,6 +166,50 @@ def test_membership_inference_sees_memorised_examples_and_nothing_in_identical_o
     # a classifier has no perplexity and no canaries: the metrics say so instead of a number
     assert not METRIC_FUNCTIONS["forget_perplexity_ratio"](v).applies
     assert not METRIC_FUNCTIONS["canary_exposure"](v).applies
+
+
+def test_delong_variance_matches_the_pairwise_definition_and_the_sampling_spread() -> None:
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(40, generator=g) + 0.3, torch.randn(60, generator=g).round()  # ties included
+    psi = (x[:, None] > y[None, :]).double() + 0.5 * (x[:, None] == y[None, :]).double()
+    brute = float(psi.mean(1).var() / 40 + psi.mean(0).var() / 60)
+    assert auc_variance(x, y) == pytest.approx(brute)
+    draws = torch.tensor(
+        [auc(torch.randn(40, generator=g) + 0.3, torch.randn(60, generator=g)) for _ in range(400)]
+    )
+    assert math.sqrt(auc_variance(x + 0.0, torch.randn(60, generator=g))) == pytest.approx(
+        float(draws.std()), rel=0.25
+    )
+
+
+def test_the_gap_pvalue_passes_a_model_like_the_reference_and_fails_one_that_memorised() -> None:
+    g = torch.Generator().manual_seed(2)
+    x_mem, x_non = torch.randn(48, 64, generator=g), torch.randn(48, 64, generator=g)
+    y = torch.randint(0, 10, (48,), generator=g)
+    v = _digits_verification(x_mem, y, x_non)
+    fresh = v.models["candidate"]
+    memorised = v.task.build_model(0)
+    opt = torch.optim.Adam(memorised.parameters(), lr=1e-2)
+    for _ in range(300):
+        loss = nn.functional.cross_entropy(memorised(x_mem), y)
+        opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    like = Verification(
+        v.spec, v.task, v.target, v.probes, {"original": memorised, "candidate": fresh, "reference": fresh}
+    )
+    r = METRIC_FUNCTIONS["mia_auc_gap_pvalue"](like)
+    assert r.value == pytest.approx(1.0) and r.details["reference_source"] == "retrained reference"
+    assert r.values["original"] is not None and r.values["original"] < 1e-6  # the original memorised them
+    assert r.details["corrected_over"] == 2 and r.details["members"] == 48
+    unlearned_not = Verification(
+        v.spec,
+        v.task,
+        v.target,
+        v.probes,
+        {"original": memorised, "candidate": memorised, "reference": fresh},
+    )
+    assert METRIC_FUNCTIONS["mia_auc_gap_pvalue"](unlearned_not).value < 1e-6
 
 
 def _tiny_lm() -> tuple[CommunityLMTask, nn.Module]:

@@ -9,6 +9,7 @@ log-probabilities; LMs only: a classifier has one token and Min-K% is the loss a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -27,6 +28,23 @@ def auc(member_scores: Tensor, nonmember_scores: Tensor) -> float:
     labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
     values = torch.cat([member_scores, nonmember_scores]).double().numpy()
     return float(roc_auc_score(labels, values))
+
+
+def auc_variance(member_scores: Tensor, nonmember_scores: Tensor) -> float:
+    """The variance of the empirical ROC AUC from its structural components (DeLong, DeLong and
+    Clarke-Pearson 1988), by midranks (Sun and Xu 2014): V10_i, the share of non-members a member beats
+    (ties count half), and V01_j, the share of members that beat a non-member; Var(AUC) = s2(V10) / n +
+    s2(V01) / m. Written here because neither scikit-learn nor scipy exposes it (a dozen lines)."""
+    from scipy.stats import rankdata
+
+    x, y = member_scores.double().numpy(), nonmember_scores.double().numpy()
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        return 0.0
+    both = rankdata(list(x) + list(y))
+    v10 = (both[:n] - rankdata(x)) / m
+    v01 = 1.0 - (both[n:] - rankdata(y)) / n
+    return float(v10.var(ddof=1) / n + v01.var(ddof=1) / m)
 
 
 def roc_points(member_scores: Tensor, nonmember_scores: Tensor, limit: int = 40) -> list[list[float]]:
@@ -51,6 +69,7 @@ def attacks(v: Verification) -> dict[str, dict[str, float]] | str:
         v.cache["mia"] = v.probes.heldout_reason or "no held-out examples"
         return str(v.cache["mia"])
     out: dict[str, dict[str, float]] = {}
+    variances: dict[str, dict[str, float]] = {}
     curves: dict[str, list[list[float]]] = {}
     for role in v.roles:
         f, h = v.scores(role, "forget"), v.scores(role, "heldout")
@@ -62,8 +81,10 @@ def attacks(v: Verification) -> dict[str, dict[str, float]] | str:
             pairs["min_k"] = (f.min_k, h.min_k)
         for attack, (m, n) in pairs.items():
             out.setdefault(attack, {})[role] = auc(m, n)
+            variances.setdefault(attack, {})[role] = auc_variance(m, n)
         curves[role] = roc_points(-f.loss, -h.loss)
     v.cache["mia"] = out
+    v.cache["mia_var"] = variances
     v.cache["loss_hist"] = loss_histograms(v)
     v.cache["mia_roc"] = curves
     return out
@@ -131,6 +152,68 @@ def mia_auc_gap(v: Verification) -> Any:
         value=gaps[worst],
         values=values,
         details={"gaps": gaps, "attack": worst, "reference_source": source},
+    )
+
+
+def gap_pvalue(a: float, var_a: float, b: float, var_b: float) -> tuple[float, float]:
+    """(z, two-sided p) of AUC a against AUC b, the two audits' variances added."""
+    from scipy.stats import norm
+
+    se = math.sqrt(max(var_a, 0.0) + max(var_b, 0.0))
+    if se == 0.0:
+        return (0.0, 1.0) if a == b else (math.inf, 0.0)
+    z = (a - b) / se
+    return z, float(2.0 * norm.sf(abs(z)))
+
+
+@metric("mia_auc_gap_pvalue")
+def mia_auc_gap_pvalue(v: Verification) -> Any:
+    """Whether the candidate's membership AUC is further from the reference's than two models that never
+    saw the forget set differ by chance: per attack, z = (AUC_candidate - AUC_reference) / sqrt(Var_c +
+    Var_r) with DeLong variances from the forget and held-out set sizes, a two-sided normal p-value, and
+    Bonferroni over the attacks (the strongest decides). A fixed band on |gap| cannot be calibrated: a
+    few dozen forget lines put two retrained models 0.01-0.09 apart (bench/RESULTS.md "## Default
+    policies"), hundreds of digits 0.01 apart. The variances are added as for two independent audits: two
+    retrained models differ on the same examples by their training randomness, which the paired DeLong
+    covariance does not see (measured against retrained models by bench/auc_null.py)."""
+    name = "mia_auc_gap_pvalue"
+    a = attacks(v)
+    if isinstance(a, str):
+        return not_applicable(name, a)
+    var: dict[str, dict[str, float]] = v.cache["mia_var"]
+    k = len(a)
+    per_attack: dict[str, dict[str, Any]] = {}
+    for attack, by_role in a.items():
+        ref, ref_var = by_role.get("reference", CHANCE), var[attack].get("reference", 0.0)
+        row: dict[str, Any] = {"auc": dict(by_role), "se": {}, "z": {}, "p": {}}
+        for role in ("original", "candidate"):
+            if role not in by_role:
+                continue
+            z, p = gap_pvalue(by_role[role], var[attack][role], ref, ref_var)
+            row["se"][role] = math.sqrt(var[attack][role])
+            row["z"][role], row["p"][role] = z, p
+        per_attack[attack] = row
+    worst = min(per_attack, key=lambda x: per_attack[x]["p"]["candidate"])
+    values: dict[str, float | None] = {
+        role: min(1.0, k * min(r["p"][role] for r in per_attack.values()))
+        for role in ("original", "candidate")
+        if role in v.roles
+    }
+    values["reference"] = None
+    source = "retrained reference" if v.has_reference else "proxy: chance (AUC 0.5)"
+    return result(
+        name,
+        value=values["candidate"],
+        values=values,
+        details={
+            "attack": worst,
+            "attacks": per_attack,
+            "corrected_over": k,
+            "members": len(v.scores("candidate", "forget").loss),
+            "nonmembers": len(v.scores("candidate", "heldout").loss),
+            "reference_source": source,
+            "values_are": "Bonferroni-corrected p-value of the AUC gap to the reference (null: never seen)",
+        },
     )
 
 
