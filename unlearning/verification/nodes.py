@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from unlearning.tasks.base import Target, Task
+from unlearning.verification.node_labels import node_label
 from unlearning.verification.probes import NodeSelection, Scores
 from unlearning.verification.spec import VerifySpec
 
@@ -215,10 +216,11 @@ class FederatedScorer:
             s = _scores_of(replies[pid])
             if "canary/repetitions" not in s:
                 continue
+            node = node_label(pid, self.fed.names)  # the manifest's name (alice), else node-<partition>
             for i in range(len(s["canary/repetitions"])):
                 entry: dict[str, Any] = {
-                    "node": f"node-{pid}",
-                    "canary": f"node-{pid}#{i + 1}",
+                    "node": node,
+                    "canary": f"{node}#{i + 1}",
                     "secret_length": int(s["canary/secret_length"][i]),
                     "repetitions": int(s["canary/repetitions"][i]),
                     "extraction": bool(s["canary/extraction"][i] > 0),

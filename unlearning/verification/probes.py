@@ -35,6 +35,7 @@ from unlearning.data import Record, load_heldout, read_manifest
 from unlearning.local import LocalConfig, autocast, train
 from unlearning.tasks.base import Batch, Target, Task, batch_len
 from unlearning.tasks.lm import IGNORE, CausalLMTask
+from unlearning.verification.node_labels import manifest_node_names, nodes_where
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Probes:
     extraction: list[tuple[str, str]] = field(default_factory=list)  # (prompt, forbidden completion)
     nodes: list[NodeSelection] = field(default_factory=list)  # forget examples held by nodes, first
     scorer: NodeScorer | None = None
+    node_names: dict[int, str] = field(default_factory=dict)  # partition id -> name (the manifest's)
 
     @property
     def n_node_forget(self) -> int:
@@ -155,7 +157,7 @@ class Probes:
     def where_forget(self) -> list[str]:
         where = []
         if self.nodes:
-            where.append("nodes: " + ", ".join(f"node-{p}" for p in self.node_partitions))
+            where.append(nodes_where(self.node_partitions, self.node_names))
         if batch_len(self.forget):
             where.append(
                 "service: "
@@ -281,7 +283,17 @@ def build_probes(
             if c.node is None and (c.prefix, c.secret) not in extraction
         ]
     return Probes(
-        [], forget, heldout, reason, heldout_rest, canaries, controls, extraction, selection, scorer
+        [],
+        forget,
+        heldout,
+        reason,
+        heldout_rest,
+        canaries,
+        controls,
+        extraction,
+        selection,
+        scorer,
+        manifest_node_names(manifest),
     )
 
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from unlearning.measurability import CLASSIFIER, LANGUAGE_MODEL, DatasetFacts
 from unlearning.tasks.base import Batch, Target, Task, batch_len, take
 from unlearning.verification.catalog import CATALOG
+from unlearning.verification.node_labels import node_label, nodes_where
 from unlearning.verification.probes import Probes, Scores, score
 from unlearning.verification.spec import MetricResult, VerifySpec
 
@@ -150,7 +151,7 @@ class Verification:
                 seed=spec.seed,
                 extraction=True,  # the same message: the nodes' extraction hits are kept for extraction_rate
             )
-            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            self.where.add(nodes_where(held, self.probes.node_names))
             self.cache["node_extraction"] = [c["extracted"] for c in node_canaries if c["extraction"]]
         exposed = [c for c in node_canaries if all(r in c for r in self.roles)]  # protected: digits only
         here = [c for c in self.probes.canaries if c.node is None]
@@ -182,11 +183,16 @@ class Verification:
 
     def protected_strings(self) -> dict[str, Any]:
         """The strings the nodes' owners declared (``protected.txt``, unlearning.verification.protected)
-        that the target's records hold, checked like the canaries: {"checked", "where": {"node-<pid>": n}}
+        that the target's records hold, checked like the canaries: {"checked", "where": {node name: n}}
         (counts only: the strings never leave their nodes)."""
         scorer, held = self.probes.scorer, set(self._canary_nodes())
         declared = scorer.protected_declarations() if scorer is not None else {}
-        where = {f"node-{p}": d["checked"] for p, d in sorted(declared.items()) if p in held and d["checked"]}
+        names = self.probes.node_names
+        where = {
+            node_label(p, names): d["checked"]
+            for p, d in sorted(declared.items())
+            if p in held and d["checked"]
+        }
         return {"checked": sum(where.values()), "where": where}
 
     def protected_problem(self) -> str | None:
@@ -204,9 +210,10 @@ class Verification:
             if d["forget"] and (d["declared"] != count or d["commitment"] != digest):
                 got = (d["commitment"] or "none")[:12]
                 return (
-                    f"node-{pid} checked {d['declared']} protected string(s) (commitment {got}...), not the "
-                    f"{count} registered with the data source (commitment {digest[:12]}...): the node's "
-                    "protected.txt or protected.salt changed since registration; the owner must restore them "
+                    f"{node_label(pid, self.probes.node_names)} checked {d['declared']} protected string(s) "
+                    f"(commitment {got}...), not the {count} registered with the data source "
+                    f"(commitment {digest[:12]}...): the node's protected.txt "
+                    "or protected.salt changed since registration; the owner must restore them "
                     "(the service records one commitment per data source, at registration)"
                 )
         return None
@@ -232,7 +239,7 @@ class Verification:
             self.cache["node_extraction"] = [c["extracted"] for c in found if c["extraction"]]
         node_hits: list[dict[str, bool]] = self.cache.get("node_extraction", [])
         if held:
-            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            self.where.add(nodes_where(held, self.probes.node_names))
         if self.probes.extraction:
             self.where.add("service: the proposal's examples")
         return {
@@ -264,7 +271,7 @@ class Verification:
                 extraction=False,
                 samples=n,
             )
-            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            self.where.add(nodes_where(held, self.probes.node_names))
             attempts += [{"where": c["canary"], **c["sampled"]} for c in found if c["extraction"]]
         for i, (prompt, completion) in enumerate(self.probes.extraction):
             self.where.add("service: the proposal's examples")
@@ -306,10 +313,10 @@ class Verification:
                 out = p.scorer.score(
                     selection, self.models, k=self.spec.min_k, bf16=bf16, probe_set="retained"
                 )
-                self.cache["retained_nodes"] = [f"node-{s.partition_id}" for s in selection]
+                pids = [s.partition_id for s in selection]
+                self.cache["retained_nodes"] = [node_label(pid, p.node_names) for pid in pids]
+                self.where.add(nodes_where(pids, p.node_names))
         self.cache["retained"] = out
-        if not isinstance(out, str):
-            self.where.add("nodes: " + ", ".join(self.cache["retained_nodes"]))
         return out
 
     def shifted_extraction(self, shifts: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -335,7 +342,7 @@ class Verification:
                 extraction=False,
                 shifts=shifts,
             )
-            self.where.add("nodes: " + ", ".join(f"node-{p}" for p in held))
+            self.where.add(nodes_where(held, self.probes.node_names))
             attempts += [{"where": c["canary"], **c["shifted"]} for c in found if c["extraction"]]
         for i, (prompt, completion) in enumerate(self.probes.extraction):
             self.where.add("service: the proposal's examples")
@@ -368,7 +375,7 @@ class Verification:
                 raise ValueError("the relearning examples are on more than one node")
             if local:
                 assert p.scorer is not None
-                self.where.add(f"nodes: node-{s.partition_id}")
+                self.where.add(nodes_where([s.partition_id], p.node_names))
                 return p.scorer.relearn(s.partition_id, local, models, steps=steps, seed=seed)
             offset += len(s.indices)
         data = take(p.forget, torch.tensor([i - offset for i in train], dtype=torch.long))
@@ -383,8 +390,8 @@ class Verification:
             if self.utility_fn is None:
                 raise ValueError("no federation to evaluate on")
             self._utility = self.utility_fn()
-        nodes = sorted(self._utility.get("candidate", {}).get("nodes", {}))
-        self.where.add("nodes: " + ", ".join(f"node-{p}" for p in nodes))
+        nodes = sorted(int(p) for p in self._utility.get("candidate", {}).get("nodes", {}))  # "0", "1": ids
+        self.where.add(nodes_where(nodes, self.probes.node_names))
         return self._utility
 
     def copy_model(self, role: str) -> nn.Module:
