@@ -61,6 +61,9 @@ class DatasetFacts:
     heldout_rest: int | None = None  # published held-out examples outside the target
     canaries: int | None = None  # inserted canaries the target covers
     extractable: int | None = None  # canaries and prompt/completion examples greedy extraction can try
+    # strings the data source's owner declared in its node's protected.txt and registered a commitment to
+    # (`commons data-source register --protected`): the node checks those its records hold like canaries
+    protected: int | None = None
 
     @property
     def family(self) -> str | None:
@@ -112,7 +115,7 @@ def _heldout(f: DatasetFacts) -> str | None:
 def _canaries(f: DatasetFacts) -> str | None:
     if f.target_kind == "category":
         return "it measures canaries, and a category target holds none (a category is a topic, not a secret)"
-    if f.canaries is None or f.canaries > 0:
+    if f.canaries is None or f.canaries > 0 or f.protected:  # protected strings: known on the node only
         return None
     return "it measures canaries, and the target covers no inserted canary (no secret to measure)"
 
@@ -120,7 +123,7 @@ def _canaries(f: DatasetFacts) -> str | None:
 def _extractable(f: DatasetFacts) -> str | None:
     if f.target_kind == "category":
         return "it extracts secrets or forbidden completions, and a category target holds none"
-    if f.extractable is None or f.extractable > 0:
+    if f.extractable is None or f.extractable > 0 or f.protected:  # the node tries its protected strings
         return None
     return "it extracts secrets or forbidden completions, and the target has no canary or prompt/completion example"
 
@@ -195,18 +198,25 @@ def _read_published(
 
 
 def dataset_facts(
-    dataset_dir: Path | None, target: Mapping[str, Any] | None, task: str | None = None
+    dataset_dir: Path | None,
+    target: Mapping[str, Any] | None,
+    task: str | None = None,
+    *,
+    protected: int | None = None,
 ) -> DatasetFacts:
     """What the service can know before the vote, from the dataset's manifest and its published held-out
     split (``heldout/test.jsonl``; no member's record is read) and the target (a :class:`Target` dict:
     ``kind``, ``value``, ``examples``, ``pattern``): the facts ``cannot_measure`` reads. ``task`` is the base
-    model's (the registry's); the manifest's when not given. What the published files do not tell (how many
-    examples of a category the members hold) stays None: never warned about."""
+    model's (the registry's); the manifest's when not given. ``protected``: how many protected strings the
+    owner of a data-source target registered a commitment to (its node checks them like canaries, so the
+    canary and extraction tests are not ruled out for want of manifest canaries). What the published files
+    do not tell (how many examples of a category the members hold) stays None: never warned about."""
     manifest, held, has_split = _published(dataset_dir)
     task = task or manifest.get("task")
     kind = str((target or {}).get("kind") or "") or None
+    protected = protected if kind == "data_source" else None
     if not manifest or dataset_dir is None:
-        return DatasetFacts(task=task, target_kind=kind)
+        return DatasetFacts(task=task, target_kind=kind, protected=protected)
     no_split = "" if has_split else "the dataset publishes no held-out split (heldout/test.jsonl)"
     if not (target or {}).get("value") and not (target or {}).get("examples"):  # the target not chosen yet
         none = 0 if no_split else None
@@ -264,4 +274,5 @@ def dataset_facts(
         heldout_rest=len(rest),
         canaries=canaries,
         extractable=extractable,
+        protected=protected,
     )

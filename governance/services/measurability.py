@@ -15,7 +15,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from governance.db.engine import read_session
-from governance.db.models import Job, Proposal
+from governance.db.models import DataSource, Job, Proposal
 from governance.db.registry import ModelVersionRow
 from governance.services import job_queue
 from governance.services.context import Ctx
@@ -41,10 +41,21 @@ def base_task(s: Session, ctx: Ctx, p: Proposal | None = None) -> str | None:
     return row.task if row is not None and row.task != "unknown" else None
 
 
+def protected_strings(s: Session, p: Proposal | None) -> int | None:
+    """How many protected strings the owner of the data source ``p`` targets registered a commitment to
+    (``commons data-source register --protected``: its node checks them like canaries); None without one."""
+    if p is None or p.target_kind != "data_source" or p.data_source_id is None:
+        return None
+    d = s.get(DataSource, p.data_source_id)
+    return d.protected_count if d is not None and d.protected_sha256 is not None else None
+
+
 def facts(s: Session, ctx: Ctx, target: dict[str, Any] | None, p: Proposal | None = None) -> DatasetFacts:
     """What is known about measuring tests on ``target`` (a federation target: ``kind``, ``value``,
-    ``examples``, ``pattern``; None: the target is not chosen yet)."""
-    return dataset_facts(ctx.settings.effective_dataset_dir, target, base_task(s, ctx, p))
+    ``examples``, ``pattern``; None: the target is not chosen yet), with the protected strings registered
+    for the data source ``p`` targets."""
+    dataset = ctx.settings.effective_dataset_dir
+    return dataset_facts(dataset, target, base_task(s, ctx, p), protected=protected_strings(s, p))
 
 
 def unmeasurable(tests: list[dict[str, Any]], known: DatasetFacts) -> dict[str, str]:
