@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,24 @@ def task_defaults(kind: str, artifact_root: str, candidate: str) -> list[dict[st
     return [t.to_dict() for t in default_acceptance_tests(kind, task)]
 
 
+def parse_commitment(
+    _ctx: click.Context | None, _param: click.Parameter | None, value: str | None
+) -> dict[str, Any] | None:
+    """``COUNT:SHA256`` (as ``commons data-source show`` prints a source's commitment: ``protected strings: 3
+    (commitment 9f86...)``) -> ``VerifySpec.protected_commitment`` ``{"count", "sha256"}``, as the worker
+    passes the commitment registered with the data source."""
+    if value is None:
+        return None
+    count, sep, digest = value.strip().partition(":")
+    digest = digest.strip().lower()
+    if not sep or not count.strip().isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise click.BadParameter(
+            f"{value!r} is not COUNT:SHA256 (how many protected strings, a colon, then the 64 hex digits of "
+            "their salted sha256, as `commons data-source show ID` prints them)"
+        )
+    return {"count": int(count), "sha256": digest}
+
+
 @click.command("verify")
 @click.argument("candidate")
 @click.option(
@@ -61,6 +80,14 @@ def task_defaults(kind: str, artifact_root: str, candidate: str) -> list[dict[st
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exposure-candidates", type=int, default=1000, show_default=True)
 @click.option(
+    "--protected-commitment",
+    metavar="COUNT:SHA256",
+    callback=parse_commitment,
+    default=None,
+    help="with --data-source: the protected-string commitment registered with the source (`commons "
+    "data-source show`); a node whose protected.txt differs makes the secret tests unmeasured",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="write report.json/html here"
 )
 def verify(
@@ -75,6 +102,7 @@ def verify(
     reference: str | None,
     seed: int,
     exposure_candidates: int,
+    protected_commitment: dict[str, Any] | None,
     out_dir: str | None,
 ) -> None:
     """Verify model version CANDIDATE against its original (and a retrained reference) and print the verdict."""
@@ -84,6 +112,8 @@ def verify(
     chosen = [x for x in (data_source, category, secrets or None) if x]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one target: --data-source, --category or --secret")
+    if protected_commitment is not None and not data_source:
+        raise click.UsageError("--protected-commitment is a data source's: it goes with --data-source")
     if data_source:
         target: dict[str, Any] = {"kind": "data_source", "value": data_source}
     elif category:
@@ -110,6 +140,7 @@ def verify(
         reference_version=reference,
         seed=seed,
         exposure_candidates=exposure_candidates,
+        protected_commitment=protected_commitment,
     )
     try:
         report = run(spec, lambda p: click.echo(f"  {p.stage} {p.done}/{p.total} {p.detail}", err=True))
