@@ -4,6 +4,12 @@ walk of one proposal from filing to the release verdict (``commons demo run``).
 The demo community: members with roles (password ``commons-demo`` for all), 5 nodes holding a generated
 community corpus (each node's sources registered as data sources of its owner), a base community language
 model trained federatedly on them, and proposals in different states.
+
+The corpus is laid out as a community holds it: each node's data in its own folder,
+``COMMONS_DATA_DIR/nodes/<node>/`` (``Settings.nodes_home``; each folder stands for a member's machine, what
+its SuperNode's ``data-path`` names), and the service's dataset directory holds only what the operator
+publishes: the manifest (without the canaries inserted in a member's notebook) and the held-out split. The
+in-process runtime gives each node its own folder as its ``data-path`` (``COMMONS_NODE_DATA_DIR``).
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def reset(ctx: Ctx) -> None:
         else:
             metadata.drop_all(conn)
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    for d in (ctx.settings.artifact_dir, ctx.settings.effective_dataset_dir):
+    for d in (ctx.settings.artifact_dir, ctx.settings.effective_dataset_dir, ctx.settings.nodes_home):
         shutil.rmtree(d, ignore_errors=True)
     upgrade(str(ctx.engine.url.render_as_string(hide_password=False)))
 
@@ -90,8 +96,8 @@ def create(ctx: Ctx, *, size: str = "default", say: Say = print, progress: Any =
 
 
 def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> DemoCommunity:
-    """Members, the 5 nodes' corpus and its data sources, and sample proposals (seconds); no model yet."""
-    from unlearning.api import init_dataset
+    """Members, the 5 nodes' corpus (each node's in its own folder, the service only the published manifest)
+    and its data sources, and sample proposals (seconds); no model yet."""
 
     if size not in SIZES:
         raise ValueError(f"unknown demo size {size!r}; expected one of {', '.join(SIZES)}")
@@ -107,9 +113,11 @@ def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> De
         assert actor is not None
         demo.people[handle], demo.tokens[handle] = actor, t.token
 
-    dataset = ctx.settings.effective_dataset_dir
-    say(f"community corpus for 5 nodes in {dataset}")
-    manifest = init_dataset("community-lm", dataset, nodes=5, seed=0)
+    manifest = lay_out_corpus(ctx)
+    nodes, dataset = ctx.settings.nodes_home, ctx.settings.effective_dataset_dir
+    say(
+        f"community corpus: each node's data in {nodes}/<node>; the service's dataset {dataset} is its manifest"
+    )
     for owner, node in zip(NODE_OWNERS, manifest["nodes"], strict=True):
         for src in node["sources"]:
             node_id, _, short = src["name"].partition("/")
@@ -127,6 +135,24 @@ def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> De
     _sample_proposals(ctx, demo)
     say("sample proposals: " + ", ".join(f"#{pid} {k}" for k, pid in demo.proposals.items()))
     return demo
+
+
+def lay_out_corpus(ctx: Ctx) -> dict[str, Any]:
+    """Generate the 5 nodes' corpus and lay it out as a community holds it (the module docstring): returns the
+    published manifest. Refuses (RuntimeError) where a node's folder or the service's manifest already exists."""
+    import tempfile
+    from pathlib import Path
+
+    from unlearning.api import init_dataset, publish_dataset
+
+    home, dataset = ctx.settings.nodes_home, ctx.settings.effective_dataset_dir
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".corpus-", dir=home.parent) as staging:
+        init_dataset("community-lm", Path(staging) / "corpus", nodes=5, seed=0)
+        try:
+            return publish_dataset(Path(staging) / "corpus", dataset, home)
+        except ValueError as exc:
+            raise RuntimeError(f"{exc}: use `commons demo --reset` to start over") from None
 
 
 def queue_base_model(ctx: Ctx, *, size: str, say: Say = print) -> int:

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="The federation's dataset for in-process and simulation runs (manifest.json + one "
         "directory per node); default data_dir/dataset.",
     )
+    node_data_dir: Path | None = Field(
+        None,
+        description="In-process and simulation runs: the folder holding each node's own data folder (<dir>/<the manifest's "
+        "node path>, the node's data-path as a SuperNode's), so that the dataset directory holds only the "
+        "published manifest; default data_dir/nodes when it exists (the demo's layout), else the dataset "
+        "directory (nodes' folders beside the manifest).",
+    )
     evaluation_group_by: str = Field(
         "category",
         pattern=r"^[a-z][a-z0-9_]{0,31}$",
@@ -181,6 +188,19 @@ class Settings(BaseSettings):
     @property
     def effective_dataset_dir(self) -> Path:
         return self.dataset_dir or self.data_dir / "dataset"
+
+    @property
+    def nodes_home(self) -> Path:
+        """Where each node's own data folder is laid out (the demo's members' machines): data_dir/nodes."""
+        return self.node_data_dir or self.data_dir / "nodes"
+
+    @property
+    def effective_node_data_dir(self) -> Path | None:
+        """The folder under which the in-process nodes find their data (see ``node_data_dir``); None: in
+        their folders beside the manifest, in the dataset directory."""
+        if self.node_data_dir is not None or self.nodes_home.is_dir():
+            return self.nodes_home
+        return None
 
 
 def get_settings() -> Settings:

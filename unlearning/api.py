@@ -65,6 +65,7 @@ __all__ = [
     "init_dataset",
     "init_model",
     "protected_commitment",
+    "publish_dataset",
     "render_report_html",
     "report_html_page",
     "run_job",
@@ -172,6 +173,17 @@ def init_dataset(task: str, out_dir: str | Path, **options: Any) -> dict[str, An
     raise ValueError(f"no generator for task {task!r}; use digits or community-lm (or bring your own JSONL)")
 
 
+def publish_dataset(dataset: str | Path, service_dir: str | Path, node_root: str | Path) -> dict[str, Any]:
+    """Lay ``dataset`` out as a federation holds it: each node's folder under ``node_root``
+    (``<node_root>/<node>/``, a member's machine: its SuperNode's ``data-path``, or the in-process runtime's
+    ``FlowerSettings.node_data_dir``) and in ``service_dir`` only what the operator publishes (the manifest
+    without the canaries inserted in members' data, and the held-out split). Returns the published manifest;
+    see :func:`unlearning.data.publish`."""
+    from unlearning.data import publish
+
+    return publish(Path(dataset), Path(service_dir), Path(node_root))
+
+
 def dataset_sources(dataset_dir: str | Path) -> list[dict[str, str]] | None:
     """The data sources a dataset's manifest lists, ``[{"node", "name" (``<node>/<source>``), "file",
     "sha256"}]`` (the published manifest only, no record), or None where ``dataset_dir`` holds no manifest."""
@@ -205,23 +217,37 @@ def verify(
     on this machine) or ``deployment``: the verification runs as a Flower run on the SuperLink of
     ``flower`` (None: from the environment), so that the dataset directory here needs only what the operator
     publishes (the manifest, and the held-out split when there is one); see
-    :mod:`unlearning.federation.verify_runtime`."""
+    :mod:`unlearning.federation.verify_runtime`. In process, each node reads its own folder under
+    ``flower.node_data_dir`` when set (as in :func:`run_job`), so that there too the dataset directory needs
+    only the published manifest and held-out split."""
     if spec.runtime == "deployment":
         from unlearning.federation.verify_runtime import verify_on_superlink
 
         return verify_on_superlink(spec, progress, flower)
     from unlearning.verification import verify as _verify
 
-    return _verify(spec, progress)
+    return _verify(spec, progress, grid=_in_process_grid(spec.runtime, spec.dataset_dir, flower))
 
 
-def evaluate_candidate(spec: EvaluationSpec) -> dict[str, Any]:
+def _in_process_grid(runtime: str, dataset_dir: str, flower: FlowerSettings | None) -> Any:
+    """The in-process nodes over their own folders under ``node_data_dir`` (None: the default grid, nodes'
+    folders beside the manifest)."""
+    node_root = (flower or FlowerSettings.from_env()).node_data_dir
+    if runtime != "in-process" or not node_root or not (Path(dataset_dir) / "manifest.json").is_file():
+        return None  # (without a manifest there is no federation: the callers say so)
+    from unlearning.verification.nodes import local_grid
+
+    return local_grid(dataset_dir, node_root)
+
+
+def evaluate_candidate(spec: EvaluationSpec, flower: FlowerSettings | None = None) -> dict[str, Any]:
     """Community evaluation of a candidate version (see :mod:`unlearning.evaluation`): the nodes evaluate it
     and the released version on their local validation data, per node and per group (only counts and sums
-    come back), and the members' accepted probes run on it; plain JSON-able data."""
+    come back), and the members' accepted probes run on it; plain JSON-able data. In process, each node
+    reads its own folder under ``flower.node_data_dir`` when set (as in :func:`run_job`)."""
     from unlearning.evaluation import evaluate_candidate as _evaluate
 
-    return _evaluate(spec)
+    return _evaluate(spec, _in_process_grid(spec.runtime, spec.dataset_dir, flower))
 
 
 def render_report_html(report: VerificationReport | dict[str, Any]) -> str:

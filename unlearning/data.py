@@ -13,6 +13,10 @@ The generators name their nodes ``node-K``; an imported dataset (``commons model
 members' folder names (``alice/notes.jsonl``). A node only ever needs its own directory (``--node-config
 data-path=DATASET/node-0`` in deployment). Every record carries ``source`` (the data-source name,
 ``<node>/<file stem>``) and, where it has one, ``category``.
+
+:func:`publish` splits such a dataset the way a real federation holds it: each node's folder under a root of
+node folders (``NODES/<node>/``, each standing for a member's machine), and only the published manifest and
+held-out split in the service's dataset directory (what ``commons demo`` lays out).
 """
 
 from __future__ import annotations
@@ -125,9 +129,45 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return data
 
 
-def node_dirs(root: Path) -> list[Path]:
-    """The node directories of a dataset, in manifest order (node ``partition-id`` = index)."""
-    return [root / n["path"] for n in read_manifest(root)["nodes"]]
+def node_dirs(root: Path, node_root: Path | None = None) -> list[Path]:
+    """The node directories of a dataset, in manifest order (node ``partition-id`` = index): beside the
+    manifest in ``root``, or under ``node_root`` where the nodes' data lives apart from the manifest
+    (``<node_root>/<the manifest's node path>``, the layout :func:`publish` makes)."""
+    base = root if node_root is None else node_root
+    return [base / n["path"] for n in read_manifest(root)["nodes"]]
+
+
+def publish(dataset: Path, service_dir: Path, node_root: Path) -> dict[str, Any]:
+    """Lay a dataset (``dataset``: a generator's or ``commons model init``'s output) out as a federation
+    does: each node's folder moves to ``<node_root>/<the manifest's node path>`` (one folder a member's
+    machine, what its SuperNode's ``data-path`` names), and ``service_dir`` gets only what the operator
+    publishes to the service: the manifest without the canaries inserted in members' data (their secrets are
+    members' data) and the held-out split no node trains on. ``dataset`` is removed; returns the published
+    manifest. Refuses (ValueError, nothing moved) when a node's folder already exists under ``node_root`` or
+    ``service_dir`` already holds a manifest."""
+    import shutil
+
+    manifest = read_manifest(dataset)
+    if (service_dir / MANIFEST).exists():
+        raise ValueError(f"{service_dir} already holds a dataset manifest")
+    taken = [str(node_root / n["path"]) for n in manifest["nodes"] if (node_root / n["path"]).exists()]
+    if taken:
+        raise ValueError(f"a node's data folder already exists: {', '.join(taken)}")
+    published = {
+        **manifest,
+        "canaries": [c for c in manifest.get("canaries", []) if not c.get("inserted")],
+    }
+    node_root.mkdir(parents=True, exist_ok=True)
+    for n in manifest["nodes"]:
+        (node_root / n["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(dataset / n["path"]), str(node_root / n["path"]))
+    service_dir.mkdir(parents=True, exist_ok=True)
+    if (dataset / "heldout").is_dir():
+        shutil.copytree(dataset / "heldout", service_dir / "heldout", dirs_exist_ok=True)
+    text = json.dumps(published, indent=2, sort_keys=True) + "\n"
+    (service_dir / MANIFEST).write_text(text, encoding="utf-8")
+    shutil.rmtree(dataset)
+    return published
 
 
 def load_node_data(node_dir: Path) -> NodeData:

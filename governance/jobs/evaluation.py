@@ -53,8 +53,10 @@ def evaluate(ctx: Ctx, result: dict[str, Any], progress: Callable[[dict[str, Any
         group_by=ctx.settings.evaluation_group_by,
         probes=accepted,
     )
+    from governance.jobs.worker import flower_settings
+
     try:
-        out = evaluate_candidate(spec)
+        out = evaluate_candidate(spec, flower_settings(ctx.settings))
     except Exception as exc:
         log.exception("community evaluation of %s failed", result.get("model_version"))
         reason = f"the evaluation could not run: {type(exc).__name__}: {exc}"

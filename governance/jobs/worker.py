@@ -72,6 +72,7 @@ def flower_settings(settings: Settings) -> Any:
         simulation_num_cpus=settings.simulation_num_cpus,
         exchange_timeout_s=settings.flower_exchange_timeout,
         node_timeout_s=settings.flower_node_timeout,
+        node_data_dir=str(nodes.resolve()) if (nodes := settings.effective_node_data_dir) else None,
     )
 
 

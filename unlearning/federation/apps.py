@@ -9,7 +9,7 @@ function in :mod:`unlearning.federation.node`, packs the reply; the ServerApp ru
   writes the result to ``<artifact_root>/jobs/<job_id>/result.json`` (the model version itself goes into
   the artifact store). ClientApps read their data location from ``context.node_config`` (``data-path``, or
   ``dataset-dir`` + ``partition-id``; see node.py); in a simulation, which has no node config of its own,
-  from run config ``dataset-dir``.
+  from run config ``dataset-dir`` (and ``node-data-dir``, where the nodes' folders live apart from it).
 
 Run-config keys: ``job-spec`` (str, JSON), optional ``artifact-root`` and ``dataset-dir`` (str) to override
 the spec's paths on the server side. The ServerApp finds the artifact store at (first that is set) run config
@@ -48,6 +48,8 @@ def _node_config(context: Context) -> dict[str, Any]:
     hint = context.run_config.get("dataset-dir")
     if hint and "data-path" not in config and "dataset-dir" not in config:
         config["dataset-dir"] = str(hint)
+        if context.run_config.get("node-data-dir"):  # each node's folder: <node-data-dir>/<its manifest path>
+            config["node-data-dir"] = str(context.run_config["node-data-dir"])
     return config
 
 

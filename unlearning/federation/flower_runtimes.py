@@ -31,6 +31,7 @@ reads them from the environment instead (:meth:`FlowerSettings.from_env`):
 | ``COMMONS_FLOWER_NODE_TIMEOUT`` | ``120`` | seconds a job waits for a missing or failed node to (re)appear before it fails |
 | ``COMMONS_FLOWER_POLL_INTERVAL`` | ``1.0`` | seconds between two run-status polls |
 | ``COMMONS_SIMULATION_NUM_CPUS`` | min(cores, nodes) | CPUs Ray may use for ClientApp actors (one each) |
+| ``COMMONS_NODE_DATA_DIR`` | unset: beside the manifest | ``in-process`` and ``simulation``: the folder that holds each node's own folder (``<dir>/<the manifest's node path>``, given to the node as ``data-path`` like a SuperNode's), so that the dataset directory needs only the published manifest |
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class FlowerSettings:
     simulation_num_cpus: int | None = None
     exchange_timeout_s: float = 300.0
     node_timeout_s: float = 120.0
+    node_data_dir: str | None = None  # in-process, simulation: a node reads <this>/<its manifest path>
 
     @classmethod
     def from_env(cls) -> FlowerSettings:
@@ -84,6 +86,7 @@ class FlowerSettings:
                 os.environ.get("COMMONS_FLOWER_EXCHANGE_TIMEOUT", cls.exchange_timeout_s)
             ),
             node_timeout_s=float(os.environ.get("COMMONS_FLOWER_NODE_TIMEOUT", cls.node_timeout_s)),
+            node_data_dir=os.environ.get("COMMONS_NODE_DATA_DIR") or None,
         )
 
 
@@ -190,15 +193,17 @@ def run_in_process(
     settings: FlowerSettings | None = None,
 ) -> JobResult:
     """The ``in-process`` runtime: the unmodified ServerApp and ClientApp on a :class:`LocalGrid` in this
-    thread."""
+    thread, each node reading its own folder (``settings.node_data_dir``, else beside the manifest)."""
     from flwr.app import Context, RecordDict
     from flwr.common.constant import SUPERLINK_NODE_ID
 
     from unlearning.federation.apps import build_client_app, build_server_app
     from unlearning.federation.local_grid import LOCAL_RUN_ID, LocalGrid
 
-    spec = prepared(spec, settings or FlowerSettings.from_env())
-    grid = LocalGrid.for_dataset(build_client_app(), Path(spec.dataset_dir))
+    settings = settings or FlowerSettings.from_env()
+    spec = prepared(spec, settings)
+    node_root = Path(settings.node_data_dir) if settings.node_data_dir else None
+    grid = LocalGrid.for_dataset(build_client_app(), Path(spec.dataset_dir), node_root=node_root)
     sink: list[JobResult] = []
     app = build_server_app(spec, progress=progress, cancel=cancel, sink=sink)
     app(
@@ -234,7 +239,7 @@ def run_in_simulation(
 
     try:
         outcome = run_simulation_job(
-            run_config_for(remote, **{"dataset-dir": remote.dataset_dir}),
+            run_config_for(remote, **{"dataset-dir": remote.dataset_dir, **_node_data_dir(settings)}),
             num_nodes=num_nodes,
             num_cpus=settings.simulation_num_cpus,
             torch_threads=spec.num_threads,
@@ -248,6 +253,11 @@ def run_in_simulation(
         return _ended(spec, "failed", f"simulation failed: {exc.reason}")
     tail.poll()
     return _read_result(remote, out, {"runtime": "simulation", "wall_s": round(outcome.wall_s, 3)})
+
+
+def _node_data_dir(settings: FlowerSettings) -> dict[str, str]:
+    """Run config ``node-data-dir`` (absolute) where the nodes' folders live apart from the manifest."""
+    return {"node-data-dir": str(Path(settings.node_data_dir).resolve())} if settings.node_data_dir else {}
 
 
 def run_on_superlink(

@@ -76,11 +76,18 @@ class LocalGrid(Grid):
 
     @classmethod
     def for_dataset(
-        cls, client_app: ClientApp, dataset_dir: Path, observer: Observer | None = None
+        cls,
+        client_app: ClientApp,
+        dataset_dir: Path,
+        observer: Observer | None = None,
+        node_root: Path | None = None,
     ) -> LocalGrid:
+        """One node per node of ``dataset_dir``'s manifest, each with its own folder as node config
+        ``data-path`` (what a SuperNode gets): beside the manifest, or ``<node_root>/<the manifest's node
+        path>`` where the nodes' data lives apart from it (``FlowerSettings.node_data_dir``)."""
         from unlearning.data import node_dirs
 
-        dirs = node_dirs(dataset_dir)
+        dirs = node_dirs(dataset_dir, node_root)
         configs = [
             {"partition-id": i, "num-partitions": len(dirs), "data-path": str(d)} for i, d in enumerate(dirs)
         ]

@@ -4,7 +4,9 @@ the pure torch functions of :mod:`unlearning.local`. The ClientApp (apps.py) onl
 Where a node's data is (first that is set):
 1. ``node_config["data-path"]``: the node's own directory (deployment: ``--node-config data-path=...``);
 2. ``node_config["dataset-dir"]`` or the message's ``dataset-dir`` hint, plus ``node_config["partition-id"]``
-   (simulation sets partition ids; the in-process grid sets ``data-path``).
+   (simulation sets partition ids; the in-process grid sets ``data-path``): the manifest's node path, under
+   ``node_config["node-data-dir"]`` where the nodes' folders live apart from the manifest (a simulation's run
+   config ``node-data-dir``), else beside it.
 A bring-your-own tokenizer directory can be overridden per node with ``node_config["tokenizer-dir"]``.
 """
 
@@ -77,7 +79,7 @@ def data_path(node_config: UserConfig, hint: str | None) -> tuple[Path, int]:
     nodes = read_manifest(Path(str(root)))["nodes"]
     if not 0 <= pid < len(nodes):
         raise ValueError(f"partition-id {pid} out of range: the dataset has {len(nodes)} nodes")
-    return Path(str(root)) / nodes[pid]["path"], pid
+    return Path(str(node_config.get("node-data-dir") or root)) / nodes[pid]["path"], pid
 
 
 def task_from_config(cfg: Mapping[str, Any], node_config: UserConfig) -> Task:

@@ -30,12 +30,14 @@ if TYPE_CHECKING:
     from unlearning.federation.server import Federation
 
 
-def local_grid(dataset_dir: str) -> Grid:
-    """The in-process federation: one node per node directory of the dataset's manifest."""
+def local_grid(dataset_dir: str, node_root: str | None = None) -> Grid:
+    """The in-process federation: one node per node of the dataset's manifest, its data in its own folder
+    (beside the manifest, or under ``node_root``: ``FlowerSettings.node_data_dir``)."""
     from unlearning.federation.apps import build_client_app
     from unlearning.federation.local_grid import LocalGrid
 
-    return LocalGrid.for_dataset(build_client_app(), Path(dataset_dir))
+    root = Path(node_root) if node_root else None
+    return LocalGrid.for_dataset(build_client_app(), Path(dataset_dir), node_root=root)
 
 
 def federation(
