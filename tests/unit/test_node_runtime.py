@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from unlearning.federation.deployment import LocalFederation
-from unlearning.federation.node_runtime import _alive, _capped_time, fast_object_pulls, main
+from unlearning.federation.node_runtime import (
+    _alive,
+    _capped_time,
+    _NodePacer,
+    _TaskGate,
+    fast_object_pulls,
+    main,
+)
 from unlearning.federation.verify_runtime import VerificationFailed, publish_dataset, verification_key
 from unlearning.verification.spec import VerifySpec
 
@@ -87,3 +94,54 @@ def test_object_pulls_are_retried_sooner_once() -> None:
     fast_object_pulls(module)  # idempotent: not wrapped twice
     module.pull_objects(["id"])  # type: ignore[attr-defined]
     assert calls == [{"initial_backoff": 0.05, "backoff_cap": 0.5}]
+
+
+def test_the_supernode_checks_its_own_memory_often_and_the_superlink_at_most_every_cap() -> None:
+    pacer = _NodePacer(0.25)
+    assert pacer.wait_for(0.5) == 0.01  # Flower's wait for the executor's reply: in memory, no request
+    assert pacer.wait_for(3) == 0.25  # Flower's wait after an empty pull from the SuperLink
+    assert pacer.wait_for(0.1) == 0.01
+
+
+class _Reply:
+    def __init__(self, task: bool) -> None:
+        self.task = task
+
+    def HasField(self, name: str) -> bool:
+        return name == "task" and self.task
+
+
+def test_a_task_waits_for_its_message_objects_and_the_executor_for_a_task() -> None:
+    import threading
+
+    tasks: list[str] = []
+
+    def handler(request: object, state: object) -> _Reply:
+        return _Reply(bool(tasks))
+
+    gate = _TaskGate(long_poll_s=0.3)
+    started = time.monotonic()
+    assert not gate.acquire(handler, None, None).HasField("task")  # none: answered after the long poll
+    assert 0.25 <= time.monotonic() - started < 2
+
+    gate.receiving()  # the SuperNode got a message and created its task; its objects are on their way
+    tasks.append("task")
+    gate.long_poll_s = 5.0
+    threading.Timer(0.2, gate.received).start()  # the objects are stored 0.2 s later
+    started = time.monotonic()
+    assert gate.acquire(handler, None, None).HasField("task")
+    assert 0.15 <= time.monotonic() - started < 2  # held back until then, handed out at once after
+
+    started = time.monotonic()
+    assert gate.acquire(handler, None, None).HasField("task")  # nothing on its way: at once
+    assert time.monotonic() - started < 0.1
+
+
+def test_a_message_whose_objects_never_come_holds_tasks_back_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = _TaskGate(long_poll_s=0.2)
+    monkeypatch.setattr(_TaskGate, "STALE_S", 0.05)
+    gate.receiving()
+    time.sleep(0.06)
+    assert gate.acquire(lambda request, state: _Reply(True), None, None).HasField("task")

@@ -8,18 +8,27 @@ waits for an executor of the operator's choosing to acquire each task with a tok
 executor, kept alive between messages:
 
 - ``python -m unlearning.federation.node_runtime clientapp --runtime-api-address HOST:PORT --insecure``
-  acquires the SuperNode's ClientApp tasks one at a time (Runtime API ``AcquireTask``, polled every
-  ``COMMONS_CLIENTAPP_POLL_S``, default 0.05 s) and runs each in this process, exactly as ``flwr-clientapp``
-  does (pull the task input with the task's token, run the ClientApp the run's FAB names, push the reply
-  and the task's output), with torch, the apps and the node's tensors (node.py's cache) already loaded.
-  A failing ClientApp answers an error reply, as ``flwr-clientapp`` does, and the process goes on.
+  acquires the SuperNode's ClientApp tasks one at a time (Runtime API ``AcquireTask``) and runs each in
+  this process, exactly as ``flwr-clientapp`` does (pull the task input with the task's token, run the
+  ClientApp the run's FAB names, push the reply and the task's output), with torch, the apps and the
+  node's tensors (node.py's cache) already loaded. A failing ClientApp answers an error reply, as
+  ``flwr-clientapp`` does, and the process goes on. Against this module's SuperNode, ``AcquireTask`` is a
+  long poll (below) and the executor asks again at once; against Flower's own, which answers at once, it
+  asks every ``COMMONS_CLIENTAPP_POLL_S`` (default 0.05 s).
 - ``python -m unlearning.federation.node_runtime supernode <flower-supernode arguments>`` runs Flower's own
-  ``flower-supernode`` with its fixed waits shortened: it sleeps 3 s after a pull that brought no message
-  and 0.5 s between checks for a reply; here both are at most ``COMMONS_SUPERNODE_POLL_S`` (default
-  0.25 s). This touches module attributes of Flower's SuperNode loop (``flwr.supernode.
-  start_client_internal.time`` and ``.pull_objects``): pinned to flwr 1.41 like the rest of the adapter.
+  ``flower-supernode`` with three changes (:class:`_NodePacer`, :class:`_TaskGate`): after a pull that
+  brought no message it sleeps at most ``COMMONS_SUPERNODE_POLL_S`` (default 0.25 s; Flower: 3 s); it
+  checks its own memory for the executor's reply and that reply's objects every 0.01 s (Flower: 0.5 s);
+  and it hands a task to the executor only once the task's message objects are stored (Flower creates
+  the task first and downloads the objects after it, so the executor waited for them with retries), with
+  ``AcquireTask`` held up to 1 s until a task is ready instead of answering "none" at once. This touches
+  module attributes of Flower's SuperNode loop (``flwr.supernode.start_client_internal``: ``time``,
+  ``pull_objects``, ``push_object_contents_from_iterable``, ``http_request_response``) and its Runtime
+  API handler ``acquire_task``: pinned to flwr 1.41 like the rest of the adapter.
 - Both, and the ServerApp (server.py), retry a message's object that is not uploaded yet after 0.05 s and
   then at most every 0.5 s (:func:`fast_object_pulls`; Flower waits 1, 2, 4 ... 10 s).
+- ``COMMONS_FEDERATION_TRACE=DIR`` writes each step of an exchange with its time (trace.py;
+  ``bench/federation_trace.py`` puts them together).
 
 ``LocalFederation`` (deployment.py) starts both per node by default; docs/federation.md gives the commands
 for real hosts. The ServerApp side polls its replies every 0.05-0.25 s (server.py) instead of Flower's
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -40,10 +50,13 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
+from unlearning.federation import trace
+
 log = logging.getLogger("unlearning.federation.node_runtime")
 
 CLIENTAPP_POLL_ENV = "COMMONS_CLIENTAPP_POLL_S"
 SUPERNODE_POLL_ENV = "COMMONS_SUPERNODE_POLL_S"
+ACQUIRE_LONG_POLL_S = 1.0  # how long the SuperNode holds an AcquireTask that finds no task
 TASK_HEARTBEAT_S = 10.0  # Flower's task heartbeat: every ~20 s, a task expires after 2 x 30 s without one
 
 
@@ -60,17 +73,96 @@ def _env_seconds(name: str, default: float) -> float:
 # ---- the SuperNode -------------------------------------------------------------------------------------
 
 
+class _NodePacer:
+    """The waits of Flower's SuperNode loop, shortened. Flower sleeps 3 s after a pull that brought no
+    message (a request to the SuperLink): here at most ``cap``. It sleeps 0.5 s between checks of its own
+    memory for the executor's reply and for that reply's objects: here 0.01 s (no request, no one else's
+    CPU). Each pull of an idle node is a request the SuperLink serves on the same CPUs as everything else,
+    so the idle wait is not shortened further: the SuperLink's requests are most of a warm exchange's
+    overhead on a small machine (bench/RESULTS.md, "Federation runtimes")."""
+
+    LOCAL_WAIT_S = 0.01
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+
+    def wait_for(self, seconds: float) -> float:
+        if seconds < 1.0:  # Flower's 0.5 s: its own state, in memory
+            return min(seconds, self.LOCAL_WAIT_S)
+        return min(seconds, self.cap)  # Flower's 3 s: the SuperLink
+
+    def module(self) -> types.ModuleType:
+        """A stand-in for the ``time`` module whose ``sleep`` waits :meth:`wait_for` instead."""
+        shim = types.ModuleType("time")
+        shim.__dict__.update(time.__dict__)
+        real_sleep = time.sleep
+
+        def sleep(seconds: float) -> None:
+            real_sleep(self.wait_for(seconds))
+
+        shim.sleep = sleep  # type: ignore[attr-defined]
+        return shim
+
+
 def _capped_time(cap: float) -> types.ModuleType:
-    """A stand-in for the ``time`` module whose ``sleep`` waits at most ``cap`` seconds."""
-    shim = types.ModuleType("time")
-    shim.__dict__.update(time.__dict__)
-    real_sleep = time.sleep
+    """A stand-in for the ``time`` module whose ``sleep`` waits at most ``cap`` seconds (see _NodePacer)."""
+    return _NodePacer(cap).module()
 
-    def sleep(seconds: float) -> None:
-        real_sleep(min(seconds, cap))
 
-    shim.sleep = sleep  # type: ignore[attr-defined]
-    return shim
+class _TaskGate:
+    """Hands a ClientApp task to the executor only once the SuperNode holds its message's objects, and
+    lets the executor's ``AcquireTask`` wait for one (a long poll) instead of polling.
+
+    Flower 1.41's SuperNode creates the task as soon as it has pulled the message, then downloads the
+    message's objects from the SuperLink; an executor that acquired the task at once waited for them with
+    retries (0.2-1.7 s of its input time in the earlier log). Here the SuperNode's ``AcquireTask`` handler
+    holds a task back while the message's objects are on their way, and waits up to ``long_poll_s`` for a
+    task before answering "none": the executor gets the task the moment its inputs are complete, and an
+    idle executor sends one request per ``long_poll_s``. A message whose objects stay missing for
+    ``STALE_S`` no longer holds tasks back (Flower fails such a message's task itself)."""
+
+    STALE_S = 30.0
+    TICK_S = 0.1  # re-check without a notification (a task that came another way)
+
+    def __init__(self, long_poll_s: float) -> None:
+        self.long_poll_s = long_poll_s
+        self._cond = threading.Condition()
+        self._receiving_since: float | None = None
+
+    def receiving(self) -> None:
+        """A message came; its objects are being downloaded."""
+        with self._cond:
+            self._receiving_since = time.monotonic()
+
+    def received(self) -> None:
+        """The message's objects are stored (or their download failed): its task may go."""
+        with self._cond:
+            self._receiving_since = None
+            self._cond.notify_all()
+
+    def _held_back(self) -> bool:
+        since = self._receiving_since
+        return since is not None and time.monotonic() - since < self.STALE_S
+
+    def acquire(self, handler: Any, request: Any, state: Any) -> Any:
+        """Flower's ``acquire_task`` handler, gated and long-polled."""
+        deadline = time.monotonic() + self.long_poll_s
+        reply = None
+        with self._cond:
+            while True:
+                if not self._held_back():
+                    reply = handler(request, state)
+                    if reply.HasField("task"):
+                        return reply
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, self.TICK_S))
+        if reply is None:
+            from flwr.proto.runtime_pb2 import AcquireTaskResponse
+
+            reply = AcquireTaskResponse()
+        return reply
 
 
 PULL_BACKOFF_S = 0.05
@@ -82,7 +174,6 @@ def fast_object_pulls(module: types.ModuleType, name: str = "pull_objects") -> N
     0.5 s. A message's objects (its arrays, configs, metrics) are uploaded after the message itself is
     listed, and Flower 1.41 retries an object that is not there yet after 1, 2, 4 ... 10 s: with no process
     to start, a warm node asks that early and waited seconds for objects that came milliseconds later."""
-    import functools
 
     current = getattr(module, name)
     if getattr(current, "commons_fast", False):
@@ -92,14 +183,95 @@ def fast_object_pulls(module: types.ModuleType, name: str = "pull_objects") -> N
     setattr(module, name, fast)
 
 
+def _instrument_supernode(loop: types.ModuleType, gate: _TaskGate) -> None:
+    """Hook Flower's SuperNode loop (module attributes of ``flwr.supernode.start_client_internal``): the
+    gate learns when a message came and when its objects are stored, and with
+    ``COMMONS_FEDERATION_TRACE`` each step is traced (trace.py)."""
+    connect, pull_objects = getattr(loop, "http_request_response"), getattr(loop, "pull_objects")  # noqa: B009
+    push_objects = getattr(loop, "push_object_contents_from_iterable")  # noqa: B009
+    tracing = trace.enabled()
+
+    def took(t0: float) -> str:
+        return f"{time.perf_counter() - t0:.4f}"
+
+    @contextlib.contextmanager
+    def connection(*args: Any, **kwargs: Any) -> Any:
+        with connect(*args, **kwargs) as conn:
+            node_id, receive, send, get_run, get_fab, pull_object, push_object, *rest = conn
+
+            def received() -> Any:
+                gate.received()  # a message before, that never got to its objects
+                t0 = time.perf_counter()
+                result = receive()
+                if result is not None:
+                    gate.receiving()
+                    if tracing:
+                        trace.event(
+                            "supernode",
+                            "receive",
+                            took=took(t0),
+                            message=trace.short(result[0].metadata.message_id),
+                        )
+                return result
+
+            def sent(message: Any, *a: Any) -> Any:
+                t0 = time.perf_counter()
+                result = send(message, *a)
+                if tracing:
+                    reply_to = trace.short(message.metadata.reply_to_message_id)
+                    trace.event("supernode", "send", took=took(t0), reply_to=reply_to)
+                return result
+
+            def pulled(run_id: int, object_id: str) -> bytes:
+                t0 = time.perf_counter()
+                try:
+                    content: bytes = pull_object(run_id, object_id)
+                except Exception as exc:
+                    if tracing:
+                        trace.event("supernode", "pull-object", took=took(t0), error=type(exc).__name__)
+                    raise
+                if tracing:
+                    trace.event("supernode", "pull-object", took=took(t0))
+                return content
+
+            yield (node_id, received, sent, get_run, get_fab, pulled, push_object, *rest)
+
+    def objects(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            result = pull_objects(*args, **kwargs)
+        finally:
+            gate.received()
+        if tracing:
+            trace.event("supernode", "objects", took=took(t0), objects=len(result))
+        return result
+
+    def pushed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = push_objects(*args, **kwargs)
+        if tracing:
+            trace.event("supernode", "push-objects", took=took(t0))
+        return result
+
+    setattr(loop, "http_request_response", connection)  # noqa: B010
+    setattr(loop, "pull_objects", objects)  # noqa: B010
+    setattr(loop, "push_object_contents_from_iterable", pushed)  # noqa: B010
+
+
 def run_supernode(argv: Sequence[str]) -> None:
     """Flower's ``flower-supernode`` (same arguments) with its idle waits capped and its object pulls
     retried sooner."""
+    import flwr.supernode.servicer.runtime.runtime_handlers as handlers
     import flwr.supernode.start_client_internal as loop
     from flwr.supernode.cli import flower_supernode
 
-    loop.time = _capped_time(_env_seconds(SUPERNODE_POLL_ENV, 0.25))  # type: ignore[attr-defined]
+    pacer = _NodePacer(_env_seconds(SUPERNODE_POLL_ENV, 0.25))
+    gate = _TaskGate(ACQUIRE_LONG_POLL_S)
+    loop.time = pacer.module()  # type: ignore[attr-defined]
     fast_object_pulls(loop)
+    _instrument_supernode(loop, gate)
+    acquire_task = handlers.acquire_task
+    handlers.acquire_task = functools.partial(gate.acquire, acquire_task)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 
@@ -127,10 +299,11 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        # the first beat after TASK_HEARTBEAT_S, not at once: acquiring the task gave it 30 s, and a
+        # request at the start competed with the task's own input requests for the SuperNode
+        while not self._stop.wait(TASK_HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 self._client.SendTaskHeartbeat(self._request)
-            self._stop.wait(TASK_HEARTBEAT_S)
 
 
 class ClientAppExecutor:
@@ -175,6 +348,7 @@ class ClientAppExecutor:
 
         request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
         while not self.stopping.is_set():
+            asked = time.monotonic()
             try:
                 reply = self._client.AcquireTask(request)
             except httpx.HTTPError as exc:  # the SuperNode restarts, or is gone (the parent monitor ends us)
@@ -182,12 +356,14 @@ class ClientAppExecutor:
                 self.stopping.wait(1.0)
                 continue
             if reply.HasField("task") and reply.token:
+                trace.event("clientapp", "acquired")
                 try:
                     self.run_task(reply.token)
                 except Exception:  # the task is lost (its SuperNode expires it); the executor goes on
                     log.exception("ClientApp task failed outside the ClientApp")
-            else:
+            elif time.monotonic() - asked < self.poll_interval:  # a SuperNode that answers at once
                 self.stopping.wait(self.poll_interval)
+            # else: this SuperNode held the request until it had a task or its long poll ended; ask again
 
     def _client_app(self, run: Any, fab: Any) -> Any:
         from flwr.cli.install import install_from_fab
@@ -227,6 +403,8 @@ class ClientAppExecutor:
             ],
             retry_invoker=make_simple_http_retry_invoker(),
         )
+        if trace.enabled():
+            client = trace.TracedClient(client, "clientapp")  # type: ignore[assignment]
         message = reply = context = None
         sub_status, details = SubStatus.FAILED, "ClientApp task failed due to unknown reason"
         t0 = time.perf_counter()
@@ -236,8 +414,10 @@ class ClientAppExecutor:
                 try:
                     message, context, run, fab = pull_task_input(client)
                     t1 = time.perf_counter()
+                    trace.event("clientapp", "input", message=trace.short(message.metadata.message_id))
                     reply = self._client_app(run, fab)(message=message, context=context)
                     t2 = time.perf_counter()
+                    trace.event("clientapp", "computed", took=f"{t2 - t1:.4f}")
                     sub_status, details = SubStatus.COMPLETED, ""
                 except Exception as exc:
                     log.exception("ClientApp raised an exception")
@@ -254,6 +434,7 @@ class ClientAppExecutor:
                     except Exception:
                         log.exception("failed to push the reply message")
             push_task_output(client=client, context=context, sub_status=sub_status, details=details)
+            trace.event("clientapp", "done")
         finally:
             client.close()
             self.tasks_run += 1
@@ -280,29 +461,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_clientapp_executor(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m unlearning.federation.node_runtime clientapp",
-        description="Run a SuperNode's ClientApp tasks in one long-running process "
-        "(the SuperNode runs with --isolation process).",
-    )
-    parser.add_argument(
-        "--runtime-api-address", required=True, help="the SuperNode's Runtime API (HOST:PORT)"
-    )
+def executor_parser(
+    prog: str, description: str, *, peer: str, address_help: str, insecure_note: str = ""
+) -> argparse.ArgumentParser:
+    """The command line both long-running executors share (this module's ClientApp executor and
+    unlearning.federation.serverapp_runtime's): the Runtime API of ``peer`` ("the SuperNode's Runtime API",
+    "the SuperLink") at ``--runtime-api-address``, plain HTTP or TLS with a CA, and the parent process to
+    follow; a caller adds its own options before parsing."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--runtime-api-address", required=True, help=address_help)
     tls = parser.add_mutually_exclusive_group(required=True)
-    tls.add_argument("--insecure", action="store_true", help="plain HTTP to the SuperNode's Runtime API")
-    tls.add_argument("--root-certificates", help="CA (PEM) of the SuperNode's Runtime API certificate")
+    tls.add_argument("--insecure", action="store_true", help=f"plain HTTP to {peer}{insecure_note}")
+    tls.add_argument("--root-certificates", help=f"CA (PEM) of {peer}'s certificate")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def read_argument_file(parser: argparse.ArgumentParser, path: str | None) -> bytes | None:
+    """The bytes of a file named on the command line (None: not given); a usage error when unreadable."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        parser.error(f"cannot read {exc.filename}: {exc.strerror}")
+
+
+def executor_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("flwr").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
+
+
+def run_clientapp_executor(argv: Sequence[str]) -> None:
+    parser = executor_parser(
+        "python -m unlearning.federation.node_runtime clientapp",
+        "Run a SuperNode's ClientApp tasks in one long-running process "
+        "(the SuperNode runs with --isolation process).",
+        peer="the SuperNode's Runtime API",
+        address_help="the SuperNode's Runtime API (HOST:PORT)",
+    )
+    args = parser.parse_args(argv)
+    certificates = read_argument_file(parser, args.root_certificates)
+    executor_logging()
     import unlearning.federation.apps  # noqa: F401  (torch, the tasks and the apps, once)
 
-    certificates = None
-    if args.root_certificates:
-        with open(args.root_certificates, "rb") as f:
-            certificates = f.read()
     executor = ClientAppExecutor(
         args.runtime_api_address,
         insecure=bool(args.insecure),

@@ -88,16 +88,23 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
         return list(grid.send_and_receive(messages, timeout=timeout))
     import flwr.superlink.grid.http_grid as http_grid
 
+    from unlearning.federation import trace
     from unlearning.federation.node_runtime import fast_object_pulls
 
     fast_object_pulls(http_grid)  # a reply's objects: retried after 0.05 s, not 1, 2, 4 ... s
+    if trace.enabled() and not isinstance(grid._client, trace.TracedClient):
+        grid._client = trace.TracedClient(grid._runtime_client, "serverapp")  # type: ignore[assignment]
+    trace.event("serverapp", "push", messages=len(messages))
     pending = set(grid.push_messages(messages))
+    trace.event("serverapp", "pushed", ids=",".join(trace.short(m) for m in pending))
     replies: list[Message] = []
     deadline, wait = time.monotonic() + timeout, 0.05
     while True:
         got = list(grid.pull_messages(pending))
         replies += got
         pending -= {m.metadata.reply_to_message_id for m in got}
+        for m in got:
+            trace.event("serverapp", "reply", reply_to=trace.short(m.metadata.reply_to_message_id))
         if not pending or time.monotonic() >= deadline:
             return replies
         time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
