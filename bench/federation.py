@@ -198,7 +198,8 @@ def write(rows: list[dict[str, Any]], nodes: int, command: str) -> None:
         f"## {TITLE}",
         "",
         f"`{command}` ({date.today().isoformat()}, {os.cpu_count()} cores, {platform.machine()}, torch "
-        f"{torch.__version__}; other work ran beside it: absolute times are noisy, ratios less so).",
+        f"{torch.__version__}; load average {os.getloadavg()[0]:.1f} when this was written; other work ran "
+        "beside it: absolute times are noisy, ratios less so).",
         "",
         f"One gradient_ascent_ewc unlearning job over {nodes} nodes on 127.0.0.1 (digits: tiny model, a category, "
         "2 ascent and 2 repair rounds; community-lm: tiny model (12 tensors, 27 k parameters), a data source, "
@@ -207,7 +208,8 @@ def write(rows: list[dict[str, Any]], nodes: int, command: str) -> None:
         "exchanges: discovery, Fisher, ascent, Fisher, repair, evaluation). Every model travels as one packed "
         "array per message record (unlearning/federation/packing.py). Deployment: a LocalFederation started "
         "beforehand (its start-up time is beside its first run): SuperNodes with `--isolation process` and one "
-        "long-running ClientApp executor each (`python -m unlearning.federation.node_runtime`); the SuperLink "
+        "long-running ClientApp executor each (`python -m unlearning.federation.node_runtime`: a task is handed "
+        "to the executor once its message's objects are stored, through a long-polled AcquireTask); the SuperLink "
         "with `--isolation process` and its ServerApp runs forked from one executor that imported torch and "
         "the apps once (`python -m unlearning.federation.serverapp_runtime`), or, where the row says so, "
         "Flower's `flwr-serverapp` process per run; the ServerApp polls its replies every 0.05-0.25 s. Run 1 "
