@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from governance.bounds import MAX_TEXT
-from governance.domain.errors import InvalidInput
 from governance.domain.proposals import Actor, ProposalState
 from governance.domain.roles import Role
+from governance.domain.text import TextWording, required_text
 
 S = ProposalState
 OPEN_STATES = frozenset({S.DRAFT, S.SUBMITTED, S.TRIAGE, S.VOTING, S.COUNCIL_REVIEW, S.APPEAL_WINDOW})
@@ -80,17 +80,16 @@ class Statement:
     next_steps: str  # what happens next
 
 
+#: how a statement's part is refused
+PART_WORDING = TextWording(
+    empty="write {what}",
+    too_long="{what} is longer than {limit} characters ({length})",
+    nul="{what} holds a NUL character",
+)
+
+
 def _part(value: object, name: str, what: str) -> str:
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text", field=name)
-    text = (value or "").strip()
-    if not text:
-        raise InvalidInput(f"write {what}", field=name)
-    if len(text) > MAX_PART:
-        raise InvalidInput(f"{what} is longer than {MAX_PART} characters ({len(text)})", field=name)
-    if "\x00" in text:
-        raise InvalidInput(f"{what} holds a NUL character", field=name)
-    return text
+    return required_text(value, name, what, MAX_PART, PART_WORDING)
 
 
 def parse_statement(decided: object, reasons: object, next_steps: object) -> Statement:

@@ -29,6 +29,7 @@ from governance.domain.errors import Conflict, InvalidInput, InvalidTransition, 
 from governance.domain.proposals import TERMINAL_STATES, ProposalState
 from governance.domain.review import ActorView
 from governance.domain.roles import Role
+from governance.domain.text import TextWording, required_text
 from governance.services.audit import record
 from governance.services.context import Ctx
 
@@ -136,15 +137,16 @@ def may_comment(state: str, actor: ActorView | None) -> bool:
 # -- checks ----------------------------------------------------------------------------------------------------
 
 
+#: how a comment's body or a moderation reason is refused
+TEXT_WORDING = TextWording(
+    empty="{what} cannot be empty",
+    too_long="{what} has at most {limit} characters (this one has {length})",
+    nul="{what} must not contain a NUL character",
+)
+
+
 def _text(value: str | None, name: str, limit: int, what: str) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise InvalidInput(f"{what} cannot be empty", field=name)
-    if len(text) > limit:
-        raise InvalidInput(f"{what} has at most {limit} characters (this one has {len(text)})", field=name)
-    if "\x00" in text:
-        raise InvalidInput(f"{what} must not contain a NUL character", field=name)
-    return text
+    return required_text(value, name, what, limit, TEXT_WORDING)
 
 
 def _proposal(s: Session, proposal_id: int, actor: ActorView) -> Proposal:
