@@ -29,7 +29,6 @@ and this executor beside it by default; docs/federation.md gives the commands fo
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -39,7 +38,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from unlearning.federation.node_runtime import _alive, _env_seconds
+from unlearning.federation.node_runtime import (
+    _alive,
+    _env_seconds,
+    executor_logging,
+    executor_parser,
+    read_argument_file,
+)
 
 log = logging.getLogger("unlearning.federation.serverapp_runtime")
 
@@ -233,38 +238,24 @@ def _exit_text(status: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m unlearning.federation.serverapp_runtime",
-        description="Run a SuperLink's ServerApp tasks, each forked from one long-running process "
+    parser = executor_parser(
+        "python -m unlearning.federation.serverapp_runtime",
+        "Run a SuperLink's ServerApp tasks, each forked from one long-running process "
         "(the SuperLink runs with --isolation process).",
+        peer="the SuperLink",
+        address_help="the SuperLink's Runtime API (HOST:PORT: its --port)",
+        insecure_note=" (loopback only)",
     )
-    parser.add_argument(
-        "--runtime-api-address", required=True, help="the SuperLink's Runtime API (HOST:PORT: its --port)"
-    )
-    tls = parser.add_mutually_exclusive_group(required=True)
-    tls.add_argument("--insecure", action="store_true", help="plain HTTP to the SuperLink (loopback only)")
-    tls.add_argument("--root-certificates", help="CA (PEM) of the SuperLink's certificate")
     parser.add_argument(
         "--superexec-auth-secret-file",
         help="the SuperLink's --superexec-auth-secret-file: sign AcquireTask with it",
     )
-    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process exits")
     args = parser.parse_args(argv)
     if not hasattr(os, "fork"):
         parser.error("this executor forks a process per run: it needs Linux (or another POSIX system)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("flwr").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll otherwise
-    certificates = secret = None
-    try:
-        if args.root_certificates:
-            with open(args.root_certificates, "rb") as f:
-                certificates = f.read()
-        if args.superexec_auth_secret_file:
-            with open(args.superexec_auth_secret_file, "rb") as f:
-                secret = f.read()
-    except OSError as exc:
-        parser.error(f"cannot read {exc.filename}: {exc.strerror}")
+    executor_logging()
+    certificates = read_argument_file(parser, args.root_certificates)
+    secret = read_argument_file(parser, args.superexec_auth_secret_file)
     if args.superexec_auth_secret_file and not secret:
         parser.error(f"{args.superexec_auth_secret_file} is empty")
     preload()
