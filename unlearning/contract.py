@@ -286,8 +286,8 @@ for _spec in (
     MetricSpec(
         "mia_auc_gap_pvalue",
         "privacy",
-        "chance that a model which never saw the target lies this far from the reference's MIA AUC (DeLong "
-        "variances from the forget and held-out sizes; Bonferroni over the attacks)",
+        "chance that a model which never saw the target lies this far from the reference's MIA AUC (its "
+        "DeLong standard error from the forget and held-out examples; Bonferroni over the attacks)",
         ALL_TARGETS,
         "higher",
         needs=("heldout", "two_forget_examples"),
@@ -535,7 +535,8 @@ def check_acceptance_tests(raw: Any, target_kind: str, task: str | None = None) 
 
 #: Calibrated against the two models that define the question (bench/RESULTS.md, "## Default policies"):
 #: models retrained without the target pass them, the original fails them, on the community LM and on digits
-#: (open exception: on the small LM, mia_auc_gap <= 0.05 fails 4 of 12 retrained models: bench/auc_null.py).
+#: (the membership gap by its DeLong p-value: a fixed mia_auc_gap <= 0.05 failed 4 of 12 models retrained
+#: without a 20-line notebook on the small LM, whose AUCs vary by several points: bench/auc_null.py).
 #: Every kind has a forgetting test that applies to each task (a category: forget accuracy on a classifier,
 #: forget perplexity against the reference on a language model); canaries are judged by a p-value corrected
 #: for their number, not by a fixed number of bits (a never-seen secret exceeds 3 bits one time in eight).
@@ -543,7 +544,7 @@ def check_acceptance_tests(raw: Any, target_kind: str, task: str | None = None) 
 #: (:func:`default_acceptance_tests` with the task).
 _DEFAULT_TESTS: dict[str, tuple[AcceptanceTest, ...]] = {
     "data_source": (
-        AcceptanceTest("mia_auc_gap", "<=", 0.05),
+        AcceptanceTest("mia_auc_gap_pvalue", ">=", 0.05),
         AcceptanceTest("canary_exposure_pvalue", ">=", 0.05),
         AcceptanceTest("retained_utility_drop", "<=", 0.05),
         AcceptanceTest("relearn_recovery", "<=", 0.1, relative_to_reference=True),

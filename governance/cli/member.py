@@ -46,7 +46,7 @@ def proposal() -> None:
     "tests",
     multiple=True,
     metavar="METRIC<=THRESHOLD",
-    help="acceptance test, e.g. 'mia_auc_gap<=0.05' (repeatable; default: the target kind's defaults)",
+    help="acceptance test, e.g. 'mia_auc_gap_pvalue>=0.05' (repeatable; default: the target kind's defaults)",
 )
 @click.option(
     "--consent-withdrawal", is_flag=True, help="withdraw consent for your own data source (fast track)"

@@ -343,7 +343,7 @@ def test_default_policies_pass_the_retrained_digits_model_and_fail_the_original(
 ) -> None:
     """Issue 16 item 5 on digits (behaviour targets are for language models)."""
     for target in (Target("data_source", "node-0/digits"), Target("category", "7")):
-        retrained, original = _default_policy_verdicts(noisy_digits, target, probe_examples=64)
+        retrained, original = _default_policy_verdicts(noisy_digits, target)  # 128 probe examples
         _check_calibrated(retrained, original)
 
 

@@ -109,7 +109,7 @@ OLD_DEFAULTS: dict[str, list[dict[str, object]]] = {
 }
 # the defaults calibrated in issue 16 (bench/RESULTS.md, "Default policies"); a change here is a new policy
 PINNED_DEFAULTS = {
-    "data_source": "3967cfb1e633f6b7faabc29df33f2497530fd7fd748f4ffb8085e7402b151291",
+    "data_source": "48e03b73ffcf04af500fb4b2a7070da65a5dfa957517593dd4e894301956d999",  # mia_auc_gap_pvalue
     "category": "b65ef71a48abeb9f7e7e98f73a878a5aa7f038c7c23d0f49bb8378f1acb8e786",
     "behaviour": "311ff3e25db1a88b9ed96763b735cd988b6019b32f46d14de7be07b29ab9bc69",
 }
