@@ -98,11 +98,11 @@ def create(ctx: Ctx, *, size: str = "default", say: Say = print, progress: Any =
 def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> DemoCommunity:
     """Members, the 5 nodes' corpus (each node's in its own folder, the service only the published manifest)
     and its data sources, and sample proposals (seconds); no model yet."""
-
     if size not in SIZES:
         raise ValueError(f"unknown demo size {size!r}; expected one of {', '.join(SIZES)}")
     if not is_empty(ctx):
         raise RuntimeError("the database is not empty: use `commons demo --reset` to start over")
+    manifest = lay_out_corpus(ctx)  # first: a refusal leaves the database empty
     demo = DemoCommunity()
     say("members: " + ", ".join(h for h, _, _ in PEOPLE) + f" (password: {DEMO_PASSWORD})")
     for handle, name, roles in PEOPLE:
@@ -113,7 +113,6 @@ def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> De
         assert actor is not None
         demo.people[handle], demo.tokens[handle] = actor, t.token
 
-    manifest = lay_out_corpus(ctx)
     nodes, dataset = ctx.settings.nodes_home, ctx.settings.effective_dataset_dir
     say(
         f"community corpus: each node's data in {nodes}/<node>; the service's dataset {dataset} is its manifest"
@@ -139,19 +138,22 @@ def create_community(ctx: Ctx, *, size: str = "default", say: Say = print) -> De
 
 def lay_out_corpus(ctx: Ctx) -> dict[str, Any]:
     """Generate the 5 nodes' corpus and lay it out as a community holds it (the module docstring): returns the
-    published manifest. Refuses (RuntimeError) where a node's folder or the service's manifest already exists."""
+    published manifest. The same corpus already laid out (a database removed on its own) is kept; anything
+    else in a node's folder or the service's manifest is refused (RuntimeError), nothing changed."""
     import tempfile
     from pathlib import Path
 
-    from unlearning.api import init_dataset, publish_dataset
+    from unlearning.api import init_dataset, publish_dataset, published_layout
 
     home, dataset = ctx.settings.nodes_home, ctx.settings.effective_dataset_dir
     home.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".corpus-", dir=home.parent) as staging:
-        init_dataset("community-lm", Path(staging) / "corpus", nodes=5, seed=0)
+        manifest = init_dataset("community-lm", Path(staging) / "corpus", nodes=5, seed=0)
         try:
             return publish_dataset(Path(staging) / "corpus", dataset, home)
         except ValueError as exc:
+            if (published := published_layout(dataset, home, manifest)) is not None:
+                return published
             raise RuntimeError(f"{exc}: use `commons demo --reset` to start over") from None
 
 

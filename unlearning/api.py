@@ -66,6 +66,7 @@ __all__ = [
     "init_model",
     "protected_commitment",
     "publish_dataset",
+    "published_layout",
     "render_report_html",
     "report_html_page",
     "run_job",
@@ -182,6 +183,19 @@ def publish_dataset(dataset: str | Path, service_dir: str | Path, node_root: str
     from unlearning.data import publish
 
     return publish(Path(dataset), Path(service_dir), Path(node_root))
+
+
+def published_layout(
+    service_dir: str | Path, node_root: str | Path, manifest: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The published manifest where ``manifest``'s dataset is already laid out as :func:`publish_dataset`
+    does (the same manifest published in ``service_dir``, every node file under ``node_root`` with its
+    sha256), else None."""
+    from unlearning.data import laid_out, read_manifest
+
+    if not laid_out(Path(service_dir), Path(node_root), manifest):
+        return None
+    return read_manifest(Path(service_dir))
 
 
 def dataset_sources(dataset_dir: str | Path) -> list[dict[str, str]] | None:

@@ -137,6 +137,20 @@ def node_dirs(root: Path, node_root: Path | None = None) -> list[Path]:
     return [base / n["path"] for n in read_manifest(root)["nodes"]]
 
 
+def published_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator publishes of a manifest: all of it but the canaries inserted in members' data."""
+    return {**manifest, "canaries": [c for c in manifest.get("canaries", []) if not c.get("inserted")]}
+
+
+def laid_out(service_dir: Path, node_root: Path, manifest: Mapping[str, Any]) -> bool:
+    """Whether ``manifest`` is already laid out as :func:`publish` does: ``service_dir`` publishes it and
+    every node file it lists is under ``node_root`` with the listed sha256."""
+    if not (service_dir / MANIFEST).is_file() or read_manifest(service_dir) != published_manifest(manifest):
+        return False
+    files = [(f["file"], f["sha256"]) for n in manifest["nodes"] for f in [*n["sources"], n["validation"]]]
+    return all((node_root / f).is_file() and sha256_file(node_root / f) == h for f, h in files)
+
+
 def publish(dataset: Path, service_dir: Path, node_root: Path) -> dict[str, Any]:
     """Lay a dataset (``dataset``: a generator's or ``commons model init``'s output) out as a federation
     does: each node's folder moves to ``<node_root>/<the manifest's node path>`` (one folder a member's
@@ -153,10 +167,7 @@ def publish(dataset: Path, service_dir: Path, node_root: Path) -> dict[str, Any]
     taken = [str(node_root / n["path"]) for n in manifest["nodes"] if (node_root / n["path"]).exists()]
     if taken:
         raise ValueError(f"a node's data folder already exists: {', '.join(taken)}")
-    published = {
-        **manifest,
-        "canaries": [c for c in manifest.get("canaries", []) if not c.get("inserted")],
-    }
+    published = published_manifest(manifest)
     node_root.mkdir(parents=True, exist_ok=True)
     for n in manifest["nodes"]:
         (node_root / n["path"]).parent.mkdir(parents=True, exist_ok=True)

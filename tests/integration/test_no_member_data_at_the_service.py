@@ -71,6 +71,13 @@ def test_the_demo_lays_each_nodes_data_in_its_own_folder_and_publishes_only_the_
     assert not [x for x in secrets if x in published]
     assert manifest["canaries"] and not any(c["inserted"] for c in manifest["canaries"])
     assert any(str(home) in m and str(service) in m for m in said)
+    # the database removed on its own: the same corpus, already laid out, is kept; a changed one is refused
+    assert demo.lay_out_corpus(ctx) == manifest
+    forum = home / "node-1" / "forum.jsonl"
+    forum.write_text(forum.read_text() + '{"text": "a line of my own"}\n')
+    with pytest.raises(RuntimeError, match="already holds a dataset manifest: use `commons demo --reset`"):
+        demo.lay_out_corpus(ctx)
+    assert "a line of my own" in forum.read_text() and read_manifest(service) == manifest
 
 
 def approved(ctx: Ctx, clock: FixedClock, people: dict[str, Person], tests: list[dict[str, Any]]) -> int:

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flwr.app import Context, RecordDict
 
 from governance.jobs.worker import flower_settings
 from governance.settings import Settings
-from unlearning.api import publish_dataset
+from unlearning.api import publish_dataset, published_layout
 from unlearning.data import MANIFEST, node_dirs, write_dataset
 from unlearning.federation import node
 from unlearning.federation.apps import _node_config
 from unlearning.federation.local_grid import LocalGrid
 
 
-def small(root: Path) -> None:
-    write_dataset(
+def small(root: Path) -> dict[str, Any]:
+    return write_dataset(
         root,
         task="digits",
         seed=0,
@@ -47,12 +48,16 @@ def test_publish_moves_each_node_to_its_folder_and_keeps_only_what_is_published(
     ]
     assert (tmp_path / "nodes" / "bob" / "notes.jsonl").is_file()
     # nothing is moved over what is there already
-    small(tmp_path / "again")
+    again = small(tmp_path / "again")
     with pytest.raises(ValueError, match="already holds a dataset manifest"):
         publish_dataset(tmp_path / "again", tmp_path / "service", tmp_path / "other")
     with pytest.raises(ValueError, match="a node's data folder already exists"):
         publish_dataset(tmp_path / "again", tmp_path / "service2", tmp_path / "nodes")
     assert (tmp_path / "again" / "alice").is_dir() and not (tmp_path / "service2").exists()
+    # the same dataset, already laid out, is recognised; one changed file is not
+    assert published_layout(tmp_path / "service", tmp_path / "nodes", again) == published
+    (tmp_path / "nodes" / "bob" / "notes.jsonl").write_text('{"x": [9.0]}\n')
+    assert published_layout(tmp_path / "service", tmp_path / "nodes", again) is None
 
 
 def test_each_runtime_gives_a_node_its_own_folder(tmp_path: Path) -> None:
