@@ -70,7 +70,7 @@ def test_full_lifecycle_to_approved(
     p = new_proposal(client, people["bob"], target={"kind": "data_source", "data_source_id": src["id"]})
     assert p["state"] == "submitted"
     assert [t["metric"] for t in p["acceptance_tests"]] == [  # the calibrated defaults (issue 16)
-        "mia_auc_gap",
+        "mia_auc_gap_pvalue",
         "canary_exposure_pvalue",
         "retained_utility_drop",
         "relearn_recovery",

@@ -24,6 +24,9 @@ def test_demo_run_from_filing_to_verdict(tmp_path: Path, monkeypatch: pytest.Mon
         assert stage in out, (stage, out)
     version = re.search(r"release verdict for (mv-[0-9a-f]+): (allow|deny|pending)", out)
     assert version is not None, out
+    # the showcase ends as the product is meant to: verified under the calibrated defaults, released, allowed
+    assert version.group(2) == "allow", out
+    assert f"released {version.group(1)}" in out, out
     assert "report: " in out
     # the demo community is there for the UI: a second run reuses it
     r2 = CliRunner().invoke(main, ["demo"], catch_exceptions=False)

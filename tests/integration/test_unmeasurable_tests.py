@@ -119,7 +119,7 @@ def test_defaults_hold_only_tests_this_model_and_dataset_can_measure(
     ann = community["ann"]
     notes = _create(client, ann, {"kind": "data_source", "data_source_id": lm_community["notes"]})
     names = [t["metric"] for t in notes["acceptance_tests"]]
-    assert "canary_exposure_pvalue" not in names and "mia_auc_gap" in names  # notes holds no canary
+    assert "canary_exposure_pvalue" not in names and "mia_auc_gap_pvalue" in names  # notes holds no canary
     assert notes["unmeasurable_tests"] == {}
     diary = _create(client, ann, {"kind": "data_source", "data_source_id": lm_community["diary"]})
     assert "canary_exposure_pvalue" in [t["metric"] for t in diary["acceptance_tests"]]
