@@ -160,3 +160,28 @@ def test_the_local_federation_gives_each_node_its_named_folder(tmp_path: Path) -
         tmp_path / "in/node-0",
         tmp_path / "in/node-1",
     ]  # no manifest
+
+
+def test_the_local_federation_finds_named_nodes_laid_out_apart_from_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unlearning.api import publish_dataset
+    from unlearning.federation.security import main, node_data_paths
+
+    src = _members(tmp_path / "in", {"carol": {"a": _notes("c", 3)}, "ann": {"b": _notes("a", 3)}})
+    import_jsonl_nodes(src, tmp_path / "ds")
+    publish_dataset(tmp_path / "ds", tmp_path / "service", tmp_path / "nodes")  # as commons demo lays it out
+    assert node_data_paths(tmp_path / "nodes", 2, tmp_path / "service") == [
+        tmp_path / "nodes/ann",
+        tmp_path / "nodes/carol",
+    ]
+    assert node_data_paths(tmp_path / "nodes", 2) == [tmp_path / "nodes/node-0", tmp_path / "nodes/node-1"]
+    with pytest.raises(ValueError, match="holds no manifest"):
+        node_data_paths(tmp_path / "nodes", 2, tmp_path / "nodes")
+    for argv, message in (
+        (["--manifest", str(tmp_path / "service")], "give --data-root too"),
+        (["--data-root", str(tmp_path / "nodes"), "--manifest", str(tmp_path / "nodes")], "no manifest.json"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(["up", "--insecure", "--workdir", str(tmp_path / "w"), *argv])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err

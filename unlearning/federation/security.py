@@ -397,14 +397,19 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def node_data_paths(data_root: Path, nodes: int) -> list[Path]:
+def node_data_paths(data_root: Path, nodes: int, manifest_dir: Path | None = None) -> list[Path]:
     """Each node's data directory under ``data_root``: the dataset manifest's node paths in partition order (an
     imported dataset keeps the members' folder names, ``commons model init --data``), ``node-<i>`` beyond them
-    or without a manifest."""
-    named: list[Path] = []
-    if (data_root / "manifest.json").is_file():
-        from unlearning.data import node_dirs
+    or without a manifest. The manifest is ``data_root``'s, or ``manifest_dir``'s where the nodes' folders
+    live apart from the published manifest (``unlearning.api.publish_dataset``, the demo's layout)."""
+    from unlearning.data import node_dirs
 
+    named: list[Path] = []
+    if manifest_dir is not None:
+        if not (manifest_dir / "manifest.json").is_file():
+            raise ValueError(f"--manifest: {manifest_dir} holds no manifest.json")
+        named = node_dirs(manifest_dir, node_root=data_root)
+    elif (data_root / "manifest.json").is_file():
         named = node_dirs(data_root)
     return [named[i] if i < len(named) else data_root / f"node-{i}" for i in range(nodes)]
 
@@ -461,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(<data-root>/node-<i> without a manifest)",
     )
     up.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="with --data-root holding only the nodes' folders (the demo's COMMONS_DATA_DIR/nodes): the "
+        "published dataset directory whose manifest names them (node i gets <data-root>/<its node i>)",
+    )
+    up.add_argument(
         "--artifact-root",
         type=Path,
         default=None,
@@ -513,7 +525,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.insecure and not _loopback(args.fleet_host):
         parser.error("--insecure is for a federation on 127.0.0.1 only (no TLS, anyone could join)")
     nodes: list[dict[str, ConfigValue]] = []
-    paths = node_data_paths(args.data_root, args.nodes) if args.data_root is not None else []
+    if args.manifest is not None and args.data_root is None:
+        parser.error("--manifest names the nodes of --data-root: give --data-root too")
+    try:
+        paths = (
+            node_data_paths(args.data_root, args.nodes, args.manifest) if args.data_root is not None else []
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     for i in range(args.nodes):
         node: dict[str, ConfigValue] = {"partition-id": i, "num-partitions": args.nodes}
         if paths:

@@ -88,6 +88,14 @@ def parse_commitment(
     "data-source show`); a node whose protected.txt differs makes the secret tests unmeasured",
 )
 @click.option(
+    "--node-data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="the folder holding each node's own data folder, apart from the published manifest in --dataset "
+    "(the demo's COMMONS_DATA_DIR/nodes; default $COMMONS_NODE_DATA_DIR, else the nodes' folders beside "
+    "the manifest)",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), default=None, help="write report.json/html here"
 )
 def verify(
@@ -103,11 +111,19 @@ def verify(
     seed: int,
     exposure_candidates: int,
     protected_commitment: dict[str, Any] | None,
+    node_data_dir: str | None,
     out_dir: str | None,
 ) -> None:
     """Verify model version CANDIDATE against its original (and a retrained reference) and print the verdict."""
+    from dataclasses import replace
+
+    from unlearning.api import FlowerSettings
+    from unlearning.api import verify as run
     from unlearning.verification import VerifySpec, VerifySpecError, render_html
-    from unlearning.verification import verify as run
+
+    flower = FlowerSettings.from_env()
+    if node_data_dir is not None:
+        flower = replace(flower, node_data_dir=node_data_dir)
 
     chosen = [x for x in (data_source, category, secrets or None) if x]
     if len(chosen) != 1:
@@ -143,7 +159,9 @@ def verify(
         protected_commitment=protected_commitment,
     )
     try:
-        report = run(spec, lambda p: click.echo(f"  {p.stage} {p.done}/{p.total} {p.detail}", err=True))
+        report = run(
+            spec, lambda p: click.echo(f"  {p.stage} {p.done}/{p.total} {p.detail}", err=True), flower
+        )
     except (VerifySpecError, LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     for t in report.tests:
