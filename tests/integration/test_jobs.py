@@ -22,11 +22,19 @@ from unlearning import JobResult
 
 
 def approved_proposal(
-    ctx: Ctx, clock: FixedClock, people: dict[str, Person], title: str = "Forget spam"
+    ctx: Ctx,
+    clock: FixedClock,
+    people: dict[str, Person],
+    title: str = "Forget spam",
+    category: str = "spam",
+    tests: list[dict[str, Any]] | None = None,
 ) -> int:
+    """A category proposal taken through triage, vote and council to ``job_queued`` (the kind's default tests
+    unless ``tests`` are given)."""
+    extra: dict[str, Any] = {} if tests is None else {"acceptance_tests": tests}
     p = proposals.create(
         ctx,
-        ProposalCreate(title=title, target={"kind": "category", "category": "spam"}, submit=True),
+        ProposalCreate(title=title, target={"kind": "category", "category": category}, submit=True, **extra),
         people["bob"].actor,
     )
     for r in ("rev1", "rev2"):

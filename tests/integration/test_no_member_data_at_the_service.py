@@ -16,10 +16,10 @@ import pytest
 from governance import demo
 from governance.domain.clock import FixedClock
 from governance.jobs.worker import Worker
-from governance.schemas import ProposalCreate
-from governance.services import jobs, lifecycle, proposals
+from governance.services import jobs, proposals
 from governance.services.context import Ctx
 from tests.conftest import Person
+from tests.integration.test_jobs import approved_proposal
 from unlearning import JobSpec, init_dataset, init_model, run_job
 from unlearning.api import FlowerSettings, publish_dataset
 from unlearning.data import MANIFEST, read_manifest, sha256_file
@@ -80,31 +80,6 @@ def test_the_demo_lays_each_nodes_data_in_its_own_folder_and_publishes_only_the_
     assert "a line of my own" in forum.read_text() and read_manifest(service) == manifest
 
 
-def approved(ctx: Ctx, clock: FixedClock, people: dict[str, Person], tests: list[dict[str, Any]]) -> int:
-    p = proposals.create(
-        ctx,
-        ProposalCreate(
-            title="Forget the digit seven",
-            target={"kind": "category", "category": "7"},
-            acceptance_tests=tests,
-            submit=True,
-        ),
-        people["bob"].actor,
-    )
-    for r in ("rev1", "rev2"):
-        proposals.triage(ctx, p.id, people[r].actor, "approve", None)
-    for h in ("ann", "cat", "dan", "bob", "rev3", "admin"):
-        proposals.vote(ctx, p.id, people[h].actor, "approve", None)
-    clock.advance(days=7, seconds=1)
-    lifecycle.sweep(ctx)
-    for c in ("coun1", "coun2"):
-        proposals.council(ctx, p.id, people[c].actor, "ratify", None)
-    clock.advance(days=3, seconds=1)
-    lifecycle.sweep(ctx)
-    assert proposals.get_detail(ctx, p.id).state == "job_queued"
-    return p.id
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_job_and_its_verification_run_with_only_the_manifest_at_the_service(
     ctx: Ctx, clock: FixedClock, community: dict[str, Person]
@@ -135,7 +110,7 @@ def test_a_job_and_its_verification_run_with_only_the_manifest_at_the_service(
         {"metric": "forget_accuracy_gap", "comparator": "<=", "threshold": 0.1},
         {"metric": "retained_utility_drop", "comparator": "<=", "threshold": 0.1},
     ]
-    pid = approved(ctx, clock, community, tests)
+    pid = approved_proposal(ctx, clock, community, "Forget the digit seven", "7", tests)
     (job,) = jobs.list_jobs(ctx, proposal_id=pid)
     assert Worker(ctx, "nodes").run_once()  # the service's worker: run_job, reference, verify, evaluation
     done = jobs.get(ctx, job["id"])

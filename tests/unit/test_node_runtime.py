@@ -15,7 +15,6 @@ import pytest
 from unlearning.federation.deployment import LocalFederation
 from unlearning.federation.node_runtime import (
     _alive,
-    _capped_time,
     _NodePacer,
     _TaskGate,
     fast_object_pulls,
@@ -26,7 +25,7 @@ from unlearning.verification.spec import VerifySpec
 
 
 def test_the_supernode_waits_at_most_the_cap() -> None:
-    shim = _capped_time(0.05)
+    shim = _NodePacer(0.05).module()
     started = time.monotonic()
     shim.sleep(3)  # Flower's idle wait after a pull that brought nothing
     assert time.monotonic() - started < 1.0

@@ -104,11 +104,6 @@ class _NodePacer:
         return shim
 
 
-def _capped_time(cap: float) -> types.ModuleType:
-    """A stand-in for the ``time`` module whose ``sleep`` waits at most ``cap`` seconds (see _NodePacer)."""
-    return _NodePacer(cap).module()
-
-
 class _TaskGate:
     """Hands a ClientApp task to the executor only once the SuperNode holds its message's objects, and
     lets the executor's ``AcquireTask`` wait for one (a long poll) instead of polling.

@@ -194,13 +194,15 @@ def mia_auc_gap_pvalue(v: Verification) -> Any:
             row["se"][role] = math.sqrt(var[attack][role])
             row["z"][role], row["p"][role] = z, p
         per_attack[attack] = row
-    worst = min(per_attack, key=lambda x: per_attack[x]["p"]["candidate"])
     from scipy.stats import norm
 
+    from unlearning.verification.extraction import corrected_pvalue
+
+    worst = min(per_attack, key=lambda x: per_attack[x]["p"]["candidate"])
     # the smallest gap this test can see at this sample size: |z| beyond the corrected two-sided 5 % point
     detectable = float(norm.isf(0.05 / (2 * k))) * per_attack[worst]["se"]["candidate"]
     values: dict[str, float | None] = {
-        role: min(1.0, k * min(r["p"][role] for r in per_attack.values()))
+        role: corrected_pvalue([r["p"][role] for r in per_attack.values()])  # Bonferroni over the attacks
         for role in ("original", "candidate")
         if role in v.roles
     }
