@@ -54,6 +54,9 @@ NODE_RUNTIME = "unlearning.federation.node_runtime"
 SERVERAPP_RUNTIME = "unlearning.federation.serverapp_runtime"
 """The SuperLink's ServerApp executor: each run forked from a process with torch and the apps imported."""
 
+SUPERLINK_RUNTIME = "unlearning.federation.superlink_runtime"
+"""Flower's SuperLink with its empty pulls held until work comes (``python -m`` module, same arguments)."""
+
 SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 """Flower's SuperExec polls for tasks (a run's ServerApp) this often, 1 s by default."""
 
@@ -444,9 +447,17 @@ class LocalFederation:
         """Called once the SuperLink is healthy, before the SuperNodes start (``SecureFederation`` starts
         its fleet gateway and registers the nodes' keys here)."""
 
+    long_poll: bool = True
+    """True (the default): the SuperLink is Flower's with its empty pulls held until work comes
+    (:mod:`unlearning.federation.superlink_runtime`); False: Flower's ``flower-superlink`` as it is."""
+
     def superlink_argv(self) -> list[str]:
         return [
-            _executable("flower-superlink"),
+            *(
+                [sys.executable, "-m", SUPERLINK_RUNTIME]
+                if self.long_poll
+                else [_executable("flower-superlink")]
+            ),
             "--insecure",
             "--host",
             self.host,

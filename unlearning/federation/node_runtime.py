@@ -17,7 +17,8 @@ executor, kept alive between messages:
   asks every ``COMMONS_CLIENTAPP_POLL_S`` (default 0.05 s).
 - ``python -m unlearning.federation.node_runtime supernode <flower-supernode arguments>`` runs Flower's own
   ``flower-supernode`` with three changes (:class:`_NodePacer`, :class:`_TaskGate`): after a pull that
-  brought no message it sleeps at most ``COMMONS_SUPERNODE_POLL_S`` (default 0.25 s; Flower: 3 s); it
+  brought no message it sleeps at most ``COMMONS_SUPERNODE_POLL_S`` (default 0.25 s; Flower: 3 s), and not
+  at all after a pull the SuperLink held (superlink_runtime.py's long poll already waited for work); it
   checks its own memory for the executor's reply and that reply's objects every 0.01 s (Flower: 0.5 s);
   and it hands a task to the executor only once the task's message objects are stored (Flower creates
   the task first and downloads the objects after it, so the executor waited for them with retries), with
@@ -32,7 +33,8 @@ executor, kept alive between messages:
 
 ``LocalFederation`` (deployment.py) starts both per node by default; docs/federation.md gives the commands
 for real hosts. The ServerApp side polls its replies every 0.05-0.25 s (server.py) instead of Flower's
-fixed 3 s.
+fixed 3 s, or at once after a held pull; the SuperLink holds pulls that find nothing
+(:mod:`unlearning.federation.superlink_runtime`).
 """
 
 from __future__ import annotations
@@ -82,13 +84,23 @@ class _NodePacer:
     overhead on a small machine (bench/RESULTS.md, "Federation runtimes")."""
 
     LOCAL_WAIT_S = 0.01
+    # an empty pull that took this long was held by a long-polling SuperLink (superlink_runtime.py): it
+    # already waited for work, so the node asks again at once instead of sleeping
+    HELD_S = 0.5
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
+        self.last_pull_s = 0.0
+
+    def pulled(self, seconds: float) -> None:
+        """The last pull from the SuperLink took ``seconds``."""
+        self.last_pull_s = seconds
 
     def wait_for(self, seconds: float) -> float:
         if seconds < 1.0:  # Flower's 0.5 s: its own state, in memory
             return min(seconds, self.LOCAL_WAIT_S)
+        if self.last_pull_s >= self.HELD_S:
+            return self.LOCAL_WAIT_S
         return min(seconds, self.cap)  # Flower's 3 s: the SuperLink
 
     def module(self) -> types.ModuleType:
@@ -178,7 +190,7 @@ def fast_object_pulls(module: types.ModuleType, name: str = "pull_objects") -> N
     setattr(module, name, fast)
 
 
-def _instrument_supernode(loop: types.ModuleType, gate: _TaskGate) -> None:
+def _instrument_supernode(loop: types.ModuleType, gate: _TaskGate, pacer: _NodePacer) -> None:
     """Hook Flower's SuperNode loop (module attributes of ``flwr.supernode.start_client_internal``): the
     gate learns when a message came and when its objects are stored, and with
     ``COMMONS_FEDERATION_TRACE`` each step is traced (trace.py)."""
@@ -198,6 +210,7 @@ def _instrument_supernode(loop: types.ModuleType, gate: _TaskGate) -> None:
                 gate.received()  # a message before, that never got to its objects
                 t0 = time.perf_counter()
                 result = receive()
+                pacer.pulled(time.perf_counter() - t0)
                 if result is not None:
                     gate.receiving()
                     if tracing:
@@ -264,7 +277,7 @@ def run_supernode(argv: Sequence[str]) -> None:
     gate = _TaskGate(ACQUIRE_LONG_POLL_S)
     loop.time = pacer.module()  # type: ignore[attr-defined]
     fast_object_pulls(loop)
-    _instrument_supernode(loop, gate)
+    _instrument_supernode(loop, gate, pacer)
     acquire_task = handlers.acquire_task
     handlers.acquire_task = functools.partial(gate.acquire, acquire_task)
     sys.argv = ["flower-supernode", *argv]

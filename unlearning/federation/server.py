@@ -75,13 +75,15 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 15.0
 DEFAULT_EXCHANGE_TIMEOUT_S = 300.0  # FlowerSettings' defaults, for a spec that names none
 DEFAULT_NODE_TIMEOUT_S = 120.0
+HELD_PULL_S = 0.5  # a pull that took this long was held by a long-polling SuperLink (superlink_runtime.py)
 
 
 def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> list[Message]:
     """Push ``messages`` and pull their replies until all came or ``timeout`` passed: ``Grid.send_and_receive``,
     except that on the Deployment Engine (Flower's ``HttpGrid``, which waits a fixed 3 s between pulls) the
-    replies are pulled every 0.05 s at first and at most every 0.25 s afterwards. Other grids keep their own
-    (the LocalGrid answers at once, the simulation's grid pulls every 0.1 s)."""
+    replies are pulled every 0.05 s at first and at most every 0.25 s afterwards, or at once again when the
+    SuperLink held the pull until something came or its hold ended (superlink_runtime.py). Other grids keep
+    their own (the LocalGrid answers at once, the simulation's grid pulls every 0.1 s)."""
     from flwr.superlink.grid.http_grid import HttpGrid
 
     if not isinstance(grid, HttpGrid):
@@ -100,6 +102,7 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
     replies: list[Message] = []
     deadline, wait = time.monotonic() + timeout, 0.05
     while True:
+        asked = time.monotonic()
         got = list(grid.pull_messages(pending))
         replies += got
         pending -= {m.metadata.reply_to_message_id for m in got}
@@ -107,6 +110,8 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
             trace.event("serverapp", "reply", reply_to=trace.short(m.metadata.reply_to_message_id))
         if not pending or time.monotonic() >= deadline:
             return replies
+        if got or time.monotonic() - asked >= HELD_PULL_S:
+            continue  # a reply came (ask for the rest now) or the SuperLink already waited for one
         time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
         wait = min(wait * 1.5, 0.25)
 

@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -92,6 +93,34 @@ def preload(modules: Sequence[str] = PRELOADED) -> list[str]:
     return missing
 
 
+def prompt_log_flush(module: Any) -> None:
+    """Make ``module``'s (Flower's ``run_serverapp``) ``flush_logs`` end the log uploader and wait for it.
+
+    Before pushing a run's output, Flower 1.41 waits for its log queue to drain and then sleeps a full second
+    "to allow the PushLogs call to complete": a second at the end of every run (bench/RESULTS.md,
+    "Federation runtimes"). Here the uploader thread is told to finish (Flower's own end-of-run signal, a
+    ``None`` in the queue) and joined: every line logged so far is uploaded before the output, as before,
+    and the run ends as soon as that upload does. Lines logged after it (Flower logs one only when pushing
+    the output fails) still reach the executor's own output."""
+    threads: list[threading.Thread] = []
+    start, flush = module.start_log_uploader, module.flush_logs
+
+    def started(*args: Any, **kwargs: Any) -> threading.Thread:
+        thread: threading.Thread = start(*args, **kwargs)
+        threads.append(thread)
+        return thread
+
+    def flushed(log_queue: Any, timeout: float = 3.0) -> bool:
+        if not threads:
+            return bool(flush(log_queue, timeout))
+        log_queue.put(None)
+        threads[-1].join(timeout)
+        return not threads[-1].is_alive()
+
+    module.start_log_uploader = started
+    module.flush_logs = flushed
+
+
 def run_task_in_child(
     token: str, runtime_api_address: str, insecure: bool, certificates: bytes | None
 ) -> None:
@@ -104,6 +133,8 @@ def run_task_in_child(
         from flwr.superlink.runtime import run_serverapp
 
         os.environ.pop(SERVERAPP_POLL_ENV, None)
+        # the module (its package exports the function under the same name)
+        prompt_log_flush(sys.modules["flwr.superlink.runtime.run_serverapp"])
         log_queue: Queue[str | None] = Queue()
         mirror_output_to_queue(log_queue)
         try:
