@@ -50,7 +50,11 @@ def _check(seen: list[tuple[str, Message]], needles: list[bytes], param_names: s
                 f"data set content in a {direction} {msg.metadata.message_type} message"
             )
         if msg.has_content():
-            for key, rec in msg.content.array_records.items():
+            if direction == "to-node":  # an instruction's models, when several, travel bundled in one record
+                assert len(msg.content.array_records) <= 1, sorted(msg.content.array_records)
+            content = RecordDict(dict(msg.content.items()))
+            P.unbundle(content)
+            for key, rec in content.array_records.items():
                 assert key in allowed_arrays or key.startswith(P.MODEL_PREFIX)  # contribution's subset models
                 assert list(rec) == [P.PACKED], "a model travels as one packed array"
                 got = set(P.from_record(rec))

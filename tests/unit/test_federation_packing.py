@@ -181,3 +181,66 @@ def test_weighted_mean_is_flowers_fedavg_bit_for_bit() -> None:
         ]
     )
     assert half["x"].dtype == torch.bfloat16 and half["x"].tolist() == [0.5, 0.5]
+
+
+def _models() -> dict[str, dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return {
+        P.ARRAYS: {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g)},
+        P.ANCHOR: {"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g)},
+        P.FISHER_ARRAYS: {"w": torch.rand(4, 3, generator=g).to(torch.bfloat16)},
+    }
+
+
+def test_an_instructions_models_travel_in_one_record_and_come_back_as_they_were() -> None:
+    from flwr.app import ConfigRecord, Context, Message
+
+    from unlearning.federation.local_grid import claim_task_identity
+
+    claim_task_identity()  # Flower stamps a new message with the process's run id
+    models = _models()
+    records = {P.CONFIG: ConfigRecord({"round": 3}), **{k: P.to_record(v) for k, v in models.items()}}
+    bundled = P.bundle(records)
+    assert sorted(bundled) == [P.BUNDLE, P.CONFIG]
+    content = RecordDict(bundled)
+    # Flower's objects on the wire: one ArrayRecord of one array, whatever the number of models
+    assert sum(type(o).__name__ == "ArrayRecord" for o in _objects(content)) == 1
+    assert sum(type(o).__name__ == "Array" for o in _objects(content)) == 1
+    unbundled = RecordDict(records)
+    assert sum(type(o).__name__ == "Array" for o in _objects(unbundled)) == 3
+    received = recorddict_from_proto(recorddict_to_proto(content))
+
+    seen: list[RecordDict] = []
+    msg = Message(received, dst_node_id=1, message_type="train.unlearn")  # a node's copy
+    P.unbundle_mod(msg, Context(1, 1, {}, RecordDict(), {}), lambda m, c: seen.append(m.content) or m)
+    assert list(msg.content.array_records) == [P.BUNDLE]  # the message as received is left as it came
+    handler_sees = seen[0]
+    assert list(handler_sees.array_records) == [P.ARRAYS, P.ANCHOR, P.FISHER_ARRAYS]  # in their order
+    assert handler_sees[P.CONFIG]["round"] == 3
+    for key, tensors in models.items():
+        got = P.from_record(handler_sees.array_records[key])
+        assert list(got) == list(tensors)
+        for name, t in tensors.items():
+            assert got[name].dtype == t.dtype and torch.equal(got[name], t)
+
+
+def test_one_model_is_not_bundled_and_a_message_without_a_bundle_passes_unchanged() -> None:
+    records = {P.ARRAYS: P.to_record(_models()[P.ARRAYS])}
+    assert P.bundle(records) == records
+    content = RecordDict(records)
+    P.unbundle(content)
+    assert list(content.array_records) == [P.ARRAYS]
+
+
+def test_a_bundle_that_bundle_did_not_make_is_refused() -> None:
+    models = _models()
+    forged = RecordDict({P.BUNDLE: P.to_record(models[P.ARRAYS])})  # a state dict, not a bundle
+    with pytest.raises(packing.PackError, match=r"not one 'commons\.bundle/1' array"):
+        P.unbundle(forged)
+    bundled = P.bundle({k: P.to_record(v) for k, v in models.items()})
+    twice = RecordDict({**bundled, P.ANCHOR: P.to_record(models[P.ANCHOR])})  # also beside the bundle
+    with pytest.raises(packing.PackError, match="both in the bundle and beside it"):
+        P.unbundle(twice)
+    not_bytes = RecordDict({P.BUNDLE: P._one_array(packing.pack({P.ARRAYS: torch.zeros(3)}), P.BUNDLE_STYPE)})
+    with pytest.raises(packing.PackError, match="not a byte string"):
+        P.unbundle(not_bytes)

@@ -58,7 +58,7 @@ def _extra_arrays(msg: Message) -> dict[str, dict[str, Tensor]]:
 
 
 def build_client_app() -> ClientApp:
-    app = ClientApp()
+    app = ClientApp(mods=[P.unbundle_mod])
 
     @app.query("info")
     def info(msg: Message, context: Context) -> Message:

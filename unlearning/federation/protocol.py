@@ -17,15 +17,23 @@ Each such record holds ONE array, ``packed``: the whole state dict in one buffer
 its header; :mod:`unlearning.federation.packing`), not one Flower array per tensor, because a Deployment
 Engine node fetches every array of a message with its own HTTP requests. :func:`weighted_mean` is FedAvg
 over such state dicts (Flower's ``aggregate_arrayrecords``, computed the same way).
+
+An instruction with two or more such records (an ascent's ``arrays``, ``anchor``, ``fisher`` and
+``ball-center``; verification's models) travels with them in ONE record, ``bundle`` (:func:`bundle`: each
+record's packed bytes as a uint8 entry of one packed buffer, stype :data:`BUNDLE_STYPE`): three objects on
+the wire in place of three per model. The ClientApp puts the records back before any handler sees the
+message (:func:`unbundle_mod`), so handlers read ``arrays``, ``anchor`` ... as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import (
     Grid as Grid,  # where a ServerApp sends its messages (any runtime's); for annotations
 )
@@ -53,6 +61,8 @@ ANCHOR, FISHER_ARRAYS, BALL_CENTER = "anchor", "fisher", "ball-center"
 SCORES = "scores"  # a verification reply's per-example scores (one tensor per model and score)
 MODEL_PREFIX = "model:"  # a verification message's models by name ("model:candidate", ...)
 PACKED = "packed"  # the one array of every ArrayRecord: a whole state dict (see packing.py)
+BUNDLE = "bundle"  # an instruction's ArrayRecords, two or more, as one (see bundle())
+BUNDLE_STYPE = "commons.bundle/1"
 
 
 def arrays_of(message: Message, key: str = ARRAYS) -> ArrayRecord:
@@ -82,20 +92,67 @@ def metric_record(metrics: Mapping[str, float]) -> MetricRecord:
 
 def to_record(tensors: Mapping[str, Tensor]) -> ArrayRecord:
     """``tensors`` as an ArrayRecord of one packed array (one object on the wire, whatever their number)."""
-    data = packing.pack(tensors)
-    array = Array(dtype="uint8", shape=(len(data),), stype=packing.STYPE, data=data)
-    return ArrayRecord({PACKED: array})
+    return _one_array(packing.pack(tensors), packing.STYPE)
+
+
+def _packed_bytes(record: ArrayRecord, stype: str = packing.STYPE) -> bytes:
+    if list(record.keys()) != [PACKED] or record[PACKED].stype != stype:
+        raise packing.PackError(
+            f"an ArrayRecord of arrays {sorted(record.keys())[:3]} is not one {stype!r} array "
+            f"named {PACKED!r}: the sender runs another version of the protocol"
+        )
+    return record[PACKED].data
+
+
+def _one_array(data: bytes, stype: str) -> ArrayRecord:
+    return ArrayRecord({PACKED: Array(dtype="uint8", shape=(len(data),), stype=stype, data=data)})
 
 
 def from_record(record: ArrayRecord) -> dict[str, Tensor]:
     """The tensors of a record made by :func:`to_record`, in their order; :class:`packing.PackError` for any
     other record (an array per tensor comes from a sender that does not speak this protocol)."""
-    if list(record.keys()) != [PACKED] or record[PACKED].stype != packing.STYPE:
-        raise packing.PackError(
-            f"an ArrayRecord of arrays {sorted(record.keys())[:3]} is not one {packing.STYPE!r} array "
-            f"named {PACKED!r}: the sender runs another version of the protocol"
-        )
-    return packing.unpack(record[PACKED].data)
+    return packing.unpack(_packed_bytes(record))
+
+
+def bundle(records: Mapping[str, Any]) -> dict[str, Any]:
+    """``records`` (a message's content) with its ArrayRecords, when there are two or more, as ONE
+    ArrayRecord ``bundle``: a packed buffer whose entries are each record's packed bytes (uint8, in their
+    order). Flower sends every record, array and chunk as its own object, one request each at every hop;
+    an ascent message with four models was 15 objects, bundled it is 6. Other records stay as they are."""
+    arrays = [k for k, v in records.items() if isinstance(v, ArrayRecord)]
+    if len(arrays) < 2:
+        return dict(records)
+    parts = {k: torch.frombuffer(bytearray(_packed_bytes(records[k])), dtype=torch.uint8) for k in arrays}
+    out = {k: v for k, v in records.items() if not isinstance(v, ArrayRecord)}
+    out[BUNDLE] = _one_array(packing.pack(parts), BUNDLE_STYPE)
+    return out
+
+
+def unbundle(content: RecordDict) -> None:
+    """Put the ArrayRecords of ``content``'s ``bundle`` back in place (in their order); nothing to do
+    without one. :class:`packing.PackError` for a bundle that :func:`bundle` did not make."""
+    if BUNDLE not in content.array_records:
+        return
+    parts = packing.unpack(_packed_bytes(content.array_records[BUNDLE], BUNDLE_STYPE))
+    for key, part in parts.items():
+        if part.dtype != torch.uint8 or part.dim() != 1:
+            raise packing.PackError(f"bundle entry {key!r} is not a byte string")
+        if key in content:
+            raise packing.PackError(f"record {key!r} is both in the bundle and beside it")
+    del content[BUNDLE]
+    for key, part in parts.items():
+        content[key] = _one_array(part.numpy().tobytes(), packing.STYPE)
+
+
+def unbundle_mod(msg: Message, context: Context, call_next: Callable[[Message, Context], Message]) -> Message:
+    """A ClientApp mod: the handlers see an instruction's records as the ServerApp made them (:func:`unbundle`),
+    in a copy of the message (the one received stays as it came)."""
+    if msg.has_content() and BUNDLE in msg.content.array_records:
+        content = RecordDict(dict(msg.content.items()))
+        unbundle(content)
+        msg = copy.copy(msg)
+        msg.content = content
+    return call_next(msg, context)
 
 
 def weighted_mean(states: Sequence[tuple[Mapping[str, Tensor], float]]) -> dict[str, Tensor]:

@@ -238,7 +238,7 @@ class Federation:
         self, node: NodeInfo, mtype: str, phase: str, round_: int, records: dict[str, Any]
     ) -> Message:
         return Message(
-            RecordDict(records),
+            RecordDict(P.bundle(records)),
             dst_node_id=node.node_id,
             message_type=mtype,
             ttl=self.timeout_s,  # a message not answered in time expires on the SuperLink (it is re-sent)
