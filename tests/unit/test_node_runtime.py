@@ -92,7 +92,7 @@ def test_object_pulls_are_retried_sooner_once() -> None:
     fast_object_pulls(module)
     fast_object_pulls(module)  # idempotent: not wrapped twice
     module.pull_objects(["id"])  # type: ignore[attr-defined]
-    assert calls == [{"initial_backoff": 0.05, "backoff_cap": 0.5}]
+    assert calls == [{"initial_backoff": 0.01, "backoff_cap": 0.5}]
 
 
 def test_the_supernode_checks_its_own_memory_often_and_the_superlink_at_most_every_cap() -> None:

@@ -26,8 +26,8 @@ executor, kept alive between messages:
   module attributes of Flower's SuperNode loop (``flwr.supernode.start_client_internal``: ``time``,
   ``pull_objects``, ``push_object_contents_from_iterable``, ``http_request_response``) and its Runtime
   API handler ``acquire_task``: pinned to flwr 1.41 like the rest of the adapter.
-- Both, and the ServerApp (server.py), retry a message's object that is not uploaded yet after 0.05 s and
-  then at most every 0.5 s (:func:`fast_object_pulls`; Flower waits 1, 2, 4 ... 10 s).
+- Both, and the ServerApp (server.py), retry a message's object that is not uploaded yet after 0.01 s
+  (doubling), then at most every 0.5 s (:func:`fast_object_pulls`; Flower waits 1, 2, 4 ... 10 s).
 - ``COMMONS_FEDERATION_TRACE=DIR`` writes each step of an exchange with its time (trace.py;
   ``bench/federation_trace.py`` puts them together).
 
@@ -172,13 +172,13 @@ class _TaskGate:
         return reply
 
 
-PULL_BACKOFF_S = 0.05
+PULL_BACKOFF_S = 0.01
 PULL_BACKOFF_CAP_S = 0.5
 
 
 def fast_object_pulls(module: types.ModuleType, name: str = "pull_objects") -> None:
-    """Make ``module``'s Flower object-pull function retry a missing object after 0.05 s, then at most every
-    0.5 s. A message's objects (its arrays, configs, metrics) are uploaded after the message itself is
+    """Make ``module``'s Flower object-pull function retry a missing object after 0.01 s (doubling), then at
+    most every 0.5 s. A message's objects (its arrays, configs, metrics) are uploaded after the message itself is
     listed, and Flower 1.41 retries an object that is not there yet after 1, 2, 4 ... 10 s: with no process
     to start, a warm node asks that early and waited seconds for objects that came milliseconds later."""
 

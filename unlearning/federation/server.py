@@ -93,7 +93,7 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
     from unlearning.federation import trace
     from unlearning.federation.node_runtime import fast_object_pulls
 
-    fast_object_pulls(http_grid)  # a reply's objects: retried after 0.05 s, not 1, 2, 4 ... s
+    fast_object_pulls(http_grid)  # a reply's objects: retried after 0.01, 0.02 ... s, not 1, 2, 4 ... s
     if trace.enabled() and not isinstance(grid._client, trace.TracedClient):
         grid._client = trace.TracedClient(grid._runtime_client, "serverapp")  # type: ignore[assignment]
     trace.event("serverapp", "push", messages=len(messages))
