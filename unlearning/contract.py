@@ -722,6 +722,16 @@ class AscentSettings:
         help="> 0: joint descent on the node's retained data during ascent (GradDiff)",
     )
     dedup: bool = setting(False, help="ascend on each distinct forget example once")
+    # "reference": each forget example's loss is raised only up to the median loss of the stop rule's
+    # reference examples (the node's unseen examples; of the same kind with stop_reference "same-kind") under
+    # the current model: an example already as unfamiliar as unseen data gets no more ascent, and the ascent
+    # ends when every example is there
+    forget_cap: str = setting(
+        "none",
+        choices=("none", "reference"),
+        title="forget_cap",
+        help="raise each forget loss only up to the reference examples' median loss",
+    )
     stop_loss_factor: float = setting(1.0, gt=0.0, le=100.0, help="multiplies the validation loss threshold")
     category_accuracy: float = setting(0.02, ge=0.0, le=1.0, help='"accuracy" stop: forget accuracy <= this')
     exposure_z: float = setting(
@@ -746,6 +756,14 @@ class AscentSettings:
     # it off; all-digit matches) get their own ascent on their tokens only, stopped when every one's exposure
     # z-score against random candidates is >= exposure_z
     secrets: str = setting("", regex=True, help="regex of secret-like spans given their own ascent")
+    # what the ordinary ascent does with a line that holds such a secret: "drop" it (only the secret's own
+    # phase touches the line) or ascend on its "prefix" (the text before the secret) with the other lines
+    secret_lines: str = setting(
+        "drop",
+        choices=("drop", "prefix"),
+        title="secret_lines",
+        help="a secret's line in the ordinary ascent: left out, or its text before the secret",
+    )
     # what "validation" means for the validation-loss and AUC stop rules of data_source targets: the node's
     # whole validation set, or its examples of the same kind(s) as the forget examples (records' "kind")
     stop_reference: str = setting(

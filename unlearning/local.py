@@ -285,6 +285,14 @@ class StopRule:
         return hit, m
 
 
+def _forget_cap(model: nn.Module, forget: Batch, reference: Batch, task: Task) -> tuple[float, bool]:
+    """The median loss of ``reference`` under ``model`` and whether every forget example is at least there."""
+    ref, _ = per_example(model, reference, task)
+    cap = float(ref.median())
+    loss, _ = per_example(model, forget, task)
+    return cap, bool((loss >= cap).all())
+
+
 @dataclass
 class AscentStats:
     steps: int = 0
@@ -307,11 +315,15 @@ def gradient_ascent(
     prox: Proximal | None = None,
     retain: Batch | None = None,
     retain_weight: float = 0.0,
+    cap_reference: Batch | None = None,
 ) -> AscentStats:
     """Bounded gradient ascent on ``forget``: minimise ``-loss(forget)`` (plus ``retain_weight`` x the loss on a
     batch of ``retain``, "gradient difference", when given) (+ the EWC prox step), project onto
     the L2 ball, stop as soon as ``stop`` is satisfied or ``cfg.max_steps`` is reached. A non-finite loss
-    restores the last finite weights and stops (reason ``diverged``)."""
+    restores the last finite weights and stops (reason ``diverged``). With ``cap_reference`` each forget
+    example's loss counts only up to the median loss of those examples under the current model (renewed at
+    every check): an example already that unfamiliar gets no more ascent, and the ascent stops (reason
+    ``criterion``) once every forget example is there."""
     n = batch_len(forget)
     if n == 0:
         return AscentStats(reason="empty")
@@ -319,6 +331,9 @@ def gradient_ascent(
     stats = AscentStats()
     done, m = stop.satisfied(model, forget, task)
     stats.history.append(m["loss"])
+    cap: float | None = None
+    if cap_reference is not None and batch_len(cap_reference) and not done:
+        cap, done = _forget_cap(model, forget, cap_reference, task)
     last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if not done:
         for idx in batches(n, cfg.batch_size, generator):
@@ -326,7 +341,8 @@ def gradient_ascent(
                 break
             model.train()
             with autocast(cfg.bf16):
-                loss = -task.per_example_loss(model, take(forget, idx)).mean()
+                per = task.per_example_loss(model, take(forget, idx))
+                loss = -(per if cap is None else torch.clamp(per, max=cap)).mean()
                 if retain is not None and retain_weight > 0 and batch_len(retain) > 0:
                     ridx = torch.randint(0, batch_len(retain), (len(idx),), generator=generator)
                     loss = loss + retain_weight * task.per_example_loss(model, take(retain, ridx)).mean()
@@ -352,6 +368,8 @@ def gradient_ascent(
                     stats.reason = "diverged"
                     break
                 last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if not done and cap is not None and cap_reference is not None:
+                    cap, done = _forget_cap(model, forget, cap_reference, task)
                 if done:
                     break
     else:

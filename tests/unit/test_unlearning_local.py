@@ -91,6 +91,42 @@ def test_gradient_ascent_respects_max_steps_and_the_ball() -> None:
     assert stats.ball_hits > 0
 
 
+def test_a_capped_ascent_raises_each_forget_loss_only_to_the_references_median_and_then_stops() -> None:
+    task, data = _task_and_data(96)
+    forget = {k: v[:32] for k, v in data.items()}
+    reference = {k: v[32:] for k, v in data.items()}  # unseen examples of the same kind
+    model = task.build_model(0)
+    cfg = local.LocalConfig(lr=0.05, max_steps=2000, batch_size=16, check_every=1)
+    stats = local.gradient_ascent(
+        model, forget, task, cfg, local.StopRule(), generator=torch.Generator(), cap_reference=reference
+    )
+    assert stats.reason == "criterion" and 0 < stats.steps < 2000  # no other stop rule: the cap ended it
+    loss, _ = local.per_example(model, forget, task)
+    ref, _ = local.per_example(model, reference, task)
+    assert bool((loss >= ref.median()).all())
+    # uncapped, the same ascent under a loss target reached only by pushing far past the references
+    plain = task.build_model(0)
+    target = float(ref.median()) + 3.0
+    local.gradient_ascent(
+        plain, forget, task, cfg, local.StopRule(loss_at_least=target), generator=torch.Generator()
+    )
+    assert float(local.per_example(plain, forget, task)[0].mean()) >= target > float(loss.mean())
+
+
+def test_an_example_above_the_cap_gets_no_gradient() -> None:
+    task, data = _task_and_data(8)
+    model = task.build_model(0).eval()
+    per = task.per_example_loss(model, data)
+    cap = float(per.detach().median())
+    torch.clamp(per, max=cap).mean().backward()  # the capped objective, as gradient_ascent builds it
+    capped = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    below = per.detach() <= cap  # at the cap itself the clamp still passes the gradient
+    task.per_example_loss(model, {k: v[below] for k, v in data.items()}).sum().div(len(per)).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.allclose(capped[n], p.grad, atol=1e-6)
+
+
 def test_fisher_is_nonnegative_and_normalises_to_mean_one() -> None:
     task, data = _task_and_data(16)
     model = task.build_model(0)

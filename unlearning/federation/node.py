@@ -309,22 +309,25 @@ def secret_spans(records: list[Record], pattern: str) -> list[dict[str, str]]:
 
 
 def _without_secrets(
-    task: Task, records: list[Record], pattern: str
+    task: Task, records: list[Record], pattern: str, keep_prefix: bool = False
 ) -> tuple[list[Record], list[dict[str, str]], Batch | None]:
     """Split a language model's forget records by ``pattern``: the records without a secret-like span of
-    digits, the spans, and a batch of the spans' lines whose loss counts on the span tokens only (None: no
-    spans). Spans that are not all digits stay in their lines (exposure needs candidates of their format)."""
+    digits (with ``keep_prefix``, a secret's line stays as the text before its secret), the spans, and a
+    batch of the spans' lines whose loss counts on the span tokens only (None: no spans). Spans that are not
+    all digits stay in their lines (exposure needs candidates of their format)."""
     spans = secret_spans(records, pattern) if pattern and isinstance(task, CausalLMTask) else []
     spans = [e for e in spans if e["completion"].isdigit()]  # exposure ranks against random digit strings
     if not spans:
         return records, [], None
     secret = {e["prompt"] + e["completion"] for e in spans}
     rx = re.compile(pattern)
-    rest = [
-        r
-        for r in records
-        if not ((m := rx.search(text := str(r.get("text", "")))) and text[: m.end()] in secret)
-    ]
+    rest = []
+    for r in records:
+        m = rx.search(text := str(r.get("text", "")))
+        if not (m and text[: m.end()] in secret):
+            rest.append(r)
+        elif keep_prefix and text[: m.start()].strip():
+            rest.append({**r, "text": text[: m.start()]})
     batch = task.to_batch(
         [{"text": e["prompt"] + e["completion"]} for e in spans],
         Target(kind="behaviour", examples=spans),
@@ -381,7 +384,8 @@ def unlearn(
         and (cfg.get("stop-reference") == "same-kind" or (pattern and isinstance(task, CausalLMTask)))
     ):
         records, validation = node_records(cfg, node_config)
-        records, spans, secret_batch = _without_secrets(task, records, pattern)
+        keep_prefix = cfg.get("secret-lines") == "prefix"
+        records, spans, secret_batch = _without_secrets(task, records, pattern, keep_prefix)
         if spans:  # the secrets get their own phase; the rest of the source is ascended on as usual
             forget = task.to_batch(records, target, forget=True)
             if cfg.get("dedup", False):
@@ -423,6 +427,7 @@ def unlearn(
         prox=prox,
         retain=t.retain,
         retain_weight=float(cfg.get("retain-weight", 0.0)),
+        cap_reference=reference if cfg.get("forget-cap") == "reference" else None,
     )
     metrics = {
         "num-examples": float(batch_len(forget)),

@@ -154,6 +154,8 @@ def bounded_ascent(
         {
             "retain-weight": s.retain_weight,
             "dedup": s.dedup,
+            "forget-cap": s.forget_cap,
+            "secret-lines": s.secret_lines,
             "secret-pattern": s.secrets,
             "stop-reference": s.stop_reference,
             "secret-exposure-z": s.exposure_z,
