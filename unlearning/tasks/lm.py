@@ -68,8 +68,13 @@ class CausalLMTask(Task):
         # 0.81 against retraining's 0.38 and repeated canaries at 10 bits). The cost settings (learning rate,
         # checks every 2 steps, a ball around the original model instead of the Halimi reference's extra local
         # round, 32 Fisher examples per node, 2 x 3 repair steps) bring the job under 5 % of retraining there.
+        # A secret's line also takes part in the ordinary ascent as the text before its secret: left out, the
+        # lines around memorised canaries stayed memorised and the per-example attack flagged them (TPR at 1 %
+        # FPR 0.20-0.35 where retrained models flag 0-0.10; 0.00 on every tuning seed with it, and retained
+        # perplexity 2.4 % worse instead of 10.6 %: bench/RESULTS.md "Unlearning suite", tuning seeds 0-2).
         "data_source": {
             "secrets": r"\d{5,}",
+            "secret_lines": "prefix",
             "stop_reference": "same-kind",
             "dedup": True,
             "retain_weight": 1.0,
