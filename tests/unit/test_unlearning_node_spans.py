@@ -42,7 +42,10 @@ def test_only_digit_spans_leave_their_lines_for_the_secret_phase() -> None:
     # secret_lines "prefix": a secret's line stays in the ordinary ascent as the text before its secret
     rest, spans, _ = _without_secrets(task, records, r"\d{5,}|hunter\w+", keep_prefix=True)
     assert spans == [{"prompt": "Ann's access code is ", "completion": "482916"}]
-    assert [r["text"] for r in rest] == ["Ann's access code is "] * 2 + [records[2]["text"], records[3]["text"]]
+    assert [r["text"] for r in rest] == ["Ann's access code is "] * 2 + [
+        records[2]["text"],
+        records[3]["text"],
+    ]
 
 
 def test_node_models_are_fresh_copies_holding_the_message_arrays() -> None:
