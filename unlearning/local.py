@@ -254,7 +254,9 @@ class StopRule:
     forget data now looks like data the model never saw). ``accuracy_at_most``: forget accuracy <= this
     (class unlearning). ``auc_at_most`` with ``reference``: the loss-threshold membership-inference AUC of
     the forget examples against the reference (local validation) examples <= this (0.5: indistinguishable).
-    ``criterion``: any callable on the model (e.g. a canary-exposure check).
+    ``criterion``: any callable on the model (e.g. a canary-exposure check). ``cap_to_reference`` with
+    ``reference``: the median loss of the reference examples is the forget examples' cap (``m["cap"]``: the
+    ascent raises each forget loss only up to it), and every forget example at the cap stops.
     """
 
     loss_at_least: float | None = None
@@ -262,6 +264,7 @@ class StopRule:
     auc_at_most: float | None = None
     reference: Batch | None = None
     criterion: Callable[[nn.Module], bool] | None = None
+    cap_to_reference: bool = False
 
     def satisfied(self, model: nn.Module, forget: Batch, task: Task) -> tuple[bool, dict[str, float]]:
         loss, correct = per_example(model, forget, task)
@@ -271,26 +274,22 @@ class StopRule:
         )
         if (
             not hit
-            and self.auc_at_most is not None
+            and (self.auc_at_most is not None or self.cap_to_reference)
             and self.reference is not None
             and batch_len(self.reference)
         ):
-            from unlearning.metrics import loss_auc
-
             ref, _ = per_example(model, self.reference, task)
-            m["auc"] = loss_auc(loss, ref)
-            hit = m["auc"] <= self.auc_at_most
+            if self.auc_at_most is not None:
+                from unlearning.metrics import loss_auc
+
+                m["auc"] = loss_auc(loss, ref)
+                hit = m["auc"] <= self.auc_at_most
+            if self.cap_to_reference:
+                m["cap"] = float(ref.median())
+                hit = hit or bool((loss >= m["cap"]).all())
         if not hit and self.criterion is not None:
             hit = self.criterion(model)
         return hit, m
-
-
-def _forget_cap(model: nn.Module, forget: Batch, reference: Batch, task: Task) -> tuple[float, bool]:
-    """The median loss of ``reference`` under ``model`` and whether every forget example is at least there."""
-    ref, _ = per_example(model, reference, task)
-    cap = float(ref.median())
-    loss, _ = per_example(model, forget, task)
-    return cap, bool((loss >= cap).all())
 
 
 @dataclass
@@ -315,15 +314,14 @@ def gradient_ascent(
     prox: Proximal | None = None,
     retain: Batch | None = None,
     retain_weight: float = 0.0,
-    cap_reference: Batch | None = None,
 ) -> AscentStats:
     """Bounded gradient ascent on ``forget``: minimise ``-loss(forget)`` (plus ``retain_weight`` x the loss on a
     batch of ``retain``, "gradient difference", when given) (+ the EWC prox step), project onto
     the L2 ball, stop as soon as ``stop`` is satisfied or ``cfg.max_steps`` is reached. A non-finite loss
-    restores the last finite weights and stops (reason ``diverged``). With ``cap_reference`` each forget
-    example's loss counts only up to the median loss of those examples under the current model (renewed at
-    every check): an example already that unfamiliar gets no more ascent, and the ascent stops (reason
-    ``criterion``) once every forget example is there."""
+    restores the last finite weights and stops (reason ``diverged``). With ``stop.cap_to_reference`` each
+    forget example's loss counts only up to the cap the stop rule reports (the reference examples' median
+    loss under the current model, renewed at every check): an example already that unfamiliar gets no more
+    ascent."""
     n = batch_len(forget)
     if n == 0:
         return AscentStats(reason="empty")
@@ -331,9 +329,7 @@ def gradient_ascent(
     stats = AscentStats()
     done, m = stop.satisfied(model, forget, task)
     stats.history.append(m["loss"])
-    cap: float | None = None
-    if cap_reference is not None and batch_len(cap_reference) and not done:
-        cap, done = _forget_cap(model, forget, cap_reference, task)
+    cap = m.get("cap")
     last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if not done:
         for idx in batches(n, cfg.batch_size, generator):
@@ -368,8 +364,7 @@ def gradient_ascent(
                     stats.reason = "diverged"
                     break
                 last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if not done and cap is not None and cap_reference is not None:
-                    cap, done = _forget_cap(model, forget, cap_reference, task)
+                cap = m.get("cap")
                 if done:
                     break
     else:

@@ -97,9 +97,8 @@ def test_a_capped_ascent_raises_each_forget_loss_only_to_the_references_median_a
     reference = {k: v[32:] for k, v in data.items()}  # unseen examples of the same kind
     model = task.build_model(0)
     cfg = local.LocalConfig(lr=0.05, max_steps=2000, batch_size=16, check_every=1)
-    stats = local.gradient_ascent(
-        model, forget, task, cfg, local.StopRule(), generator=torch.Generator(), cap_reference=reference
-    )
+    stop = local.StopRule(reference=reference, cap_to_reference=True)
+    stats = local.gradient_ascent(model, forget, task, cfg, stop, generator=torch.Generator())
     assert stats.reason == "criterion" and 0 < stats.steps < 2000  # no other stop rule: the cap ended it
     loss, _ = local.per_example(model, forget, task)
     ref, _ = local.per_example(model, reference, task)

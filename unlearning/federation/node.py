@@ -404,6 +404,7 @@ def unlearn(
         accuracy_at_most=float(cfg["stop-accuracy"]) if float(cfg.get("stop-accuracy", -1.0)) >= 0 else None,
         auc_at_most=float(cfg["stop-auc"]) if "stop-auc" in cfg else None,
         reference=reference,
+        cap_to_reference=cfg.get("forget-cap") == "reference",
     )
     if target is not None and target.kind == "behaviour" and float(cfg.get("stop-exposure-z", 1e9)) < 1e9:
         rule = _exposure_rule(task, target, float(cfg["stop-exposure-z"]), int(cfg.get("seed", 0)))
@@ -427,7 +428,6 @@ def unlearn(
         prox=prox,
         retain=t.retain,
         retain_weight=float(cfg.get("retain-weight", 0.0)),
-        cap_reference=reference if cfg.get("forget-cap") == "reference" else None,
     )
     metrics = {
         "num-examples": float(batch_len(forget)),

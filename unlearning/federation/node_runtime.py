@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from unlearning.federation import trace
+from unlearning.federation.superlink_runtime import HELD_PULL_S
 
 log = logging.getLogger("unlearning.federation.node_runtime")
 
@@ -84,9 +85,6 @@ class _NodePacer:
     overhead on a small machine (bench/RESULTS.md, "Federation runtimes")."""
 
     LOCAL_WAIT_S = 0.01
-    # an empty pull that took this long was held by a long-polling SuperLink (superlink_runtime.py): it
-    # already waited for work, so the node asks again at once instead of sleeping
-    HELD_S = 0.5
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
@@ -99,7 +97,7 @@ class _NodePacer:
     def wait_for(self, seconds: float) -> float:
         if seconds < 1.0:  # Flower's 0.5 s: its own state, in memory
             return min(seconds, self.LOCAL_WAIT_S)
-        if self.last_pull_s >= self.HELD_S:
+        if self.last_pull_s >= HELD_PULL_S:  # a long-polling SuperLink held it: no need to wait again
             return self.LOCAL_WAIT_S
         return min(seconds, self.cap)  # Flower's 3 s: the SuperLink
 

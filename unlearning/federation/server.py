@@ -75,7 +75,6 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 15.0
 DEFAULT_EXCHANGE_TIMEOUT_S = 300.0  # FlowerSettings' defaults, for a spec that names none
 DEFAULT_NODE_TIMEOUT_S = 120.0
-HELD_PULL_S = 0.5  # a pull that took this long was held by a long-polling SuperLink (superlink_runtime.py)
 
 
 def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> list[Message]:
@@ -92,6 +91,7 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
 
     from unlearning.federation import trace
     from unlearning.federation.node_runtime import fast_object_pulls
+    from unlearning.federation.superlink_runtime import HELD_PULL_S
 
     fast_object_pulls(http_grid)  # a reply's objects: retried after 0.01, 0.02 ... s, not 1, 2, 4 ... s
     if trace.enabled() and not isinstance(grid._client, trace.TracedClient):

@@ -37,6 +37,9 @@ from typing import Any
 
 HOLD_ENV = "COMMONS_SUPERLINK_HOLD_S"
 DEFAULT_HOLD_S = 1.0
+HELD_PULL_S = 0.5
+"""A pull that took this long was held (its client already waited for work): the warm SuperNode and the
+ServerApp ask again at once after one instead of sleeping."""
 MAX_HELD = 24  # of the 40 threads Starlette runs sync routes on: the pushes that end a hold need some
 
 
