@@ -826,6 +826,28 @@ class GradientAscentEWCConfig(AscentSettings):
     repair_guard_floor: str = setting(
         "anchor", choices=("anchor", "none"), help="also hold the post-ascent loss"
     )
+    # > 0: before the ascent each holder dampens the parameters that matter far more to its forget data than
+    # to the retained data (selective synaptic dampening, Foster et al. 2024): where the forget Fisher (at the
+    # received model, normalised to mean 1) exceeds dampen_alpha x the ascent's retained Fisher, the weight is
+    # scaled by min(1, dampen_lambda x retained / forget). Needs the ascent's retained Fisher.
+    dampen_alpha: float = setting(
+        0.0,
+        ge=0.0,
+        le=_MAX_WEIGHT,
+        help="dampen parameters this much more forget- than retain-specific (0: off)",
+    )
+    dampen_lambda: float = setting(
+        1.0,
+        gt=0.0,
+        le=_MAX_WEIGHT,
+        help="dampening strength: scale by min(1, this x retained / forget Fisher)",
+    )
+
+    def check(self) -> None:
+        if self.dampen_alpha > 0 and (self.ascent_fisher == "none" or self.ascent_lambda == 0):
+            raise ValueError(
+                "dampen_alpha needs the ascent's retained Fisher: ascent_fisher 'retain' and ascent_lambda > 0"
+            )
 
 
 @dataclass

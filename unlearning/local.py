@@ -401,6 +401,27 @@ def diagonal_fisher(
     return {k: v / len(idx) for k, v in fisher.items()}
 
 
+@torch.no_grad()
+def dampen(
+    model: nn.Module, forget: Mapping[str, Tensor], retain: Mapping[str, Tensor], *, alpha: float, lam: float
+) -> float:
+    """Selective synaptic dampening (Foster et al. 2024), in place: every parameter whose forget importance
+    exceeds ``alpha`` x its retained importance (both diagonal Fishers, normalised to mean 1) is scaled by
+    ``min(1, lam * retain / forget)``. Returns the share of parameters scaled. Written here: the method is a
+    few tensor operations on Fishers this module already computes (no library implements it on them)."""
+    scaled = total = 0
+    for name, p in model.named_parameters():
+        f, r = forget.get(name), retain.get(name)
+        if f is None or r is None:
+            continue
+        hit = f > alpha * r
+        factor = torch.where(hit, (lam * r / f.clamp(min=1e-30)).clamp(max=1.0), torch.ones_like(f))
+        p.mul_(factor.to(p.dtype))
+        scaled += int(hit.sum())
+        total += p.numel()
+    return scaled / max(total, 1)
+
+
 def normalise_fisher(fisher: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Scale so that the mean over all parameters is 1 (makes lambda portable across models)."""
     total = sum(float(v.sum()) for v in fisher.values())

@@ -414,6 +414,23 @@ def unlearn(
     if "ball-center" in extra:
         ball = local.L2Ball(center=dict(extra["ball-center"]), radius=float(cfg["ball-radius"]))
     generator, prox = _generator(cfg, t.partition_id, 2), _prox(cfg, extra)
+    dampened = 0.0
+    if float(cfg.get("dampen-alpha", 0.0)) > 0 and prox is not None and batch_len(forget):
+        # after the stop threshold (taken at the received model): the holder's own forget Fisher here
+        forget_fisher = local.diagonal_fisher(
+            model,
+            forget,
+            task,
+            max_examples=int(cfg.get("fisher-examples", 64)),
+            generator=_generator(cfg, t.partition_id, 4),
+        )
+        dampened = local.dampen(
+            model,
+            local.normalise_fisher(forget_fisher),
+            prox.fisher,
+            alpha=float(cfg["dampen-alpha"]),
+            lam=float(cfg.get("dampen-lambda", 1.0)),
+        )
     secret = local.AscentStats(reason="empty")
     if spans and secret_batch is not None:
         secret = _secret_phase(task, model, spans, secret_batch, lcfg, cfg, generator, ball, prox)
@@ -441,6 +458,7 @@ def unlearn(
         "secret-spans": float(len(spans)),
         "secret-steps": float(secret.steps),
         "secret-stopped": 1.0 if secret.reason == "criterion" else 0.0,
+        "dampened": dampened,
         "cpu-s": time.thread_time() - start,
     }
     return local.parameters_dict(model), metrics

@@ -127,8 +127,10 @@ def bounded_ascent(
     anchor: Params | None = None,
     fisher: Params | None = None,
     lam: float = 0.0,
+    node_settings: Mapping[str, Any] | None = None,
 ) -> tuple[Params, dict[str, Any]]:
-    """Reference + L2 ball, then federated ascent with the stop rule (and optional EWC prox)."""
+    """Reference + L2 ball, then federated ascent with the stop rule (and optional EWC prox);
+    ``node_settings``: more message config keys for the holders (e.g. the dampening)."""
     from unlearning import local
 
     fed = ctx.fed
@@ -160,6 +162,7 @@ def bounded_ascent(
             "stop-reference": s.stop_reference,
             "secret-exposure-z": s.exposure_z,
             **stop_settings(s, ctx.target, bool(is_classifier)),  # after: the rule may set stop-reference
+            **(node_settings or {}),
         },
         max_rounds=s.max_rounds,
         ball_center=center,

@@ -40,8 +40,24 @@ class GradientAscentEWC(UnlearningMethod):
                 phase="fisher-ascent",
                 include_examples=include,
             )
+        dampen: dict[str, Any] = {}
+        if c.dampen_alpha > 0:
+            if fisher is None:
+                raise ValueError(
+                    "dampen_alpha needs the ascent's retained Fisher (ascent_fisher 'retain', ascent_lambda > 0)"
+                )
+            dampen = {
+                "dampen-alpha": c.dampen_alpha,
+                "dampen-lambda": c.dampen_lambda,
+                "fisher-examples": c.fisher_examples,
+            }
         unlearned, details = bounded_ascent(
-            ctx, c, anchor=ctx.original if fisher is not None else None, fisher=fisher, lam=ascent_lambda
+            ctx,
+            c,
+            anchor=ctx.original if fisher is not None else None,
+            fisher=fisher,
+            lam=ascent_lambda,
+            node_settings=dampen,
         )
         if c.repair_rounds == 0:
             return unlearned, details
