@@ -199,3 +199,43 @@ def test_guard_costs_nothing_for_forgotten_examples_and_stops_relearning() -> No
         local.train(model, forget, task, cfg, generator=torch.Generator().manual_seed(1), guard=guard)
         after[weight] = local.evaluate(model, forget, task)["loss"]
     assert after[3.0] > after[0.0] + 0.1
+
+
+def test_dampening_scales_only_the_weights_far_more_important_to_the_forget_data() -> None:
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    forget = {"weight": torch.tensor([[10.0, 1.0], [40.0, 0.0]])}
+    retain = {"weight": torch.tensor([[1.0, 1.0], [2.0, 1.0]])}
+    share = local.dampen(model, forget, retain, alpha=5.0, lam=1.0)
+    # 10 > 5 x 1: scaled by 1/10; 40 > 5 x 2: by 2/40; 1 and 0 are not above 5 x their retained importance
+    assert torch.allclose(model.weight, torch.tensor([[0.2, 2.0], [0.1, 2.0]]))
+    assert share == 0.5
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    assert local.dampen(model, forget, retain, alpha=5.0, lam=100.0) == 0.5  # lam caps the factor at 1
+    assert torch.allclose(model.weight, torch.full((2, 2), 2.0))
+
+
+def test_a_sharpness_aware_ascent_step_uses_the_gradient_at_the_worst_nearby_point() -> None:
+    task, data = _task_and_data(16)
+    model = task.build_model(0)
+    w0 = local.parameters_dict(model)
+
+    def grads_at(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m = task.build_model(0)
+        m.load_state_dict(params)
+        m.train()
+        (-task.per_example_loss(m, data).mean()).backward()
+        return {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    g0 = grads_at(w0)
+    norm = math.sqrt(sum(float((g**2).sum()) for g in g0.values()))
+    worst = {n: w + (0.5 / norm) * g0[n] if n in g0 else w for n, w in w0.items()}
+    g1 = grads_at(worst)
+    cfg = local.LocalConfig(lr=0.1, max_steps=1, batch_size=16, sam_rho=0.5)
+    local.gradient_ascent(model, data, task, cfg, local.StopRule(), generator=torch.Generator().manual_seed(0))
+    after = local.parameters_dict(model)
+    for n, g in g1.items():  # one plain SGD step from w0 (not from the shifted point) with the shifted gradient
+        assert torch.allclose(after[n], w0[n] - 0.1 * g, atol=1e-6)
+    assert any(not torch.allclose(g1[n], g0[n]) for n in g0)
