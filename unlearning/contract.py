@@ -683,9 +683,6 @@ class LocalSettings:
     )
     clip: float | None = setting(None, gt=0.0, le=_MAX_WEIGHT, help="gradient-norm clip")
     bf16: bool = setting(False, help="bfloat16 autocast on CPU")
-    sam_rho: float = setting(
-        0.0, ge=0.0, le=_MAX_WEIGHT, help="ascent: sharpness-aware radius against relearning (0: off)"
-    )
 
 
 _FISHERS = ("retain", "forget", "none")

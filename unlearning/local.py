@@ -13,7 +13,6 @@ penalty diverges once ``2 * lr * lambda * F`` exceeds about 2; see notes/unlearn
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -41,9 +40,6 @@ class LocalConfig:
     check_every: int = 1  # ascent: evaluate the stop rule every this many steps
     clip: float | None = None  # gradient-norm clip
     bf16: bool = False  # bfloat16 autocast on CPU (master weights stay fp32)
-    # ascent: > 0 takes each step with the gradient at the worst point within this L2 radius, the one that
-    # re-learns the batch most (sharpness-aware unlearning, Fan et al. 2025: resists relearning attacks)
-    sam_rho: float = 0.0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LocalConfig:
@@ -340,22 +336,18 @@ def gradient_ascent(
             if stats.steps >= cfg.max_steps:
                 break
             model.train()
-            ridx = None
-            if retain is not None and retain_weight > 0 and batch_len(retain) > 0:
-                ridx = torch.randint(0, batch_len(retain), (len(idx),), generator=generator)
-
-            batch = take(forget, idx)
-            extra = (take(retain, ridx), retain_weight) if ridx is not None and retain is not None else None
-            objective = functools.partial(_ascent_objective, model, task, batch, cap, extra, cfg.bf16)
-            loss = objective()
+            with autocast(cfg.bf16):
+                per = task.per_example_loss(model, take(forget, idx))
+                loss = -(per if cap is None else torch.clamp(per, max=cap)).mean()
+                if retain is not None and retain_weight > 0 and batch_len(retain) > 0:
+                    ridx = torch.randint(0, batch_len(retain), (len(idx),), generator=generator)
+                    loss = loss + retain_weight * task.per_example_loss(model, take(retain, ridx)).mean()
             if not torch.isfinite(loss):
                 model.load_state_dict(last_good)
                 stats.reason = "diverged"
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
-            if cfg.sam_rho > 0:
-                _sharpness_aware(model, objective, cfg.sam_rho)
             if cfg.clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
@@ -383,47 +375,6 @@ def gradient_ascent(
     stats.forget_loss, stats.forget_accuracy = m["loss"], m["accuracy"]
     stats.ball_hits = ball.hits if ball is not None else 0
     return stats
-
-
-def _ascent_objective(
-    model: nn.Module,
-    task: Task,
-    batch: Batch,
-    cap: float | None,
-    retain: tuple[Batch, float] | None,
-    bf16: bool,
-) -> Tensor:
-    """What the ascent minimises on one batch: minus the (capped) forget loss, plus the weighted retained
-    loss when given."""
-    with autocast(bf16):
-        per = task.per_example_loss(model, batch)
-        loss = -(per if cap is None else torch.clamp(per, max=cap)).mean()
-        if retain is not None:
-            loss = loss + retain[1] * task.per_example_loss(model, retain[0]).mean()
-    return loss
-
-
-def _sharpness_aware(model: nn.Module, objective: Callable[[], Tensor], rho: float) -> None:
-    """Replace the gradients in ``model`` (of ``objective`` at w) by those at w + e, e = rho x g / |g|: the
-    point within ``rho`` where the objective is worst (for ascent: the batch most re-learned); the weights
-    are restored before the optimiser steps (SAM, Foret et al. 2021, as Fan et al. 2025 use it for
-    unlearning). By hand: two extra lines around our own step, no library wraps an optimiser this way."""
-    grads = [(p, p.grad.detach()) for p in model.parameters() if p.grad is not None]
-    norm = math.sqrt(sum(float((g**2).sum()) for _, g in grads))
-    if not math.isfinite(norm) or norm == 0.0:
-        return
-    params, shifts = [p for p, _ in grads], []
-    with torch.no_grad():
-        for p, g in grads:
-            e = g * (rho / norm)
-            p.add_(e)
-            shifts.append(e)
-    model.zero_grad(set_to_none=True)
-    loss = objective()
-    loss.backward()  # type: ignore[no-untyped-call]
-    with torch.no_grad():
-        for p, e in zip(params, shifts, strict=True):
-            p.sub_(e)
 
 
 def diagonal_fisher(

@@ -220,13 +220,6 @@ def test_every_method_spec_has_an_implementation_with_its_settings() -> None:
             r"setting 'secrets' .* not a valid regular expression",
             "method_config",
         ),
-        (
-            "gradient_ascent_ewc",
-            {"dampen_alpha": 10, "ascent_fisher": "none"},
-            r"dampen_alpha needs the ascent's retained Fisher",
-            "method_config",
-        ),
-        ("gradient_ascent_ewc", {"dampen_lambda": 0}, r"'dampen_lambda' .* must be > 0", "method_config"),
         ("retrain", {"rounds": 0}, r"setting 'rounds' of method retrain must be >= 1", "method_config"),
         ("retrain", ["rounds"], r"method_config must be an object", "method_config"),
     ],
