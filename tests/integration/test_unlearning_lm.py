@@ -138,6 +138,33 @@ def test_data_source_unlearning_gives_secret_like_spans_their_own_phase(
         assert z1 > z0
 
 
+def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
+    lm: tuple[Path, Path, JobResult],
+) -> None:
+    """``dampen_alpha``: the holder scales down, before its ascent, the weights far more important to its
+    forget data than to the retained data; with no ascent step to speak of and no repair, the job's model
+    is the original with exactly those weights shrunk towards zero."""
+    art, _, trained = lm
+    r = _unlearn(
+        lm,
+        "lm-ds-dampen",
+        Target("data_source", "node-0/notebook"),
+        method_config={"dampen_alpha": 10, "repair_rounds": 0, "ascent": {"max_steps": 1, "lr": 1e-12}},
+    )
+    share = r.metrics["method"]["dampened"]
+    assert 0 < share < 0.2
+    _, m0, m1 = _before_after(art, trained, r)
+    before, after = dict(m0.named_parameters()), dict(m1.named_parameters())
+    shrunk = sum(int((after[n].abs() < before[n].abs() - 1e-9).sum()) for n in before)
+    total = sum(p.numel() for p in before.values())
+    assert shrunk > 0 and abs(shrunk / total - share) < 0.01
+    for n, b in before.items():  # every other weight is where it was; none grew, none changed sign
+        a = after[n]
+        kept = a.abs() >= b.abs() - 1e-9
+        assert torch.allclose(a[kept], b[kept], atol=1e-6), n
+        assert bool((a * b >= 0).all()), n
+
+
 def test_secret_and_reference_settings_are_checked() -> None:
     from unlearning.methods import get_method
 
