@@ -842,6 +842,13 @@ class GradientAscentEWCConfig(AscentSettings):
         le=_MAX_WEIGHT,
         help="dampening strength: scale by min(1, this x retained / forget Fisher)",
     )
+    # "reset": the selected weights are replaced by a fresh initialisation's instead of scaled
+    dampen_mode: str = setting(
+        "scale",
+        choices=("scale", "reset"),
+        title="dampen_mode",
+        help="scale the selected weights or reset them",
+    )
 
     def check(self) -> None:
         if self.dampen_alpha > 0 and (self.ascent_fisher == "none" or self.ascent_lambda == 0):

@@ -403,20 +403,31 @@ def diagonal_fisher(
 
 @torch.no_grad()
 def dampen(
-    model: nn.Module, forget: Mapping[str, Tensor], retain: Mapping[str, Tensor], *, alpha: float, lam: float
+    model: nn.Module,
+    forget: Mapping[str, Tensor],
+    retain: Mapping[str, Tensor],
+    *,
+    alpha: float,
+    lam: float,
+    reset: Mapping[str, Tensor] | None = None,
 ) -> float:
     """Selective synaptic dampening (Foster et al. 2024), in place: every parameter whose forget importance
     exceeds ``alpha`` x its retained importance (both diagonal Fishers, normalised to mean 1) is scaled by
-    ``min(1, lam * retain / forget)``. Returns the share of parameters scaled. Written here: the method is a
-    few tensor operations on Fishers this module already computes (no library implements it on them)."""
+    ``min(1, lam * retain / forget)``, or, with ``reset``, replaced by its value there (e.g. a fresh
+    initialisation: a scaled weight keeps its sign and proportions, a reset one keeps nothing). Returns the
+    share of parameters changed. Written here: a few tensor operations on Fishers this module already
+    computes (no library implements it on them)."""
     scaled = total = 0
     for name, p in model.named_parameters():
         f, r = forget.get(name), retain.get(name)
         if f is None or r is None:
             continue
         hit = f > alpha * r
-        factor = torch.where(hit, (lam * r / f.clamp(min=1e-30)).clamp(max=1.0), torch.ones_like(f))
-        p.mul_(factor.to(p.dtype))
+        if reset is not None and name in reset:
+            p.copy_(torch.where(hit, reset[name].to(p.dtype), p))
+        else:
+            factor = torch.where(hit, (lam * r / f.clamp(min=1e-30)).clamp(max=1.0), torch.ones_like(f))
+            p.mul_(factor.to(p.dtype))
         scaled += int(hit.sum())
         total += p.numel()
     return scaled / max(total, 1)

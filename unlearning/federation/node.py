@@ -430,6 +430,9 @@ def unlearn(
             prox.fisher,
             alpha=float(cfg["dampen-alpha"]),
             lam=float(cfg.get("dampen-lambda", 1.0)),
+            reset=local.parameters_dict(task.build_model(int(cfg.get("seed", 0)) + 104729))
+            if cfg.get("dampen-mode") == "reset"
+            else None,
         )
     secret = local.AscentStats(reason="empty")
     if spans and secret_batch is not None:

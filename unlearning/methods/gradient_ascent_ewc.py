@@ -49,6 +49,7 @@ class GradientAscentEWC(UnlearningMethod):
             dampen = {
                 "dampen-alpha": c.dampen_alpha,
                 "dampen-lambda": c.dampen_lambda,
+                "dampen-mode": c.dampen_mode,
                 "fisher-examples": c.fisher_examples,
             }
         unlearned, details = bounded_ascent(
