@@ -199,3 +199,14 @@ def test_guard_costs_nothing_for_forgotten_examples_and_stops_relearning() -> No
         local.train(model, forget, task, cfg, generator=torch.Generator().manual_seed(1), guard=guard)
         after[weight] = local.evaluate(model, forget, task)["loss"]
     assert after[3.0] > after[0.0] + 0.1
+
+
+def test_dampening_can_reset_the_selected_weights_instead() -> None:
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    forget = {"weight": torch.tensor([[10.0, 1.0], [40.0, 0.0]])}
+    retain = {"weight": torch.tensor([[1.0, 1.0], [2.0, 1.0]])}
+    fresh = {"weight": torch.tensor([[-0.3, 9.0], [0.7, 9.0]])}
+    assert local.dampen(model, forget, retain, alpha=5.0, lam=1.0, reset=fresh) == 0.5
+    assert torch.allclose(model.weight, torch.tensor([[-0.3, 2.0], [0.7, 2.0]]))
