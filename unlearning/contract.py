@@ -851,9 +851,10 @@ class GradientAscentEWCConfig(AscentSettings):
     )
 
     def check(self) -> None:
-        if self.dampen_alpha > 0 and (self.ascent_fisher == "none" or self.ascent_lambda == 0):
+        if self.dampen_alpha > 0 and self.ascent_fisher == "forget" and self.ascent_lambda != 0:
             raise ValueError(
-                "dampen_alpha needs the ascent's retained Fisher: ascent_fisher 'retain' and ascent_lambda > 0"
+                "dampen_alpha compares with the retained data's Fisher: it cannot run with ascent_fisher "
+                "'forget' (set dampen_alpha 0, or ascent_fisher 'retain' or 'none')"
             )
 
 

@@ -163,6 +163,19 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
         kept = a.abs() >= b.abs() - 1e-9
         assert torch.allclose(a[kept], b[kept], atol=1e-6), n
         assert bool((a * b >= 0).all()), n
+    # without an ascent Fisher (EWC off) the retained Fisher is computed for the dampening alone
+    plain = _unlearn(
+        lm,
+        "lm-ds-dampen-no-ewc",
+        Target("data_source", "node-0/notebook"),
+        method_config={
+            "dampen_alpha": 10,
+            "ascent_fisher": "none",
+            "repair_rounds": 0,
+            "ascent": {"max_steps": 1, "lr": 1e-12},
+        },
+    )
+    assert plain.metrics["method"]["dampened"] == share
 
 
 def test_secret_and_reference_settings_are_checked() -> None:
