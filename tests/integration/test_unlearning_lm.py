@@ -149,7 +149,12 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
         lm,
         "lm-ds-dampen",
         Target("data_source", "node-0/notebook"),
-        method_config={"dampen_alpha": 10, "repair_rounds": 0, "ascent": {"max_steps": 1, "lr": 1e-12}},
+        method_config={
+            "dampen_alpha": 10,
+            "dampen_mode": "scale",  # the LM's data-source default is "reset"
+            "repair_rounds": 0,
+            "ascent": {"max_steps": 1, "lr": 1e-12},
+        },
     )
     share = r.metrics["method"]["dampened"]
     assert 0 < share < 0.2
@@ -170,6 +175,7 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
         Target("data_source", "node-0/notebook"),
         method_config={
             "dampen_alpha": 10,
+            "dampen_mode": "scale",
             "ascent_fisher": "none",
             "repair_rounds": 0,
             "ascent": {"max_steps": 1, "lr": 1e-12},
