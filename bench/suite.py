@@ -226,8 +226,6 @@ def run_case(
         "candidates": {},
     }
     for name, config in variants.items():
-        if name != "defaults" and target.kind != "data_source":
-            continue  # variants are stop rules of data-source targets: elsewhere they equal the defaults
         t1 = time.perf_counter()
         unl = _job(
             work,
@@ -457,7 +455,7 @@ def comparison(results: dict[str, Any], variants: list[str]) -> list[str]:
     for case, per_seed in results.items():
         for v in variants:
             if not per_seed or any(v not in x["candidates"] for x in per_seed.values()):
-                continue  # a variant runs on data-source cases only
+                continue  # a variant of an earlier run that did not cover this case
             rows = [_row_values(per_seed[s], v) for s in per_seed]
             signed = [
                 None if r["mia_auc"] is None or r["mia_auc_ref"] is None else r["mia_auc"] - r["mia_auc_ref"]
