@@ -151,7 +151,7 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
         Target("data_source", "node-0/notebook"),
         method_config={
             "dampen_alpha": 10,
-            "dampen_mode": "scale",  # the LM's data-source default is "reset"
+            "dampen_mode": "scale",
             "repair_rounds": 0,
             "ascent": {"max_steps": 1, "lr": 1e-12},
         },

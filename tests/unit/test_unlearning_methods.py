@@ -76,8 +76,6 @@ def test_task_defaults_sit_under_the_jobs_own_settings() -> None:
     assert mine["auc"] == 0.5 and mine["secrets"] == defaults["secrets"]
     assert mine["ascent"] == {"max_steps": 400, "lr": 1e-3, "check_every": 2}  # merged key by key
     assert "secrets" not in with_defaults("retrain", defaults, {})  # a method takes what it knows
-    assert with_defaults("gradient_ascent_ewc", defaults, {})["dampen_mode"] == "reset"
-    assert "dampen_alpha" not in with_defaults("gradient_ascent", defaults, {})
     assert with_defaults("gradient_ascent", {}, {"stop": "none"}) == {"stop": "none"}
 
 

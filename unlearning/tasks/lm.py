@@ -86,8 +86,6 @@ class CausalLMTask(Task):
             "repair_rounds": 2,
             "repair_local": {"steps": 3},
             "repair_guard": 3.0,
-            "dampen_alpha": 3.0,
-            "dampen_mode": "reset",
         },
     }
     ascent_defaults = {
