@@ -829,7 +829,7 @@ class GradientAscentEWCConfig(AscentSettings):
     # > 0: before the ascent each holder dampens the parameters that matter far more to its forget data than
     # to the retained data (selective synaptic dampening, Foster et al. 2024): where the forget Fisher (at the
     # received model, normalised to mean 1) exceeds dampen_alpha x the ascent's retained Fisher, the weight is
-    # scaled by min(1, dampen_lambda x retained / forget). Needs the ascent's retained Fisher.
+    # scaled by min(1, dampen_lambda x retained / forget) (computed for it when the ascent has no Fisher).
     dampen_alpha: float = setting(
         0.0,
         ge=0.0,

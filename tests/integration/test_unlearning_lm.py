@@ -182,6 +182,24 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
         },
     )
     assert plain.metrics["method"]["dampened"] == share
+    # reset instead of scaled, inside a small L2 ball: the reset weights move the model far, the ball holds
+    bounded = _unlearn(
+        lm,
+        "lm-ds-reset-ball",
+        Target("data_source", "node-0/notebook"),
+        method_config={
+            "dampen_alpha": 10,
+            "dampen_mode": "reset",
+            "ball_radius": 0.01,
+            "repair_rounds": 0,
+            "secrets": "",
+            "stop": "validation-loss",
+            "stop_loss_factor": 0.01,  # met before any step: only the dampening moves the model
+        },
+    )
+    assert bounded.metrics["method"]["ascent-steps"] == 0
+    assert bounded.metrics["method"]["dampened"] > 0
+    assert 0.0099 <= bounded.metrics["method"]["moved"] <= 0.01 + 1e-5
 
 
 def test_secret_and_reference_settings_are_checked() -> None:

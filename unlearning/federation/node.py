@@ -434,6 +434,8 @@ def unlearn(
             if cfg.get("dampen-mode") == "reset"
             else None,
         )
+        if ball is not None:  # the ascent's bound holds for the dampened model too, steps or none
+            ball.project(model)
     secret = local.AscentStats(reason="empty")
     if spans and secret_batch is not None:
         secret = _secret_phase(task, model, spans, secret_batch, lcfg, cfg, generator, ball, prox)
