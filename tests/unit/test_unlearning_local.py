@@ -201,12 +201,18 @@ def test_guard_costs_nothing_for_forgotten_examples_and_stops_relearning() -> No
     assert after[3.0] > after[0.0] + 0.1
 
 
-def test_dampening_scales_only_the_weights_far_more_important_to_the_forget_data() -> None:
+def _dampening_case() -> tuple[nn.Linear, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A 2x2 layer of 2.0s, its forget and retained importances (half the weights 5x more forget-important)."""
     model = nn.Linear(2, 2, bias=False)
     with torch.no_grad():
         model.weight.fill_(2.0)
     forget = {"weight": torch.tensor([[10.0, 1.0], [40.0, 0.0]])}
     retain = {"weight": torch.tensor([[1.0, 1.0], [2.0, 1.0]])}
+    return model, forget, retain
+
+
+def test_dampening_scales_only_the_weights_far_more_important_to_the_forget_data() -> None:
+    model, forget, retain = _dampening_case()
     share = local.dampen(model, forget, retain, alpha=5.0, lam=1.0)
     # 10 > 5 x 1: scaled by 1/10; 40 > 5 x 2: by 2/40; 1 and 0 are not above 5 x their retained importance
     assert torch.allclose(model.weight, torch.tensor([[0.2, 2.0], [0.1, 2.0]]))
@@ -218,11 +224,7 @@ def test_dampening_scales_only_the_weights_far_more_important_to_the_forget_data
 
 
 def test_dampening_can_reset_the_selected_weights_instead() -> None:
-    model = nn.Linear(2, 2, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(2.0)
-    forget = {"weight": torch.tensor([[10.0, 1.0], [40.0, 0.0]])}
-    retain = {"weight": torch.tensor([[1.0, 1.0], [2.0, 1.0]])}
+    model, forget, retain = _dampening_case()
     fresh = {"weight": torch.tensor([[-0.3, 9.0], [0.7, 9.0]])}
     assert local.dampen(model, forget, retain, alpha=5.0, lam=1.0, reset=fresh) == 0.5
     assert torch.allclose(model.weight, torch.tensor([[-0.3, 2.0], [0.7, 2.0]]))

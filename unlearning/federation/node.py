@@ -417,13 +417,7 @@ def unlearn(
     dampened = 0.0
     if float(cfg.get("dampen-alpha", 0.0)) > 0 and prox is not None and batch_len(forget):
         # after the stop threshold (taken at the received model): the holder's own forget Fisher here
-        forget_fisher = local.diagonal_fisher(
-            model,
-            forget,
-            task,
-            max_examples=int(cfg.get("fisher-examples", 64)),
-            generator=_generator(cfg, t.partition_id, 4),
-        )
+        forget_fisher = _local_fisher(cfg, model, forget, task, t.partition_id, stream=4)
         dampened = local.dampen(
             model,
             local.normalise_fisher(forget_fisher),
@@ -469,6 +463,19 @@ def unlearn(
     return local.parameters_dict(model), metrics
 
 
+def _local_fisher(
+    cfg: Mapping[str, Any], model: nn.Module, data: Batch, task: Task, partition_id: int, *, stream: int
+) -> dict[str, Tensor]:
+    """The diagonal Fisher of ``data`` here, over up to the message's ``fisher-examples``."""
+    return local.diagonal_fisher(
+        model,
+        data,
+        task,
+        max_examples=int(cfg.get("fisher-examples", 64)),
+        generator=_generator(cfg, partition_id, stream),
+    )
+
+
 def fisher(
     cfg: Mapping[str, Any], node_config: UserConfig, model_arrays: Mapping[str, Tensor]
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
@@ -484,13 +491,7 @@ def fisher(
         else t.retain
     )
     model = _model(task, cfg, model_arrays)
-    f = local.diagonal_fisher(
-        model,
-        data,
-        task,
-        max_examples=int(cfg.get("fisher-examples", 64)),
-        generator=_generator(cfg, t.partition_id, 3),
-    )
+    f = _local_fisher(cfg, model, data, task, t.partition_id, stream=3)
     return f, {"num-examples": float(batch_len(data)), "cpu-s": time.thread_time() - start}
 
 

@@ -31,19 +31,19 @@ class GradientAscentEWC(UnlearningMethod):
         ascent_lambda = c.ascent_lambda if c.ascent_lambda is not None else fed.task.ewc_defaults["ascent"]
         repair_lambda = c.repair_lambda if c.repair_lambda is not None else fed.task.ewc_defaults["repair"]
         fisher = None
-        # the dampening compares with the retained Fisher: without an ascent Fisher it is computed anyway and
+        ewc = c.ascent_fisher != "none" and ascent_lambda > 0
+        # the dampening compares with the retained Fisher: without EWC in the ascent it is computed anyway and
         # sent with EWC weight 0 (the proximal step then changes nothing)
-        if (c.ascent_fisher != "none" and ascent_lambda > 0) or c.dampen_alpha > 0:
+        if ewc or c.dampen_alpha > 0:
             fisher = fed.fisher(
                 ctx.original,
-                c.ascent_fisher if ascent_lambda > 0 and c.ascent_fisher != "none" else "retain",
+                c.ascent_fisher if ewc else "retain",
                 ctx.target,
                 examples=c.fisher_examples,
                 phase="fisher-ascent",
                 include_examples=include,
             )
-            if c.ascent_fisher == "none":
-                ascent_lambda = 0.0
+            ascent_lambda = ascent_lambda if ewc else 0.0
         dampen: dict[str, Any] = {}
         if c.dampen_alpha > 0 and fisher is not None:  # None: no node holds retained data
             dampen = {
