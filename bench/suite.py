@@ -26,6 +26,7 @@ and its spread across seeds. Targets per case (issue 16 item 4):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -33,7 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from results import replace_section  # bench/results.py
 
@@ -107,7 +108,28 @@ def _job(work: Path, base: str, job_id: str, **kw: Any) -> JobResult:
     return r
 
 
-def train_original(task: str, work: Path, seed: int) -> str:
+def _kept_job(work: Path, name: str, make: Any, keep: bool) -> JobResult:
+    """``make()``, or with ``keep`` the result of an earlier run in the same work folder (``--keep``)."""
+    saved = work / f"kept-{name}.json"
+    if keep and saved.exists():
+        return JobResult.from_dict(json.loads(saved.read_text()))
+    r = make()
+    if keep:
+        saved.write_text(json.dumps(r.to_dict(), default=str))
+    return cast(JobResult, r)
+
+
+def train_original(task: str, work: Path, seed: int, keep: bool = False) -> str:
+    saved = work / "kept-original.txt"
+    if keep and saved.exists():
+        return saved.read_text()
+    version = _train_original(task, work, seed)
+    if keep:
+        saved.write_text(version)
+    return version
+
+
+def _train_original(task: str, work: Path, seed: int) -> str:
     if task == "lm":
         init_dataset("community-lm", work / "data", seed=seed, **LM_DATA)
         v0 = init_model(work / "art", "community-lm", size="small", seed=seed)
@@ -179,24 +201,24 @@ def run_case(
     variants: dict[str, dict[str, Any]],
     log: Any,
     spread: bool = True,
+    keep: bool = False,
 ) -> dict[str, Any]:
     task = CASES[case][0]
     target = _target(case, work)
     t0 = time.perf_counter()
-    ref = _job(work, original, f"{case}-retrain", kind="unlearn", target=target, method="retrain", seed=seed)
-    alt = (
-        _job(
+
+    def retrain(job_id: str, job_seed: int) -> JobResult:
+        return _kept_job(
             work,
-            original,
-            f"{case}-retrain-alt",
-            kind="unlearn",
-            target=target,
-            method="retrain",
-            seed=seed + ALT_RETRAIN,
+            job_id,
+            lambda: _job(
+                work, original, job_id, kind="unlearn", target=target, method="retrain", seed=job_seed
+            ),
+            keep,
         )
-        if spread
-        else None
-    )
+
+    ref = retrain(f"{case}-retrain", seed)
+    alt = retrain(f"{case}-retrain-alt", seed + ALT_RETRAIN) if spread else None
     log(f"  {case}: retrained x{2 if spread else 1} in {time.perf_counter() - t0:.0f} s")
     names = [*BASE_METRICS, *recovery_metrics(), "cost_ratio"]
 
@@ -230,7 +252,8 @@ def run_case(
         unl = _job(
             work,
             original,
-            f"{case}-{name}",
+            # a kept folder may hold an earlier run's job of this name
+            f"{case}-{name}-{time.time_ns()}" if keep else f"{case}-{name}",
             kind="unlearn",
             target=target,
             method="gradient_ascent_ewc",
@@ -262,21 +285,30 @@ def run_suite(
     log: Any,
     spread: bool = True,
     save: Any = None,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
-    """Every case x seed; ``save(results)`` after each case (a long run that is stopped keeps what it did)."""
+    """Every case x seed; ``save(results)`` after each case (a long run that is stopped keeps what it did).
+    ``keep``: a folder whose per-seed work folders (original, retrained models) later runs reuse: the suite is
+    deterministic, so a rerun with other variants skips the training (for tuning runs)."""
     results: dict[str, dict[str, Any]] = {c: {} for c in cases}
     for task in ("digits", "lm"):  # the quick task first
         mine = [c for c in cases if CASES[c][0] == task]
         if not mine:
             continue
         for seed in seeds:
-            with tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp)
+            with contextlib.ExitStack() as stack:
+                if keep is not None:
+                    work = keep / f"{task}-{seed}"
+                    work.mkdir(parents=True, exist_ok=True)
+                else:
+                    work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 t0 = time.perf_counter()
-                original = train_original(task, work, seed)
-                log(f"{task} seed {seed}: original trained in {time.perf_counter() - t0:.0f} s")
+                original = train_original(task, work, seed, keep is not None)
+                log(f"{task} seed {seed}: original in {time.perf_counter() - t0:.0f} s")
                 for case in mine:
-                    results[case][str(seed)] = run_case(case, work, original, seed, variants, log, spread)
+                    results[case][str(seed)] = run_case(
+                        case, work, original, seed, variants, log, spread, keep is not None
+                    )
                     if save is not None:
                         save(results)
     return results
@@ -572,7 +604,9 @@ def main(args: argparse.Namespace, command: str) -> None:
         }
         out.write_text(json.dumps(saved, indent=1, default=str))
 
-    results = run_suite(seeds, cases, variants, log, spread=not args.no_spread, save=save)
+    if args.keep and args.write:
+        raise SystemExit("--write measures from scratch: run it without --keep")
+    results = run_suite(seeds, cases, variants, log, spread=not args.no_spread, save=save, keep=args.keep)
     save(results)
     wall = time.perf_counter() - t0
     print("\n".join(tables(results, "defaults")))

@@ -297,6 +297,11 @@ def main() -> None:
         help="--suite --write: write the section from the --json of finished runs (e.g. one per seed)",
     )
     ap.add_argument(
+        "--keep",
+        type=Path,
+        help="--suite: keep each seed's original and retrained models in this folder and reuse them (tuning)",
+    )
+    ap.add_argument(
         "--no-spread", action="store_true", help="--suite: no second retrained model (no TPR spread; faster)"
     )
     args = ap.parse_args()

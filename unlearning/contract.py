@@ -850,7 +850,21 @@ class GradientAscentEWCConfig(AscentSettings):
         help="scale the selected weights or reset them",
     )
 
+    # > 0: the repair starts from (1 - repair_noise) x the unlearned model + repair_noise x a fresh
+    # initialisation ("shrink and perturb", Ash & Adams 2020; noise then repair, after Lee et al. 2025's UNDO):
+    # what the ascent only hid is damped with everything else, and the repair rounds rebuild from retained data
+    repair_noise: float = setting(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        help="share of a fresh initialisation mixed into the unlearned model before repair (0: off)",
+    )
+
     def check(self) -> None:
+        if self.repair_noise > 0 and self.repair_rounds == 0:
+            raise ValueError(
+                "repair_noise perturbs the model the repair rounds start from: set repair_rounds above 0"
+            )
         if self.dampen_alpha > 0 and self.ascent_fisher == "forget" and self.ascent_lambda != 0:
             raise ValueError(
                 "dampen_alpha compares with the retained data's Fisher: it cannot run with ascent_fisher "

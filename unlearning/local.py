@@ -433,6 +433,27 @@ def dampen(
     return scaled / max(total, 1)
 
 
+#: a fresh initialisation's seed is the job's plus this (never the lineage's own initialisation)
+FRESH_SEED = 104729
+
+
+@torch.no_grad()
+def shrink_perturb(
+    params: Mapping[str, Tensor], fresh: Mapping[str, Tensor], share: float
+) -> dict[str, Tensor]:
+    """``(1 - share) x params + share x fresh`` for every floating tensor ``fresh`` has (Ash & Adams 2020's
+    "shrink and perturb" with a fresh initialisation as the perturbation); the rest is copied. Written here:
+    one interpolation per tensor."""
+    out: dict[str, Tensor] = {}
+    for name, p in params.items():
+        f = fresh.get(name)
+        if f is None or not p.is_floating_point() or f.shape != p.shape:
+            out[name] = p.clone()
+        else:
+            out[name] = torch.lerp(p, f.to(p.dtype), share)
+    return out
+
+
 def normalise_fisher(fisher: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Scale so that the mean over all parameters is 1 (makes lambda portable across models)."""
     total = sum(float(v.sum()) for v in fisher.values())

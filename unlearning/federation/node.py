@@ -424,7 +424,7 @@ def unlearn(
             prox.fisher,
             alpha=float(cfg["dampen-alpha"]),
             lam=float(cfg.get("dampen-lambda", 1.0)),
-            reset=local.parameters_dict(task.build_model(int(cfg.get("seed", 0)) + 104729))
+            reset=local.parameters_dict(task.build_model(int(cfg.get("seed", 0)) + local.FRESH_SEED))
             if cfg.get("dampen-mode") == "reset"
             else None,
         )

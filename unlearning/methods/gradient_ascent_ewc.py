@@ -8,6 +8,7 @@ must not re-learn what was forgotten.
 4. ``repair_rounds`` FedAvg rounds on retained data with the EWC proximal step anchored at the *unlearned*
    model (``repair_anchor="unlearned"``): the weights that carry the forgetting stay put while utility comes
    back. (Repair with plain FedAvg, or anchored at the original model, re-learns the forgotten data.)
+   With ``repair_noise`` the repair starts from the unlearned model mixed with a fresh initialisation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from unlearning.contract import GradientAscentEWCConfig  # the settings' schema (types, defaults, bounds)
+from unlearning.local import FRESH_SEED, parameters_dict, shrink_perturb
 from unlearning.methods.base import MethodContext, UnlearningMethod, bounded_ascent, register
 from unlearning.methods.blocks import Params
 
@@ -74,8 +76,13 @@ class GradientAscentEWC(UnlearningMethod):
             )
         anchor = unlearned if c.repair_anchor == "unlearned" else ctx.original
         local = {**dict(ctx.lineage.get("local", {})), **fed.task.repair_defaults, **c.repair_local}
+        start = unlearned
+        if c.repair_noise > 0:
+            fresh = parameters_dict(fed.task.build_model(fed.seed + FRESH_SEED))
+            start = shrink_perturb(unlearned, fresh, c.repair_noise)
+            details["repair-noise"] = c.repair_noise
         arrays = fed.fedavg(
-            unlearned,
+            start,
             c.repair_rounds,
             "repair",
             local,
