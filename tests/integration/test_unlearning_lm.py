@@ -14,6 +14,7 @@ import torch
 
 from unlearning import ArtifactStore, JobResult, JobSpec, Target, init_dataset, init_model, run_job
 from unlearning.data import read_manifest
+from unlearning.local import FRESH_SEED
 from unlearning.metrics import canary_exposure
 from unlearning.tasks import make_task
 
@@ -209,3 +210,34 @@ def test_secret_and_reference_settings_are_checked() -> None:
         get_method("gradient_ascent", {"secrets": "(unclosed"})
     with pytest.raises(ValueError, match="stop_reference"):
         get_method("gradient_ascent_ewc", {"stop_reference": "everything"})
+
+
+def test_repair_noise_starts_the_repair_from_the_model_mixed_with_a_fresh_initialisation(
+    lm: tuple[Path, Path, JobResult],
+) -> None:
+    """``repair_noise``: the repair rounds start from (1 - share) x the unlearned model + share x a fresh
+    initialisation (not the lineage's own); with no ascent step and a repair that cannot move, the job's
+    model is exactly that mixture of the original."""
+    art, _, trained = lm
+    r = _unlearn(
+        lm,
+        "lm-ds-noise",
+        Target("data_source", "node-0/notebook"),
+        method_config={
+            "repair_noise": 0.5,
+            "repair_rounds": 1,
+            "repair_fisher": "none",
+            "repair_local": {"optimizer": "sgd", "lr": 1e-12, "steps": 1},
+            "secrets": "",
+            "stop": "validation-loss",
+            "stop_loss_factor": 0.01,  # met before any step
+        },
+    )
+    assert r.metrics["method"]["ascent-steps"] == 0 and r.metrics["method"]["repair-noise"] == 0.5
+    task, m0, m1 = _before_after(art, trained, r)
+    fresh = dict(task.build_model(FRESH_SEED).named_parameters())  # the job's seed is 0
+    after = dict(m1.named_parameters())
+    with torch.no_grad():
+        for name, before in m0.named_parameters():
+            assert torch.allclose(after[name], (before + fresh[name]) / 2, atol=1e-5), name
+        assert sum(float((after[n] - p).abs().sum()) for n, p in m0.named_parameters()) > 1.0

@@ -228,6 +228,13 @@ def test_every_method_spec_has_an_implementation_with_its_settings() -> None:
         ),
         ("gradient_ascent_ewc", {"dampen_lambda": 0}, r"'dampen_lambda' .* must be > 0", "method_config"),
         ("gradient_ascent_ewc", {"dampen_mode": "zero"}, r"'dampen_mode'", "method_config"),
+        (
+            "gradient_ascent_ewc",
+            {"repair_noise": 0.3, "repair_rounds": 0},
+            r"repair_noise perturbs the model the repair rounds start from",
+            "method_config",
+        ),
+        ("gradient_ascent_ewc", {"repair_noise": 1.5}, r"'repair_noise' .* must be <= 1", "method_config"),
         ("retrain", {"rounds": 0}, r"setting 'rounds' of method retrain must be >= 1", "method_config"),
         ("retrain", ["rounds"], r"method_config must be an object", "method_config"),
     ],

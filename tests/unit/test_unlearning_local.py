@@ -228,3 +228,12 @@ def test_dampening_can_reset_the_selected_weights_instead() -> None:
     fresh = {"weight": torch.tensor([[-0.3, 9.0], [0.7, 9.0]])}
     assert local.dampen(model, forget, retain, alpha=5.0, lam=1.0, reset=fresh) == 0.5
     assert torch.allclose(model.weight, torch.tensor([[-0.3, 2.0], [0.7, 2.0]]))
+
+
+def test_shrink_perturb_mixes_in_the_fresh_weights_and_copies_the_rest() -> None:
+    params = {"w": torch.tensor([2.0, -4.0]), "steps": torch.tensor([7]), "extra": torch.tensor([1.0])}
+    fresh = {"w": torch.tensor([0.0, 4.0]), "steps": torch.tensor([0])}
+    out = local.shrink_perturb(params, fresh, 0.25)
+    assert torch.allclose(out["w"], torch.tensor([1.5, -2.0]))  # 0.75 x params + 0.25 x fresh
+    assert out["steps"].item() == 7 and out["extra"].item() == 1.0  # integers and unmatched: copied
+    assert out["w"] is not params["w"] and params["w"][0].item() == 2.0  # the input stays as it was
