@@ -33,8 +33,9 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from results import replace_section  # bench/results.py
 
@@ -108,7 +109,7 @@ def _job(work: Path, base: str, job_id: str, **kw: Any) -> JobResult:
     return r
 
 
-def _kept_job(work: Path, name: str, make: Any, keep: bool) -> JobResult:
+def _kept_job(work: Path, name: str, make: Callable[[], JobResult], keep: bool) -> JobResult:
     """``make()``, or with ``keep`` the result of an earlier run in the same work folder (``--keep``)."""
     saved = work / f"kept-{name}.json"
     if keep and saved.exists():
@@ -116,7 +117,7 @@ def _kept_job(work: Path, name: str, make: Any, keep: bool) -> JobResult:
     r = make()
     if keep:
         saved.write_text(json.dumps(r.to_dict(), default=str))
-    return cast(JobResult, r)
+    return r
 
 
 def train_original(task: str, work: Path, seed: int, keep: bool = False) -> str:
