@@ -860,7 +860,18 @@ class GradientAscentEWCConfig(AscentSettings):
         help="share of a fresh initialisation mixed into the unlearned model before repair (0: off)",
     )
 
+    # > 0: the repair loss is (1 - repair_distill) x the retained labels' loss + repair_distill x KL(unlearned
+    # model || model) on the same batches (UNDO's "distil": the student learns the unlearned model's outputs)
+    repair_distill: float = setting(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        help="weight of distillation from the unlearned model in the repair loss (0: labels only)",
+    )
+
     def check(self) -> None:
+        if self.repair_distill > 0 and self.repair_rounds == 0:
+            raise ValueError("repair_distill weighs the repair rounds' loss: set repair_rounds above 0")
         if self.repair_noise > 0 and self.repair_rounds == 0:
             raise ValueError(
                 "repair_noise perturbs the model the repair rounds start from: set repair_rounds above 0"

@@ -215,12 +215,17 @@ def train(
     generator: torch.Generator,
     prox: Proximal | None = None,
     guard: Guard | None = None,
+    teacher: nn.Module | None = None,
+    distill: float = 0.0,
 ) -> TrainStats:
     """Local training (descent) for ``cfg.steps`` steps or ``cfg.epochs`` passes, with optional EWC prox and
-    an optional :class:`Guard` term that keeps forgotten examples forgotten."""
+    an optional :class:`Guard` term that keeps forgotten examples forgotten. With ``teacher`` the loss is
+    ``(1 - distill)`` x the labels' loss + ``distill`` x KL(teacher || model) on the same batch."""
     n = batch_len(data)
     if n == 0:
         return TrainStats()
+    if teacher is not None:
+        teacher.eval()
     if cfg.steps is not None:
         total = cfg.steps
     else:
@@ -232,7 +237,16 @@ def train(
         if step >= total:
             break
         with autocast(cfg.bf16):
-            loss = task.per_example_loss(model, take(data, idx)).mean()
+            batch = take(data, idx)
+            if teacher is not None and distill > 0:
+                kl = task.per_example_kl(model, teacher, batch).mean()
+                loss = (
+                    kl
+                    if distill >= 1
+                    else (1 - distill) * task.per_example_loss(model, batch).mean() + distill * kl
+                )
+            else:
+                loss = task.per_example_loss(model, batch).mean()
             if guard is not None:
                 loss = loss + guard.loss(model, task, step, len(idx), generator)
         opt.zero_grad(set_to_none=True)

@@ -235,6 +235,12 @@ def test_every_method_spec_has_an_implementation_with_its_settings() -> None:
             "method_config",
         ),
         ("gradient_ascent_ewc", {"repair_noise": 1.5}, r"'repair_noise' .* must be <= 1", "method_config"),
+        (
+            "gradient_ascent_ewc",
+            {"repair_distill": 0.5, "repair_rounds": 0},
+            r"repair_distill weighs the repair rounds' loss",
+            "method_config",
+        ),
         ("retrain", {"rounds": 0}, r"setting 'rounds' of method retrain must be >= 1", "method_config"),
         ("retrain", ["rounds"], r"method_config must be an object", "method_config"),
     ],

@@ -237,3 +237,17 @@ def test_shrink_perturb_mixes_in_the_fresh_weights_and_copies_the_rest() -> None
     assert torch.allclose(out["w"], torch.tensor([1.5, -2.0]))  # 0.75 x params + 0.25 x fresh
     assert out["steps"].item() == 7 and out["extra"].item() == 1.0  # integers and unmatched: copied
     assert out["w"] is not params["w"] and params["w"][0].item() == 2.0  # the input stays as it was
+
+
+def test_distillation_moves_the_student_towards_the_teachers_outputs() -> None:
+    """distill 1: only KL(teacher || student) counts; the labels are ignored (random here), so the student
+    comes closer to the teacher and not to them."""
+    task, data = _task_and_data()
+    teacher, student = task.build_model(1), task.build_model(2)
+    before = float(task.per_example_kl(student, teacher, data).mean())
+    cfg = local.LocalConfig(lr=0.1, momentum=0.9, steps=60, batch_size=16)
+    local.train(
+        student, data, task, cfg, generator=torch.Generator().manual_seed(0), teacher=teacher, distill=1.0
+    )
+    assert float(task.per_example_kl(student, teacher, data).mean()) < before / 2
+    assert not teacher.training  # the teacher is evaluated, never trained

@@ -178,6 +178,8 @@ def train(
         generator=_generator(cfg, t.partition_id, 1),
         prox=_prox(cfg, extra),
         guard=guard,
+        teacher=_model(task, cfg, extra["teacher"]) if "teacher" in extra else None,
+        distill=float(cfg.get("distill-weight", 0.0)),
     )
     metrics = {"num-examples": float(batch_len(data)), "train-loss": stats.loss, "steps": float(stats.steps)}
     if guard is not None:

@@ -2,7 +2,8 @@
 
 Every instruction carries ``arrays`` (an ArrayRecord: the model's parameters) and ``config`` (a ConfigRecord:
 task name, model config as JSON, seed, round, the target and the lineage's exclusions as JSON, local optimiser
-settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC), ``ball-center`` (the L2 ball).
+settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC), ``ball-center`` (the L2 ball), ``teacher``
+(distillation).
 Replies carry ``arrays`` (or ``fisher``) and one MetricRecord ``metrics`` whose ``num-examples`` weights the
 aggregation. No record ever holds examples, texts, labels or file contents: only parameters, Fisher diagonals,
 counts, losses and accuracies (tests/integration/test_unlearning_wire.py checks every message).
@@ -58,6 +59,7 @@ GROUPS = "query.groups"
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 ANCHOR, FISHER_ARRAYS, BALL_CENTER = "anchor", "fisher", "ball-center"
+TEACHER = "teacher"  # the model a repair distils from (its outputs on the node's own batches)
 SCORES = "scores"  # a verification reply's per-example scores (one tensor per model and score)
 MODEL_PREFIX = "model:"  # a verification message's models by name ("model:candidate", ...)
 PACKED = "packed"  # the one array of every ArrayRecord: a whole state dict (see packing.py)

@@ -501,10 +501,12 @@ class Federation:
         lam: float = 0.0,
         nodes: Sequence[NodeInfo] | None = None,
         guard: Mapping[str, Any] | None = None,
+        teacher: Params | None = None,
+        distill: float = 0.0,
     ) -> Params:
         """``rounds`` FedAvg rounds of local training (on retained data, or ``use="all"``), optionally with
-        the EWC proximal step towards ``anchor`` weighted by ``fisher``, and ``guard`` settings (the
-        holders' repair guard, see unlearning.local.Guard)."""
+        the EWC proximal step towards ``anchor`` weighted by ``fisher``, ``guard`` settings (the holders'
+        repair guard, see unlearning.local.Guard) and distillation from ``teacher`` (weight ``distill``)."""
         chosen = [
             n
             for n in (nodes if nodes is not None else self.nodes)
@@ -514,10 +516,14 @@ class Federation:
             raise NodeFailure(f"no node has data for {phase}")
         arrays = P.to_record(params)
         ewc = _ewc_records(anchor, fisher)
+        if teacher is not None and distill > 0:
+            ewc[P.TEACHER] = P.to_record(teacher)
         for r in range(1, rounds + 1):
             extra: dict[str, Any] = {"local": local, "use": use, **(guard or {})}
             if anchor is not None and fisher is not None:
                 extra["ewc-lambda"] = float(lam)
+            if P.TEACHER in ewc:
+                extra["distill-weight"] = float(distill)
             msgs = []
             for n in chosen:
                 records: dict[str, Any] = {P.ARRAYS: arrays, P.CONFIG: self.config(target, r, **extra), **ewc}

@@ -65,10 +65,13 @@ class FederationBlocks(Protocol):
         fisher: Params | None = None,
         lam: float = 0.0,
         guard: Mapping[str, Any] | None = None,
+        teacher: Params | None = None,
+        distill: float = 0.0,
     ) -> Params:
         """``rounds`` FedAvg rounds of local training on retained data (``use="all"``: every example): the
         train, retrain and repair rounds; with ``anchor`` and ``fisher`` the EWC proximal step (weight
-        ``lam``), with ``guard`` the holders' repair guard."""
+        ``lam``), with ``guard`` the holders' repair guard, with ``teacher`` distillation from its outputs
+        (weight ``distill``)."""
         ...
 
     def fisher(

@@ -8,7 +8,8 @@ must not re-learn what was forgotten.
 4. ``repair_rounds`` FedAvg rounds on retained data with the EWC proximal step anchored at the *unlearned*
    model (``repair_anchor="unlearned"``): the weights that carry the forgetting stay put while utility comes
    back. (Repair with plain FedAvg, or anchored at the original model, re-learns the forgotten data.)
-   With ``repair_noise`` the repair starts from the unlearned model mixed with a fresh initialisation.
+   With ``repair_noise`` the repair starts from the unlearned model mixed with a fresh initialisation, and
+   with ``repair_distill`` it also learns the unlearned model's outputs (UNDO's noise, then distil).
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class GradientAscentEWC(UnlearningMethod):
             fresh = parameters_dict(fed.task.build_model(fed.seed + FRESH_SEED))
             start = shrink_perturb(unlearned, fresh, c.repair_noise)
             details["repair-noise"] = c.repair_noise
+        if c.repair_distill > 0:
+            details["repair-distill"] = c.repair_distill
         arrays = fed.fedavg(
             start,
             c.repair_rounds,
@@ -100,6 +103,8 @@ class GradientAscentEWC(UnlearningMethod):
                 if c.repair_guard > 0
                 else None
             ),
+            teacher=unlearned if c.repair_distill > 0 else None,
+            distill=c.repair_distill,
         )
         details.update(
             {

@@ -94,6 +94,11 @@ class Task(ABC):
     def per_example_loss(self, model: nn.Module, batch: Batch) -> Tensor:
         """Mean loss of every example, shape [B] (LM: mean NLL over its counted tokens)."""
 
+    def per_example_kl(self, student: nn.Module, teacher: nn.Module, batch: Batch) -> Tensor:
+        """KL(teacher || student) of the output distributions, shape [B] (LM: mean over the counted tokens),
+        for distillation; the teacher gets no gradient."""
+        raise NotImplementedError(f"task {self.name!r} has no distillation loss")
+
     @abstractmethod
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
         """Accuracy of every example in [0, 1], shape [B] (LM: next-token accuracy over counted tokens)."""
