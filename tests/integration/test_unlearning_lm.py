@@ -241,3 +241,32 @@ def test_repair_noise_starts_the_repair_from_the_model_mixed_with_a_fresh_initia
         for name, before in m0.named_parameters():
             assert torch.allclose(after[name], (before + fresh[name]) / 2, atol=1e-5), name
         assert sum(float((after[n] - p).abs().sum()) for n, p in m0.named_parameters()) > 1.0
+
+
+def test_repair_distill_learns_the_unlearned_models_outputs_instead_of_the_labels(
+    lm: tuple[Path, Path, JobResult],
+) -> None:
+    """``repair_distill`` 1: the repair's loss is the KL to the unlearned model's outputs alone. With no
+    ascent step the unlearned model is the original, so the repair has nothing to learn and leaves the
+    model where it was; the same repair on the labels moves it. (Plain SGD: Adam would turn the rounding
+    noise of a zero gradient into full-size steps.)"""
+    art, _, trained = lm
+    common = {
+        "repair_rounds": 1,
+        "repair_local": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "steps": 3},
+        "repair_fisher": "none",
+        "repair_guard": 0,
+        "secrets": "",
+        "stop": "validation-loss",
+        "stop_loss_factor": 0.01,  # met before any step
+    }
+    target = Target("data_source", "node-0/notebook")
+    distilled = _unlearn(lm, "lm-ds-distill", target, method_config={**common, "repair_distill": 1.0})
+    labels = _unlearn(lm, "lm-ds-labels", target, method_config=common)
+    assert distilled.metrics["method"]["repair-distill"] == 1.0
+    _, m0, m_distilled = _before_after(art, trained, distilled)
+    _, _, m_labels = _before_after(art, trained, labels)
+    with torch.no_grad():
+        before = dict(m0.named_parameters())
+        assert all(torch.allclose(p, before[n], atol=1e-5) for n, p in m_distilled.named_parameters())
+        assert not all(torch.allclose(p, before[n], atol=1e-4) for n, p in m_labels.named_parameters())
