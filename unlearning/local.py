@@ -239,12 +239,8 @@ def train(
         with autocast(cfg.bf16):
             batch = take(data, idx)
             if teacher is not None and distill > 0:
-                kl = task.per_example_kl(model, teacher, batch).mean()
-                loss = (
-                    kl
-                    if distill >= 1
-                    else (1 - distill) * task.per_example_loss(model, batch).mean() + distill * kl
-                )
+                nll, kl = task.per_example_distill(model, teacher, batch)
+                loss = (1 - distill) * nll.mean() + distill * kl.mean()
             else:
                 loss = task.per_example_loss(model, batch).mean()
             if guard is not None:

@@ -115,7 +115,9 @@ def test_per_example_stats_equal_the_separate_loss_and_accuracy(name: str) -> No
 
 
 @pytest.mark.parametrize("name", ["community-lm", "digits"])
-def test_distillation_kl_is_zero_against_itself_and_positive_against_another_model(name: str) -> None:
+def test_distillation_kl_is_zero_against_itself_and_positive_against_another_model_with_the_loss(
+    name: str,
+) -> None:
     if name == "digits":
         task = make_task("digits", {"kind": "mlp", "inputs": 64, "hidden": [8], "classes": 10})
         records = [{"x": [float(i % 7)] * 64, "label": i % 10} for i in range(6)]
@@ -124,9 +126,10 @@ def test_distillation_kl_is_zero_against_itself_and_positive_against_another_mod
         records = [{"text": f"line {i} of the notebook, code {i * 7919}"} for i in range(6)]
     batch = task.to_batch(records)
     student, teacher = task.build_model(3).eval(), task.build_model(4).eval()
-    kl = task.per_example_kl(student, teacher, batch)
+    loss, kl = task.per_example_distill(student, teacher, batch)
     assert kl.shape == (6,) and bool((kl > 0).all())
-    assert torch.allclose(task.per_example_kl(teacher, teacher, batch), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(loss, task.per_example_loss(student, batch))  # the same forward pass's loss
+    assert torch.allclose(task.per_example_distill(teacher, teacher, batch)[1], torch.zeros(6), atol=1e-5)
     kl.sum().backward()  # the student gets a gradient, the teacher none
     assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
     assert all(p.grad is None for p in teacher.parameters())

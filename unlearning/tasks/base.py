@@ -94,9 +94,12 @@ class Task(ABC):
     def per_example_loss(self, model: nn.Module, batch: Batch) -> Tensor:
         """Mean loss of every example, shape [B] (LM: mean NLL over its counted tokens)."""
 
-    def per_example_kl(self, student: nn.Module, teacher: nn.Module, batch: Batch) -> Tensor:
-        """KL(teacher || student) of the output distributions, shape [B] (LM: mean over the counted tokens),
-        for distillation; the teacher gets no gradient."""
+    def per_example_distill(
+        self, student: nn.Module, teacher: nn.Module, batch: Batch
+    ) -> tuple[Tensor, Tensor]:
+        """The student's per-example loss and KL(teacher || student) of the output distributions, both of
+        shape [B] (LM: means over the counted tokens), from one forward pass of each model, for
+        distillation; the teacher gets no gradient."""
         raise NotImplementedError(f"task {self.name!r} has no distillation loss")
 
     @abstractmethod

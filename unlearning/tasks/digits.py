@@ -87,13 +87,14 @@ class DigitsTask(Task):
         out: Tensor = nn.functional.cross_entropy(model(batch["x"]), batch["y"], reduction="none")
         return out
 
-    def per_example_kl(self, student: nn.Module, teacher: nn.Module, batch: Batch) -> Tensor:
+    def per_example_distill(
+        self, student: nn.Module, teacher: nn.Module, batch: Batch
+    ) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             target = teacher(batch["x"]).log_softmax(-1)
-        out: Tensor = nn.functional.kl_div(
-            student(batch["x"]).log_softmax(-1), target, log_target=True, reduction="none"
-        ).sum(-1)
-        return out
+        logits = student(batch["x"])
+        kl = nn.functional.kl_div(logits.log_softmax(-1), target, log_target=True, reduction="none")
+        return nn.functional.cross_entropy(logits, batch["y"], reduction="none"), kl.sum(-1)
 
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
         out: Tensor = (model(batch["x"]).argmax(-1) == batch["y"]).float()

@@ -155,15 +155,15 @@ class CausalLMTask(Task):
     def per_example_correct(self, model: nn.Module, batch: Batch) -> Tensor:
         return _accuracy(self._logits(model, batch), batch["labels"][:, 1:])
 
-    def per_example_kl(self, student: nn.Module, teacher: nn.Module, batch: Batch) -> Tensor:
+    def per_example_distill(
+        self, student: nn.Module, teacher: nn.Module, batch: Batch
+    ) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             target = self._logits(teacher, batch).float().log_softmax(-1)
-        kl = nn.functional.kl_div(
-            self._logits(student, batch).float().log_softmax(-1), target, log_target=True, reduction="none"
-        ).sum(-1)
-        mask = (batch["labels"][:, 1:] != IGNORE).float()
-        out: Tensor = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return out
+        logits, labels = self._logits(student, batch), batch["labels"][:, 1:]
+        kl = nn.functional.kl_div(logits.float().log_softmax(-1), target, log_target=True, reduction="none")
+        mask = (labels != IGNORE).float()
+        return _mean_nll(logits, labels), (kl.sum(-1) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def per_example_stats(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         logits, labels = self._logits(model, batch), batch["labels"][:, 1:]
