@@ -2,10 +2,9 @@
 
 Every instruction carries ``arrays`` (an ArrayRecord: the model's parameters) and ``config`` (a ConfigRecord:
 task name, model config as JSON, seed, round, the target and the lineage's exclusions as JSON, local optimiser
-settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC), ``ball-center`` (the L2 ball), ``teacher``
-(distillation).
-Replies carry ``arrays`` (or ``fisher``) and one MetricRecord ``metrics`` whose ``num-examples`` weights the
-aggregation. No record ever holds examples, texts, labels or file contents: only parameters, Fisher diagonals,
+settings as JSON). Some carry extra ArrayRecords: ``anchor`` + ``fisher`` (EWC), ``ball-center`` (the L2 ball),
+``teacher`` (the model a repair distils from). Replies carry ``arrays`` (or ``fisher``) and one MetricRecord
+``metrics`` whose ``num-examples`` weights the aggregation. No record ever holds examples, texts, labels or file contents: only parameters, Fisher diagonals,
 counts, losses and accuracies (tests/integration/test_unlearning_wire.py checks every message).
 Verification's messages (``query.probe``, ``query.score``, ``query.relearn``) carry models as
 ``model:<name>`` ArrayRecords and indices into a node's own examples; replies carry per-example scores
