@@ -87,6 +87,10 @@ class CausalLMTask(Task):
             "repair_local": {"steps": 3},
             "repair_guard": 3.0,
         },
+        # a behaviour (a memorised secret): the generic 3 repair rounds of the lineage's local steps cost three
+        # eighths of the suite's retraining; 2 rounds of 3 steps met the same targets on the tuning seeds 0-2 at
+        # a third of the job's cost (bench/RESULTS.md "Unlearning suite", session 10)
+        "behaviour": {"repair_rounds": 2, "repair_local": {"steps": 3}},
     }
     ascent_defaults = {
         "optimizer": "adamw",
