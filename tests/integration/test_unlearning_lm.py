@@ -49,6 +49,11 @@ def lm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, JobResult]
     return base / "art", base / "data", r
 
 
+#: method settings whose ascent stops before its first step (no secret phase; the validation-loss stop is
+#: met at once): only what the job does besides the ascent moves the model
+NO_ASCENT: dict[str, Any] = {"secrets": "", "stop": "validation-loss", "stop_loss_factor": 0.01}
+
+
 def _unlearn(lm: tuple[Path, Path, JobResult], job_id: str, target: Target, **kw: Any) -> JobResult:
     """Run an unlearning job on the trained tiny LM; it must succeed."""
     art, data, trained = lm
@@ -193,9 +198,7 @@ def test_dampening_scales_the_weights_that_serve_only_the_forgotten_source(
             "dampen_mode": "reset",
             "ball_radius": 0.01,
             "repair_rounds": 0,
-            "secrets": "",
-            "stop": "validation-loss",
-            "stop_loss_factor": 0.01,  # met before any step: only the dampening moves the model
+            **NO_ASCENT,  # only the dampening moves the model
         },
     )
     assert bounded.metrics["method"]["ascent-steps"] == 0
@@ -228,9 +231,7 @@ def test_repair_noise_starts_the_repair_from_the_model_mixed_with_a_fresh_initia
             "repair_rounds": 1,
             "repair_fisher": "none",
             "repair_local": {"optimizer": "sgd", "lr": 1e-12, "steps": 1},
-            "secrets": "",
-            "stop": "validation-loss",
-            "stop_loss_factor": 0.01,  # met before any step
+            **NO_ASCENT,
         },
     )
     assert r.metrics["method"]["ascent-steps"] == 0 and r.metrics["method"]["repair-noise"] == 0.5
@@ -256,9 +257,7 @@ def test_repair_distill_learns_the_unlearned_models_outputs_instead_of_the_label
         "repair_local": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "steps": 3},
         "repair_fisher": "none",
         "repair_guard": 0,
-        "secrets": "",
-        "stop": "validation-loss",
-        "stop_loss_factor": 0.01,  # met before any step
+        **NO_ASCENT,
     }
     target = Target("data_source", "node-0/notebook")
     distilled = _unlearn(lm, "lm-ds-distill", target, method_config={**common, "repair_distill": 1.0})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from unlearning.data import load_node_data, read_manifest, sha256_file
-from unlearning.tasks import Target, make_task
+from unlearning.tasks import Target, Task, make_task
 from unlearning.tasks.community_lm import CommunityLMTask, generate_community_corpus
 from unlearning.tasks.digits import generate_digits
 from unlearning.tasks.lm import IGNORE
@@ -97,14 +98,18 @@ def test_build_model_is_seeded() -> None:
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("name", ["community-lm", "digits"])
-def test_per_example_stats_equal_the_separate_loss_and_accuracy(name: str) -> None:
+def _task_and_records(name: str, n: int) -> tuple[Task, list[dict[str, Any]]]:
+    """A small model of the task ``name`` (digits or the community LM) and ``n`` records for it."""
     if name == "digits":
         task = make_task("digits", {"kind": "mlp", "inputs": 64, "hidden": [8], "classes": 10})
-        records = [{"x": [float(i % 7)] * 64, "label": i % 10} for i in range(12)]
-    else:
-        task = make_task("community-lm", CommunityLMTask.default_model_config("tiny"))
-        records = [{"text": f"line {i} of the notebook, code {i * 7919}"} for i in range(12)]
+        return task, [{"x": [float(i % 7)] * 64, "label": i % 10} for i in range(n)]
+    task = make_task("community-lm", CommunityLMTask.default_model_config("tiny"))
+    return task, [{"text": f"line {i} of the notebook, code {i * 7919}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("name", ["community-lm", "digits"])
+def test_per_example_stats_equal_the_separate_loss_and_accuracy(name: str) -> None:
+    task, records = _task_and_records(name, 12)
     model = task.build_model(3).eval()
     batch = task.to_batch(records)
     loss, correct = task.per_example_stats(model, batch)
@@ -118,12 +123,7 @@ def test_per_example_stats_equal_the_separate_loss_and_accuracy(name: str) -> No
 def test_distillation_kl_is_zero_against_itself_and_positive_against_another_model_with_the_loss(
     name: str,
 ) -> None:
-    if name == "digits":
-        task = make_task("digits", {"kind": "mlp", "inputs": 64, "hidden": [8], "classes": 10})
-        records = [{"x": [float(i % 7)] * 64, "label": i % 10} for i in range(6)]
-    else:
-        task = make_task("community-lm", CommunityLMTask.default_model_config("tiny"))
-        records = [{"text": f"line {i} of the notebook, code {i * 7919}"} for i in range(6)]
+    task, records = _task_and_records(name, 6)
     batch = task.to_batch(records)
     student, teacher = task.build_model(3).eval(), task.build_model(4).eval()
     loss, kl = task.per_example_distill(student, teacher, batch)
