@@ -302,7 +302,9 @@ def main() -> None:
         help="--suite: keep each seed's original and retrained models in this folder and reuse them (tuning)",
     )
     ap.add_argument(
-        "--no-spread", action="store_true", help="--suite: no second retrained model (no TPR spread; faster)"
+        "--no-spread",
+        action="store_true",
+        help="--suite: no second and third retrained models (no TPR spread, no control; faster)",
     )
     args = ap.parse_args()
     if args.suite:
