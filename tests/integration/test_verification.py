@@ -430,7 +430,9 @@ def test_the_retained_attack_finds_a_model_fitted_closer_to_the_retained_data(lm
     assert fit_r.value is not None and ret_r.value is not None and fit_r.values["original"] is not None
     assert fit_r.value > max(fit_r.values["original"], ret_r.value) + 0.05, (fit_r.details, ret_r.details)
     assert fit_r.details["by_model"]["candidate"]["pvalue"] < 0.01, fit_r.details["by_model"]
-    assert ret_r.value <= ret_r.details["by_model"]["candidate"]["tpr_95"]
+    # the other seed's model is not flagged at the level the fitted one is (on an AVX-512 machine it drew 3 hits
+    # of 32, p = 0.022: beyond the null's 95th percentile, as one honest model in 20 is)
+    assert ret_r.details["by_model"]["candidate"]["pvalue"] >= 0.01, ret_r.details["by_model"]
     assert fit_r.values["reference"] is None and fit_r.details["members"] == 32
     assert fit_r.details["computed_at"] == [
         "nodes: node-0, node-1, node-2",
