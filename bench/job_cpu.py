@@ -23,10 +23,10 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 # the repository first: bench/unlearning.py would otherwise shadow the package (bench/ stays next, for suite)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import suite  # noqa: E402  (bench/suite.py, beside this file)
-import torch  # noqa: E402
+import suite
+import torch
 
-from unlearning import JobResult  # noqa: E402
+from unlearning import JobResult
 
 
 def main() -> None:
