@@ -42,29 +42,26 @@ def _candidates(secret: str, count: int, seed: int) -> list[str]:
     return out
 
 
-def _encode_secrets(task: Task, prefix: str, secrets: Sequence[str]) -> dict[str, Tensor]:
+@torch.no_grad()
+def secret_nll(model: nn.Module, task: Task, prefix: str, secrets: Sequence[str]) -> Tensor:
+    """Summed NLL of each secret's tokens given ``prefix`` (shape [len(secrets)])."""
     from unlearning.tasks.lm import CausalLMTask
 
     if not isinstance(task, CausalLMTask):
         raise TypeError("canary exposure needs a causal-LM task")
-    return pad_batch(
-        [
-            task.encode(
-                {"text": prefix + s},
-                Target(kind="behaviour", examples=[{"prompt": prefix, "completion": s}]),
-                True,
-            )
-            for s in secrets
-        ]
-    )
-
-
-@torch.no_grad()
-def _batch_nll(model: nn.Module, task: Task, batch: dict[str, Tensor]) -> Tensor:
+    encoded = [
+        task.encode(
+            {"text": prefix + s},
+            Target(kind="behaviour", examples=[{"prompt": prefix, "completion": s}]),
+            True,
+        )
+        for s in secrets
+    ]
+    batch = pad_batch(encoded)
     was = model.training
     model.eval()
     out = []
-    for i in range(0, len(batch["labels"]), 128):
+    for i in range(0, len(encoded), 128):
         part = {k: v[i : i + 128] for k, v in batch.items()}
         mean = task.per_example_loss(model, part)
         count = (part["labels"][:, 1:] != IGNORE).sum(1)
@@ -73,34 +70,21 @@ def _batch_nll(model: nn.Module, task: Task, batch: dict[str, Tensor]) -> Tensor
     return torch.cat(out)
 
 
-def secret_nll(model: nn.Module, task: Task, prefix: str, secrets: Sequence[str]) -> Tensor:
-    """Summed NLL of each secret's tokens given ``prefix`` (shape [len(secrets)])."""
-    return _batch_nll(model, task, _encode_secrets(task, prefix, secrets))
-
-
-def _exposure(nll: Tensor) -> tuple[float, float]:
-    true, others = nll[0], nll[1:]
-    rank = 1 + int((others < true).sum())
-    exposure = math.log2(len(others)) - math.log2(rank)
-    z = float((true - others.mean()) / others.std().clamp(min=1e-8))
-    return exposure, z
-
-
 def canary_exposure(
     model: nn.Module, task: Task, prefix: str, secret: str, *, candidates: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """(exposure in bits, z-score) of ``secret`` after ``prefix`` against ``candidates`` random secrets."""
-    return _exposure(secret_nll(model, task, prefix, [secret, *_candidates(secret, candidates, seed)]))
+    cands = _candidates(secret, candidates, seed)
+    nll = secret_nll(model, task, prefix, [secret, *cands])
+    true, others = nll[0], nll[1:]
+    rank = 1 + int((others < true).sum())
+    exposure = math.log2(len(cands)) - math.log2(rank)
+    z = float((true - others.mean()) / others.std().clamp(min=1e-8))
+    return exposure, z
 
 
-class ExposureProbe:
-    """One secret and its random candidates, tokenised once: a stop rule scores the same sequences at every
-    check (re-tokenising 101 of them was a third of each check's time)."""
-
-    def __init__(self, task: Task, prefix: str, secret: str, *, candidates: int = 100, seed: int = 0):
-        self.task = task
-        self.batch = _encode_secrets(task, prefix, [secret, *_candidates(secret, candidates, seed)])
-
-    def z(self, model: nn.Module) -> float:
-        """The z-score of :func:`canary_exposure` under ``model``."""
-        return _exposure(_batch_nll(model, self.task, self.batch))[1]
+def exposure_z(
+    model: nn.Module, task: Task, prefix: str, secret: str, *, candidates: int = 100, seed: int = 0
+) -> float:
+    """The z-score half of :func:`canary_exposure` (the stop rule of secret unlearning)."""
+    return canary_exposure(model, task, prefix, secret, candidates=candidates, seed=seed)[1]

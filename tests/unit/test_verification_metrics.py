@@ -218,7 +218,7 @@ def _tiny_lm() -> tuple[CommunityLMTask, nn.Module]:
 
 def test_a_memorised_canary_has_high_exposure_and_is_extracted_an_unseen_one_is_not() -> None:
     from unlearning.local import LocalConfig, train
-    from unlearning.metrics import ExposureProbe, canary_exposure
+    from unlearning.metrics import canary_exposure
 
     task, model = _tiny_lm()
     fresh = task.build_model(0)
@@ -227,11 +227,8 @@ def test_a_memorised_canary_has_high_exposure_and_is_extracted_an_unseen_one_is_
     cfg = LocalConfig.from_dict({**task.train_defaults, "lr": 1e-2, "steps": 120, "bf16": False})
     train(model, batch, task, cfg, generator=torch.Generator().manual_seed(0))
     high, z = canary_exposure(model, task, prefix, secret, candidates=200, seed=0)
-    low, z_fresh = canary_exposure(fresh, task, prefix, secret, candidates=200, seed=0)
+    low, _ = canary_exposure(fresh, task, prefix, secret, candidates=200, seed=0)
     assert high == pytest.approx(math.log2(200)) and z < -3
-    # the stop rules' probe, tokenised once, scores what canary_exposure scores, model after model
-    probe = ExposureProbe(task, prefix, secret, candidates=200, seed=0)
-    assert probe.z(model) == pytest.approx(z) and probe.z(fresh) == pytest.approx(z_fresh)
     assert low < 5.0
     assert greedy_extracts(model, task, prefix, secret)
     assert not greedy_extracts(fresh, task, prefix, secret)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from unlearning import local
 from unlearning.data import load_node_data, read_manifest
-from unlearning.metrics import ExposureProbe
+from unlearning.metrics import exposure_z
 from unlearning.tasks import Batch, Record, Target, Task, make_task
 from unlearning.tasks.base import batch_len, concat
 from unlearning.tasks.lm import CausalLMTask
@@ -268,15 +268,14 @@ def _exposure_rule(task: Task, target: Target, z_min: float, seed: int) -> local
     if not secrets:
         return None
 
-    # the secret that failed last is checked first: a failing check costs one secret
-    order = [
-        ExposureProbe(task, ex.get("prompt", ""), ex["completion"].rstrip("."), candidates=100, seed=seed)
-        for ex in secrets
-    ]
+    order = list(secrets)  # the secret that failed last is checked first: a failing check costs one secret
 
     def criterion(model: nn.Module) -> bool:
-        for i, probe in enumerate(order):
-            if probe.z(model) < z_min:
+        for i, ex in enumerate(order):
+            z = exposure_z(
+                model, task, ex.get("prompt", ""), ex["completion"].rstrip("."), candidates=100, seed=seed
+            )
+            if z < z_min:
                 order.insert(0, order.pop(i))
                 return False
         return True
