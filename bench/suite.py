@@ -497,9 +497,10 @@ def tables(results: dict[str, Any], variant: str) -> list[str]:
             "| target | mean ± sd over seeds | verdict | a second retrained model (control) |",
             "|---|---|---|---|",
         ]
+        targets = judge(case, per_seed, variant)
         lines += [
             f"| {t['target']} | {t['figures']} | {t['status']} | {c} |"
-            for t, c in zip(judge(case, per_seed, variant), _control_cells(case, per_seed), strict=True)
+            for t, c in zip(targets, _control_cells(case, per_seed, targets), strict=True)
         ]
     return lines
 
@@ -518,15 +519,16 @@ def _tpr_control(per_seed: dict[str, Any]) -> str:
     return f"a third retrained model: {verdict}; each {', '.join(_f(t) for t in third)}"
 
 
-def _control_cells(case: str, per_seed: dict[str, Any]) -> list[str]:
-    """Per target of ``judge``, what the control (a second retrained model) scores: a target the control
-    misses on a seed is one that exact retraining misses there too."""
-    targets = judge(case, per_seed, next(iter(next(iter(per_seed.values()))["candidates"])))
+def _control_cells(case: str, per_seed: dict[str, Any], targets: list[dict[str, Any]]) -> list[str]:
+    """Per target of ``judge`` (``targets``), what the control (a second retrained model) scores: a target the
+    control misses on a seed is one that exact retraining misses there too."""
     ctl = control(per_seed)
     if not ctl:
         return ["not measured (an earlier run)" for _ in targets]
+    judged = {c["target"]: c for c in judge(case, ctl, "control")}
     cells = []
-    for t, c in zip(targets, judge(case, ctl, "control"), strict=True):
+    for t in targets:
+        c = judged.get(t["target"], {"status": "reported (no target)", "each": ""})
         if t["target"].startswith("TPR"):
             cells.append(_tpr_control(per_seed))
         elif t["target"].startswith("cost"):
