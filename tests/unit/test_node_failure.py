@@ -127,3 +127,65 @@ def test_a_node_back_before_the_timeout_is_resent_its_message(spec: JobSpec, und
     result, _ = run(spec, "flaky", after_train_round(1, flaky))
     assert result.status == "succeeded", result.error
     assert result.content_hash == undisturbed.content_hash
+
+
+def test_a_reply_whose_sender_is_gone_stops_waiting_for_its_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployment Engine: a SuperNode killed while it uploads its reply never sends the rest of the objects;
+    the server's object pull gives up once the sender is no longer connected (not when the SuperLink drops the
+    objects, minutes later), and keeps waiting while every sender is connected."""
+    from flwr.supercore.inflatable.inflatable_utils import (
+        ObjectPullError,
+        ObjectUnavailableError,
+        pull_objects,
+    )
+
+    from unlearning.federation import server
+
+    monkeypatch.setattr(server, "SENDER_CHECK_S", 0.05)
+
+    def never(object_id: str) -> bytes:
+        raise ObjectUnavailableError(object_id)
+
+    asked: list[float] = []
+
+    def gone() -> bool:
+        asked.append(time.monotonic())
+        return False
+
+    t0 = time.monotonic()
+    with pytest.raises(ObjectPullError, match="no longer connected"):
+        server.senders_guard(pull_objects, gone)(["a", "b"], never, initial_backoff=0.01, backoff_cap=0.02)
+    assert time.monotonic() - t0 < 2.0 and asked and asked[0] - t0 >= 0.05  # asked only after the grace
+
+    tries: dict[str, int] = {}
+
+    def late(object_id: str) -> bytes:  # an upload that completes after a while, sender connected throughout
+        tries[object_id] = tries.get(object_id, 0) + 1
+        if tries[object_id] < 8:
+            raise ObjectUnavailableError(object_id)
+        return object_id.encode()
+
+    got = server.senders_guard(pull_objects, lambda: True)(
+        ["a"], late, initial_backoff=0.01, backoff_cap=0.02
+    )
+    assert got == {"a": b"a"} and tries["a"] == 8
+
+
+def test_connected_asks_the_superlink_at_most_once_a_second() -> None:
+    from unlearning.federation.server import _connected
+
+    class Grid:
+        calls = 0
+        nodes = [1, 2, 3]
+
+        def get_node_ids(self) -> list[int]:
+            Grid.calls += 1
+            return Grid.nodes
+
+    grid = Grid()
+    connected = _connected(grid, {1, 3})  # type: ignore[arg-type]
+    assert connected() and connected() and Grid.calls == 1
+    Grid.nodes = [1, 2]
+    assert connected()  # the cached answer, within the second
+    time.sleep(1.05)
+    assert not connected() and Grid.calls == 2

@@ -101,19 +101,69 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
     trace.event("serverapp", "pushed", ids=",".join(trace.short(m) for m in pending))
     replies: list[Message] = []
     deadline, wait = time.monotonic() + timeout, 0.05
-    while True:
-        asked = time.monotonic()
-        got = list(grid.pull_messages(pending))
-        replies += got
-        pending -= {m.metadata.reply_to_message_id for m in got}
-        for m in got:
-            trace.event("serverapp", "reply", reply_to=trace.short(m.metadata.reply_to_message_id))
-        if not pending or time.monotonic() >= deadline:
-            return replies
-        if got or time.monotonic() - asked >= HELD_PULL_S:
-            continue  # a reply came (ask for the rest now) or the SuperLink already waited for one
-        time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-        wait = min(wait * 1.5, 0.25)
+    fast = http_grid.pull_objects  # type: ignore[attr-defined]
+    http_grid.pull_objects = senders_guard(  # type: ignore[attr-defined]
+        fast, _connected(grid, {m.metadata.dst_node_id for m in messages})
+    )
+    try:
+        while True:
+            asked = time.monotonic()
+            got = list(grid.pull_messages(pending))
+            replies += got
+            pending -= {m.metadata.reply_to_message_id for m in got}
+            for m in got:
+                trace.event("serverapp", "reply", reply_to=trace.short(m.metadata.reply_to_message_id))
+            if not pending or time.monotonic() >= deadline:
+                return replies
+            if got or time.monotonic() - asked >= HELD_PULL_S:
+                continue  # a reply came (ask for the rest now) or the SuperLink already waited for one
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            wait = min(wait * 1.5, 0.25)
+    finally:
+        http_grid.pull_objects = fast  # type: ignore[attr-defined]
+
+
+#: a reply's objects missing this long: the pull asks whether the nodes the exchange waits on are connected
+SENDER_CHECK_S = 2.0
+
+
+def senders_guard(pull: Callable[..., Any], connected: Callable[[], bool]) -> Callable[..., Any]:
+    """``pull`` (Flower's ``pull_objects``) that stops retrying a reply's missing objects once they have been
+    missing for ``SENDER_CHECK_S`` and ``connected()`` says a node the exchange waits on is gone. A SuperNode
+    killed while it uploads its reply never sends the rest, and Flower retries until the SuperLink drops the
+    objects (three minutes on this machine, against the minute its heartbeats take to lapse); the reply is
+    then Flower's MESSAGE_UNAVAILABLE error, which the exchange treats as a node that stopped answering (its
+    instruction is re-sent if it comes back within the node timeout)."""
+    from flwr.supercore.inflatable.inflatable_utils import ObjectPullError, ObjectUnavailableError
+
+    def guarded(object_ids: list[str], pull_object_fn: Callable[[str], bytes], **kw: Any) -> Any:
+        start = time.monotonic()
+
+        def pull_one(object_id: str) -> bytes:
+            try:
+                return pull_object_fn(object_id)
+            except ObjectUnavailableError:
+                if time.monotonic() - start >= SENDER_CHECK_S and not connected():
+                    raise ObjectPullError(object_id, "its sender is no longer connected") from None
+                raise
+
+        return pull(object_ids, pull_one, **kw)
+
+    return guarded
+
+
+def _connected(grid: Grid, node_ids: set[int]) -> Callable[[], bool]:
+    """Whether every one of ``node_ids`` is connected to the SuperLink (asked at most once a second: the
+    object pulls' threads share the answer)."""
+    lock, last = threading.Lock(), [-math.inf, True]
+
+    def connected() -> bool:
+        with lock:
+            if time.monotonic() - float(last[0]) >= 1.0:
+                last[:] = [time.monotonic(), node_ids <= set(grid.get_node_ids())]
+            return bool(last[1])
+
+    return connected
 
 
 def manifest_names(dataset_dir: str) -> list[str] | None:
