@@ -144,7 +144,9 @@ def senders_guard(pull: Callable[..., Any], connected: Callable[[], bool]) -> Ca
                 return pull_object_fn(object_id)
             except ObjectUnavailableError:
                 if time.monotonic() - start >= SENDER_CHECK_S and not connected():
-                    raise ObjectPullError(object_id, "its sender is no longer connected") from None
+                    raise ObjectPullError(
+                        object_id, "a node this exchange waits on is no longer connected"
+                    ) from None
                 raise
 
         return pull(object_ids, pull_one, **kw)
