@@ -41,13 +41,13 @@ def main() -> None:
     torch.set_num_threads(1)
     task = suite.CASES[args.case][0]
     work = args.keep / f"{task}-{args.seed}"
-    kept_ref = work / f"kept-{args.case}-retrain.json"
-    if not (work / "kept-original.txt").is_file() or not kept_ref.is_file():
+    kept_ref = suite.kept_job_file(work, f"{args.case}-retrain")
+    if not (work / suite.KEPT_ORIGINAL).is_file() or not kept_ref.is_file():
         raise SystemExit(
             f"{work}: no kept original or retrained reference for {args.case}; run "
             f"`python bench/unlearning.py --suite --seeds {args.seed} --cases {args.case} --keep {args.keep}` first"
         )
-    original = (work / "kept-original.txt").read_text()
+    original = (work / suite.KEPT_ORIGINAL).read_text()
     ref = JobResult.from_dict(json.loads(kept_ref.read_text()))
     target = suite._target(args.case, work)
     cpu = []

@@ -113,9 +113,18 @@ def _job(work: Path, base: str, job_id: str, **kw: Any) -> JobResult:
     return r
 
 
+def kept_job_file(work: Path, name: str) -> Path:
+    """Where ``--keep`` saves the result of the job ``name`` (e.g. ``lm-secret-retrain``) in a work folder."""
+    return work / f"kept-{name}.json"
+
+
+#: where ``--keep`` saves the original model's version in a work folder
+KEPT_ORIGINAL = "kept-original.txt"
+
+
 def _kept_job(work: Path, name: str, make: Callable[[], JobResult], keep: bool) -> JobResult:
     """``make()``, or with ``keep`` the result of an earlier run in the same work folder (``--keep``)."""
-    saved = work / f"kept-{name}.json"
+    saved = kept_job_file(work, name)
     if keep and saved.exists():
         return JobResult.from_dict(json.loads(saved.read_text()))
     r = make()
@@ -125,7 +134,7 @@ def _kept_job(work: Path, name: str, make: Callable[[], JobResult], keep: bool) 
 
 
 def train_original(task: str, work: Path, seed: int, keep: bool = False) -> str:
-    saved = work / "kept-original.txt"
+    saved = work / KEPT_ORIGINAL
     if keep and saved.exists():
         return saved.read_text()
     version = _train_original(task, work, seed)
